@@ -1,0 +1,70 @@
+# rpcgate: the two set-up commands are `make run` and `make test`; everything else is here too.
+# Every target installs what it needs first (`make deps`), so a fresh Debian 12 machine works.
+
+SHELL := /bin/bash
+JOBS ?= $(shell nproc)
+FUZZ_SECONDS ?= 30
+
+# Build: toolchains and libraries. Test: the independent peers the integration tests talk to.
+BUILD_PKGS := cmake ninja-build g++-12 clang-19 libclang-rt-19-dev clang-format \
+              libgtest-dev libgmock-dev libbenchmark-dev libasio-dev libtomlplusplus-dev \
+              libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libsystemd-dev pkg-config
+TEST_PKGS  := python3 python3-impacket tshark iproute2 procps
+PKGS := $(BUILD_PKGS) $(TEST_PKGS)
+
+.PHONY: all deps configure build test unit asan fuzz-build fuzz-smoke run format format-check clean
+
+all: build
+
+# Idempotent and quick when everything is present: dpkg-query decides whether apt runs at all.
+deps:
+	@missing=$$(for p in $(PKGS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; \
+	  done); \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing:" $$missing; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -q --no-install-recommends $$missing; \
+	else echo "deps: all $(words $(PKGS)) packages present"; fi
+
+configure: deps
+	@[ -f build/build.ninja ] || cmake --preset default
+
+build: configure
+	cmake --build --preset default -j $(JOBS)
+
+test: build
+	ctest --preset default -j $(JOBS)
+
+asan: deps
+	@[ -f build-asan/build.ninja ] || cmake --preset asan
+	cmake --build --preset asan -j $(JOBS)
+	ctest --preset asan -j $(JOBS)
+
+fuzz-build: deps
+	@[ -f build-fuzz/build.ninja ] || cmake --preset fuzz
+	cmake --build --preset fuzz -j $(JOBS)
+
+# Each fuzz target for FUZZ_SECONDS; new inputs go to a scratch dir, seeds stay untouched.
+fuzz-smoke: fuzz-build
+	@set -e; for f in build-fuzz/fuzz/*; do \
+	  [ -x "$$f" ] || continue; name=$$(basename $$f); \
+	  scratch=$$(mktemp -d); mkdir -p fuzz/artifacts; \
+	  echo "== $$name ($(FUZZ_SECONDS) s)"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=fuzz/artifacts/$$name- \
+	      $$scratch fuzz/corpus/$$name 2>&1 | grep -E '^(stat::number_of_executed_units|==|SUMMARY|#.*DONE)' || true; \
+	  test $${PIPESTATUS[0]} -eq 0 || { echo "fuzz-smoke: $$name FAILED"; rm -rf $$scratch; exit 1; }; \
+	  rm -rf $$scratch; \
+	done
+
+run: build
+	./build/bin/rpcgate policy show
+
+format:
+	git ls-files '*.cc' '*.h' | xargs clang-format -i
+
+format-check:
+	git ls-files '*.cc' '*.h' | xargs clang-format --dry-run -Werror
+
+clean:
+	rm -rf build build-asan build-fuzz
