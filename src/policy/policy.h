@@ -112,6 +112,14 @@ struct Policy {
 
 // ---- Sources -----------------------------------------------------------------------------------
 
+// Limits on file input; exceeding any of them is a LoadError. A regedit line limit of 4096
+// characters bounds a hex(7) Ports value to roughly 680 UTF-16 characters (about 55 "LO-HI"
+// entries); larger lists need rpcgate.toml.
+inline constexpr std::size_t kMaxInputBytes = 1024 * 1024;  // whole file
+inline constexpr std::size_t kMaxLineChars =
+    4096;  // one .reg logical line, after joining, in bytes
+inline constexpr std::size_t kMaxPortsEntries = 65536;  // strings in Ports
+
 // A Windows regedit export: "Windows Registry Editor Version 5.00" (UTF-16LE with BOM, CRLF — what
 // regedit writes by default — or UTF-8) or "REGEDIT4" (ANSI). Only
 // [HKEY_LOCAL_MACHINE\Software\Microsoft\Rpc\Internet] (key names case-insensitive, HKLM alias
@@ -153,8 +161,15 @@ struct HostFacts {
   std::optional<PortRange> ephemeral;  // net.ipv4.ip_local_port_range
   PortSet reserved;                    // net.ipv4.ip_local_reserved_ports
 };
-// Reads /proc/sys/net/ipv4/ip_local_port_range and ip_local_reserved_ports (missing => empty).
+// Reads /proc/sys/net/ipv4/ip_local_port_range and ip_local_reserved_ports (missing or malformed
+// => that fact is left empty).
 HostFacts read_host_facts();
+// The pure parsers behind read_host_facts(). ip_local_port_range is "LO<whitespace>HI" (the
+// kernel writes "32768\t60999\n"); nullopt unless LO <= HI <= 65535. ip_local_reserved_ports is a
+// comma-separated list of ports and LO-HI ranges ("" or "\n" = none); nullopt if any item is not a
+// port or a range.
+std::optional<PortRange> parse_ip_local_port_range(std::string_view text);
+std::optional<PortSet> parse_reserved_ports(std::string_view text);
 
 // Warnings for a valid policy (none for an invalid one): a class with fewer than 100 ports; ports
 // below 5000; ports in the ephemeral range that are not reserved; well-known server ports
