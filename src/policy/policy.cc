@@ -60,8 +60,7 @@ std::string describe_type(const RawValue& v) {
         return "of another type";
     }
   }
-  const bool vowel = t.front() == 'a' || t.front() == 'i' || t.front() == 'o';
-  return std::string(vowel ? "an " : "a ") + "TOML " + t;
+  return "a TOML " + t;
 }
 
 Policy invalid(Policy p, std::string_view value, std::optional<std::size_t> entry,
