@@ -38,7 +38,6 @@ const char* describe(Errc e) {
 }
 
 using internal::iequals;
-using internal::is_blank;
 using internal::quote_for_message;
 using internal::trim_blanks;
 

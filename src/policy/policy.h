@@ -154,6 +154,16 @@ PolicyInput embedded_default();
 // => invalid (87). PortsInternetAvailable=Y: Ports is the Internet set and the intranet set is the
 // dynamic range minus it; =N: Ports is the intranet set and the Internet set is the dynamic range
 // minus it. Pure function: no I/O.
+//
+// Where Windows does not document the detail, rpcgate decides (policy.cc says why):
+//  * A Ports entry is decimal digits, or digits '-' digits; spaces/tabs around the entry and
+//    around '-' are accepted; no sign, no hex, no inner spaces. Messages name the 1-based entry:
+//    `Ports entry 2 "abc": not a port or a range`, `... "70000": port outside 0-65535`,
+//    `... "6000-5000": range start is greater than its end`, `... "": empty entry`.
+//  * Y/N values are exactly one character, Y/y/N/n; " Y" or "yes" is invalid.
+//  * Only the first error is reported, in this order: a missing value (Ports,
+//    PortsInternetAvailable, UseInternetPorts), a value of the wrong type (same order), an empty
+//    Ports, the Ports entries in order, then the Y/N values (PortsInternetAvailable first).
 Policy resolve(const PolicyInput& input);
 
 // What the host adds to the warnings: the kernel's ephemeral range and reserved ports.
