@@ -6,8 +6,6 @@
 namespace rpcgate::policy {
 
 namespace {
-constexpr std::size_t kPortSpace = 65536;
-
 std::unexpected<std::error_code> fail(Errc e) {
   return std::unexpected(make_error_code(e));
 }
@@ -24,30 +22,32 @@ void PortAllocator::Pool::init(const PortSet& set) {
   members_ = set;
   free_ = set.ports();  // ascending: the initial order only matters for seeded reproducibility
   if (free_.empty()) return;
-  pos_.assign(kPortSpace, 0);
+  // The index spans only lowest..highest member: 32 KiB for the default 49152-65535 class.
+  base_ = free_.front();
+  pos_.assign(static_cast<std::size_t>(free_.back()) - base_ + 1, 0);
   for (std::size_t i = 0; i < free_.size(); ++i)
-    pos_[free_[i]] = static_cast<std::uint16_t>(i);
+    pos_[free_[i] - base_] = static_cast<std::uint16_t>(i);
 }
 
 void PortAllocator::Pool::remove(std::uint16_t port) {
-  const std::size_t i = pos_[port];
+  const std::size_t i = pos_[port - base_];
   assert(i < free_.size() && free_[i] == port);
   const std::uint16_t last = free_.back();
   free_[i] = last;
-  pos_[last] = static_cast<std::uint16_t>(i);
+  pos_[last - base_] = static_cast<std::uint16_t>(i);
   free_.pop_back();
 }
 
 void PortAllocator::Pool::push(std::uint16_t port) {
   // A class has at most 65536 ports, so every index fits in 16 bits.
-  pos_[port] = static_cast<std::uint16_t>(free_.size());
+  pos_[port - base_] = static_cast<std::uint16_t>(free_.size());
   free_.push_back(port);
 }
 
 void PortAllocator::Pool::swap_at(std::size_t i, std::size_t j) {
   std::swap(free_[i], free_[j]);
-  pos_[free_[i]] = static_cast<std::uint16_t>(i);
-  pos_[free_[j]] = static_cast<std::uint16_t>(j);
+  pos_[free_[i] - base_] = static_cast<std::uint16_t>(i);
+  pos_[free_[j] - base_] = static_cast<std::uint16_t>(j);
 }
 
 PortAllocator::PortAllocator(const Policy& policy, std::optional<std::uint64_t> seed)

@@ -64,8 +64,10 @@ class PortAllocator {
   // may be destroyed afterwards. An invalid policy (valid == false) yields empty classes whatever
   // its sets hold. `seed` given: a std::mt19937_64 seeded with it, so the same sequence of calls
   // (and probe answers) yields the same ports on every platform. No seed: std::random_device.
-  // Cost: O(capacity) time; memory about 128 KiB per class for the position index plus 2 bytes per
-  // class port, and two 8 KiB bitmaps (at most ~530 KiB for two full 0-65535 classes).
+  // Cost: O(65536) time (one scan of each class bitmap). Memory per class: an 8 KiB bitmap, 2 bytes
+  // per port for the free list and 2 bytes per port of the class's span (lowest to highest port)
+  // for the position index; 80 KiB for the default 49152-65535 policy, at most ~530 KiB for two
+  // classes spanning 0-65535.
   explicit PortAllocator(const Policy& policy, std::optional<std::uint64_t> seed = std::nullopt);
 
   // Picks a uniformly random free port of `cls` (kDefault follows the policy's default class) and
@@ -97,13 +99,15 @@ class PortAllocator {
   Stats stats() const;
 
  private:
-  // The free ports of one class: `free_` dense and unordered, `pos_[p]` the index of p in `free_`
-  // while p is a free member. Membership in `free_` is implied by (member && !held), so `pos_`
-  // needs no sentinel and each update is a swap-remove or a push_back.
+  // The free ports of one class: `free_` dense and unordered, `pos_[p - base_]` the index of p in
+  // `free_` while p is a free member. Membership in `free_` is implied by (member && !held), so
+  // `pos_` needs no sentinel and each update is a swap-remove or a push_back. `pos_` spans the
+  // lowest to the highest member only.
   struct Pool {
     PortSet members_;
     std::vector<std::uint16_t> free_;
     std::vector<std::uint16_t> pos_;
+    std::uint16_t base_ = 0;
 
     void init(const PortSet& set);
     void remove(std::uint16_t port);
