@@ -66,8 +66,9 @@ class PortAllocator {
   // (and probe answers) yields the same ports on every platform. No seed: std::random_device.
   // Cost: O(65536) time (one scan of each class bitmap). Memory per class: an 8 KiB bitmap, 2 bytes
   // per port for the free list and 2 bytes per port of the class's span (lowest to highest port)
-  // for the position index; 80 KiB for the default 49152-65535 policy, at most ~530 KiB for two
-  // classes spanning 0-65535.
+  // for the position index, plus one shared 8 KiB held bitmap: about 150 KiB for the default
+  // (unrestricted 49152-65535, both classes) policy, at most about 540 KiB (two 0-65535 classes).
+  // The free lists never grow past their initial capacity, so release() never reallocates.
   explicit PortAllocator(const Policy& policy, std::optional<std::uint64_t> seed = std::nullopt);
 
   // Picks a uniformly random free port of `cls` (kDefault follows the policy's default class) and
