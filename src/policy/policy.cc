@@ -21,22 +21,6 @@ namespace rpcgate::policy {
 
 namespace {
 
-const char* describe(Errc e) {
-  switch (e) {
-    case Errc::kInvalidParameter:
-      return "the RPC port configuration is invalid (ERROR_INVALID_PARAMETER)";
-    case Errc::kOutOfResources:
-      return "every port of the requested class is in use (RPC_S_OUT_OF_RESOURCES)";
-    case Errc::kNotHeld:
-      return "the port is not held";
-    case Errc::kNotInPolicy:
-      return "the port is not in any class of the port policy";
-    case Errc::kAlreadyHeld:
-      return "the port is already held";
-  }
-  return "unknown rpcgate.policy error";
-}
-
 using internal::iequals;
 using internal::quote_for_message;
 using internal::trim_blanks;
@@ -124,15 +108,6 @@ std::string yes_no_type_message(std::string_view name, const RawValue& v) {
 }
 
 }  // namespace
-
-const std::error_category& policy_category() {
-  static const common::EnumCategory<Errc> c("rpcgate.policy", &describe);
-  return c;
-}
-
-std::error_code make_error_code(Errc e) {
-  return {static_cast<int>(e), policy_category()};
-}
 
 std::string_view to_string(PortClass c) {
   switch (c) {
