@@ -1,0 +1,30 @@
+// rpcgate: the administrator's command line. Subcommands live in *_command.cc; this file only
+// wires them up and turns CLI11's parse errors into exit status 2 with one clear message.
+#include <cstdio>
+
+#include <CLI/CLI.hpp>
+
+#include "policy_command.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "rpcgate: RPC dynamic port allocation that works with firewalls.\n"
+      "Port policy with Windows' Rpc\\Internet semantics, endpoint mapper, RPC-aware firewall."};
+  app.set_version_flag("--version", std::string("rpcgate ") + RPCGATE_VERSION);
+  app.require_subcommand(1);
+  int exit_status = rpcgate::cli::kExitOk;
+  rpcgate::cli::add_policy_commands(app, &exit_status);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);  // prints the message and the usage hint
+    return rpcgate::cli::kExitUsage;
+  }
+  return exit_status;
+}
