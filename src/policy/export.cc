@@ -138,9 +138,14 @@ std::expected<std::string, ExportError> export_nftables(const Policy& p, const E
 std::expected<std::string, ExportError> export_firewalld(const Policy& p, const ExportOptions& o) {
   if (auto e = refuse_invalid(p)) return std::unexpected(*e);
   std::string out = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n";
-  out += "<!--\n" + header_comment(p, " ") +
-         "  Install: cp FILE /etc/firewalld/services/rpcgate.xml"
-         " && firewall-cmd --reload\n-->\n";
+  // "--" may not appear inside an XML comment, and the source is a user-chosen path.
+  std::string comment =
+      header_comment(p, " ") +
+      "  Install as /etc/firewalld/services/rpcgate.xml, then reload firewalld.\n";
+  for (auto pos = comment.find("--"); pos != std::string::npos; pos = comment.find("--", pos)) {
+    comment.replace(pos, 2, "- -");
+  }
+  out += "<!--\n" + comment + "-->\n";
   out += "<service>\n  <short>RPC (rpcgate)</short>\n";
   out +=
       "  <description>DCE/RPC endpoint mapper and the Internet-available dynamic RPC ports "
