@@ -1,0 +1,70 @@
+#include "rpc/errc.h"
+
+#include "common/error.h"
+
+namespace rpcgate::rpc {
+
+const char* describe(Errc e) {
+  switch (e) {
+    case Errc::kOk:
+      return "success";
+    case Errc::kTruncated:
+      return "PDU truncated";
+    case Errc::kBadVersion:
+      return "unsupported rpc_vers/rpc_vers_minor (need 5.0 or 5.1)";
+    case Errc::kUnsupportedPtype:
+      return "unsupported PDU type";
+    case Errc::kBadDrep:
+      return "unsupported packed_drep (need ASCII, IEEE, big/little endian)";
+    case Errc::kFragTooShort:
+      return "frag_length below the PDU type's fixed header";
+    case Errc::kFragTooLong:
+      return "frag_length above the configured maximum";
+    case Errc::kFragLengthMismatch:
+      return "input size differs from frag_length";
+    case Errc::kAuthLengthInconsistent:
+      return "auth_length inconsistent with frag_length";
+    case Errc::kAuthTrailerMisaligned:
+      return "sec_trailer not 4-byte aligned";
+    case Errc::kAuthPadTooLong:
+      return "auth_pad_length larger than the stub";
+    case Errc::kTooManyContextItems:
+      return "too many presentation context items";
+    case Errc::kTooManyTransferSyntaxes:
+      return "too many transfer syntaxes in a context item";
+    case Errc::kTooManyResults:
+      return "too many presentation context results";
+    case Errc::kTrailingBytes:
+      return "unexpected bytes after the PDU body";
+    case Errc::kFramerFailed:
+      return "framer already failed (stream cannot resync)";
+    case Errc::kFragmentMismatch:
+      return "fragment disagrees with the first fragment of its call";
+    case Errc::kUnknownCall:
+      return "fragment for a call that is not in progress (missing FIRST)";
+    case Errc::kDuplicateFirstFragment:
+      return "FIRST fragment for a call already in progress";
+    case Errc::kStubTooLarge:
+      return "reassembled stub too large";
+    case Errc::kTooManyCalls:
+      return "too many calls in progress";
+    case Errc::kNotARequest:
+      return "PDU is not a request";
+    case Errc::kInvalidArgument:
+      return "PDU cannot be encoded (invalid field values)";
+    case Errc::kTooLargeToEncode:
+      return "encoded PDU would exceed 65535 bytes";
+  }
+  return "unknown rpc error";
+}
+
+const std::error_category& rpc_category() {
+  static const common::EnumCategory<Errc> category("rpcgate.rpc", &describe);
+  return category;
+}
+
+std::error_code make_error_code(Errc e) {
+  return {static_cast<int>(e), rpc_category()};
+}
+
+}  // namespace rpcgate::rpc

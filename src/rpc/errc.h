@@ -1,0 +1,70 @@
+// Errors of the connection-oriented DCE/RPC codec (rpcgate::rpc).
+//
+// Every fallible function in src/rpc/ returns std::expected<T, std::error_code>; the codes are
+// values of rpc::Errc in rpc_category() ("rpcgate.rpc"). `return Errc::kTruncated;` converts
+// implicitly (std::is_error_code_enum). Nothing here throws on wire input.
+//
+// What a caller should do: every decode/framing/reassembly error means the peer sent something
+// this codec will not interpret. On a connection that is fatal (a byte stream cannot resync);
+// a server may answer with a fault (nca_s_proto_error) or bind_nak before closing, a firewall
+// drops the connection and logs the error's message() as the reason.
+#pragma once
+
+#include <cstdint>
+#include <system_error>
+#include <type_traits>
+
+namespace rpcgate::rpc {
+
+enum class Errc : int {
+  kOk = 0,  // never returned; keeps 0 free (std::error_code 0 means success)
+
+  // --- decode_pdu / Framer: the PDU itself ---------------------------------------------------
+  kTruncated,                // a field runs past the end of the PDU (or the input is shorter than
+                             // the 16-byte common header / than frag_length)
+  kBadVersion,               // rpc_vers != 5 or rpc_vers_minor not 0/1 (C706 §12.6.3.1)
+  kUnsupportedPtype,         // ptype is not one of the 12 CO PDU types handled (connectionless
+                             // types, rts = 20 and unknown values)
+  kBadDrep,                  // packed_drep: integer rep not 0/1, char rep not ASCII (0), or float
+                             // rep not IEEE (0) (C706 §14.1)
+  kFragTooShort,             // frag_length < 16 or < the fixed header of its ptype
+  kFragTooLong,              // frag_length > the configured / negotiated maximum
+  kFragLengthMismatch,       // decode_pdu input size != frag_length
+  kAuthLengthInconsistent,   // auth_length + 8 does not fit after the type's header, or a
+                             // ptype that carries no auth_verifier has auth_length != 0
+  kAuthTrailerMisaligned,    // sec_trailer does not start 4-byte aligned (MS-RPCE 2.2.2.11)
+  kAuthPadTooLong,           // auth_pad_length exceeds the stub/body it pads
+  kTooManyContextItems,      // n_context_elem (bind/alter_context) over DecodeLimits
+  kTooManyTransferSyntaxes,  // n_transfer_syn of one context element over DecodeLimits
+  kTooManyResults,           // n_results (bind_ack/alter_context_resp) over DecodeLimits
+  kTrailingBytes,            // bytes left between the end of a fixed-layout body (bind, bind_ack,
+                   // auth3, shutdown, co_cancel, orphaned...) and the auth padding/trailer
+
+  // --- Framer -----------------------------------------------------------------------------
+  kFramerFailed,  // the framer already failed; it stays failed (no resync, never scans)
+
+  // --- RequestReassembler (C706 §12.6.3.7 fragmentation) -----------------------------------
+  kFragmentMismatch,        // a later fragment disagrees with the first on p_cont_id, opnum,
+                            // object UUID or packed_drep
+  kUnknownCall,             // a non-FIRST fragment for a call_id that is not in progress
+  kDuplicateFirstFragment,  // FIRST fragment for a call_id already in progress
+  kStubTooLarge,            // reassembled stub would exceed ReassemblyLimits::max_stub_size
+  kTooManyCalls,            // a new multi-fragment call would exceed max_calls_in_progress
+  kNotARequest,             // RequestReassembler::feed was given a PDU that is not a request
+
+  // --- encode_pdu / split_* (caller errors, not wire errors) -------------------------------
+  kInvalidArgument,   // the Pdu cannot be encoded: header.ptype disagrees with the body,
+                      // a count does not fit its wire field, misaligned auth padding,
+                      // max_xmit_frag too small to carry stub bytes
+  kTooLargeToEncode,  // the encoded PDU would exceed 65535 bytes (frag_length is a u16)
+};
+
+// Static, human-readable description, e.g. "frag_length below the PDU type's fixed header".
+const char* describe(Errc e);
+const std::error_category& rpc_category();
+std::error_code make_error_code(Errc e);
+
+}  // namespace rpcgate::rpc
+
+template <>
+struct std::is_error_code_enum<rpcgate::rpc::Errc> : std::true_type {};

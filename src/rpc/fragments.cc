@@ -1,0 +1,123 @@
+#include "rpc/fragments.h"
+
+#include <type_traits>
+#include <utility>
+
+namespace rpcgate::rpc {
+namespace {
+
+std::unexpected<std::error_code> fail(Errc e) {
+  return std::unexpected(make_error_code(e));
+}
+
+std::expected<std::vector<std::vector<std::uint8_t>>, std::error_code> split(
+    const FragmentParams& params, std::span<const std::uint8_t> stub, std::size_t max_xmit_frag,
+    bool request) {
+  const std::size_t header = request ? 24 + (params.object ? 16 : 0) : std::size_t{24};
+  if (max_xmit_frag > kMaxFragLength || max_xmit_frag < header + 8) {
+    return fail(Errc::kInvalidArgument);
+  }
+  const std::size_t chunk = (max_xmit_frag - header) & ~std::size_t{7};
+  std::vector<std::vector<std::uint8_t>> out;
+  out.reserve(stub.size() / chunk + 1);
+  std::size_t offset = 0;
+  do {
+    const std::size_t n = std::min(chunk, stub.size() - offset);
+    std::uint8_t flags = static_cast<std::uint8_t>(
+        params.extra_pfc_flags & ~(pfc::kFirstFrag | pfc::kLastFrag | pfc::kObjectUuid));
+    if (offset == 0) flags |= pfc::kFirstFrag;
+    if (offset + n == stub.size()) flags |= pfc::kLastFrag;
+    const auto remaining = static_cast<std::uint32_t>(stub.size() - offset);
+    const auto piece = stub.subspan(offset, n);
+    PduBody body;
+    if (request) {
+      body = Request{remaining, params.p_cont_id, params.opnum, params.object,
+                     std::vector<std::uint8_t>(piece.begin(), piece.end())};
+    } else {
+      body = Response{remaining, params.p_cont_id, 0,
+                      std::vector<std::uint8_t>(piece.begin(), piece.end())};
+    }
+    Pdu pdu = make_pdu(std::move(body), params.call_id, flags, params.drep);
+    pdu.header.rpc_vers_minor = params.rpc_vers_minor;
+    auto bytes = encode_pdu(pdu);
+    if (!bytes) return std::unexpected(bytes.error());
+    out.push_back(std::move(*bytes));
+    offset += n;
+  } while (offset < stub.size());
+  return out;
+}
+
+}  // namespace
+
+template <typename P>
+std::expected<std::optional<Call>, std::error_code> RequestReassembler::feed_impl(P&& pdu) {
+  auto* q = std::get_if<Request>(&pdu.body);
+  if (q == nullptr) return fail(Errc::kNotARequest);
+  const PduHeader& h = pdu.header;
+  const bool first = h.pfc_flags & pfc::kFirstFrag;
+  const bool last = h.pfc_flags & pfc::kLastFrag;
+  auto it = calls_.find(h.call_id);
+
+  if (first) {
+    if (it != calls_.end()) {
+      calls_.erase(it);
+      return fail(Errc::kDuplicateFirstFragment);
+    }
+    if (q->stub.size() > limits_.max_stub_size) return fail(Errc::kStubTooLarge);
+    if (!last && calls_.size() >= limits_.max_calls_in_progress) {
+      return fail(Errc::kTooManyCalls);
+    }
+    Call call;
+    call.call_id = h.call_id;
+    call.p_cont_id = q->p_cont_id;
+    call.opnum = q->opnum;
+    call.object = q->object;
+    call.drep = h.drep;
+    call.pfc_flags = h.pfc_flags;
+    if constexpr (std::is_rvalue_reference_v<P&&>) {
+      call.stub = std::move(q->stub);
+    } else {
+      call.stub = q->stub;
+    }
+    if (last) return std::optional<Call>(std::move(call));
+    calls_.emplace(h.call_id, std::move(call));
+    return std::optional<Call>();
+  }
+
+  if (it == calls_.end()) return fail(Errc::kUnknownCall);
+  Call& call = it->second;
+  if (call.p_cont_id != q->p_cont_id || call.opnum != q->opnum || call.object != q->object ||
+      call.drep != h.drep) {
+    calls_.erase(it);
+    return fail(Errc::kFragmentMismatch);
+  }
+  if (q->stub.size() > limits_.max_stub_size - call.stub.size()) {
+    calls_.erase(it);
+    return fail(Errc::kStubTooLarge);
+  }
+  call.stub.insert(call.stub.end(), q->stub.begin(), q->stub.end());
+  if (!last) return std::optional<Call>();
+  std::optional<Call> done(std::move(call));
+  calls_.erase(it);
+  return done;
+}
+
+std::expected<std::optional<Call>, std::error_code> RequestReassembler::feed(const Pdu& pdu) {
+  return feed_impl(pdu);
+}
+
+std::expected<std::optional<Call>, std::error_code> RequestReassembler::feed(Pdu&& pdu) {
+  return feed_impl(std::move(pdu));
+}
+
+std::expected<std::vector<std::vector<std::uint8_t>>, std::error_code> split_response(
+    const FragmentParams& params, std::span<const std::uint8_t> stub, std::size_t max_xmit_frag) {
+  return split(params, stub, max_xmit_frag, false);
+}
+
+std::expected<std::vector<std::vector<std::uint8_t>>, std::error_code> split_request(
+    const FragmentParams& params, std::span<const std::uint8_t> stub, std::size_t max_xmit_frag) {
+  return split(params, stub, max_xmit_frag, true);
+}
+
+}  // namespace rpcgate::rpc

@@ -1,0 +1,212 @@
+#include "rpc/fragments.h"
+
+#include <gtest/gtest.h>
+
+#include "rpc/framer.h"
+
+namespace rpcgate::rpc {
+namespace {
+
+using Bytes = std::vector<std::uint8_t>;
+
+Pdu request(std::uint32_t call_id, std::uint8_t flags, Bytes stub, std::uint16_t p_cont_id = 0,
+            std::uint16_t opnum = 3) {
+  Request q;
+  q.p_cont_id = p_cont_id;
+  q.opnum = opnum;
+  q.stub = std::move(stub);
+  return make_pdu(std::move(q), call_id, flags);
+}
+
+constexpr std::uint8_t kFirst = pfc::kFirstFrag;
+constexpr std::uint8_t kLast = pfc::kLastFrag;
+
+Bytes pattern(std::size_t n) {
+  Bytes b(n);
+  for (std::size_t i = 0; i < n; ++i)
+    b[i] = static_cast<std::uint8_t>(i * 7 + 1);
+  return b;
+}
+
+TEST(Reassembler, SingleFragmentCall) {
+  RequestReassembler r;
+  auto call = r.feed(request(1, kFirst | kLast, {1, 2, 3}));
+  ASSERT_TRUE(call && *call);
+  EXPECT_EQ((*call)->call_id, 1u);
+  EXPECT_EQ((*call)->opnum, 3);
+  EXPECT_EQ((*call)->stub, (Bytes{1, 2, 3}));
+  EXPECT_EQ(r.calls_in_progress(), 0u);
+}
+
+TEST(Reassembler, ThreeFragmentsInterleavedWithAnotherCall) {
+  RequestReassembler r;
+  EXPECT_FALSE(r.feed(request(1, kFirst, {1, 2})).value());
+  EXPECT_FALSE(r.feed(request(2, kFirst, {9})).value());
+  EXPECT_FALSE(r.feed(request(1, 0, {3})).value());
+  EXPECT_EQ(r.calls_in_progress(), 2u);
+  auto one = r.feed(request(1, kLast, {4, 5}));
+  ASSERT_TRUE(one && *one);
+  EXPECT_EQ((*one)->stub, (Bytes{1, 2, 3, 4, 5}));
+  auto two = r.feed(request(2, kLast, {}));
+  ASSERT_TRUE(two && *two);
+  EXPECT_EQ((*two)->stub, (Bytes{9}));
+  EXPECT_EQ(r.calls_in_progress(), 0u);
+}
+
+TEST(Reassembler, HeaderDisagreement) {
+  struct Case {
+    std::uint16_t p_cont_id, opnum;
+  };
+  for (const Case& c : {Case{1, 3}, Case{0, 4}}) {
+    RequestReassembler r;
+    ASSERT_TRUE(r.feed(request(1, kFirst, {1})));
+    auto e = r.feed(request(1, kLast, {2}, c.p_cont_id, c.opnum));
+    ASSERT_FALSE(e);
+    EXPECT_EQ(e.error(), Errc::kFragmentMismatch);
+    EXPECT_EQ(r.calls_in_progress(), 0u);  // the call is dropped
+  }
+  RequestReassembler r;
+  ASSERT_TRUE(r.feed(request(1, kFirst, {1})));
+  Pdu be = request(1, kLast, {2});
+  be.header.drep = DataRep::big_endian();
+  EXPECT_EQ(r.feed(be).error(), Errc::kFragmentMismatch);
+  ASSERT_TRUE(r.feed(request(1, kFirst, {1})));
+  Pdu obj = request(1, kLast, {2});
+  std::get<Request>(obj.body).object = Uuid::parse("01234567-89ab-cdef-0123-456789abcdef");
+  EXPECT_EQ(r.feed(obj).error(), Errc::kFragmentMismatch);
+}
+
+TEST(Reassembler, MissingFirst) {
+  RequestReassembler r;
+  EXPECT_EQ(r.feed(request(7, 0, {1})).error(), Errc::kUnknownCall);
+  EXPECT_EQ(r.feed(request(7, kLast, {1})).error(), Errc::kUnknownCall);
+}
+
+TEST(Reassembler, DuplicateFirst) {
+  RequestReassembler r;
+  ASSERT_TRUE(r.feed(request(7, kFirst, {1})));
+  EXPECT_EQ(r.feed(request(7, kFirst, {1})).error(), Errc::kDuplicateFirstFragment);
+  // The offending call was dropped: a fresh single-fragment call with that call_id is fine.
+  EXPECT_TRUE(r.feed(request(7, kFirst | kLast, {1})));
+}
+
+TEST(Reassembler, StubTooLarge) {
+  RequestReassembler r(ReassemblyLimits{100, 16});
+  EXPECT_EQ(r.feed(request(1, kFirst | kLast, Bytes(101))).error(), Errc::kStubTooLarge);
+  EXPECT_TRUE(r.feed(request(1, kFirst | kLast, Bytes(100))));
+  ASSERT_TRUE(r.feed(request(2, kFirst, Bytes(60))));
+  EXPECT_EQ(r.feed(request(2, 0, Bytes(41))).error(), Errc::kStubTooLarge);
+  EXPECT_EQ(r.calls_in_progress(), 0u);
+  // alloc_hint is never trusted.
+  Pdu huge_hint = request(3, kFirst, Bytes(8));
+  std::get<Request>(huge_hint.body).alloc_hint = 0xffffffff;
+  EXPECT_TRUE(r.feed(huge_hint));
+}
+
+TEST(Reassembler, MissingLastEndsInTooManyCalls) {
+  RequestReassembler r;  // default: 16 calls
+  for (std::uint32_t id = 0; id < 16; ++id)
+    ASSERT_TRUE(r.feed(request(id, kFirst, {1}))) << id;
+  EXPECT_EQ(r.feed(request(100, kFirst, {1})).error(), Errc::kTooManyCalls);
+  // Single-PDU calls need no slot.
+  EXPECT_TRUE(r.feed(request(100, kFirst | kLast, {1})).value());
+  EXPECT_TRUE(r.abandon(3));
+  EXPECT_FALSE(r.abandon(3));
+  EXPECT_TRUE(r.feed(request(100, kFirst, {1})));
+}
+
+TEST(Reassembler, NotARequest) {
+  RequestReassembler r;
+  EXPECT_EQ(r.feed(make_pdu(Response{}, 1)).error(), Errc::kNotARequest);
+}
+
+TEST(Split, ResponseFragmentsHonourMaxXmitFragAndAlign8) {
+  const Bytes stub = pattern(10000);
+  FragmentParams params;
+  params.call_id = 9;
+  params.p_cont_id = 2;
+  auto pdus = split_response(params, stub, 4280);
+  ASSERT_TRUE(pdus);
+  ASSERT_EQ(pdus->size(), 3u);  // 4256 + 4256 + 1488
+  Bytes joined;
+  for (std::size_t i = 0; i < pdus->size(); ++i) {
+    const auto& bytes = (*pdus)[i];
+    EXPECT_LE(bytes.size(), 4280u);
+    const Pdu pdu = decode_pdu(bytes).value();
+    const auto& p = std::get<Response>(pdu.body);
+    EXPECT_EQ(pdu.header.call_id, 9u);
+    EXPECT_EQ(p.p_cont_id, 2);
+    EXPECT_EQ(bool(pdu.header.pfc_flags & kFirst), i == 0);
+    EXPECT_EQ(bool(pdu.header.pfc_flags & kLast), i + 1 == pdus->size());
+    EXPECT_EQ(p.alloc_hint, stub.size() - joined.size());
+    if (i + 1 < pdus->size()) {
+      EXPECT_EQ(p.stub.size() % 8, 0u);
+    }
+    joined.insert(joined.end(), p.stub.begin(), p.stub.end());
+  }
+  EXPECT_EQ(joined, stub);
+}
+
+TEST(Split, EmptyStubAndExactFit) {
+  auto one = split_response({}, {}, 4280);
+  ASSERT_TRUE(one);
+  ASSERT_EQ(one->size(), 1u);
+  EXPECT_EQ(decode_pdu((*one)[0]).value().header.pfc_flags, kFirst | kLast);
+  const Bytes stub = pattern(4256);  // exactly one full fragment
+  auto exact = split_response({}, stub, 4280);
+  ASSERT_TRUE(exact);
+  EXPECT_EQ(exact->size(), 1u);
+  EXPECT_EQ((*exact)[0].size(), 4280u);
+}
+
+TEST(Split, TooSmallMaxXmitFrag) {
+  EXPECT_EQ(split_response({}, pattern(10), 31).error(), Errc::kInvalidArgument);
+  EXPECT_TRUE(split_response({}, pattern(10), 32));
+  FragmentParams obj;
+  obj.object = Uuid::parse("01234567-89ab-cdef-0123-456789abcdef");
+  EXPECT_EQ(split_request(obj, pattern(10), 47).error(), Errc::kInvalidArgument);
+  EXPECT_EQ(split_response({}, pattern(10), 65536).error(), Errc::kInvalidArgument);
+}
+
+TEST(Split, RequestThroughFramerAndReassemblerBigEndian) {
+  const Bytes stub = pattern(5000);
+  FragmentParams params;
+  params.call_id = 42;
+  params.p_cont_id = 1;
+  params.opnum = 7;
+  params.object = Uuid::parse("01234567-89ab-cdef-0123-456789abcdef");
+  params.drep = DataRep::big_endian();
+  auto pdus = split_request(params, stub, 64);  // 64 - 40 = 24 stub bytes per fragment
+  ASSERT_TRUE(pdus);
+  EXPECT_EQ(pdus->size(), 209u);
+  Bytes stream;
+  for (const auto& p : *pdus)
+    stream.insert(stream.end(), p.begin(), p.end());
+  Framer framer(64);
+  RequestReassembler r;
+  std::optional<Call> done;
+  std::span<const std::uint8_t> data(stream);
+  for (std::size_t chunk = 3; !data.empty();) {
+    auto n = framer.feed(data.first(std::min(chunk, data.size())));
+    ASSERT_TRUE(n);
+    data = data.subspan(*n);
+    if (framer.ready()) {
+      auto pdu = decode_pdu(framer.frame());
+      ASSERT_TRUE(pdu);
+      auto call = r.feed(std::move(*pdu));
+      ASSERT_TRUE(call);
+      if (*call) done = std::move(**call);
+      framer.pop();
+    }
+  }
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->call_id, 42u);
+  EXPECT_EQ(done->opnum, 7);
+  EXPECT_EQ(done->p_cont_id, 1);
+  EXPECT_EQ(done->object, params.object);
+  EXPECT_EQ(done->drep, DataRep::big_endian());
+  EXPECT_EQ(done->stub, stub);
+}
+
+}  // namespace
+}  // namespace rpcgate::rpc
