@@ -21,7 +21,7 @@ constexpr std::array<ProtseqName, 6> kProtseqs{{
     {Protseq::kNcacnUnixStream, "ncacn_unix_stream"},
 }};
 
-constexpr std::string_view kReserved = "@:[],\\";
+constexpr std::string_view kReserved = "@:[],";
 
 bool is_reserved(char c) {
   return kReserved.find(c) != std::string_view::npos;
@@ -30,46 +30,83 @@ bool is_control(char c) {
   return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
 }
 
+// Backslashes follow the CommandLineToArgvW rule: a run of k backslashes followed by a reserved
+// character (or by the end of a field, i.e. by the delimiter that ended it) stands for k / 2
+// backslashes, and if k is odd the reserved character is escaped; a run followed by anything
+// else is literal. So `\\HOST` and `\pipe\epmapper` read as written.
+std::size_t backslash_run(std::string_view s, std::size_t i) {
+  std::size_t j = i;
+  while (j < s.size() && s[j] == '\\')
+    ++j;
+  return j - i;
+}
+
 // Finds the first unescaped `c` at or after `from`; npos if none.
 std::size_t find_unescaped(std::string_view s, char c, std::size_t from = 0) {
-  for (std::size_t i = from; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 1 < s.size() && is_reserved(s[i + 1])) {
-      ++i;
+  std::size_t i = from;
+  while (i < s.size()) {
+    if (s[i] == '\\') {
+      const std::size_t k = backslash_run(s, i);
+      const std::size_t j = i + k;
+      if (j < s.size() && is_reserved(s[j]) && k % 2 == 1) {
+        i = j + 1;  // escaped reserved character
+      } else {
+        i = j;
+      }
       continue;
     }
     if (s[i] == c) return i;
+    ++i;
   }
   return std::string_view::npos;
 }
 
-// Removes escapes (backslash + reserved character) from one field.
+// Removes escapes from one field (already split at its unescaped delimiters).
 std::optional<std::string> unescape(std::string_view s) {
   std::string out;
   out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size(); ++i) {
+  std::size_t i = 0;
+  while (i < s.size()) {
     if (is_control(s[i])) return std::nullopt;
-    if (s[i] == '\\' && i + 1 < s.size() && is_reserved(s[i + 1])) ++i;
-    out.push_back(s[i]);
+    if (s[i] != '\\') {
+      out.push_back(s[i++]);
+      continue;
+    }
+    const std::size_t k = backslash_run(s, i);
+    const std::size_t j = i + k;
+    if (j == s.size() || is_reserved(s[j])) {
+      out.append(k / 2, '\\');
+      if (k % 2 == 1) {
+        if (j == s.size()) return std::nullopt;  // cannot happen after splitting; be safe
+        out.push_back(s[j]);
+        i = j + 1;
+      } else {
+        i = j;
+      }
+    } else {
+      out.append(k, '\\');
+      i = j;
+    }
   }
   return out;
 }
 
-// Escapes the characters of `specials`, and a backslash when the parser would otherwise take it
-// as the start of an escape (followed by a reserved character) or when it ends the field (the
-// delimiter that follows would then be escaped).
+// Inverse of unescape() for a field whose delimiters are `specials`: doubles a backslash run
+// that precedes a reserved character or ends the field, and escapes each special character.
 std::string escape(std::string_view s, std::string_view specials) {
   std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (c == '\\') {
-      const bool needs = i + 1 == s.size() || is_reserved(s[i + 1]);
-      out += needs ? "\\\\" : "\\";
-    } else if (specials.find(c) != std::string_view::npos) {
-      out.push_back('\\');
-      out.push_back(c);
-    } else {
-      out.push_back(c);
+  std::size_t i = 0;
+  while (i < s.size()) {
+    if (s[i] == '\\') {
+      const std::size_t k = backslash_run(s, i);
+      const std::size_t j = i + k;
+      const bool doubled = j == s.size() || is_reserved(s[j]);
+      out.append(doubled ? 2 * k : k, '\\');
+      i = j;
+      continue;
     }
+    if (specials.find(s[i]) != std::string_view::npos) out.push_back('\\');
+    out.push_back(s[i++]);
   }
   return out;
 }

@@ -8,12 +8,13 @@
 //   ncalrpc:[epmapper]                         kNcalrpc        (empty)        epmapper
 //   ncacn_ip_tcp:fe80::1[135]                  IPv6 literal: colons after the protseq are data
 //
-// Escapes: a backslash followed by one of `@ : [ ] , \` stands for that character; a backslash
-// followed by anything else is an ordinary character, so pipe names (`\pipe\epmapper`) and UNC
-// hosts need no escaping, as every real peer writes them. format_binding() escapes only what
-// parse_binding() would otherwise misread (`[ ] ,` in fields, and a `\` that
-// precedes a reserved character or ends a field), so its output for ordinary bindings is exactly
-// what Windows and Impacket print, and parse(format(b)) == b for every valid b.
+// Escapes: a backslash before one of `@ : [ ] ,` makes it an ordinary character. Backslashes
+// follow the CommandLineToArgvW rule: a run of k backslashes before a reserved character (or at
+// the end of a field) stands for k/2 backslashes, plus an escape if k is odd; any other run is
+// literal. So pipe names (`\pipe\epmapper`) and UNC hosts (`\\HOST`) read as every real peer
+// writes them, and a field may still end in a backslash (`[a\\]`). format_binding() escapes only
+// what parse_binding() would otherwise misread, so its output for ordinary bindings is exactly
+// what Windows and Impacket print, and parse(format(b)) == b for every b parse can return.
 //
 // Validation (kBinding* errors): known protseq (table below); for ncacn_ip_tcp / ncadg_ip_udp /
 // ncacn_http the endpoint, if present, is a decimal port 0-65535 and a network address that

@@ -74,9 +74,7 @@ void write_uuid_ptr(Encoder& e, const std::optional<common::Uuid>& u) {
 
 }  // namespace
 
-Result<EptMapRequest> decode_ept_map_request(std::span<const std::uint8_t> stub, Endian endian,
-                                             const DecodeLimits& limits) {
-  Decoder d(stub, endian, limits);
+Result<EptMapRequest> decode_ept_map_request(Decoder& d) {
   EptMapRequest v;
   NDR_TRY(object, read_uuid_ptr(d));
   v.object = *object;
@@ -93,9 +91,7 @@ Result<EptMapRequest> decode_ept_map_request(std::span<const std::uint8_t> stub,
   return v;
 }
 
-Result<EptMapResponse> decode_ept_map_response(std::span<const std::uint8_t> stub, Endian endian,
-                                               const DecodeLimits& limits) {
-  Decoder d(stub, endian, limits);
+Result<EptMapResponse> decode_ept_map_response(Decoder& d) {
   EptMapResponse v;
   NDR_TRY(handle, d.context_handle());
   v.entry_handle = *handle;
@@ -116,9 +112,7 @@ Result<EptMapResponse> decode_ept_map_response(std::span<const std::uint8_t> stu
   return v;
 }
 
-Result<EptLookupRequest> decode_ept_lookup_request(std::span<const std::uint8_t> stub,
-                                                   Endian endian, const DecodeLimits& limits) {
-  Decoder d(stub, endian, limits);
+Result<EptLookupRequest> decode_ept_lookup_request(Decoder& d) {
   EptLookupRequest v;
   NDR_TRY(inquiry_type, d.u32());
   v.inquiry_type = *inquiry_type;
@@ -145,9 +139,7 @@ Result<EptLookupRequest> decode_ept_lookup_request(std::span<const std::uint8_t>
   return v;
 }
 
-Result<EptLookupResponse> decode_ept_lookup_response(std::span<const std::uint8_t> stub,
-                                                     Endian endian, const DecodeLimits& limits) {
-  Decoder d(stub, endian, limits);
+Result<EptLookupResponse> decode_ept_lookup_response(Decoder& d) {
   EptLookupResponse v;
   NDR_TRY(handle, d.context_handle());
   v.entry_handle = *handle;
@@ -173,21 +165,53 @@ Result<EptLookupResponse> decode_ept_lookup_response(std::span<const std::uint8_
   return v;
 }
 
-Result<EptLookupHandleFreeRequest> decode_ept_lookup_handle_free_request(
-    std::span<const std::uint8_t> stub, Endian endian, const DecodeLimits& limits) {
-  Decoder d(stub, endian, limits);
+Result<EptLookupHandleFreeRequest> decode_ept_lookup_handle_free_request(Decoder& d) {
   NDR_TRY(handle, d.context_handle());
   if (auto r = d.expect_end(); !r) return std::unexpected(r.error());
   return EptLookupHandleFreeRequest{*handle};
 }
 
-Result<EptLookupHandleFreeResponse> decode_ept_lookup_handle_free_response(
-    std::span<const std::uint8_t> stub, Endian endian, const DecodeLimits& limits) {
-  Decoder d(stub, endian, limits);
+Result<EptLookupHandleFreeResponse> decode_ept_lookup_handle_free_response(Decoder& d) {
   NDR_TRY(handle, d.context_handle());
   NDR_TRY(status, d.u32());
   if (auto r = d.expect_end(); !r) return std::unexpected(r.error());
   return EptLookupHandleFreeResponse{*handle, *status};
+}
+
+Result<EptMapRequest> decode_ept_map_request(std::span<const std::uint8_t> stub, Endian endian,
+                                             const DecodeLimits& limits) {
+  Decoder d(stub, endian, limits);
+  return decode_ept_map_request(d);
+}
+
+Result<EptMapResponse> decode_ept_map_response(std::span<const std::uint8_t> stub, Endian endian,
+                                               const DecodeLimits& limits) {
+  Decoder d(stub, endian, limits);
+  return decode_ept_map_response(d);
+}
+
+Result<EptLookupRequest> decode_ept_lookup_request(std::span<const std::uint8_t> stub,
+                                                   Endian endian, const DecodeLimits& limits) {
+  Decoder d(stub, endian, limits);
+  return decode_ept_lookup_request(d);
+}
+
+Result<EptLookupResponse> decode_ept_lookup_response(std::span<const std::uint8_t> stub,
+                                                     Endian endian, const DecodeLimits& limits) {
+  Decoder d(stub, endian, limits);
+  return decode_ept_lookup_response(d);
+}
+
+Result<EptLookupHandleFreeRequest> decode_ept_lookup_handle_free_request(
+    std::span<const std::uint8_t> stub, Endian endian, const DecodeLimits& limits) {
+  Decoder d(stub, endian, limits);
+  return decode_ept_lookup_handle_free_request(d);
+}
+
+Result<EptLookupHandleFreeResponse> decode_ept_lookup_handle_free_response(
+    std::span<const std::uint8_t> stub, Endian endian, const DecodeLimits& limits) {
+  Decoder d(stub, endian, limits);
+  return decode_ept_lookup_handle_free_response(d);
 }
 
 std::vector<std::uint8_t> encode(const EptMapRequest& v, Endian endian, EncodeOptions options) {

@@ -120,7 +120,8 @@ struct EptLookupHandleFreeResponse {
 };
 
 // Decoders: Errc values of ndr/errc.h (kTruncated, kCountOverLimit, kCountInconsistent,
-// kStringNotTerminated, kTrailingBytes, ...).
+// kStringNotTerminated, kTrailingBytes, ...). The Decoder& overloads read from the decoder's
+// current position to the end of its stub (callers that want pad positions or shared limits).
 Result<EptMapRequest> decode_ept_map_request(std::span<const std::uint8_t> stub, Endian endian,
                                              const DecodeLimits& limits = {});
 Result<EptMapResponse> decode_ept_map_response(std::span<const std::uint8_t> stub, Endian endian,
@@ -134,6 +135,13 @@ Result<EptLookupHandleFreeRequest> decode_ept_lookup_handle_free_request(
     std::span<const std::uint8_t> stub, Endian endian, const DecodeLimits& limits = {});
 Result<EptLookupHandleFreeResponse> decode_ept_lookup_handle_free_response(
     std::span<const std::uint8_t> stub, Endian endian, const DecodeLimits& limits = {});
+
+Result<EptMapRequest> decode_ept_map_request(Decoder& decoder);
+Result<EptMapResponse> decode_ept_map_response(Decoder& decoder);
+Result<EptLookupRequest> decode_ept_lookup_request(Decoder& decoder);
+Result<EptLookupResponse> decode_ept_lookup_response(Decoder& decoder);
+Result<EptLookupHandleFreeRequest> decode_ept_lookup_handle_free_request(Decoder& decoder);
+Result<EptLookupHandleFreeResponse> decode_ept_lookup_handle_free_response(Decoder& decoder);
 
 // Encoders (zero pad; referent ids per `options`). The response encoders write
 // max_count = max(value.max_count, number of elements) so the output is always consistent.

@@ -13,10 +13,10 @@ namespace {
 using testing::err;
 using testing::hex;
 
-class BothOrders : public ::testing::TestWithParam<Endian> {};
-INSTANTIATE_TEST_SUITE_P(Ndr, BothOrders, ::testing::Values(Endian::kLittle, Endian::kBig));
+class NdrBothOrders : public ::testing::TestWithParam<Endian> {};
+INSTANTIATE_TEST_SUITE_P(Ndr, NdrBothOrders, ::testing::Values(Endian::kLittle, Endian::kBig));
 
-TEST_P(BothOrders, ScalarsRoundTripWithAlignment) {
+TEST_P(NdrBothOrders, ScalarsRoundTripWithAlignment) {
   Encoder e(GetParam());
   e.u8(0x11);
   e.u16(0x2233);
@@ -155,7 +155,7 @@ TEST(Ndr, AllocationBudget) {
   EXPECT_EQ(d.conformant_array(1).error(), err(Errc::kAllocOverLimit));
 }
 
-TEST_P(BothOrders, StringsRoundTrip) {
+TEST_P(NdrBothOrders, StringsRoundTrip) {
   Encoder e(GetParam());
   e.string("samr");
   e.wstring(u"\\pipe\\lsass");
@@ -309,7 +309,7 @@ Result<Outer> decode_outer(Decoder& d) {
   return o;
 }
 
-TEST_P(BothOrders, DeferredPointeesFollowTheConstruct) {
+TEST_P(NdrBothOrders, DeferredPointeesFollowTheConstruct) {
   Outer o{0x11111111, Inner{0x2222, 0x33333333}, 0x44444444};
   Encoder e(GetParam());
   encode_outer(e, o);
@@ -381,7 +381,7 @@ Result<std::uint32_t> decode_union(Decoder& d, std::uint32_t level) {
   }
 }
 
-TEST_P(BothOrders, Unions) {
+TEST_P(NdrBothOrders, Unions) {
   Encoder e(GetParam());
   e.union_discriminant(SwitchType::kU32, 2);
   e.u32(0xdeadbeef);
@@ -402,7 +402,7 @@ TEST_P(BothOrders, Unions) {
   EXPECT_EQ(d16.union_discriminant(SwitchType::kU16).value(), 3u);
 }
 
-TEST_P(BothOrders, ContextHandles) {
+TEST_P(NdrBothOrders, ContextHandles) {
   ContextHandle h{0, *Uuid::parse("6b29fc40-ca47-1067-b31d-00dd010662da")};
   Encoder e(GetParam());
   e.u8(9);
