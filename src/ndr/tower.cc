@@ -111,10 +111,10 @@ bool is_known_protocol_id(std::uint8_t id) {
 }
 
 SyntaxId ndr20_syntax() {
-  return {*common::Uuid::parse("8a885d04-1ceb-11c9-9fe8-08002b104860"), 2, 0};
+  return rpc::kNdr20Syntax;
 }
 SyntaxId ndr64_syntax() {
-  return {*common::Uuid::parse("71710533-beba-4937-8319-b5dbef9ccc36"), 1, 0};
+  return rpc::kNdr64Syntax;
 }
 
 Result<Tower> decode_tower(std::span<const std::uint8_t> octets, const TowerLimits& limits) {

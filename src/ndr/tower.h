@@ -29,6 +29,7 @@
 #include "ndr/binding.h"
 #include "ndr/errc.h"
 #include "ndr/ndr.h"
+#include "rpc/pdu.h"
 
 namespace rpcgate::ndr {
 
@@ -91,15 +92,11 @@ Result<Tower> decode_tower(std::span<const std::uint8_t> octets, const TowerLimi
 // decode_tower produced.
 std::vector<std::uint8_t> encode_tower(const Tower& tower);
 
-// An RPC syntax identifier (p_syntax_id_t / RPC_IF_ID).
-struct SyntaxId {
-  common::Uuid uuid;
-  std::uint16_t major = 0;
-  std::uint16_t minor = 0;
-  friend bool operator==(const SyntaxId&, const SyntaxId&) = default;
-};
+// An RPC syntax identifier (p_syntax_id_t / RPC_IF_ID): the PDU codec's type, so a tower's
+// interface floor and a bind's abstract syntax compare directly.
+using SyntaxId = rpc::SyntaxId;
 // NDR20 8a885d04-1ceb-11c9-9fe8-08002b104860 v2.0 and NDR64 71710533-beba-4937-8319-b5dbef9ccc36
-// v1.0.
+// v1.0 (rpc::kNdr20Syntax, rpc::kNdr64Syntax).
 SyntaxId ndr20_syntax();
 SyntaxId ndr64_syntax();
 
