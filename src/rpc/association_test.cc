@@ -296,7 +296,8 @@ TEST(ServerBind, FragmentSizeNegotiation) {
     const Decision d = s.handle(bind(1, {item(0, kEpmSyntax, {kNdr20Syntax})}, kWhole,
                                      DataRep::little_endian(), c.xmit, c.recv));
     ASSERT_EQ(d.action, Action::kSend);
-    const auto& a = std::get<BindAck>(decode(d.pdu).body);
+    const Pdu reply = decode(d.pdu);
+    const auto& a = std::get<BindAck>(reply.body);
     EXPECT_EQ(a.max_xmit_frag, c.expect);
     EXPECT_EQ(a.max_recv_frag, c.expect);
     EXPECT_EQ(s.max_recv_frag(), c.expect);
