@@ -34,6 +34,18 @@ bool write_all(int fd, std::span<const std::uint8_t> data) {
   return true;
 }
 
+// The association's answer to the framer's latest outcome (a complete PDU or an error).
+Decision next_decision(ServerAssociation& assoc, Framer& framer,
+                       const std::expected<std::size_t, std::error_code>& fed,
+                       std::span<const std::uint8_t> rest) {
+  if (!fed) return assoc.handle_malformed(fed.error(), rest);
+  auto pdu = decode_pdu(framer.frame());
+  Decision d =
+      pdu ? assoc.handle(std::move(*pdu)) : assoc.handle_malformed(pdu.error(), framer.frame());
+  framer.pop();
+  return d;
+}
+
 // Serves one connection until the peer closes or the association decides to close.
 void serve(int fd, const std::string& port) {
   ServerConfig config;
@@ -49,17 +61,9 @@ void serve(int fd, const std::string& port) {
     std::span<const std::uint8_t> data(buf.data(), static_cast<std::size_t>(got));
     while (!data.empty()) {
       auto n = framer.feed(data);
-      Decision d;
-      if (!n) {
-        d = assoc.handle_malformed(n.error(), data);
-      } else {
-        data = data.subspan(*n);
-        if (!framer.ready()) continue;
-        auto pdu = decode_pdu(framer.frame());
-        d = pdu ? assoc.handle(std::move(*pdu))
-                : assoc.handle_malformed(pdu.error(), framer.frame());
-        framer.pop();
-      }
+      if (n) data = data.subspan(*n);
+      if (n && !framer.ready()) continue;
+      const Decision d = next_decision(assoc, framer, n, data);
       if (assoc.state() == ServerAssociation::State::kBound) {
         framer.set_max_frag_length(assoc.max_recv_frag());
       }
