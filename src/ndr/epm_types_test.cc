@@ -10,6 +10,8 @@
 
 #include "ndr/internal/test_util.h"
 #include "ndr/tower.h"
+#include "rpc/framer.h"
+#include "rpc/pdu.h"
 
 namespace rpcgate::ndr::epm {
 namespace {
@@ -469,6 +471,90 @@ TEST(EpmStubs, ImpacketVectors) {
       EXPECT_EQ(status == 0 ? "0x0" : s.str(), v.expect.at("status"));
     }
     expect_same_except_pad(v.bytes, again, pads);
+  }
+}
+
+}  // namespace
+}  // namespace rpcgate::ndr::epm
+
+namespace rpcgate::ndr::epm {
+namespace {
+
+// The stub decoders take a whole stub; on the wire that stub arrives in a PDU cut from a byte
+// stream. Split the stream at every byte and check the decoded stubs are what decoding the
+// stubs directly gives (and that the Framer hands over exactly the PDUs that were sent).
+TEST(EpmStubs, StubsInPdusSurviveSplitAtEveryByte) {
+  const std::vector<std::vector<std::uint8_t>> requests = {map_request_golden(),
+                                                           lookup_request_golden()};
+  const std::vector<std::vector<std::uint8_t>> responses = {
+      map_response_golden(), map_response_not_found(), lookup_response_golden()};
+  std::vector<std::uint8_t> stream;
+  std::uint32_t call_id = 1;
+  for (const auto& stub : requests) {
+    rpc::Request req;
+    req.opnum = stub.size() == 132 ? kOpnumEptMap : kOpnumEptLookup;
+    req.alloc_hint = static_cast<std::uint32_t>(stub.size());
+    req.stub = stub;
+    auto bytes = rpc::encode_pdu(rpc::make_pdu(req, call_id++));
+    ASSERT_TRUE(bytes);
+    stream.insert(stream.end(), bytes->begin(), bytes->end());
+  }
+  for (const auto& stub : responses) {
+    rpc::Response resp;
+    resp.alloc_hint = static_cast<std::uint32_t>(stub.size());
+    resp.stub = stub;
+    auto bytes = rpc::encode_pdu(rpc::make_pdu(resp, call_id++));
+    ASSERT_TRUE(bytes);
+    stream.insert(stream.end(), bytes->begin(), bytes->end());
+  }
+
+  auto decode_all = [&](std::size_t split) {
+    rpc::Framer framer;
+    std::vector<std::string> out;
+    auto drain = [&](std::span<const std::uint8_t> part) {
+      while (!part.empty()) {
+        auto used = framer.feed(part);
+        if (!used) {
+          out.push_back("framer error");
+          return;
+        }
+        part = part.subspan(*used);
+        if (!framer.ready()) continue;
+        auto pdu = rpc::decode_pdu(framer.frame());
+        framer.pop();
+        if (!pdu) {
+          out.push_back("pdu error");
+          continue;
+        }
+        if (auto* r = std::get_if<rpc::Request>(&pdu->body)) {
+          if (r->opnum == kOpnumEptMap) {
+            auto v = decode_ept_map_request(r->stub, Endian::kLittle);
+            out.push_back(v ? "map_req " + std::to_string(v->max_towers) : "map_req error");
+          } else {
+            auto v = decode_ept_lookup_request(r->stub, Endian::kLittle);
+            out.push_back(v ? "lookup_req " + std::to_string(v->max_ents) : "lookup_req error");
+          }
+        } else if (auto* s = std::get_if<rpc::Response>(&pdu->body)) {
+          if (auto m = decode_ept_map_response(s->stub, Endian::kLittle)) {
+            out.push_back("map_resp " + std::to_string(m->towers.size()) + " " +
+                          std::to_string(m->status));
+          } else if (auto l = decode_ept_lookup_response(s->stub, Endian::kLittle)) {
+            out.push_back("lookup_resp " + std::to_string(l->entries.size()));
+          } else {
+            out.push_back("response error");
+          }
+        }
+      }
+    };
+    drain(std::span(stream).first(split));
+    drain(std::span(stream).subspan(split));
+    return out;
+  };
+
+  const std::vector<std::string> expected = {"map_req 1", "lookup_req 500", "map_resp 1 0",
+                                             "map_resp 0 382312662", "lookup_resp 1"};
+  for (std::size_t split = 0; split <= stream.size(); ++split) {
+    ASSERT_EQ(decode_all(split), expected) << "split at byte " << split;
   }
 }
 
