@@ -1,0 +1,61 @@
+// rpcgate-epmd's configuration: command line over the [epmd] table of rpcgate.toml over the
+// embedded default. The [policy] table of the same file (or --policy FILE.reg|.toml) is the port
+// policy (policy.h).
+//
+//   [epmd]
+//   listen = ["0.0.0.0:135", "[::]:135"]   # endpoint mapper listeners (ncacn_ip_tcp)
+//   control = "/run/rpcgate/epmd.sock"     # local endpoint (ncalrpc): registration and broker
+//   advertise = "192.0.2.10"               # host floor of returned towers (NAT); default: the
+//                                          # address the client connected to
+//   tcp_registration = true                # accept ept_insert/ept_delete over TCP from loopback
+//   broker_addresses = ["0.0.0.0", "::"]   # where brokered ports are bound and listened on
+//   user = "rpcgate"                        # drop root to this user after binding
+//   log_level = "info"                     # trace, debug, info, warn, error
+//   seed = 1                               # deterministic port choice (tests)
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <expected>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "policy/policy.h"
+
+namespace rpcgate::epmd {
+
+struct ListenAddress {
+  std::string host;  // numeric IPv4 or IPv6 (no brackets)
+  std::uint16_t port = 135;
+  std::string to_string() const;  // "0.0.0.0:135", "[::]:135"
+  friend bool operator==(const ListenAddress&, const ListenAddress&) = default;
+};
+
+// "0.0.0.0:135", "[::1]:1135", "127.0.0.1:0" (port 0: the kernel chooses). Numeric addresses
+// only: a listener must not depend on name resolution at boot. Error: a sentence naming `text`.
+std::expected<ListenAddress, std::string> parse_listen_address(std::string_view text);
+
+struct Config {
+  std::vector<ListenAddress> listen{{"0.0.0.0", 135}, {"::", 135}};
+  std::string control = "/run/rpcgate/epmd.sock";
+  std::optional<std::array<std::uint8_t, 4>> advertise;
+  bool tcp_registration = true;
+  std::vector<std::string> broker_addresses{"0.0.0.0", "::"};
+  std::optional<std::string> user;
+  std::string log_level = "info";
+  std::optional<std::uint64_t> seed;
+  // The policy file, if any ("" = embedded default), kept so SIGHUP can read it again.
+  std::string policy_file;
+};
+
+// Reads the [epmd] table of an rpcgate.toml (absent table: defaults). Unknown keys and wrong
+// types are errors (a typo must not silently open or close a listener). Error: "FILE: message".
+std::expected<Config, std::string> parse_config_toml(std::string_view text, std::string_view source,
+                                                     Config base = {});
+
+// Parses a dotted IPv4 address for `advertise`.
+std::optional<std::array<std::uint8_t, 4>> parse_ipv4(std::string_view text);
+
+}  // namespace rpcgate::epmd
