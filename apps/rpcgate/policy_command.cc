@@ -40,25 +40,24 @@ std::optional<Loaded> load(const std::string& file) {
   return out;
 }
 
-nlohmann::json ranges_json(const policy::PortSet& s) {
-  nlohmann::json out = nlohmann::json::array();
+nlohmann::ordered_json ranges_json(const policy::PortSet& s) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
   for (const auto& r : s.ranges())
     out.push_back(r.to_string());
   return out;
 }
 
 // The object documented for `policy show --json` (README): one line, stable keys.
-nlohmann::json policy_json(const Loaded& l) {
+nlohmann::ordered_json policy_json(const Loaded& l) {
   const Policy& p = l.policy;
-  nlohmann::json j;
-  j["source"] = p.source;
+  nlohmann::ordered_json j;
   j["restricted"] = p.restricted;
   j["valid"] = p.valid;
   j["error"] = nullptr;
   if (p.error) {
     j["error"] = {{"code", static_cast<int>(p.error->code)},
                   {"value", p.error->value},
-                  {"entry", p.error->entry ? nlohmann::json(*p.error->entry) : nullptr},
+                  {"entry", p.error->entry ? nlohmann::ordered_json(*p.error->entry) : nullptr},
                   {"message", p.error->message}};
   }
   j["default_class"] = std::string(policy::to_string(p.default_class));
@@ -67,7 +66,8 @@ nlohmann::json policy_json(const Loaded& l) {
   j["intranet"] = ranges_json(p.intranet);
   j["internet_count"] = p.internet.count();
   j["intranet_count"] = p.intranet.count();
-  j["warnings"] = nlohmann::json::array();
+  j["source"] = p.source;
+  j["warnings"] = nlohmann::ordered_json::array();
   for (const auto& w : l.warnings) {
     j["warnings"].push_back({{"code", w.code}, {"message", w.message}});
   }

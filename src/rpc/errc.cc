@@ -54,6 +54,46 @@ const char* describe(Errc e) {
       return "PDU cannot be encoded (invalid field values)";
     case Errc::kTooLargeToEncode:
       return "encoded PDU would exceed 65535 bytes";
+    case Errc::kBindAlreadyDone:
+      return "second bind on an already bound connection";
+    case Errc::kAlterBeforeBind:
+      return "alter_context before bind";
+    case Errc::kRequestBeforeBind:
+      return "request before the association was bound";
+    case Errc::kContextNotAccepted:
+      return "presentation context not accepted by the server";
+    case Errc::kContextRedefined:
+      return "alter_context redefines an accepted presentation context";
+    case Errc::kDuplicateContextId:
+      return "p_cont_id offered twice with different syntaxes";
+    case Errc::kNoContextItems:
+      return "bind/alter_context without context items";
+    case Errc::kNoTransferSyntaxes:
+      return "context item without transfer syntaxes";
+    case Errc::kTooManyContexts:
+      return "too many presentation contexts on the association";
+    case Errc::kByteOrderChanged:
+      return "packed_drep differs from the bind";
+    case Errc::kAuthNotSupported:
+      return "authentication not supported or not negotiated";
+    case Errc::kFragmentedBind:
+      return "fragmented bind/alter_context";
+    case Errc::kPresentationPending:
+      return "bind/alter_context while another is pending";
+    case Errc::kUnsolicitedBindAck:
+      return "bind_ack/bind_nak/alter_context_resp without a matching pending bind";
+    case Errc::kResultCountMismatch:
+      return "number of context results differs from the items offered";
+    case Errc::kInvalidContextResult:
+      return "context result inconsistent with the items offered";
+    case Errc::kUnexpectedPdu:
+      return "PDU type not valid in this direction or state";
+    case Errc::kAssociationClosed:
+      return "association already closed";
+    case Errc::kUnsolicitedResponse:
+      return "response for a call that was never requested";
+    case Errc::kUnsupportedVersion:
+      return "protocol version not supported";
   }
   return "unknown rpc error";
 }

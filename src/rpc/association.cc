@@ -1,0 +1,617 @@
+#include "rpc/association.h"
+
+#include <algorithm>
+#include <cassert>
+#include <utility>
+
+#include "rpc/status.h"
+
+namespace rpcgate::rpc {
+namespace {
+
+std::error_code ec(Errc e) {
+  return make_error_code(e);
+}
+
+bool is_complete_pdu(std::uint8_t pfc_flags) {
+  // FIRST|LAST is a whole PDU; 0x00 too (Windows Server 2022 accepts a bind without either,
+  // Suricata #8457, firewalls.md B9). One without the other is a fragment of a PDU that C706
+  // never fragments (bind/alter_context), firewalls.md B10.
+  return ((pfc_flags & pfc::kFirstFrag) != 0) == ((pfc_flags & pfc::kLastFrag) != 0);
+}
+
+// Byte order, character and float format (bytes 0-1); bytes 2-3 are reserved (C706 §14.1).
+bool same_format(const DataRep& a, const DataRep& b) {
+  return a.bytes[0] == b.bytes[0] && a.bytes[1] == b.bytes[1];
+}
+
+bool offers_features(const ContextElement& item) {
+  return std::ranges::any_of(item.transfer_syntaxes,
+                             [](const SyntaxId& t) { return bind_time_features(t).has_value(); });
+}
+
+bool same_definition(const ContextElement& a, const ContextElement& b) {
+  return a.abstract_syntax == b.abstract_syntax && a.transfer_syntaxes == b.transfer_syntaxes;
+}
+
+}  // namespace
+
+// ---- Interface matching --------------------------------------------------------------------
+
+bool interface_matches(const SyntaxId& offered, const SyntaxId& requested) {
+  return offered.uuid == requested.uuid && offered.major == requested.major &&
+         offered.minor >= requested.minor;
+}
+
+InterfaceLookup make_interface_lookup(std::vector<SyntaxId> offered) {
+  return [offered = std::move(offered)](const SyntaxId& requested) {
+    return std::ranges::any_of(offered,
+                               [&](const SyntaxId& o) { return interface_matches(o, requested); });
+  };
+}
+
+// ---- ContextTable ----------------------------------------------------------------------------
+
+const PresentationContext* ContextTable::find(std::uint16_t p_cont_id) const {
+  auto it = std::ranges::find(entries_, p_cont_id, &PresentationContext::p_cont_id);
+  return it == entries_.end() ? nullptr : &*it;
+}
+
+const PresentationContext* ContextTable::accepted(std::uint16_t p_cont_id) const {
+  const auto* c = find(p_cont_id);
+  return c != nullptr && c->state == ContextState::kAccepted ? c : nullptr;
+}
+
+std::expected<void, std::error_code> ContextTable::check_offer(
+    std::span<const ContextElement> items) const {
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    for (std::size_t j = 0; j < i; ++j) {
+      if (items[j].p_cont_id == items[i].p_cont_id && !same_definition(items[i], items[j])) {
+        return std::unexpected(ec(Errc::kDuplicateContextId));
+      }
+    }
+    if (const auto* c = accepted(items[i].p_cont_id)) {
+      if (c->abstract_syntax != items[i].abstract_syntax ||
+          std::ranges::find(items[i].transfer_syntaxes, c->transfer_syntax) ==
+              items[i].transfer_syntaxes.end()) {
+        return std::unexpected(ec(Errc::kContextRedefined));
+      }
+    }
+  }
+  return {};
+}
+
+bool ContextTable::has_room_for(std::uint16_t p_cont_id) const {
+  return find(p_cont_id) != nullptr || entries_.size() < max_contexts_;
+}
+
+std::expected<void, std::error_code> ContextTable::record(const PresentationContext& context) {
+  auto it = std::ranges::find(entries_, context.p_cont_id, &PresentationContext::p_cont_id);
+  if (it == entries_.end()) {
+    if (entries_.size() >= max_contexts_) return std::unexpected(ec(Errc::kTooManyContexts));
+    entries_.push_back(context);
+    return {};
+  }
+  if (it->state == ContextState::kAccepted) {
+    if (*it == context) return {};
+    return std::unexpected(ec(Errc::kContextRedefined));
+  }
+  *it = context;
+  return {};
+}
+
+// ---- Helpers -------------------------------------------------------------------------------
+
+std::vector<std::uint8_t> build_fault(std::uint32_t call_id, std::uint16_t p_cont_id,
+                                      std::uint32_t status, DataRep drep,
+                                      std::uint8_t extra_pfc_flags) {
+  Fault f;
+  f.p_cont_id = p_cont_id;
+  f.status = status;
+  const auto flags = static_cast<std::uint8_t>(pfc::kFirstFrag | pfc::kLastFrag | extra_pfc_flags);
+  if (validate_drep(drep).has_value() == false) drep = DataRep::little_endian();
+  auto bytes = encode_pdu(make_pdu(std::move(f), call_id, flags, drep));
+  assert(bytes);  // fixed 32-byte layout with a valid drep cannot fail to encode
+  return bytes ? std::move(*bytes) : std::vector<std::uint8_t>{};
+}
+
+// ---- ServerAssociation -----------------------------------------------------------------------
+
+ServerAssociation::ServerAssociation(ServerConfig config)
+    : config_(std::move(config)),
+      contexts_(config_.max_contexts),
+      reassembler_(config_.reassembly) {
+  if (config_.new_assoc_group_id == 0) config_.new_assoc_group_id = 1;
+}
+
+Decision ServerAssociation::close(std::error_code reason, std::vector<std::uint8_t> pdu) {
+  state_ = State::kClosed;
+  reassembler_.clear();
+  Decision d;
+  d.action = Decision::Action::kCloseConnection;
+  d.pdu = std::move(pdu);
+  d.reason = reason;
+  return d;
+}
+
+Decision ServerAssociation::nak(std::uint32_t call_id, DataRep drep, std::uint16_t reject_reason,
+                                std::error_code why) {
+  BindNak n;
+  n.provider_reject_reason = reject_reason;
+  n.versions = {RtVersion{5, 0}};
+  if (!validate_drep(drep)) drep = DataRep::little_endian();
+  auto bytes = encode_pdu(make_pdu(std::move(n), call_id, pfc::kFirstFrag | pfc::kLastFrag, drep));
+  return close(why, bytes ? std::move(*bytes) : std::vector<std::uint8_t>{});
+}
+
+Decision ServerAssociation::proto_fault(const Pdu& pdu, std::uint32_t status, std::error_code why) {
+  std::uint16_t p_cont_id = 0;
+  if (const auto* q = std::get_if<Request>(&pdu.body)) p_cont_id = q->p_cont_id;
+  return close(why, build_fault(pdu.header.call_id, p_cont_id, status, drep_, pfc::kDidNotExecute));
+}
+
+bool ServerAssociation::drep_matches(const DataRep& drep) const {
+  return same_format(drep, drep_);
+}
+
+bool ServerAssociation::transfer_acceptable(const SyntaxId& transfer) const {
+  return transfer == kNdr20Syntax || (config_.accept_ndr64 && transfer == kNdr64Syntax);
+}
+
+ContextResult ServerAssociation::negotiate(const ContextElement& item, bool bind_time,
+                                           bool& features_answered) {
+  if (!contexts_.has_room_for(item.p_cont_id)) {
+    return {status::kResultProviderRejection, status::kReasonLocalLimitExceeded, {}};
+  }
+  // check_offer() passed, so an accepted id is re-offered with the same definition: idempotent.
+  if (const auto* c = contexts_.accepted(item.p_cont_id)) {
+    return {status::kResultAcceptance, 0, c->transfer_syntax};
+  }
+  const bool known = config_.interfaces && config_.interfaces(item.abstract_syntax);
+  PresentationContext entry{item.p_cont_id, item.abstract_syntax, {}, ContextState::kRejected};
+  ContextResult result{status::kResultProviderRejection,
+                       known ? status::kReasonProposedTransferSyntaxesNotSupported
+                             : status::kReasonAbstractSyntaxNotSupported,
+                       {}};
+  std::optional<std::uint64_t> requested_features;
+  for (const auto& t : item.transfer_syntaxes) {
+    if (!requested_features) requested_features = bind_time_features(t);
+    if (known && transfer_acceptable(t)) {
+      entry.transfer_syntax = t;
+      entry.state = ContextState::kAccepted;
+      result = {status::kResultAcceptance, 0, t};
+      break;
+    }
+  }
+  if (entry.state != ContextState::kAccepted && requested_features && bind_time &&
+      !features_answered) {
+    features_answered = true;
+    features_ = *requested_features & config_.supported_features & 0xffff;
+    entry.state = ContextState::kNegotiateAck;
+    result = {status::kResultNegotiateAck, static_cast<std::uint16_t>(features_), {}};
+  }
+  [[maybe_unused]] auto recorded = contexts_.record(entry);
+  assert(recorded);  // has_room_for() and the accepted case above make this infallible
+  return result;
+}
+
+Decision ServerAssociation::handle(Pdu pdu) {
+  switch (static_cast<PType>(pdu.header.ptype)) {
+    case PType::kBind:
+      return handle_bind(pdu);
+    case PType::kAlterContext:
+      return handle_alter_context(pdu);
+    case PType::kRequest:
+      return handle_request(std::move(pdu));
+    case PType::kCoCancel:
+    case PType::kOrphaned: {
+      if (state_ == State::kClosed) return close(ec(Errc::kAssociationClosed));
+      if (state_ == State::kUnbound) return close(ec(Errc::kRequestBeforeBind));
+      if (!drep_matches(pdu.header.drep)) {
+        return proto_fault(pdu, status::kNcaSProtoError, ec(Errc::kByteOrderChanged));
+      }
+      if (pdu.auth) return proto_fault(pdu, status::kNcaSProtoError, ec(Errc::kAuthNotSupported));
+      Decision d;
+      if (!reassembler_.abandon(pdu.header.call_id)) d.reason = ec(Errc::kUnknownCall);
+      return d;
+    }
+    default:
+      // auth3 without authentication, shutdown from a client, and server->client types.
+      if (state_ == State::kClosed) return close(ec(Errc::kAssociationClosed));
+      return close(ec(Errc::kUnexpectedPdu));
+  }
+}
+
+Decision ServerAssociation::handle_bind(const Pdu& pdu) {
+  const auto* bind = std::get_if<Bind>(&pdu.body);
+  const PduHeader& h = pdu.header;
+  if (state_ == State::kClosed) return close(ec(Errc::kAssociationClosed));
+  if (bind == nullptr) return close(ec(Errc::kUnexpectedPdu));
+  if (state_ == State::kBound) {
+    return nak(h.call_id, h.drep, status::kRejectReasonNotSpecified, ec(Errc::kBindAlreadyDone));
+  }
+  if (h.rpc_vers != kRpcVers || h.rpc_vers_minor > 1) {
+    return nak(h.call_id, h.drep, status::kRejectProtocolVersionNotSupported,
+               ec(Errc::kUnsupportedVersion));
+  }
+  if (pdu.auth || h.auth_length != 0) {
+    return nak(h.call_id, h.drep, status::kRejectAuthenticationTypeNotRecognized,
+               ec(Errc::kAuthNotSupported));
+  }
+  if (!is_complete_pdu(h.pfc_flags)) {
+    return nak(h.call_id, h.drep, status::kRejectReasonNotSpecified, ec(Errc::kFragmentedBind));
+  }
+  if (bind->contexts.empty()) {
+    return nak(h.call_id, h.drep, status::kRejectReasonNotSpecified, ec(Errc::kNoContextItems));
+  }
+  if (auto ok = contexts_.check_offer(bind->contexts); !ok) {
+    return nak(h.call_id, h.drep, status::kRejectReasonNotSpecified, ok.error());
+  }
+
+  state_ = State::kBound;
+  drep_ = h.drep;
+  rpc_vers_minor_ = h.rpc_vers_minor;
+  // Samba's rule with C706's floor; see the header.
+  const std::uint32_t server_max =
+      std::clamp<std::uint32_t>(config_.max_frag, kMustRecvFragSize, kMaxFragLength) & ~7u;
+  const std::uint32_t client = std::min(bind->max_xmit_frag, bind->max_recv_frag);
+  const auto negotiated = static_cast<std::uint16_t>(
+      std::min<std::uint32_t>(std::max<std::uint32_t>(kMustRecvFragSize, client), server_max) &
+      ~7u);
+  max_xmit_frag_ = negotiated;
+  max_recv_frag_ = negotiated;
+  assoc_group_id_ = bind->assoc_group_id != 0 ? bind->assoc_group_id : config_.new_assoc_group_id;
+
+  BindAck ack;
+  ack.max_xmit_frag = max_xmit_frag_;
+  ack.max_recv_frag = max_recv_frag_;
+  ack.assoc_group_id = assoc_group_id_;
+  if (!config_.secondary_address.empty()) {
+    ack.sec_addr = BindAckBody::make_sec_addr(config_.secondary_address);
+  }
+  bool features_answered = false;
+  for (const auto& item : bind->contexts) {
+    ack.results.push_back(negotiate(item, /*bind_time=*/true, features_answered));
+  }
+  Pdu out = make_pdu(std::move(ack), h.call_id, pfc::kFirstFrag | pfc::kLastFrag, drep_);
+  out.header.rpc_vers_minor = rpc_vers_minor_;
+  auto bytes = encode_pdu(out);
+  if (!bytes) return close(bytes.error());
+  Decision d;
+  d.action = Decision::Action::kSend;
+  d.pdu = std::move(*bytes);
+  return d;
+}
+
+Decision ServerAssociation::handle_alter_context(const Pdu& pdu) {
+  const auto* alter = std::get_if<AlterContext>(&pdu.body);
+  const PduHeader& h = pdu.header;
+  if (state_ == State::kClosed) return close(ec(Errc::kAssociationClosed));
+  if (alter == nullptr) return close(ec(Errc::kUnexpectedPdu));
+  if (state_ == State::kUnbound) return close(ec(Errc::kAlterBeforeBind));
+  if (!drep_matches(h.drep)) {
+    return proto_fault(pdu, status::kNcaSProtoError, ec(Errc::kByteOrderChanged));
+  }
+  if (pdu.auth || h.auth_length != 0) {
+    return proto_fault(pdu, status::kNcaSProtoError, ec(Errc::kAuthNotSupported));
+  }
+  if (!is_complete_pdu(h.pfc_flags)) {
+    return proto_fault(pdu, status::kNcaSProtoError, ec(Errc::kFragmentedBind));
+  }
+  if (alter->contexts.empty()) {
+    return proto_fault(pdu, status::kNcaSProtoError, ec(Errc::kNoContextItems));
+  }
+  if (auto ok = contexts_.check_offer(alter->contexts); !ok) {
+    return proto_fault(pdu, status::kNcaSProtoError, ok.error());
+  }
+  AlterContextResp resp;
+  resp.max_xmit_frag = max_xmit_frag_;
+  resp.max_recv_frag = max_recv_frag_;
+  resp.assoc_group_id = assoc_group_id_;
+  bool features_answered = true;  // not bind time: feature negotiation items are rejected
+  for (const auto& item : alter->contexts) {
+    resp.results.push_back(negotiate(item, /*bind_time=*/false, features_answered));
+  }
+  Pdu out = make_pdu(std::move(resp), h.call_id, pfc::kFirstFrag | pfc::kLastFrag, drep_);
+  out.header.rpc_vers_minor = rpc_vers_minor_;
+  auto bytes = encode_pdu(out);
+  if (!bytes) return close(bytes.error());
+  Decision d;
+  d.action = Decision::Action::kSend;
+  d.pdu = std::move(*bytes);
+  return d;
+}
+
+Decision ServerAssociation::handle_request(Pdu pdu) {
+  const auto* q = std::get_if<Request>(&pdu.body);
+  const PduHeader& h = pdu.header;
+  if (state_ == State::kClosed) return close(ec(Errc::kAssociationClosed));
+  if (q == nullptr) return close(ec(Errc::kUnexpectedPdu));
+  if (state_ == State::kUnbound) return close(ec(Errc::kRequestBeforeBind));
+  if (!drep_matches(h.drep)) {
+    return proto_fault(pdu, status::kNcaSProtoError, ec(Errc::kByteOrderChanged));
+  }
+  if (pdu.auth || h.auth_length != 0) {
+    return proto_fault(pdu, status::kNcaSProtoError, ec(Errc::kAuthNotSupported));
+  }
+  if (h.frag_length > max_recv_frag_) {
+    return proto_fault(pdu, status::kNcaSProtoError, ec(Errc::kFragTooLong));
+  }
+  // The first fragment decides the context (the reassembler makes later ones agree with it);
+  // nothing is buffered for a context that was not accepted.
+  if ((h.pfc_flags & pfc::kFirstFrag) && contexts_.accepted(q->p_cont_id) == nullptr) {
+    return close(
+        ec(Errc::kContextNotAccepted),
+        build_fault(h.call_id, q->p_cont_id, status::kNcaSUnkIf, drep_, pfc::kDidNotExecute));
+  }
+  const std::uint32_t call_id = h.call_id;
+  const std::uint16_t p_cont_id = q->p_cont_id;
+  auto fed = reassembler_.feed(std::move(pdu));
+  if (!fed) {
+    return close(fed.error(), build_fault(call_id, p_cont_id, status::kNcaSProtoError, drep_,
+                                          pfc::kDidNotExecute));
+  }
+  Decision d;
+  if (!*fed) return d;  // needs more fragments
+  const auto* c = contexts_.accepted((*fed)->p_cont_id);
+  assert(c != nullptr);  // checked on the first fragment; accepted entries never change
+  if (c == nullptr) return close(ec(Errc::kContextNotAccepted));
+  d.action = Decision::Action::kDispatch;
+  d.call = DispatchCall{std::move(**fed), c->abstract_syntax, c->transfer_syntax};
+  return d;
+}
+
+Decision ServerAssociation::handle_malformed(std::error_code error,
+                                             std::span<const std::uint8_t> raw) {
+  if (state_ == State::kUnbound && error == Errc::kBadVersion && raw.size() >= kCommonHeaderSize &&
+      raw[2] == static_cast<std::uint8_t>(PType::kBind)) {
+    DataRep drep{{raw[4], raw[5], raw[6], raw[7]}};
+    if (!validate_drep(drep)) drep = DataRep::little_endian();
+    common::ByteReader r(raw.subspan(12, 4), drep.endian());
+    const std::uint32_t call_id = r.u32().value_or(0);
+    return nak(call_id, drep, status::kRejectProtocolVersionNotSupported,
+               ec(Errc::kUnsupportedVersion));
+  }
+  return close(error);
+}
+
+std::expected<std::vector<std::vector<std::uint8_t>>, std::error_code>
+ServerAssociation::build_response(const Call& call, std::span<const std::uint8_t> stub) const {
+  if (state_ != State::kBound) return std::unexpected(ec(Errc::kInvalidArgument));
+  FragmentParams params;
+  params.call_id = call.call_id;
+  params.p_cont_id = call.p_cont_id;
+  params.drep = call.drep;
+  params.rpc_vers_minor = rpc_vers_minor_;
+  return split_response(params, stub, max_xmit_frag_);
+}
+
+// ---- AssociationObserver ---------------------------------------------------------------------
+
+AssociationObserver::AssociationObserver(ObserverLimits limits)
+    : limits_(limits), contexts_(limits.max_contexts) {}
+
+Verdict AssociationObserver::drop(std::error_code reason) {
+  dropped_ = true;
+  open_calls_.clear();
+  outstanding_.clear();
+  pending_.reset();
+  return Verdict{Verdict::Action::kDrop, reason, std::nullopt};
+}
+
+Verdict AssociationObserver::observe(Direction direction, const Pdu& pdu) {
+  if (dropped_) return drop(ec(Errc::kAssociationClosed));
+  return direction == Direction::kClientToServer ? client_pdu(pdu) : server_pdu(pdu);
+}
+
+Verdict AssociationObserver::observe_error(Direction, std::error_code error) {
+  return drop(dropped_ ? ec(Errc::kAssociationClosed) : error);
+}
+
+bool AssociationObserver::live_call(std::uint32_t call_id) const {
+  return open_calls_.contains(call_id) || outstanding_.contains(call_id);
+}
+
+Verdict AssociationObserver::client_pdu(const Pdu& pdu) {
+  if (phase_ == Phase::kRejected) return drop(ec(Errc::kAssociationClosed));
+  if (client_drep_ && !same_format(*client_drep_, pdu.header.drep)) {
+    return drop(ec(Errc::kByteOrderChanged));
+  }
+  switch (static_cast<PType>(pdu.header.ptype)) {
+    case PType::kBind:
+      if (const auto* b = std::get_if<Bind>(&pdu.body)) {
+        if (phase_ != Phase::kIdle) return drop(ec(Errc::kBindAlreadyDone));
+        return offer(pdu, *b, true);
+      }
+      break;
+    case PType::kAlterContext:
+      if (const auto* a = std::get_if<AlterContext>(&pdu.body)) {
+        if (phase_ == Phase::kIdle) return drop(ec(Errc::kAlterBeforeBind));
+        if (pending_) return drop(ec(Errc::kPresentationPending));
+        return offer(pdu, *a, false);
+      }
+      break;
+    case PType::kRequest:
+      if (const auto* q = std::get_if<Request>(&pdu.body)) return request(pdu, *q);
+      break;
+    case PType::kAuth3:
+      if (phase_ != Phase::kBound || !authenticated_) return drop(ec(Errc::kUnexpectedPdu));
+      return Verdict{Verdict::Action::kAllow, {}, std::nullopt};
+    case PType::kCoCancel:
+    case PType::kOrphaned:
+      if (phase_ != Phase::kBound) return drop(ec(Errc::kRequestBeforeBind));
+      if (!live_call(pdu.header.call_id)) return drop(ec(Errc::kUnknownCall));
+      if (pdu.header.ptype == static_cast<std::uint8_t>(PType::kOrphaned)) {
+        // The client abandons the call: no more fragments, and the server need not answer.
+        open_calls_.erase(pdu.header.call_id);
+        outstanding_.erase(pdu.header.call_id);
+      }
+      return Verdict{Verdict::Action::kAllow, {}, std::nullopt};
+    default:
+      break;
+  }
+  return drop(ec(Errc::kUnexpectedPdu));
+}
+
+Verdict AssociationObserver::offer(const Pdu& pdu, const BindBody& body, bool is_bind) {
+  if (!is_complete_pdu(pdu.header.pfc_flags)) return drop(ec(Errc::kFragmentedBind));
+  if (body.contexts.empty()) return drop(ec(Errc::kNoContextItems));
+  for (const auto& item : body.contexts) {
+    if (item.transfer_syntaxes.empty()) return drop(ec(Errc::kNoTransferSyntaxes));
+  }
+  if (body.contexts.size() > limits_.max_contexts) return drop(ec(Errc::kTooManyContexts));
+  if (auto ok = contexts_.check_offer(body.contexts); !ok) return drop(ok.error());
+  if (is_bind) {
+    client_drep_ = pdu.header.drep;
+    phase_ = Phase::kBindPending;
+  }
+  pending_ = Pending{is_bind, pdu.header.call_id, pdu.auth.has_value(), body.contexts};
+  return Verdict{Verdict::Action::kAllow, {}, std::nullopt};
+}
+
+Verdict AssociationObserver::answer(const Pdu& pdu, const BindAckBody& body, bool is_bind) {
+  if (!pending_ || pending_->is_bind != is_bind || pending_->call_id != pdu.header.call_id) {
+    return drop(ec(Errc::kUnsolicitedBindAck));
+  }
+  const auto& items = pending_->items;
+  if (body.results.size() != items.size()) return drop(ec(Errc::kResultCountMismatch));
+  // Apply to a copy so a bad result half-way leaves nothing behind (we drop anyway, but the
+  // table must never hold a context the server did not accept).
+  ContextTable next = contexts_;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const ContextResult& r = body.results[i];
+    const ContextElement& item = items[i];
+    PresentationContext entry{item.p_cont_id, item.abstract_syntax, {}, ContextState::kRejected};
+    switch (r.result) {
+      case status::kResultAcceptance:
+        if (bind_time_features(r.transfer_syntax) ||
+            std::ranges::find(item.transfer_syntaxes, r.transfer_syntax) ==
+                item.transfer_syntaxes.end()) {
+          return drop(ec(Errc::kInvalidContextResult));
+        }
+        entry.transfer_syntax = r.transfer_syntax;
+        entry.state = ContextState::kAccepted;
+        break;
+      case status::kResultUserRejection:
+      case status::kResultProviderRejection:
+        break;
+      case status::kResultNegotiateAck:
+        if (!is_bind || !offers_features(item)) return drop(ec(Errc::kInvalidContextResult));
+        entry.state = ContextState::kNegotiateAck;
+        break;
+      default:
+        return drop(ec(Errc::kInvalidContextResult));
+    }
+    if (auto ok = next.record(entry); !ok) return drop(ok.error());
+  }
+  contexts_ = std::move(next);
+  if (is_bind) {
+    phase_ = Phase::kBound;
+    max_recv_frag_ = body.max_recv_frag;
+    max_xmit_frag_ = body.max_xmit_frag;
+    authenticated_ = pending_->authenticated && pdu.auth.has_value();
+  }
+  pending_.reset();
+  return Verdict{Verdict::Action::kAllow, {}, std::nullopt};
+}
+
+Verdict AssociationObserver::request(const Pdu& pdu, const Request& q) {
+  const PduHeader& h = pdu.header;
+  if (phase_ == Phase::kIdle || phase_ == Phase::kBindPending) {
+    return drop(ec(Errc::kRequestBeforeBind));
+  }
+  if (h.frag_length > max_recv_frag_) return drop(ec(Errc::kFragTooLong));
+  if (pdu.auth && !authenticated_) return drop(ec(Errc::kAuthNotSupported));
+  RequestTarget target;
+  target.call_id = h.call_id;
+  target.p_cont_id = q.p_cont_id;
+  target.opnum = q.opnum;
+  target.object = q.object;
+  const bool first = h.pfc_flags & pfc::kFirstFrag;
+  const bool last = h.pfc_flags & pfc::kLastFrag;
+  if (first) {
+    if (open_calls_.contains(h.call_id)) return drop(ec(Errc::kDuplicateFirstFragment));
+    if (contexts_.accepted(q.p_cont_id) == nullptr) return drop(ec(Errc::kContextNotAccepted));
+    if (!last) {
+      if (open_calls_.size() >= limits_.max_calls_in_progress) {
+        return drop(ec(Errc::kTooManyCalls));
+      }
+      open_calls_.emplace(h.call_id, OpenCall{q.p_cont_id, q.opnum, q.object});
+    }
+    if (!(h.pfc_flags & pfc::kMaybe) && !outstanding_.contains(h.call_id)) {
+      if (outstanding_.size() >= limits_.max_outstanding_calls) {
+        return drop(ec(Errc::kTooManyCalls));
+      }
+      outstanding_.insert(h.call_id);
+    }
+    target.first_fragment = true;
+  } else {
+    auto it = open_calls_.find(h.call_id);
+    if (it == open_calls_.end()) return drop(ec(Errc::kUnknownCall));
+    if (it->second.p_cont_id != q.p_cont_id || it->second.opnum != q.opnum ||
+        it->second.object != q.object) {
+      return drop(ec(Errc::kFragmentMismatch));
+    }
+    if (last) open_calls_.erase(it);
+  }
+  const auto* c = contexts_.accepted(q.p_cont_id);
+  assert(c != nullptr);  // checked on the first fragment; accepted entries never change
+  if (c == nullptr) return drop(ec(Errc::kContextNotAccepted));
+  target.abstract_syntax = c->abstract_syntax;
+  target.transfer_syntax = c->transfer_syntax;
+  return Verdict{Verdict::Action::kAllow, {}, std::move(target)};
+}
+
+Verdict AssociationObserver::server_pdu(const Pdu& pdu) {
+  const PduHeader& h = pdu.header;
+  if (server_drep_ && !same_format(*server_drep_, h.drep)) {
+    return drop(ec(Errc::kByteOrderChanged));
+  }
+  server_drep_ = h.drep;
+  const Verdict allow{Verdict::Action::kAllow, {}, std::nullopt};
+  switch (static_cast<PType>(h.ptype)) {
+    case PType::kBindAck:
+      if (const auto* a = std::get_if<BindAck>(&pdu.body)) return answer(pdu, *a, true);
+      break;
+    case PType::kAlterContextResp:
+      if (const auto* a = std::get_if<AlterContextResp>(&pdu.body)) return answer(pdu, *a, false);
+      break;
+    case PType::kBindNak:
+      if (!pending_ || !pending_->is_bind || pending_->call_id != h.call_id) {
+        return drop(ec(Errc::kUnsolicitedBindAck));
+      }
+      pending_.reset();
+      phase_ = Phase::kRejected;
+      return allow;
+    case PType::kResponse:
+      if (phase_ != Phase::kBound) return drop(ec(Errc::kUnexpectedPdu));
+      if (h.frag_length > max_xmit_frag_) return drop(ec(Errc::kFragTooLong));
+      if (!outstanding_.contains(h.call_id)) {
+        return Verdict{Verdict::Action::kAllow, ec(Errc::kUnsolicitedResponse), std::nullopt};
+      }
+      if (h.pfc_flags & pfc::kLastFrag) outstanding_.erase(h.call_id);
+      return allow;
+    case PType::kFault:
+      // A fault may answer a bind or alter_context (Impacket handles both) or a request.
+      if (pending_ && pending_->call_id == h.call_id) {
+        if (pending_->is_bind) phase_ = Phase::kRejected;
+        pending_.reset();
+        return allow;
+      }
+      if (max_xmit_frag_ != 0 && h.frag_length > max_xmit_frag_) {
+        return drop(ec(Errc::kFragTooLong));
+      }
+      if (outstanding_.erase(h.call_id) == 0) {
+        return Verdict{Verdict::Action::kAllow, ec(Errc::kUnsolicitedResponse), std::nullopt};
+      }
+      open_calls_.erase(h.call_id);
+      return allow;
+    case PType::kShutdown:
+      return allow;
+    default:
+      break;
+  }
+  return drop(ec(Errc::kUnexpectedPdu));
+}
+
+}  // namespace rpcgate::rpc
