@@ -26,7 +26,10 @@ std::vector<std::uint8_t> status_stub(std::uint32_t status, common::Endian endia
 }  // namespace
 
 EpmService::EpmService(EpmConfig config) : config_(config), db_(config.db) {
-  if (config_.seed) seeded_.emplace(*config_.seed);
+  if (config_.seed)
+    seeded_.emplace(*config_.seed);
+  else
+    random_ = std::make_unique<std::random_device>();
   if (config_.max_results == 0) config_.max_results = 1;
   if (config_.max_handles_per_connection == 0) config_.max_handles_per_connection = 1;
 }
@@ -320,8 +323,8 @@ void EpmService::free_handle(const common::Uuid& uuid) {
 common::Uuid EpmService::random_uuid() {
   std::array<std::uint8_t, 16> bytes{};
   for (std::size_t i = 0; i < bytes.size(); i += 4) {
-    const std::uint32_t v =
-        seeded_ ? static_cast<std::uint32_t>((*seeded_)()) : static_cast<std::uint32_t>(random_());
+    const std::uint32_t v = seeded_ ? static_cast<std::uint32_t>((*seeded_)())
+                                    : static_cast<std::uint32_t>((*random_)());
     for (std::size_t j = 0; j < 4; ++j)
       bytes[i + j] = static_cast<std::uint8_t>(v >> (8 * j));
   }

@@ -48,6 +48,7 @@
 #include <array>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <random>
 #include <span>
@@ -157,7 +158,7 @@ class EpmService {
   std::unordered_map<common::Uuid, HandleState> handles_;
   std::unordered_map<std::uint64_t, std::deque<common::Uuid>> by_connection_;  // oldest first
   std::optional<std::mt19937_64> seeded_;
-  std::random_device random_;
+  std::unique_ptr<std::random_device> random_;  // unique_ptr: keeps EpmService movable
   EpmStats stats_;
 };
 
