@@ -119,7 +119,7 @@ CallResult EpmService::ept_lookup(std::span<const std::uint8_t> stub, common::En
   auto req = decode_ept_lookup_request(stub, endian, config_.decode_limits);
   if (!req) return bad_stub();
   EptLookupResponse resp;
-  resp.max_count = req->max_ents;
+  resp.max_count = std::min(req->max_ents, config_.max_results);
   auto answer = [&](std::uint32_t status) -> CallResult {
     resp.status = status;
     if (status == st::kEptSNotRegistered) ++stats_.not_registered;
@@ -191,7 +191,7 @@ CallResult EpmService::ept_map(std::span<const std::uint8_t> stub, common::Endia
   auto req = decode_ept_map_request(stub, endian, config_.decode_limits);
   if (!req) return bad_stub();
   EptMapResponse resp;
-  resp.max_count = req->max_towers;
+  resp.max_count = std::min(req->max_towers, config_.max_results);
   auto answer = [&](std::uint32_t status) -> CallResult {
     resp.status = status;
     if (status == st::kEptSNotRegistered) ++stats_.not_registered;

@@ -29,7 +29,10 @@
 // batch), the handle is freed and the response carries a null handle and status 0 (Windows and
 // DCE; Samba's ept_s_not_registered on the last batch breaks Impacket's rpcdump.py).
 // ept_s_not_registered (0x16c9a0d6) only when a call returns 0 results. The array conformance
-// (max_count) in the response is the request's max_ents / max_towers, as MIDL writes it.
+// (max_count) in the response is the request's max_ents / max_towers, as MIDL writes it, for
+// the values MS-RPCE allows ([range(0,500)]); above 500 Windows' stub faults (rpc_x_bad_stub_data)
+// while rpcgate is lenient: it answers as for 500, conformance 500 included (so a response never
+// claims an array bigger than the cap, which the firewall's decoder would refuse past 65536).
 // Tower host floors: EpmConfig::advertised_ipv4, else CallerInfo::local_ipv4, else 0.0.0.0,
 // substituted for registered wildcard (0.0.0.0) addresses (render_tower).
 //

@@ -247,7 +247,7 @@ TEST(EpmServicePaging, LookupOver1200Entries) {
       ASSERT_EQ(resp.status, 0u) << max_ents << " call " << calls;
       ASSERT_FALSE(resp.entries.empty());
       ASSERT_LE(resp.entries.size(), std::min(max_ents, 500u));
-      EXPECT_EQ(resp.max_count, max_ents);
+      EXPECT_EQ(resp.max_count, std::min(max_ents, 500u));
       for (const auto& e : resp.entries)
         EXPECT_TRUE(seen.insert(e.annotation).second) << e.annotation;
       if (resp.entry_handle.is_null()) break;
