@@ -72,6 +72,40 @@ void write_uuid_ptr(Encoder& e, const std::optional<common::Uuid>& u) {
   if (u) e.uuid(*u);
 }
 
+// entries[]: conformant array of ept_entry_t (top level), towers deferred after the array.
+Result<std::vector<EptEntry>> read_entries(Decoder& d) {
+  NDR_TRY(num_ents, d.u32());
+  NDR_TRY(shape, d.conformant_array(kMinEntryWireSize));
+  if (shape->max_count != *num_ents) return fail(Errc::kCountInconsistent);
+  if (auto r = d.charge(shape->actual_count * sizeof(EptEntry)); !r)
+    return std::unexpected(r.error());
+  std::vector<EptEntry> entries(shape->actual_count);  // never resized: deferred slots stay valid
+  TowerPointers pointers;
+  for (auto& entry : entries) {
+    NDR_TRY(object, d.uuid());
+    entry.object = *object;
+    if (auto r = pointers.read(d, &entry.tower); !r) return std::unexpected(r.error());
+    NDR_TRY(annotation, d.varying_string(kMaxAnnotationSize));
+    entry.annotation = std::move(*annotation);
+  }
+  if (auto r = d.flush_deferred(); !r) return std::unexpected(r.error());
+  if (auto r = pointers.resolve(d); !r) return std::unexpected(r.error());
+  return entries;
+}
+
+void write_entries(Encoder& e, const std::vector<EptEntry>& entries) {
+  const auto n = static_cast<std::uint32_t>(entries.size());
+  e.u32(n);
+  e.conformance(n);
+  for (const auto& entry : entries) {
+    e.uuid(entry.object);
+    e.unique_pointer(entry.tower.has_value());
+    if (entry.tower) e.defer([&entry](Encoder& ee) { encode_twr(ee, *entry.tower); });
+    e.varying_string(entry.annotation);
+  }
+  e.flush_deferred();
+}
+
 }  // namespace
 
 Result<EptMapRequest> decode_ept_map_request(Decoder& d) {
@@ -286,6 +320,113 @@ std::vector<std::uint8_t> encode(const EptLookupHandleFreeResponse& v, Endian en
   Encoder e(endian, options);
   e.context_handle(v.entry_handle);
   e.u32(v.status);
+  return e.take();
+}
+
+// ---- ept_insert / ept_delete / ept_inq_object / ept_mgmt_delete ----
+
+Result<EptInsertRequest> decode_ept_insert_request(std::span<const std::uint8_t> stub,
+                                                   Endian endian, const DecodeLimits& limits) {
+  Decoder d(stub, endian, limits);
+  EptInsertRequest v;
+  NDR_TRY(entries, read_entries(d));
+  v.entries = std::move(*entries);
+  NDR_TRY(replace, d.u32());
+  v.replace = *replace != 0;
+  if (auto r = d.expect_end(); !r) return std::unexpected(r.error());
+  return v;
+}
+
+Result<EptDeleteRequest> decode_ept_delete_request(std::span<const std::uint8_t> stub,
+                                                   Endian endian, const DecodeLimits& limits) {
+  Decoder d(stub, endian, limits);
+  NDR_TRY(entries, read_entries(d));
+  if (auto r = d.expect_end(); !r) return std::unexpected(r.error());
+  return EptDeleteRequest{std::move(*entries)};
+}
+
+Result<EptStatusResponse> decode_ept_status_response(std::span<const std::uint8_t> stub,
+                                                     Endian endian, const DecodeLimits& limits) {
+  Decoder d(stub, endian, limits);
+  NDR_TRY(status, d.u32());
+  if (auto r = d.expect_end(); !r) return std::unexpected(r.error());
+  return EptStatusResponse{*status};
+}
+
+Result<void> decode_ept_inq_object_request(std::span<const std::uint8_t> stub) {
+  if (!stub.empty()) return fail(Errc::kTrailingBytes);
+  return {};
+}
+
+Result<EptInqObjectResponse> decode_ept_inq_object_response(std::span<const std::uint8_t> stub,
+                                                            Endian endian,
+                                                            const DecodeLimits& limits) {
+  Decoder d(stub, endian, limits);
+  NDR_TRY(object, d.uuid());
+  NDR_TRY(status, d.u32());
+  if (auto r = d.expect_end(); !r) return std::unexpected(r.error());
+  return EptInqObjectResponse{*object, *status};
+}
+
+Result<EptMgmtDeleteRequest> decode_ept_mgmt_delete_request(std::span<const std::uint8_t> stub,
+                                                            Endian endian,
+                                                            const DecodeLimits& limits) {
+  Decoder d(stub, endian, limits);
+  EptMgmtDeleteRequest v;
+  NDR_TRY(speced, d.u32());
+  v.object_speced = *speced != 0;
+  // Top-level [ptr] parameters: a full pointer whose referent follows inline. Two top-level
+  // pointers cannot alias a uuid and a tower, so a repeated id is malformed.
+  NDR_TRY(object_ptr, d.full_pointer());
+  if (!object_ptr->is_null()) {
+    if (!object_ptr->first) return fail(Errc::kBadFullPointer);
+    NDR_TRY(object, d.uuid());
+    v.object = *object;
+  }
+  NDR_TRY(tower_ptr, d.full_pointer());
+  if (!tower_ptr->is_null()) {
+    if (!tower_ptr->first) return fail(Errc::kBadFullPointer);
+    NDR_TRY(octets, decode_twr(d));
+    v.tower = std::move(*octets);
+  }
+  if (auto r = d.expect_end(); !r) return std::unexpected(r.error());
+  return v;
+}
+
+std::vector<std::uint8_t> encode(const EptInsertRequest& v, Endian endian, EncodeOptions options) {
+  Encoder e(endian, options);
+  write_entries(e, v.entries);
+  e.u32(v.replace ? 1 : 0);
+  return e.take();
+}
+
+std::vector<std::uint8_t> encode(const EptDeleteRequest& v, Endian endian, EncodeOptions options) {
+  Encoder e(endian, options);
+  write_entries(e, v.entries);
+  return e.take();
+}
+
+std::vector<std::uint8_t> encode(const EptStatusResponse& v, Endian endian, EncodeOptions options) {
+  Encoder e(endian, options);
+  e.u32(v.status);
+  return e.take();
+}
+
+std::vector<std::uint8_t> encode(const EptInqObjectResponse& v, Endian endian,
+                                 EncodeOptions options) {
+  Encoder e(endian, options);
+  e.uuid(v.ept_object);
+  e.u32(v.status);
+  return e.take();
+}
+
+std::vector<std::uint8_t> encode(const EptMgmtDeleteRequest& v, Endian endian,
+                                 EncodeOptions options) {
+  Encoder e(endian, options);
+  e.u32(v.object_speced ? 1 : 0);
+  write_uuid_ptr(e, v.object);
+  e.unique_pointer(v.tower.has_value());
+  if (v.tower) encode_twr(e, *v.tower);
   return e.take();
 }
 

@@ -1,6 +1,8 @@
 // Stubs of the endpoint mapper interface e1af8308-5d1f-11c9-91a4-08002b14a0fa v3.0 (C706 App. O
 // ept.idl; MS-RPCE 2.2.1.2, 3.1.3.5.3; Samba epmapper.idl), NDR20, either drep byte order:
-//   opnum 2 ept_lookup, 3 ept_map, 4 ept_lookup_handle_free (requests and responses).
+//   opnum 2 ept_lookup, 3 ept_map, 4 ept_lookup_handle_free (requests and responses);
+//   opnum 0 ept_insert, 1 ept_delete, 5 ept_inq_object, 6 ept_mgmt_delete (requests and
+//   responses; see the block "Registration and management operations" below).
 // Golden layouts: reference epm-and-ports.md §7.3-7.5.
 //
 // Decoding contract: the span is exactly the stub (the PDU layer strips the header, auth
@@ -34,6 +36,10 @@ namespace rpcgate::ndr::epm {
 inline constexpr std::uint16_t kOpnumEptLookup = 2;
 inline constexpr std::uint16_t kOpnumEptMap = 3;
 inline constexpr std::uint16_t kOpnumEptLookupHandleFree = 4;
+inline constexpr std::uint16_t kOpnumEptInsert = 0;
+inline constexpr std::uint16_t kOpnumEptDelete = 1;
+inline constexpr std::uint16_t kOpnumEptInqObject = 5;
+inline constexpr std::uint16_t kOpnumEptMgmtDelete = 6;
 inline constexpr std::uint32_t kMaxAnnotationSize = 64;  // ept_max_annotation_size
 inline constexpr std::uint32_t kEptSNotRegistered = 0x16c9a0d6;
 inline constexpr std::uint32_t kEptSCantPerformOp = 0x16c9a0cd;
@@ -155,6 +161,78 @@ std::vector<std::uint8_t> encode(const EptLookupResponse& v, Endian endian,
 std::vector<std::uint8_t> encode(const EptLookupHandleFreeRequest& v, Endian endian,
                                  EncodeOptions options = {});
 std::vector<std::uint8_t> encode(const EptLookupHandleFreeResponse& v, Endian endian,
+                                 EncodeOptions options = {});
+
+// ---- Registration and management operations (C706 App. O ept.idl; Samba epmapper.idl) ----
+//
+//   void ept_insert([in] unsigned32 num_ents, [in, size_is(num_ents)] ept_entry_t entries[],
+//                   [in] boolean32 replace, [out] error_status_t *status);
+//   void ept_delete([in] unsigned32 num_ents, [in, size_is(num_ents)] ept_entry_t entries[],
+//                   [out] error_status_t *status);
+//   void ept_inq_object([out] uuid_t *ept_object, [out] error_status_t *status);
+//   void ept_mgmt_delete([in] boolean32 object_speced, [in, ptr] uuid_p_t object,
+//                        [in, ptr] twr_p_t tower, [out] error_status_t *status);
+//
+// Wire: entries[] is a top-level conformant array: u32 num_ents, u32 max_count (must equal
+// num_ents, kCountInconsistent otherwise), the ept_entry_t bodies (object, [ptr] tower referent
+// id, annotation varying string), then the deferred twr_t referents in order, then (insert
+// only) u32 replace. Tower referent ids are full pointers as in the lookup response (an alias is
+// decoded as a copy). ept_inq_object's [out] uuid is a top-level [ref]: 16 bytes, no referent
+// id. ept_mgmt_delete's object and tower are top-level full pointers: referent id then the
+// referent inline. The responses of insert, delete and mgmt_delete are one u32 status.
+
+struct EptInsertRequest {
+  std::vector<EptEntry> entries;  // num_ents = entries.size()
+  bool replace = false;           // boolean32: any non-zero value is TRUE
+  friend bool operator==(const EptInsertRequest&, const EptInsertRequest&) = default;
+};
+struct EptDeleteRequest {
+  std::vector<EptEntry> entries;
+  friend bool operator==(const EptDeleteRequest&, const EptDeleteRequest&) = default;
+};
+// The [out] of insert, delete and mgmt_delete.
+struct EptStatusResponse {
+  std::uint32_t status = 0;
+  friend bool operator==(const EptStatusResponse&, const EptStatusResponse&) = default;
+};
+// ept_inq_object has no [in] parameters: its request stub must be empty.
+struct EptInqObjectResponse {
+  common::Uuid ept_object;
+  std::uint32_t status = 0;
+  friend bool operator==(const EptInqObjectResponse&, const EptInqObjectResponse&) = default;
+};
+struct EptMgmtDeleteRequest {
+  bool object_speced = false;
+  std::optional<common::Uuid> object;  // NULL pointer = nullopt
+  std::optional<Octets> tower;         // NULL pointer = nullopt
+  friend bool operator==(const EptMgmtDeleteRequest&, const EptMgmtDeleteRequest&) = default;
+};
+
+Result<EptInsertRequest> decode_ept_insert_request(std::span<const std::uint8_t> stub,
+                                                   Endian endian, const DecodeLimits& limits = {});
+Result<EptDeleteRequest> decode_ept_delete_request(std::span<const std::uint8_t> stub,
+                                                   Endian endian, const DecodeLimits& limits = {});
+Result<EptStatusResponse> decode_ept_status_response(std::span<const std::uint8_t> stub,
+                                                     Endian endian,
+                                                     const DecodeLimits& limits = {});
+// Errors: kTrailingBytes for a non-empty stub.
+Result<void> decode_ept_inq_object_request(std::span<const std::uint8_t> stub);
+Result<EptInqObjectResponse> decode_ept_inq_object_response(std::span<const std::uint8_t> stub,
+                                                            Endian endian,
+                                                            const DecodeLimits& limits = {});
+Result<EptMgmtDeleteRequest> decode_ept_mgmt_delete_request(std::span<const std::uint8_t> stub,
+                                                            Endian endian,
+                                                            const DecodeLimits& limits = {});
+
+std::vector<std::uint8_t> encode(const EptInsertRequest& v, Endian endian,
+                                 EncodeOptions options = {});
+std::vector<std::uint8_t> encode(const EptDeleteRequest& v, Endian endian,
+                                 EncodeOptions options = {});
+std::vector<std::uint8_t> encode(const EptStatusResponse& v, Endian endian,
+                                 EncodeOptions options = {});
+std::vector<std::uint8_t> encode(const EptInqObjectResponse& v, Endian endian,
+                                 EncodeOptions options = {});
+std::vector<std::uint8_t> encode(const EptMgmtDeleteRequest& v, Endian endian,
                                  EncodeOptions options = {});
 
 }  // namespace rpcgate::ndr::epm

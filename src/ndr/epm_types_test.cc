@@ -474,6 +474,105 @@ TEST(EpmStubs, ImpacketVectors) {
   }
 }
 
+// ---- ept_insert / ept_delete / ept_inq_object / ept_mgmt_delete ----
+
+EptInsertRequest sample_insert_request() {
+  return {{EptEntry{{}, hex(kTowerResp), "samr"},
+           EptEntry{*common::Uuid::parse("6b29fc40-ca47-1067-b31d-00dd010662da"), hex(kTowerReq),
+                    std::string(63, 'y')}},
+          true};
+}
+
+TEST_P(EpmBothOrders, RegistrationStubsRoundTripAndTruncate) {
+  using S = std::span<const std::uint8_t>;
+  const Endian e = GetParam();
+  round_trip_and_truncate(
+      sample_insert_request(),
+      [](S s, Endian en, const DecodeLimits& l) { return decode_ept_insert_request(s, en, l); }, e);
+  round_trip_and_truncate(
+      EptDeleteRequest{sample_insert_request().entries},
+      [](S s, Endian en, const DecodeLimits& l) { return decode_ept_delete_request(s, en, l); }, e);
+  round_trip_and_truncate(
+      EptStatusResponse{kEptSCantPerformOp},
+      [](S s, Endian en, const DecodeLimits& l) { return decode_ept_status_response(s, en, l); },
+      e);
+  round_trip_and_truncate(
+      EptInqObjectResponse{*common::Uuid::parse("11223344-5566-7788-99aa-bbccddeeff00"), 0},
+      [](S s, Endian en, const DecodeLimits& l) {
+        return decode_ept_inq_object_response(s, en, l);
+      },
+      e);
+  round_trip_and_truncate(
+      EptMgmtDeleteRequest{true, common::Uuid::parse("6b29fc40-ca47-1067-b31d-00dd010662da"),
+                           hex(kTowerReq)},
+      [](S s, Endian en, const DecodeLimits& l) {
+        return decode_ept_mgmt_delete_request(s, en, l);
+      },
+      e);
+  round_trip_and_truncate(
+      EptMgmtDeleteRequest{false, std::nullopt, std::nullopt},
+      [](S s, Endian en, const DecodeLimits& l) {
+        return decode_ept_mgmt_delete_request(s, en, l);
+      },
+      e);
+}
+
+TEST(EpmStubs, EptInsertLayout) {
+  // One entry (nil object, §7.4 tower, "samr"), replace = 1: num_ents, max_count, the entry
+  // (object, tower referent 0x00020000, annotation offset/actual/chars, pad), then the deferred
+  // twr_t, pad, replace.
+  const auto expected = hex("01000000 01000000" + std::string(32, '0') +
+                            "00000200 00000000 05000000 73616d7200 000000 4b000000 4b000000" +
+                            std::string(kTowerResp) + "00 01000000");
+  EptInsertRequest v{{EptEntry{{}, hex(kTowerResp), "samr"}}, true};
+  EXPECT_EQ(encode(v, Endian::kLittle), expected);
+  auto back = decode_ept_insert_request(expected, Endian::kLittle);
+  ASSERT_TRUE(back) << back.error().message();
+  EXPECT_EQ(*back, v);
+  // boolean32: any non-zero value is TRUE; re-encoding writes 1.
+  auto seven = expected;
+  seven.back() = 7;
+  EXPECT_TRUE(decode_ept_insert_request(seven, Endian::kLittle).value().replace);
+  // ept_inq_object takes no input.
+  EXPECT_TRUE(decode_ept_inq_object_request({}));
+  const std::vector<std::uint8_t> one{0};
+  EXPECT_EQ(decode_ept_inq_object_request(one).error(), err(Errc::kTrailingBytes));
+}
+
+TEST(EpmStubs, RegistrationHostileCounts) {
+  auto header = [](std::uint32_t num, std::uint32_t max, std::size_t tail) {
+    Encoder e(Endian::kLittle);
+    e.u32(num);
+    e.u32(max);
+    auto v = e.take();
+    v.resize(v.size() + tail, 0x01);
+    return v;
+  };
+  auto code = [](const std::vector<std::uint8_t>& s) {
+    auto r = decode_ept_insert_request(s, Endian::kLittle);
+    return r ? std::error_code{} : r.error();
+  };
+  EXPECT_EQ(code(header(2, 1, 200)), err(Errc::kCountInconsistent));  // num_ents != max_count
+  EXPECT_EQ(code(header(0xffffffff, 0xffffffff, 200)), err(Errc::kCountOverLimit));
+  EXPECT_EQ(code(header(1000, 1000, 64)), err(Errc::kCountOverLimit));  // more than remains
+  DecodeLimits small;
+  small.max_array_elements = 1;
+  auto two = encode(sample_insert_request(), Endian::kLittle);
+  EXPECT_EQ(decode_ept_insert_request(two, Endian::kLittle, small).error(),
+            err(Errc::kCountOverLimit));
+  EXPECT_EQ(decode_ept_delete_request(two, Endian::kLittle, small).error(),
+            err(Errc::kCountOverLimit));
+  // mgmt_delete: the tower pointer repeating the object's referent id cannot alias.
+  Encoder e(Endian::kLittle);
+  e.u32(1);
+  e.u32(5);
+  e.uuid({});
+  e.u32(5);
+  auto alias = e.take();
+  EXPECT_EQ(decode_ept_mgmt_delete_request(alias, Endian::kLittle).error(),
+            err(Errc::kBadFullPointer));
+}
+
 }  // namespace
 }  // namespace rpcgate::ndr::epm
 

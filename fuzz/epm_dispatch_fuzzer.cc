@@ -1,0 +1,96 @@
+// Operation sequences through EpmService and MgmtService, as the daemon drives them.
+// Input: records of
+//   u8 connection id (1..8 after masking; 0 is never used by the daemon)
+//   u8 flags: bit0 may_register, bit1 big-endian drep, bit2 MGMT (else EPM), bit3 caller is
+//             IPv6 (no local_ipv4), bit7 close the connection instead of calling
+//   u8 opnum
+//   u16 little-endian stub length, then the stub (clamped to what remains)
+// Invariants: no crash or sanitizer report; every call returns a stub or a fault whose status is
+// nca_s_op_rng_error or rpc_x_bad_stub_data; ept_lookup / ept_map answers decode with the ndr
+// decoders; the entry, per-owner and handle caps hold after every step; a closed connection
+// keeps no handle and no entry.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <span>
+
+#include "epm/epm_service.h"
+#include "epm/mgmt.h"
+#include "ndr/epm_types.h"
+#include "rpc/pdu.h"
+#include "rpc/status.h"
+
+namespace {
+
+using namespace rpcgate;
+
+constexpr std::size_t kMaxEntries = 64;
+constexpr std::size_t kMaxPerOwner = 16;
+constexpr std::size_t kMaxHandlesPerConnection = 4;
+constexpr std::size_t kMaxHandles = 16;
+
+void check(bool ok) {
+  if (!ok) std::abort();
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  epm::EpmConfig config;
+  config.seed = 1;
+  config.db.max_entries = kMaxEntries;
+  config.db.max_entries_per_owner = kMaxPerOwner;
+  config.max_handles_per_connection = kMaxHandlesPerConnection;
+  config.max_handles_total = kMaxHandles;
+  epm::EpmService service(config);
+  epm::MgmtService mgmt([] {
+    epm::MgmtInfo info;
+    info.if_ids = {rpc::kEpmSyntax, rpc::kMgmtSyntax};
+    info.stats = {1, 2, 3, 4};
+    info.principal_name = [](std::uint32_t a) { return a == 9 ? std::string("x") : std::string(); };
+    return info;
+  });
+
+  std::size_t pos = 0;
+  while (size - pos >= 5) {
+    const std::uint64_t conn = (data[pos] & 0x07) + 1;
+    const std::uint8_t flags = data[pos + 1];
+    const std::uint16_t opnum = data[pos + 2];
+    std::size_t len = data[pos + 3] | (std::size_t{data[pos + 4]} << 8);
+    pos += 5;
+    len = std::min(len, size - pos);
+    const std::span<const std::uint8_t> stub(data + pos, len);
+    pos += len;
+
+    if (flags & 0x80) {
+      service.connection_closed(conn);
+      check(service.handle_count(conn) == 0);
+      check(service.db().count_for(conn) == 0);
+      continue;
+    }
+    const auto endian = (flags & 0x02) ? common::Endian::kBig : common::Endian::kLittle;
+    epm::CallerInfo caller{conn, (flags & 0x01) != 0, std::nullopt, "fuzz"};
+    if (!(flags & 0x08)) caller.local_ipv4 = epm::Ipv4{10, 0, 0, static_cast<std::uint8_t>(conn)};
+
+    const auto r =
+        (flags & 0x04) ? mgmt.call(opnum, stub, endian) : service.call(opnum, stub, endian, caller);
+    if (!r) {
+      check(r.error().status == rpc::status::kNcaSOpRngError ||
+            r.error().status == rpc::status::kRpcXBadStubData);
+    } else {
+      check(!r->empty());
+      if (!(flags & 0x04) && opnum == ndr::epm::kOpnumEptLookup)
+        check(ndr::epm::decode_ept_lookup_response(*r, endian).has_value());
+      if (!(flags & 0x04) && opnum == ndr::epm::kOpnumEptMap)
+        check(ndr::epm::decode_ept_map_response(*r, endian).has_value());
+    }
+    const auto stats = service.stats();
+    check(stats.entries <= kMaxEntries);
+    check(stats.handles <= kMaxHandles);
+    for (std::uint64_t c = 1; c <= 8; ++c) {
+      check(service.handle_count(c) <= kMaxHandlesPerConnection);
+      check(service.db().count_for(c) <= kMaxPerOwner);
+    }
+  }
+  return 0;
+}

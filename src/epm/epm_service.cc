@@ -1,0 +1,351 @@
+#include "epm/epm_service.h"
+
+#include <algorithm>
+
+#include "ndr/epm_types.h"
+#include "rpc/status.h"
+
+namespace rpcgate::epm {
+namespace {
+
+namespace st = rpc::status;
+using namespace ndr::epm;
+
+CallResult bad_stub() {
+  return std::unexpected(Fault{st::kRpcXBadStubData});
+}
+
+ndr::ContextHandle handle_of(const std::optional<common::Uuid>& uuid) {
+  return uuid ? ndr::ContextHandle{0, *uuid} : ndr::ContextHandle{};
+}
+
+std::vector<std::uint8_t> status_stub(std::uint32_t status, common::Endian endian) {
+  return encode(EptStatusResponse{status}, endian);
+}
+
+}  // namespace
+
+EpmService::EpmService(EpmConfig config) : config_(config), db_(config.db) {
+  if (config_.seed)
+    seeded_.emplace(*config_.seed);
+  else
+    random_ = std::make_unique<std::random_device>();
+  if (config_.max_results == 0) config_.max_results = 1;
+  if (config_.max_handles_per_connection == 0) config_.max_handles_per_connection = 1;
+}
+
+CallResult EpmService::call(std::uint16_t opnum, std::span<const std::uint8_t> stub,
+                            common::Endian endian, const CallerInfo& caller) {
+  ++stats_.calls[std::min<std::size_t>(opnum, kEpmOpnumCount)];
+  CallResult r = std::unexpected(Fault{st::kNcaSOpRngError});
+  switch (opnum) {
+    case kOpnumEptInsert:
+      r = ept_insert(stub, endian, caller);
+      break;
+    case kOpnumEptDelete:
+      r = ept_delete(stub, endian, caller);
+      break;
+    case kOpnumEptLookup:
+      r = ept_lookup(stub, endian, caller);
+      break;
+    case kOpnumEptMap:
+      r = ept_map(stub, endian, caller);
+      break;
+    case kOpnumEptLookupHandleFree:
+      r = ept_lookup_handle_free(stub, endian, caller);
+      break;
+    case kOpnumEptInqObject:
+      r = ept_inq_object(stub, endian);
+      break;
+    case kOpnumEptMgmtDelete:
+      r = ept_mgmt_delete(stub, endian, caller);
+      break;
+    default:  // 7 ept_map_auth, 8 ept_map_auth_async, anything beyond
+      break;
+  }
+  if (!r) {
+    if (r.error().status == st::kRpcXBadStubData) ++stats_.faults_bad_stub;
+    if (r.error().status == st::kNcaSOpRngError) ++stats_.faults_op_rng;
+  }
+  return r;
+}
+
+CallResult EpmService::ept_insert(std::span<const std::uint8_t> stub, common::Endian endian,
+                                  const CallerInfo& caller) {
+  auto req = decode_ept_insert_request(stub, endian, config_.decode_limits);
+  if (!req) return bad_stub();
+  if (!caller.may_register) {
+    ++stats_.refused_registrations;
+    return status_stub(st::kEptSCantPerformOp, endian);
+  }
+  const auto status = db_.insert(req->entries, req->replace, caller.connection_id);
+  if (status == 0) ++stats_.registrations;
+  return status_stub(status, endian);
+}
+
+CallResult EpmService::ept_delete(std::span<const std::uint8_t> stub, common::Endian endian,
+                                  const CallerInfo& caller) {
+  auto req = decode_ept_delete_request(stub, endian, config_.decode_limits);
+  if (!req) return bad_stub();
+  if (!caller.may_register) {
+    ++stats_.refused_registrations;
+    return status_stub(st::kEptSCantPerformOp, endian);
+  }
+  const auto status = db_.erase(req->entries);
+  if (status == 0) ++stats_.unregistrations;
+  return status_stub(status, endian);
+}
+
+CallResult EpmService::ept_mgmt_delete(std::span<const std::uint8_t> stub, common::Endian endian,
+                                       const CallerInfo& caller) {
+  auto req = decode_ept_mgmt_delete_request(stub, endian, config_.decode_limits);
+  if (!req) return bad_stub();
+  if (!caller.may_register) {
+    ++stats_.refused_registrations;
+    return status_stub(st::kEptSCantPerformOp, endian);
+  }
+  const auto status = db_.mgmt_delete(req->object_speced, req->object, req->tower);
+  if (status == 0) ++stats_.unregistrations;
+  return status_stub(status, endian);
+}
+
+CallResult EpmService::ept_inq_object(std::span<const std::uint8_t> stub, common::Endian endian) {
+  if (!decode_ept_inq_object_request(stub)) return bad_stub();
+  return encode(EptInqObjectResponse{config_.ept_object, 0}, endian);
+}
+
+CallResult EpmService::ept_lookup(std::span<const std::uint8_t> stub, common::Endian endian,
+                                  const CallerInfo& caller) {
+  auto req = decode_ept_lookup_request(stub, endian, config_.decode_limits);
+  if (!req) return bad_stub();
+  EptLookupResponse resp;
+  resp.max_count = std::min(req->max_ents, config_.max_results);
+  auto answer = [&](std::uint32_t status) -> CallResult {
+    resp.status = status;
+    if (status == st::kEptSNotRegistered) ++stats_.not_registered;
+    if (status == st::kEptSInvalidContext) ++stats_.invalid_context;
+    return encode(resp, endian);
+  };
+
+  HandleState* state = nullptr;
+  const auto found = find_handle(req->entry_handle, caller.connection_id, &state);
+  if (found == HandleLookup::kInvalid) return answer(st::kEptSInvalidContext);
+  auto drop = [&] {
+    if (found == HandleLookup::kFound) free_handle(req->entry_handle.uuid);
+  };
+  if (!valid_inquiry_type(req->inquiry_type)) {
+    drop();
+    return answer(st::kRpcSInvalidInquiryType);
+  }
+  if (found == HandleLookup::kFound &&
+      (state->kind != HandleKind::kLookup || state->inquiry_type != req->inquiry_type)) {
+    drop();
+    return answer(st::kEptSInvalidContext);
+  }
+  const bool by_if =
+      req->inquiry_type == kRpcCEpMatchByIf || req->inquiry_type == kRpcCEpMatchByBoth;
+  if (by_if && !valid_vers_option(req->vers_option)) {
+    drop();
+    return answer(st::kRpcSInvalidVersOption);
+  }
+  if (req->max_ents == 0) {
+    drop();
+    return answer(st::kEptSCantPerformOp);
+  }
+
+  LookupQuery q;
+  q.inquiry_type = req->inquiry_type;
+  q.object = req->object.value_or(common::Uuid{});
+  q.if_id = req->if_id.value_or(RpcIfId{});
+  q.vers_option = req->vers_option;
+  const std::uint64_t from = found == HandleLookup::kFound ? state->lookup_next : 0;
+  auto page = db_.lookup(q, from, std::min(req->max_ents, config_.max_results));
+
+  if (page.next) {
+    if (found == HandleLookup::kFound) {
+      state->lookup_next = *page.next;
+      resp.entry_handle = req->entry_handle;
+    } else {
+      HandleState s;
+      s.connection_id = caller.connection_id;
+      s.kind = HandleKind::kLookup;
+      s.inquiry_type = req->inquiry_type;
+      s.lookup_next = *page.next;
+      auto uuid = new_handle(caller.connection_id, s);
+      if (!uuid) return answer(st::kEptSCantPerformOp);
+      resp.entry_handle = handle_of(uuid);
+    }
+  } else {
+    drop();
+  }
+  const Ipv4 host = host_for(caller);
+  resp.entries.reserve(page.entries.size());
+  for (const Entry* e : page.entries)
+    resp.entries.push_back(
+        EptEntry{e->object, render_tower(*e, std::nullopt, host), e->annotation});
+  return answer(resp.entries.empty() ? st::kEptSNotRegistered : 0);
+}
+
+CallResult EpmService::ept_map(std::span<const std::uint8_t> stub, common::Endian endian,
+                               const CallerInfo& caller) {
+  auto req = decode_ept_map_request(stub, endian, config_.decode_limits);
+  if (!req) return bad_stub();
+  EptMapResponse resp;
+  resp.max_count = std::min(req->max_towers, config_.max_results);
+  auto answer = [&](std::uint32_t status) -> CallResult {
+    resp.status = status;
+    if (status == st::kEptSNotRegistered) ++stats_.not_registered;
+    if (status == st::kEptSInvalidContext) ++stats_.invalid_context;
+    return encode(resp, endian);
+  };
+
+  HandleState* state = nullptr;
+  const auto found = find_handle(req->entry_handle, caller.connection_id, &state);
+  if (found == HandleLookup::kInvalid) return answer(st::kEptSInvalidContext);
+  auto drop = [&] {
+    if (found == HandleLookup::kFound) free_handle(req->entry_handle.uuid);
+  };
+  if (found == HandleLookup::kFound && state->kind != HandleKind::kMap) {
+    drop();
+    return answer(st::kEptSInvalidContext);
+  }
+  if (req->max_towers == 0) {
+    drop();
+    return answer(st::kEptSCantPerformOp);
+  }
+  auto query = parse_map_tower(req->map_tower, req->object);
+  if (!query) {
+    drop();
+    return answer(query.error());
+  }
+  const MapCursor from = found == HandleLookup::kFound ? state->map_next : MapCursor{};
+  auto page = db_.map(*query, from, std::min(req->max_towers, config_.max_results));
+
+  if (page.next) {
+    if (found == HandleLookup::kFound) {
+      state->map_next = *page.next;
+      resp.entry_handle = req->entry_handle;
+    } else {
+      HandleState s;
+      s.connection_id = caller.connection_id;
+      s.kind = HandleKind::kMap;
+      s.map_next = *page.next;
+      auto uuid = new_handle(caller.connection_id, s);
+      if (!uuid) return answer(st::kEptSCantPerformOp);
+      resp.entry_handle = handle_of(uuid);
+    }
+  } else {
+    drop();
+  }
+  const Ipv4 host = host_for(caller);
+  const std::optional<SyntaxId> floor1 = is_mgmt_interface(query->interface.uuid)
+                                             ? std::optional<SyntaxId>(rpc::kMgmtSyntax)
+                                             : std::nullopt;
+  resp.towers.reserve(page.entries.size());
+  for (const Entry* e : page.entries)
+    resp.towers.emplace_back(render_tower(*e, floor1, host));
+  return answer(resp.towers.empty() ? st::kEptSNotRegistered : 0);
+}
+
+CallResult EpmService::ept_lookup_handle_free(std::span<const std::uint8_t> stub,
+                                              common::Endian endian, const CallerInfo& caller) {
+  auto req = decode_ept_lookup_handle_free_request(stub, endian, config_.decode_limits);
+  if (!req) return bad_stub();
+  HandleState* state = nullptr;
+  EptLookupHandleFreeResponse resp;  // handle always returned null
+  switch (find_handle(req->entry_handle, caller.connection_id, &state)) {
+    case HandleLookup::kNull:
+      break;
+    case HandleLookup::kFound:
+      free_handle(req->entry_handle.uuid);
+      break;
+    case HandleLookup::kInvalid:
+      ++stats_.invalid_context;
+      resp.status = st::kEptSInvalidContext;
+      break;
+  }
+  return encode(resp, endian);
+}
+
+std::size_t EpmService::connection_closed(std::uint64_t connection_id) {
+  if (auto it = by_connection_.find(connection_id); it != by_connection_.end()) {
+    for (const auto& uuid : it->second)
+      handles_.erase(uuid);
+    by_connection_.erase(it);
+  }
+  const auto removed = db_.remove_owner(connection_id);
+  stats_.owner_removals += removed;
+  return removed;
+}
+
+EpmService::HandleLookup EpmService::find_handle(const ndr::ContextHandle& h,
+                                                 std::uint64_t connection_id, HandleState** out) {
+  if (h.is_null()) return HandleLookup::kNull;
+  auto it = handles_.find(h.uuid);
+  if (h.attributes != 0 || it == handles_.end() || it->second.connection_id != connection_id)
+    return HandleLookup::kInvalid;
+  *out = &it->second;
+  return HandleLookup::kFound;
+}
+
+std::optional<common::Uuid> EpmService::new_handle(std::uint64_t connection_id, HandleState state) {
+  auto& mine = by_connection_[connection_id];
+  if (mine.size() >= config_.max_handles_per_connection) {
+    handles_.erase(mine.front());
+    mine.pop_front();
+    ++stats_.handles_evicted;
+  }
+  if (handles_.size() >= config_.max_handles_total) {
+    ++stats_.handles_refused;
+    if (mine.empty()) by_connection_.erase(connection_id);
+    return std::nullopt;
+  }
+  common::Uuid uuid;
+  do {
+    uuid = random_uuid();
+  } while (uuid.is_nil() || handles_.contains(uuid));
+  handles_.emplace(uuid, state);
+  mine.push_back(uuid);
+  ++stats_.handles_created;
+  return uuid;
+}
+
+void EpmService::free_handle(const common::Uuid& uuid) {
+  auto it = handles_.find(uuid);
+  if (it == handles_.end()) return;
+  if (auto c = by_connection_.find(it->second.connection_id); c != by_connection_.end()) {
+    std::erase(c->second, uuid);
+    if (c->second.empty()) by_connection_.erase(c);
+  }
+  handles_.erase(it);
+}
+
+common::Uuid EpmService::random_uuid() {
+  std::array<std::uint8_t, 16> bytes{};
+  for (std::size_t i = 0; i < bytes.size(); i += 4) {
+    const std::uint32_t v = seeded_ ? static_cast<std::uint32_t>((*seeded_)())
+                                    : static_cast<std::uint32_t>((*random_)());
+    for (std::size_t j = 0; j < 4; ++j)
+      bytes[i + j] = static_cast<std::uint8_t>(v >> (8 * j));
+  }
+  return common::Uuid(bytes);
+}
+
+Ipv4 EpmService::host_for(const CallerInfo& caller) const {
+  if (config_.advertised_ipv4) return *config_.advertised_ipv4;
+  return caller.local_ipv4.value_or(Ipv4{});
+}
+
+EpmStats EpmService::stats() const {
+  EpmStats s = stats_;
+  s.entries = db_.size();
+  s.handles = handles_.size();
+  return s;
+}
+
+std::size_t EpmService::handle_count(std::uint64_t connection_id) const {
+  auto it = by_connection_.find(connection_id);
+  return it == by_connection_.end() ? 0 : it->second.size();
+}
+
+}  // namespace rpcgate::epm

@@ -1,0 +1,168 @@
+// The endpoint mapper interface e1af8308-5d1f-11c9-91a4-08002b14a0fa v3.0 as a sans-I/O service:
+// stub in, stub (or fault) out, over an EndpointDb, plus the ept_lookup_handle_t context handles
+// of every connection. No sockets, threads or clocks; one owner thread.
+//
+// Operations (C706 App. O ept.idl; epm-and-ports.md §2.3, §5, §6, §7):
+//   0 ept_insert       may_register ? EndpointDb::insert(entries, replace, connection_id)
+//                      : ept_s_cant_perform_op (0x16c9a0cd) in the response (not a fault)
+//   1 ept_delete       may_register ? EndpointDb::erase : ept_s_cant_perform_op
+//   2 ept_lookup       see "Paging"; bad inquiry_type => rpc_s_invalid_inquiry_type 0x16c9a0a9,
+//                      bad vers_option (types 1 and 3 only, DCE) => rpc_s_invalid_vers_option
+//                      0x16c9a0bd, max_ents 0 => ept_s_cant_perform_op; a handle of another
+//                      inquiry type or of ept_map => ept_s_invalid_context 0x16c9a0d5 and that
+//                      handle is freed (DCE rpcdepdb.c)
+//   3 ept_map          see "Paging"; max_towers 0 => ept_s_cant_perform_op; NULL / malformed
+//                      tower, > 6 floors, < 4 floors, nil interface => ept_s_invalid_entry
+//                      (DCE ept_map); an ept_lookup handle => ept_s_invalid_context (freed)
+//   4 ept_lookup_handle_free  frees a handle of this connection: status 0 and a null handle;
+//                      a null handle: status 0; an unknown or foreign handle:
+//                      ept_s_invalid_context (null handle returned)
+//   5 ept_inq_object   EpmConfig::ept_object (nil by default) and status 0 (DCE; Windows and
+//                      Samba answer ept_s_cant_perform_op, no client depends on either)
+//   6 ept_mgmt_delete  may_register ? EndpointDb::mgmt_delete : ept_s_cant_perform_op
+//   7 ept_map_auth, 8 ept_map_auth_async, > 8: fault nca_s_op_rng_error (0x1c010002), as Samba
+//   any stub that does not decode: fault rpc_x_bad_stub_data (0x6f7), as Windows
+//
+// Paging (ept_lookup and ept_map): up to min(max, 500) results per call (MS-RPCE: range
+// 0..500). If another match follows, the response carries a context handle (a new one on the
+// first call, the same one on later calls) and status 0. When no match follows (the last
+// batch), the handle is freed and the response carries a null handle and status 0 (Windows and
+// DCE; Samba's ept_s_not_registered on the last batch breaks Impacket's rpcdump.py).
+// ept_s_not_registered (0x16c9a0d6) only when a call returns 0 results. The array conformance
+// (max_count) in the response is the request's max_ents / max_towers, as MIDL writes it, for
+// the values MS-RPCE allows ([range(0,500)]); above 500 Windows' stub faults (rpc_x_bad_stub_data)
+// while rpcgate is lenient: it answers as for 500, conformance 500 included (so a response never
+// claims an array bigger than the cap, which the firewall's decoder would refuse past 65536).
+// Tower host floors: EpmConfig::advertised_ipv4, else CallerInfo::local_ipv4, else 0.0.0.0,
+// substituted for registered wildcard (0.0.0.0) addresses (render_tower).
+//
+// Context handles: 16 random bytes (std::random_device, or a seeded generator for tests and
+// fuzzing) with attributes 0; they name a cursor (EndpointDb paging snapshot: the next entry
+// id), never memory. A handle is only valid on the connection that got it: on any other it is
+// ept_s_invalid_context (Windows' runtime would fault nca_s_fault_context_mismatch instead;
+// rpcgate keeps DCE's status, which Impacket reports as a clean error). At most
+// max_handles_per_connection (64) per connection: creating one more frees that connection's
+// oldest (a client that abandons paging, like Impacket which never calls handle_free, keeps
+// working; an abusive one stays bounded). At most max_handles_total overall: beyond it a call
+// that would need a new handle answers ept_s_cant_perform_op with no results.
+// connection_closed() runs the connection's handles down and removes its registrations.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <random>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include "common/bytes.h"
+#include "common/uuid.h"
+#include "epm/call.h"
+#include "epm/endpoint_db.h"
+#include "ndr/ndr.h"
+
+namespace rpcgate::epm {
+
+inline constexpr std::uint16_t kOpnumEptMapAuth = 7;
+inline constexpr std::uint16_t kOpnumEptMapAuthAsync = 8;
+inline constexpr std::uint16_t kEpmOpnumCount = 9;  // 0..8 exist in MS-RPCE; 0..6 implemented
+
+struct EpmConfig {
+  DbLimits db;
+  std::size_t max_handles_per_connection = 64;
+  std::size_t max_handles_total = 65536;
+  std::uint32_t max_results = 500;      // cap on max_ents / max_towers per call
+  std::optional<Ipv4> advertised_ipv4;  // NAT: the address clients must use
+  common::Uuid ept_object;              // ept_inq_object's answer (nil by default)
+  std::optional<std::uint64_t> seed;    // deterministic handles (tests, fuzzing)
+  // Applied to every request stub; counts above these are a malformed stub (fault 0x6f7).
+  ndr::DecodeLimits decode_limits{.max_array_elements = 4096,
+                                  .max_string_length = 4096,
+                                  .max_depth = 32,
+                                  .max_total_alloc = 4u << 20};
+};
+
+struct EpmStats {
+  std::array<std::uint64_t, kEpmOpnumCount + 1> calls{};  // by opnum; [9] = opnum > 8
+  std::uint64_t faults_bad_stub = 0;                      // fault 0x6f7
+  std::uint64_t faults_op_rng = 0;                        // fault nca_s_op_rng_error
+  std::uint64_t not_registered = 0;                       // map / lookup answers with no result
+  std::uint64_t invalid_context = 0;                      // ept_s_invalid_context answers
+  std::uint64_t refused_registrations = 0;  // insert / delete / mgmt_delete without may_register
+  std::uint64_t registrations = 0;          // successful ept_insert calls
+  std::uint64_t unregistrations = 0;        // successful ept_delete / ept_mgmt_delete calls
+  std::uint64_t owner_removals = 0;         // entries removed by connection_closed()
+  std::uint64_t handles_created = 0;
+  std::uint64_t handles_evicted = 0;  // oldest freed at the per-connection cap
+  std::uint64_t handles_refused = 0;  // global cap reached
+  std::size_t entries = 0;            // current
+  std::size_t handles = 0;            // current
+};
+
+class EpmService {
+ public:
+  explicit EpmService(EpmConfig config = {});
+
+  // One call of the EPM interface. `stub` is the request stub in `endian` byte order (the
+  // PDU's drep); the response stub uses the same byte order. See the header comment for each
+  // opnum's contract.
+  CallResult call(std::uint16_t opnum, std::span<const std::uint8_t> stub, common::Endian endian,
+                  const CallerInfo& caller);
+
+  // The connection ended (or its association was torn down): frees its context handles
+  // (rundown) and removes the entries it registered. Returns the number of entries removed.
+  std::size_t connection_closed(std::uint64_t connection_id);
+
+  // Direct access for the daemon (persistent entries from configuration: owner 0) and tests.
+  EndpointDb& db() { return db_; }
+  const EndpointDb& db() const { return db_; }
+  EpmStats stats() const;
+  std::size_t handle_count(std::uint64_t connection_id) const;
+
+ private:
+  enum class HandleKind : std::uint8_t { kLookup, kMap };
+  struct HandleState {
+    std::uint64_t connection_id = 0;
+    HandleKind kind = HandleKind::kLookup;
+    std::uint32_t inquiry_type = 0;  // kLookup
+    std::uint64_t lookup_next = 0;   // kLookup
+    MapCursor map_next;              // kMap
+  };
+  // Result of resolving a request's entry_handle.
+  enum class HandleLookup : std::uint8_t { kNull, kFound, kInvalid };
+
+  CallResult ept_insert(std::span<const std::uint8_t> stub, common::Endian endian,
+                        const CallerInfo& caller);
+  CallResult ept_delete(std::span<const std::uint8_t> stub, common::Endian endian,
+                        const CallerInfo& caller);
+  CallResult ept_lookup(std::span<const std::uint8_t> stub, common::Endian endian,
+                        const CallerInfo& caller);
+  CallResult ept_map(std::span<const std::uint8_t> stub, common::Endian endian,
+                     const CallerInfo& caller);
+  CallResult ept_lookup_handle_free(std::span<const std::uint8_t> stub, common::Endian endian,
+                                    const CallerInfo& caller);
+  CallResult ept_inq_object(std::span<const std::uint8_t> stub, common::Endian endian);
+  CallResult ept_mgmt_delete(std::span<const std::uint8_t> stub, common::Endian endian,
+                             const CallerInfo& caller);
+
+  HandleLookup find_handle(const ndr::ContextHandle& h, std::uint64_t connection_id,
+                           HandleState** out);
+  // A new handle for `connection_id` (evicting its oldest at the cap); nullopt at the global cap.
+  std::optional<common::Uuid> new_handle(std::uint64_t connection_id, HandleState state);
+  void free_handle(const common::Uuid& uuid);
+  common::Uuid random_uuid();
+  Ipv4 host_for(const CallerInfo& caller) const;
+
+  EpmConfig config_;
+  EndpointDb db_;
+  std::unordered_map<common::Uuid, HandleState> handles_;
+  std::unordered_map<std::uint64_t, std::deque<common::Uuid>> by_connection_;  // oldest first
+  std::optional<std::mt19937_64> seeded_;
+  std::unique_ptr<std::random_device> random_;  // unique_ptr: keeps EpmService movable
+  EpmStats stats_;
+};
+
+}  // namespace rpcgate::epm

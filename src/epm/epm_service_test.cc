@@ -1,0 +1,433 @@
+#include "epm/epm_service.h"
+
+#include <set>
+
+#include <gtest/gtest.h>
+
+#include "epm/internal/test_util.h"
+#include "ndr/epm_types.h"
+#include "rpc/status.h"
+
+namespace rpcgate::epm {
+namespace {
+
+using namespace testing;
+using namespace ndr::epm;
+namespace st = rpc::status;
+using common::Endian;
+
+const std::string kZero20(40, '0');
+constexpr std::string_view kTowerReq =  // §7.3: SAMR v1.0, ncacn_ip_tcp, port 0, 0.0.0.0
+    "05 00 13 00 0d 78 57 34 12 34 12 cd ab ef 00 01 23 45 67 89 ac 01 00 02 00 00 00"
+    "13 00 0d 04 5d 88 8a eb 1c c9 11 9f e8 08 00 2b 10 48 60 02 00 02 00 00 00"
+    "01 00 0b 02 00 00 00 01 00 07 02 00 00 00 01 00 09 04 00 00 00 00 00";
+constexpr std::string_view kTowerResp =  // §7.4: port 49664, 127.0.0.1
+    "05 00 13 00 0d 78 57 34 12 34 12 cd ab ef 00 01 23 45 67 89 ac 01 00 02 00 00 00"
+    "13 00 0d 04 5d 88 8a eb 1c c9 11 9f e8 08 00 2b 10 48 60 02 00 02 00 00 00"
+    "01 00 0b 02 00 00 00 01 00 07 02 00 c2 00 01 00 09 04 00 7f 00 00 01";
+
+EpmConfig seeded(std::uint64_t seed) {
+  EpmConfig c;
+  c.seed = seed;
+  return c;
+}
+
+CallerInfo net(std::uint64_t id) {
+  return CallerInfo{id, false, Ipv4{127, 0, 0, 1}, "test"};
+}
+CallerInfo local(std::uint64_t id) {
+  return CallerInfo{id, true, std::nullopt, "unix"};
+}
+
+EpmService samr_service(EpmConfig config = {}) {
+  config.seed = 42;
+  EpmService s(config);
+  EXPECT_EQ(s.db().insert({entry({}, "ncacn_ip_tcp:0.0.0.0[49664]", kSamr10, "samr")}, false,
+                          kPersistentOwner),
+            0u);
+  return s;
+}
+
+EptMapResponse map(EpmService& s, const EptMapRequest& req, const CallerInfo& c) {
+  auto r = s.call(kOpnumEptMap, encode(req, Endian::kLittle), Endian::kLittle, c);
+  EXPECT_TRUE(r.has_value());
+  auto resp = decode_ept_map_response(r.value_or(std::vector<std::uint8_t>{}), Endian::kLittle);
+  EXPECT_TRUE(resp.has_value());
+  return resp.value_or(EptMapResponse{});
+}
+
+EptLookupResponse lookup(EpmService& s, const EptLookupRequest& req, const CallerInfo& c) {
+  auto r = s.call(kOpnumEptLookup, encode(req, Endian::kLittle), Endian::kLittle, c);
+  EXPECT_TRUE(r.has_value());
+  auto resp = decode_ept_lookup_response(r.value_or(std::vector<std::uint8_t>{}), Endian::kLittle);
+  EXPECT_TRUE(resp.has_value());
+  return resp.value_or(EptLookupResponse{});
+}
+
+// ---- goldens (epm-and-ports.md §7.3-7.5) ----
+
+TEST(EpmServiceGolden, EptMapSamr) {
+  auto s = samr_service();
+  const auto request = hex("01000000" + std::string(32, '0') + "02000000 4b000000 4b000000" +
+                           std::string(kTowerReq) + "ab" + kZero20 + "01000000");
+  auto r = s.call(kOpnumEptMap, request, Endian::kLittle, net(1));
+  ASSERT_TRUE(r);
+  // §7.4 byte for byte, except the tower referent id: §7.4's example server wrote 3, rpcgate
+  // numbers referents as Windows and Samba do (0x00020000); any non-zero id is valid NDR.
+  const auto expected = hex(kZero20 + "01000000 01000000 00000000 01000000 00000200" +
+                            "4b000000 4b000000" + std::string(kTowerResp) + "00 00000000");
+  EXPECT_EQ(common::to_hex(*r), common::to_hex(expected));
+  EXPECT_EQ(s.handle_count(1), 0u);
+}
+
+TEST(EpmServiceGolden, EptMapNotFound) {
+  auto s = samr_service();
+  auto t = tower("ncacn_ip_tcp:0.0.0.0[0]", kLsa00);
+  auto r = s.call(kOpnumEptMap, encode(EptMapRequest{common::Uuid{}, t, {}, 1}, Endian::kLittle),
+                  Endian::kLittle, net(1));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(*r, hex(kZero20 + "00000000 01000000 00000000 00000000 d6a0c916"));
+  EXPECT_EQ(s.stats().not_registered, 1u);
+}
+
+TEST(EpmServiceGolden, EptLookupFirstCall) {
+  auto s = samr_service();
+  const auto request = hex("00000000 00000000 00000000 01000000" + kZero20 + "f4010000");
+  auto r = s.call(kOpnumEptLookup, request, Endian::kLittle, net(1));
+  ASSERT_TRUE(r);
+  const auto expected = hex(kZero20 + "01000000 f4010000 00000000 01000000" + std::string(32, '0') +
+                            "00000200 00000000 05000000 73616d7200 000000 4b000000 4b000000" +
+                            std::string(kTowerResp) + "00 00000000");
+  EXPECT_EQ(common::to_hex(*r), common::to_hex(expected));
+}
+
+TEST(EpmServiceGolden, BigEndianCallGetsBigEndianAnswer) {
+  auto s = samr_service();
+  EptMapRequest req{common::Uuid{}, tower("ncacn_ip_tcp:0.0.0.0[0]", kSamr10), {}, 4};
+  auto r = s.call(kOpnumEptMap, encode(req, Endian::kBig), Endian::kBig, net(1));
+  ASSERT_TRUE(r);
+  auto resp = decode_ept_map_response(*r, Endian::kBig);
+  ASSERT_TRUE(resp);
+  ASSERT_EQ(resp->towers.size(), 1u);
+  EXPECT_EQ(binding_of(*resp->towers[0]), "ncacn_ip_tcp:127.0.0.1[49664]");
+  EXPECT_EQ(resp->max_count, 4u);
+}
+
+// ---- host floor ----
+
+TEST(EpmService, HostFloorFromCallerOrAdvertised) {
+  auto s = samr_service();
+  EptMapRequest req{std::nullopt, tower("ncacn_ip_tcp:0.0.0.0[0]", kSamr10), {}, 1};
+  auto v6 = net(1);
+  v6.local_ipv4.reset();
+  EXPECT_EQ(binding_of(*map(s, req, v6).towers.at(0)), "ncacn_ip_tcp:0.0.0.0[49664]");
+  EpmConfig nat;
+  nat.advertised_ipv4 = Ipv4{203, 0, 113, 9};
+  auto s2 = samr_service(nat);
+  EXPECT_EQ(binding_of(*map(s2, req, net(1)).towers.at(0)), "ncacn_ip_tcp:203.0.113.9[49664]");
+}
+
+// ---- faults and statuses ----
+
+TEST(EpmService, FaultsAndStatuses) {
+  auto s = samr_service();
+  for (std::uint16_t op : {7, 8, 9, 100, 0xffff}) {
+    auto r = s.call(op, {}, Endian::kLittle, net(1));
+    ASSERT_FALSE(r) << op;
+    EXPECT_EQ(r.error().status, st::kNcaSOpRngError);
+  }
+  for (std::uint16_t op = 0; op <= 6; ++op) {
+    const std::vector<std::uint8_t> junk{1, 2, 3};
+    auto r = s.call(op, junk, Endian::kLittle, local(1));
+    ASSERT_FALSE(r) << op;
+    EXPECT_EQ(r.error().status, st::kRpcXBadStubData) << op;
+  }
+  EXPECT_EQ(s.stats().faults_bad_stub, 7u);
+  EXPECT_EQ(s.stats().faults_op_rng, 5u);
+  EXPECT_EQ(s.stats().calls[9], 3u);
+
+  const auto t = tower("ncacn_ip_tcp:0.0.0.0[0]", kSamr10);
+  EXPECT_EQ(map(s, {std::nullopt, t, {}, 0}, net(1)).status, st::kEptSCantPerformOp);
+  EXPECT_EQ(map(s, {std::nullopt, std::nullopt, {}, 1}, net(1)).status, st::kEptSInvalidEntry);
+  auto bad = t;
+  bad.pop_back();
+  EXPECT_EQ(map(s, {std::nullopt, bad, {}, 1}, net(1)).status, st::kEptSInvalidEntry);
+
+  EptLookupRequest lr;
+  lr.max_ents = 10;
+  lr.inquiry_type = 4;
+  EXPECT_EQ(lookup(s, lr, net(1)).status, st::kRpcSInvalidInquiryType);
+  lr.inquiry_type = kRpcCEpMatchByIf;
+  lr.if_id = RpcIfId{kSamr10.uuid, 1, 0};
+  lr.vers_option = 0;
+  EXPECT_EQ(lookup(s, lr, net(1)).status, st::kRpcSInvalidVersOption);
+  lr.vers_option = 6;
+  EXPECT_EQ(lookup(s, lr, net(1)).status, st::kRpcSInvalidVersOption);
+  lr.inquiry_type = kRpcCEpAllElts;  // version option not consulted
+  EXPECT_EQ(lookup(s, lr, net(1)).status, 0u);
+  lr.max_ents = 0;
+  EXPECT_EQ(lookup(s, lr, net(1)).status, st::kEptSCantPerformOp);
+
+  // ept_inq_object
+  auto r = s.call(kOpnumEptInqObject, {}, Endian::kLittle, net(1));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(*r, std::vector<std::uint8_t>(20, 0));
+}
+
+// ---- registration through the service ----
+
+TEST(EpmService, RegistrationNeedsPermissionAndDiesWithConnection) {
+  EpmService s(seeded(1));
+  EptInsertRequest ins{{entry({}, "ncacn_ip_tcp:0.0.0.0[50000]", kLsa00, "lsarpc")}, false};
+  auto status_of = [](const CallResult& r) {
+    EXPECT_TRUE(r.has_value());
+    return decode_ept_status_response(r.value_or(std::vector<std::uint8_t>{}), Endian::kLittle)
+        .value_or(EptStatusResponse{0xdeadbeef})
+        .status;
+  };
+  const auto stub = encode(ins, Endian::kLittle);
+  EXPECT_EQ(status_of(s.call(kOpnumEptInsert, stub, Endian::kLittle, net(5))),
+            st::kEptSCantPerformOp);
+  EXPECT_EQ(s.db().size(), 0u);
+  EXPECT_EQ(status_of(s.call(kOpnumEptInsert, stub, Endian::kLittle, local(5))), 0u);
+  EXPECT_EQ(s.db().size(), 1u);
+  const auto del = encode(EptDeleteRequest{ins.entries}, Endian::kLittle);
+  EXPECT_EQ(status_of(s.call(kOpnumEptDelete, del, Endian::kLittle, net(6))),
+            st::kEptSCantPerformOp);
+  const auto mdel = encode(
+      EptMgmtDeleteRequest{false, std::nullopt, tower("ncacn_ip_tcp:0.0.0.0[50000]", kLsa00)},
+      Endian::kLittle);
+  EXPECT_EQ(status_of(s.call(kOpnumEptMgmtDelete, mdel, Endian::kLittle, net(6))),
+            st::kEptSCantPerformOp);
+  EXPECT_EQ(s.stats().refused_registrations, 3u);
+  EXPECT_EQ(s.db().size(), 1u);
+  // Visible to the network, with the caller's address.
+  EptMapRequest req{std::nullopt, tower("ncacn_ip_tcp:0.0.0.0[0]", kLsa00), {}, 1};
+  EXPECT_EQ(binding_of(*map(s, req, net(9)).towers.at(0)), "ncacn_ip_tcp:127.0.0.1[50000]");
+  // Another connection closing changes nothing; the registrant's close removes its entries.
+  EXPECT_EQ(s.connection_closed(6), 0u);
+  EXPECT_EQ(s.connection_closed(5), 1u);
+  EXPECT_EQ(map(s, req, net(9)).status, st::kEptSNotRegistered);
+  // ept_delete and ept_mgmt_delete with permission.
+  EXPECT_EQ(status_of(s.call(kOpnumEptInsert, stub, Endian::kLittle, local(5))), 0u);
+  EXPECT_EQ(status_of(s.call(kOpnumEptDelete, del, Endian::kLittle, local(7))), 0u);
+  EXPECT_EQ(status_of(s.call(kOpnumEptDelete, del, Endian::kLittle, local(7))),
+            st::kEptSNotRegistered);
+  EXPECT_EQ(status_of(s.call(kOpnumEptInsert, stub, Endian::kLittle, local(5))), 0u);
+  EXPECT_EQ(status_of(s.call(kOpnumEptMgmtDelete, mdel, Endian::kLittle, local(7))), 0u);
+  EXPECT_EQ(s.db().size(), 0u);
+  EXPECT_EQ(s.stats().registrations, 3u);
+  EXPECT_EQ(s.stats().unregistrations, 2u);
+}
+
+// ---- paging ----
+
+EpmService big_service(std::size_t n) {
+  auto config = seeded(3);
+  config.db.max_entries_per_owner = 4096;
+  EpmService s(config);
+  std::vector<EptEntry> entries;
+  for (std::size_t i = 0; i < n; ++i)
+    entries.push_back(entry({}, "ncacn_ip_tcp:0.0.0.0[" + std::to_string(10000 + i) + "]", kSamr10,
+                            "e" + std::to_string(i)));
+  EXPECT_EQ(s.db().insert(entries, false, kPersistentOwner), 0u);
+  return s;
+}
+
+TEST(EpmServicePaging, LookupOver1200Entries) {
+  for (std::uint32_t max_ents : {500u, 2u, 1u, 1000u}) {
+    auto s = big_service(1200);
+    EptLookupRequest req;
+    req.max_ents = max_ents;
+    std::set<std::string> seen;
+    std::size_t calls = 0;
+    for (;;) {
+      auto resp = lookup(s, req, net(1));
+      ++calls;
+      ASSERT_EQ(resp.status, 0u) << max_ents << " call " << calls;
+      ASSERT_FALSE(resp.entries.empty());
+      ASSERT_LE(resp.entries.size(), std::min(max_ents, 500u));
+      EXPECT_EQ(resp.max_count, std::min(max_ents, 500u));
+      for (const auto& e : resp.entries)
+        EXPECT_TRUE(seen.insert(e.annotation).second) << e.annotation;
+      if (resp.entry_handle.is_null()) break;
+      EXPECT_EQ(s.handle_count(1), 1u);
+      req.entry_handle = resp.entry_handle;
+    }
+    EXPECT_EQ(seen.size(), 1200u) << max_ents;
+    EXPECT_EQ(calls, (1200 + std::min(max_ents, 500u) - 1) / std::min(max_ents, 500u));
+    EXPECT_EQ(s.handle_count(1), 0u);  // freed on the last batch
+    // The last batch returned a null handle; a fresh call starts over.
+    req.entry_handle = {};
+    EXPECT_EQ(lookup(s, req, net(1)).status, 0u);
+  }
+}
+
+TEST(EpmServicePaging, MapPagesAndExactEnd) {
+  auto s = big_service(7);
+  EptMapRequest req{std::nullopt, tower("ncacn_ip_tcp:0.0.0.0[0]", kSamr10), {}, 3};
+  auto p1 = map(s, req, net(1));
+  EXPECT_EQ(p1.towers.size(), 3u);
+  EXPECT_FALSE(p1.entry_handle.is_null());
+  req.entry_handle = p1.entry_handle;
+  auto p2 = map(s, req, net(1));
+  EXPECT_EQ(p2.towers.size(), 3u);
+  EXPECT_EQ(p2.entry_handle, p1.entry_handle);
+  auto p3 = map(s, req, net(1));
+  EXPECT_EQ(p3.towers.size(), 1u);
+  EXPECT_TRUE(p3.entry_handle.is_null());
+  EXPECT_EQ(p3.status, 0u);
+  // The handle is gone: reusing it is an invalid context.
+  EXPECT_EQ(map(s, req, net(1)).status, st::kEptSInvalidContext);
+  // Exactly max matches: no handle (another match must exist for one).
+  auto s6 = big_service(3);
+  req.entry_handle = {};
+  auto only = map(s6, req, net(1));
+  EXPECT_EQ(only.towers.size(), 3u);
+  EXPECT_TRUE(only.entry_handle.is_null());
+  EXPECT_EQ(s6.handle_count(1), 0u);
+}
+
+TEST(EpmServicePaging, HandleFreeForeignKindAndCap) {
+  auto s = big_service(50);
+  EptLookupRequest req;
+  req.max_ents = 1;
+  auto first = lookup(s, req, net(1));
+  ASSERT_FALSE(first.entry_handle.is_null());
+  // Another connection cannot use it, nor free it.
+  auto foreign = req;
+  foreign.entry_handle = first.entry_handle;
+  EXPECT_EQ(lookup(s, foreign, net(2)).status, st::kEptSInvalidContext);
+  auto free_on = [&](std::uint64_t conn, const ndr::ContextHandle& h) {
+    auto r =
+        s.call(kOpnumEptLookupHandleFree, encode(EptLookupHandleFreeRequest{h}, Endian::kLittle),
+               Endian::kLittle, net(conn));
+    EXPECT_TRUE(r.has_value());
+    return decode_ept_lookup_handle_free_response(r.value_or(std::vector<std::uint8_t>{}),
+                                                  Endian::kLittle)
+        .value_or(EptLookupHandleFreeResponse{{}, 0xdeadbeef});
+  };
+  EXPECT_EQ(free_on(2, first.entry_handle).status, st::kEptSInvalidContext);
+  EXPECT_EQ(s.handle_count(1), 1u);
+  // Still valid on its own connection.
+  EXPECT_EQ(lookup(s, foreign, net(1)).entries.at(0).annotation, "e1");
+  // A guessed handle is invalid too.
+  foreign.entry_handle.uuid = uuid("01234567-89ab-cdef-0123-456789abcdef");
+  EXPECT_EQ(lookup(s, foreign, net(1)).status, st::kEptSInvalidContext);
+  // Different inquiry type on the same handle: invalid context, and the handle is freed (DCE).
+  auto other = req;
+  other.entry_handle = first.entry_handle;
+  other.inquiry_type = kRpcCEpMatchByObj;
+  EXPECT_EQ(lookup(s, other, net(1)).status, st::kEptSInvalidContext);
+  EXPECT_EQ(s.handle_count(1), 0u);
+  // A lookup handle in ept_map: invalid context.
+  auto h = lookup(s, req, net(1)).entry_handle;
+  EXPECT_EQ(map(s, {std::nullopt, tower("ncacn_ip_tcp:0.0.0.0[0]", kSamr10), h, 1}, net(1)).status,
+            st::kEptSInvalidContext);
+  // handle_free: zeroes the handle; null handle is fine.
+  h = lookup(s, req, net(1)).entry_handle;
+  auto freed = free_on(1, h);
+  EXPECT_EQ(freed.status, 0u);
+  EXPECT_TRUE(freed.entry_handle.is_null());
+  EXPECT_EQ(free_on(1, {}).status, 0u);
+  EXPECT_EQ(s.handle_count(1), 0u);
+  // Cap: 64 per connection; the 65th evicts the oldest.
+  std::vector<ndr::ContextHandle> handles;
+  for (int i = 0; i < 65; ++i)
+    handles.push_back(lookup(s, req, net(3)).entry_handle);
+  EXPECT_EQ(s.handle_count(3), 64u);
+  EXPECT_EQ(s.stats().handles_evicted, 1u);
+  auto oldest = req;
+  oldest.entry_handle = handles.front();
+  EXPECT_EQ(lookup(s, oldest, net(3)).status, st::kEptSInvalidContext);
+  oldest.entry_handle = handles.back();
+  EXPECT_EQ(lookup(s, oldest, net(3)).status, 0u);
+  // Handles are distinct and not guessable from one another (no two equal, none nil).
+  std::set<common::Uuid> distinct;
+  for (const auto& x : handles)
+    distinct.insert(x.uuid);
+  EXPECT_EQ(distinct.size(), 65u);
+  // Run-down on close.
+  s.connection_closed(3);
+  EXPECT_EQ(s.handle_count(3), 0u);
+  EXPECT_EQ(s.stats().handles, 0u);
+  EXPECT_EQ(lookup(s, oldest, net(3)).status, st::kEptSInvalidContext);
+}
+
+TEST(EpmServicePaging, GlobalHandleCap) {
+  EpmConfig config;
+  config.seed = 9;
+  config.max_handles_total = 2;
+  EpmService s(config);
+  ASSERT_EQ(s.db().insert({entry({}, "ncacn_ip_tcp:0.0.0.0[1]", kSamr10),
+                           entry({}, "ncacn_ip_tcp:0.0.0.0[2]", kSamr10)},
+                          false, kPersistentOwner),
+            0u);
+  EptLookupRequest req;
+  req.max_ents = 1;
+  EXPECT_EQ(lookup(s, req, net(1)).status, 0u);
+  EXPECT_EQ(lookup(s, req, net(2)).status, 0u);
+  auto refused = lookup(s, req, net(3));
+  EXPECT_EQ(refused.status, st::kEptSCantPerformOp);
+  EXPECT_TRUE(refused.entries.empty());
+  EXPECT_EQ(s.stats().handles_refused, 1u);
+}
+
+TEST(EpmServicePaging, ConcurrentInsertDeleteDuringPaging) {
+  auto s = big_service(10);
+  EptLookupRequest req;
+  req.max_ents = 3;
+  auto p1 = lookup(s, req, net(1));
+  ASSERT_EQ(p1.entries.size(), 3u);
+  // Delete an entry already returned, one not yet returned, and insert a new one.
+  ASSERT_EQ(s.db().erase({entry({}, "ncacn_ip_tcp:0.0.0.0[10000]", kSamr10),
+                          entry({}, "ncacn_ip_tcp:0.0.0.0[10005]", kSamr10)}),
+            0u);
+  ASSERT_EQ(s.db().insert({entry({}, "ncacn_ip_tcp:0.0.0.0[20000]", kSamr10, "new")}, false, 0),
+            0u);
+  std::set<std::string> seen;
+  for (const auto& e : p1.entries)
+    seen.insert(e.annotation);
+  req.entry_handle = p1.entry_handle;
+  while (!req.entry_handle.is_null()) {
+    auto p = lookup(s, req, net(1));
+    ASSERT_EQ(p.status, 0u);
+    for (const auto& e : p.entries)
+      EXPECT_TRUE(seen.insert(e.annotation).second) << e.annotation;
+    req.entry_handle = p.entry_handle;
+  }
+  EXPECT_EQ(seen.size(), 10u);  // e0-e9 (e0 came before its deletion) without e5, plus "new"
+  EXPECT_FALSE(seen.contains("e5"));
+  EXPECT_TRUE(seen.contains("new"));
+  // Deleting the whole map under a live handle: the next call answers not_registered.
+  auto s2 = big_service(4);
+  req = {};
+  req.max_ents = 1;
+  auto h = lookup(s2, req, net(1)).entry_handle;
+  for (std::size_t i = 0; i < 4; ++i)
+    (void)s2.db().erase(
+        {entry({}, "ncacn_ip_tcp:0.0.0.0[" + std::to_string(10000 + i) + "]", kSamr10)});
+  req.entry_handle = h;
+  auto after = lookup(s2, req, net(1));
+  EXPECT_EQ(after.status, st::kEptSNotRegistered);
+  EXPECT_TRUE(after.entry_handle.is_null());
+  EXPECT_EQ(s2.handle_count(1), 0u);
+}
+
+TEST(EpmService, MgmtMapThroughService) {
+  EpmService s(seeded(5));
+  ASSERT_EQ(s.db().insert({entry({}, "ncacn_ip_tcp:0.0.0.0[1000]", kSamr10),
+                           entry({}, "ncacn_ip_tcp:0.0.0.0[1000]", kLsa00),
+                           entry({}, "ncacn_ip_tcp:0.0.0.0[1001]", kLsa00)},
+                          false, 0),
+            0u);
+  auto resp =
+      map(s, {common::Uuid{}, tower("ncacn_ip_tcp:0.0.0.0[0]", rpc::kMgmtSyntax), {}, 10}, net(1));
+  ASSERT_EQ(resp.towers.size(), 2u);
+  EXPECT_EQ(binding_of(*resp.towers[0]), "ncacn_ip_tcp:127.0.0.1[1000]");
+  EXPECT_EQ(binding_of(*resp.towers[1]), "ncacn_ip_tcp:127.0.0.1[1001]");
+  EXPECT_EQ(interface_of(*resp.towers[1]), rpc::kMgmtSyntax);
+}
+
+}  // namespace
+}  // namespace rpcgate::epm

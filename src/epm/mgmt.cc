@@ -1,0 +1,105 @@
+#include "epm/mgmt.h"
+
+#include "ndr/ndr.h"
+#include "rpc/status.h"
+
+namespace rpcgate::epm {
+namespace {
+
+namespace st = rpc::status;
+
+CallResult bad_stub() {
+  return std::unexpected(Fault{st::kRpcXBadStubData});
+}
+
+// Reads the u32 [in] parameters of an operation; nullopt unless the stub holds exactly them.
+template <std::size_t N>
+std::optional<std::array<std::uint32_t, N>> read_u32s(std::span<const std::uint8_t> stub,
+                                                      common::Endian endian) {
+  ndr::Decoder d(stub, endian);
+  std::array<std::uint32_t, N> out{};
+  for (auto& v : out) {
+    auto r = d.u32();
+    if (!r) return std::nullopt;
+    v = *r;
+  }
+  if (!d.expect_end()) return std::nullopt;
+  return out;
+}
+
+}  // namespace
+
+CallResult MgmtService::call(std::uint16_t opnum, std::span<const std::uint8_t> stub,
+                             common::Endian endian) {
+  ndr::Encoder e(endian);
+  switch (opnum) {
+    case kOpnumMgmtInqIfIds: {
+      if (!read_u32s<0>(stub, endian)) return bad_stub();
+      const MgmtInfo info = provider_();
+      const auto n = static_cast<std::uint32_t>(info.if_ids.size());
+      e.unique_pointer(true);  // *if_id_vector
+      e.conformance(n);        // conformant structure: max_count first
+      e.u32(n);                // count
+      for (std::uint32_t i = 0; i < n; ++i)
+        e.unique_pointer(true);
+      for (const auto& id : info.if_ids) {  // deferred referents, in order
+        e.uuid(id.uuid);
+        e.u16(id.major);
+        e.u16(id.minor);
+      }
+      e.u32(0);
+      return e.take();
+    }
+    case kOpnumMgmtInqStats: {
+      auto in = read_u32s<1>(stub, endian);
+      if (!in) return bad_stub();
+      const MgmtInfo info = provider_();
+      const auto n = static_cast<std::uint32_t>(std::min<std::size_t>((*in)[0], kMgmtStatsCount));
+      e.u32(n);
+      e.conformance(n);
+      for (std::uint32_t i = 0; i < n; ++i)
+        e.u32(info.stats[i]);
+      e.u32(0);
+      return e.take();
+    }
+    case kOpnumMgmtIsServerListening: {
+      if (!read_u32s<0>(stub, endian)) return bad_stub();
+      e.u32(0);                                // *status
+      e.u32(provider_().listening ? 1u : 0u);  // boolean32 result
+      return e.take();
+    }
+    case kOpnumMgmtStopServerListening:
+      if (!read_u32s<0>(stub, endian)) return bad_stub();
+      e.u32(st::kRpcSAccessDenied);
+      return e.take();
+    case kOpnumMgmtInqPrincName: {
+      auto in = read_u32s<2>(stub, endian);
+      if (!in) return bad_stub();
+      const auto [authn_proto, size] = *in;
+      const MgmtInfo info = provider_();
+      std::string name = info.principal_name ? info.principal_name(authn_proto) : std::string();
+      std::uint32_t status = 0;
+      if (name.empty() || name.find('\0') != std::string::npos) {
+        name.clear();
+        status = kRpcSUnknownAuthnService;
+      } else if (name.size() + 1 > size) {
+        name.clear();
+        status = kErrorInsufficientBuffer;
+      }
+      e.conformance(size);
+      if (size == 0) {
+        e.variance(0, 0);
+      } else {
+        e.variance(0, static_cast<std::uint32_t>(name.size() + 1));
+        e.bytes({reinterpret_cast<const std::uint8_t*>(name.data()), name.size()});
+        e.u8(0);
+      }
+      e.u32(status);  // aligned to 4 by the encoder
+      return e.take();
+    }
+    default:
+      return std::unexpected(Fault{st::kNcaSOpRngError});
+  }
+}
+
+}  // namespace rpcgate::epm

@@ -1,0 +1,157 @@
+#include "runtime/broker_service.h"
+
+#include <algorithm>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "runtime/net.h"
+
+namespace rpcgate::runtime {
+namespace {
+
+bool family_available(int family) {
+  int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  ::close(fd);
+  return true;
+}
+
+}  // namespace
+
+BrokerService::BrokerService(policy::PortAllocator& allocator, BrokerOptions options)
+    : allocator_(allocator), options_(std::move(options)) {
+  if (!family_available(AF_INET6)) options_.ipv6_addresses.clear();
+}
+
+bool BrokerService::attach(Server& server) {
+  if (!server.add_interface(broker::broker_syntax(), handler())) return false;
+  server.on_connection_closed([this](std::uint64_t id) { connection_closed(id); });
+  return true;
+}
+
+Handler BrokerService::handler() {
+  return [this](CallContext& ctx, Responder r) {
+    switch (ctx.opnum) {
+      case broker::kOpAllocatePort:
+        return allocate(ctx, std::move(r));
+      case broker::kOpReleasePort:
+        return release(ctx, std::move(r));
+      default:
+        return fault_op_range(r);
+    }
+  };
+}
+
+void BrokerService::allocate(CallContext& ctx, Responder r) {
+  auto req = broker::decode_allocate_port_request(ctx.stub, ctx.endian);
+  if (!req) return r.fault(kFaultBadStubData);
+  BrokerEvent ev;
+  ev.connection_id = ctx.connection_id;
+  ev.peer = ctx.peer_cred;
+  ev.peer_address = ctx.peer_address;
+  ev.port_class = req->port_class;
+  auto answer = [&](std::uint16_t port, std::uint32_t status, std::vector<int> fds = {}) {
+    r.reply(broker::encode(broker::AllocatePortResponse{port, status}, ctx.endian), std::move(fds));
+  };
+  if (ctx.transport != Transport::kUnix || !ctx.may_register) {
+    ev.kind = BrokerEvent::Kind::kRefused;
+    ev.status = ctx.transport != Transport::kUnix ? broker::kStatusInvalidBinding
+                                                  : broker::kStatusAccessDenied;
+    emit(ev);
+    return answer(0, ev.status);
+  }
+  std::vector<asio::ip::address> addresses;
+  if (req->families & broker::kFamilyIpv4)
+    addresses.insert(addresses.end(), options_.ipv4_addresses.begin(),
+                     options_.ipv4_addresses.end());
+  if (req->families & broker::kFamilyIpv6)
+    addresses.insert(addresses.end(), options_.ipv6_addresses.begin(),
+                     options_.ipv6_addresses.end());
+
+  std::uint32_t status = broker::kStatusOk;
+  std::vector<int> fds;
+  if (req->port_class > static_cast<std::uint32_t>(policy::PortClass::kIntranet) ||
+      addresses.empty()) {
+    status = broker::kStatusInvalidParameter;
+    ev.error = policy::make_error_code(policy::Errc::kInvalidParameter);
+  } else {
+    auto probe = [&](std::uint16_t port) {
+      auto l = listen_tcp_same_port(addresses, port, options_.backlog, 1);
+      if (!l) return false;
+      for (auto& fd : l->fds)
+        fds.push_back(fd.release());
+      return true;
+    };
+    auto port = allocator_.allocate(static_cast<policy::PortClass>(req->port_class), probe);
+    if (!port) {
+      close_all(fds);
+      ev.error = port.error();
+      status = port.error() == policy::Errc::kInvalidParameter ? broker::kStatusInvalidParameter
+                                                               : broker::kStatusOutOfResources;
+    } else {
+      held_[ctx.connection_id].push_back(*port);
+      ev.kind = BrokerEvent::Kind::kAllocated;
+      ev.port = *port;
+      emit(ev);
+      return answer(*port, broker::kStatusOk, std::move(fds));
+    }
+  }
+  ev.kind = BrokerEvent::Kind::kAllocateFailed;
+  ev.status = status;
+  emit(ev);
+  answer(0, status);
+}
+
+void BrokerService::release(CallContext& ctx, Responder r) {
+  auto req = broker::decode_release_port_request(ctx.stub, ctx.endian);
+  if (!req) return r.fault(kFaultBadStubData);
+  BrokerEvent ev;
+  ev.connection_id = ctx.connection_id;
+  ev.peer = ctx.peer_cred;
+  ev.peer_address = ctx.peer_address;
+  ev.port = req->port;
+  std::uint32_t status = broker::kStatusInvalidParameter;
+  if (ctx.transport != Transport::kUnix || !ctx.may_register) {
+    status = ctx.transport != Transport::kUnix ? broker::kStatusInvalidBinding
+                                               : broker::kStatusAccessDenied;
+    ev.kind = BrokerEvent::Kind::kRefused;
+  } else if (auto it = held_.find(ctx.connection_id); it != held_.end()) {
+    auto& ports = it->second;
+    if (auto p = std::ranges::find(ports, req->port); p != ports.end()) {
+      ports.erase(p);
+      if (ports.empty()) held_.erase(it);
+      (void)allocator_.release(req->port);
+      status = broker::kStatusOk;
+    }
+  }
+  if (status == broker::kStatusInvalidParameter)
+    ev.kind = BrokerEvent::Kind::kReleaseFailed;
+  else if (status == broker::kStatusOk)
+    ev.kind = BrokerEvent::Kind::kReleased;
+  ev.status = status;
+  emit(ev);
+  r.reply(broker::encode(broker::ReleasePortResponse{status}, ctx.endian));
+}
+
+void BrokerService::connection_closed(std::uint64_t connection_id) {
+  auto it = held_.find(connection_id);
+  if (it == held_.end()) return;
+  auto ports = std::move(it->second);
+  held_.erase(it);
+  for (auto port : ports) {
+    (void)allocator_.release(port);
+    BrokerEvent ev;
+    ev.kind = BrokerEvent::Kind::kConnectionGone;
+    ev.connection_id = connection_id;
+    ev.port = port;
+    emit(ev);
+  }
+}
+
+std::size_t BrokerService::held_by(std::uint64_t connection_id) const {
+  auto it = held_.find(connection_id);
+  return it == held_.end() ? 0 : it->second.size();
+}
+
+}  // namespace rpcgate::runtime

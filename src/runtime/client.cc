@@ -1,0 +1,208 @@
+#include "runtime/client.h"
+
+#include <cerrno>
+#include <cstring>
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "rpc/fragments.h"
+#include "rpc/framer.h"
+#include "rpc/status.h"
+
+namespace rpcgate::runtime {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// poll() for `events` until `deadline`. false on timeout.
+bool wait_for(int fd, short events, Clock::time_point deadline) {
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd, events, 0};
+    int r = ::poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 1 << 30)));
+    if (r > 0) return true;
+    if (r < 0 && errno != EINTR) return true;  // let the following call report the error
+  }
+}
+
+std::expected<Fd, std::error_code> connect_sockaddr(int family, const sockaddr* sa, socklen_t len,
+                                                    std::chrono::milliseconds timeout) {
+  Fd fd(::socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd) return std::unexpected(make_error_code(Errc::kServerUnavailable));
+  if (::connect(fd.get(), sa, len) == 0) return fd;
+  if (errno != EINPROGRESS) return std::unexpected(make_error_code(Errc::kServerUnavailable));
+  if (!wait_for(fd.get(), POLLOUT, Clock::now() + timeout))
+    return std::unexpected(make_error_code(Errc::kTimeout));
+  int err = 0;
+  socklen_t elen = sizeof err;
+  if (::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &elen) != 0 || err != 0)
+    return std::unexpected(make_error_code(Errc::kServerUnavailable));
+  return fd;
+}
+
+}  // namespace
+
+std::expected<SyncClient, std::error_code> SyncClient::connect_unix(
+    const std::string& path, std::chrono::milliseconds timeout) {
+  sockaddr_un sun{};
+  sun.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof sun.sun_path)
+    return std::unexpected(make_error_code(Errc::kServerUnavailable));
+  std::memcpy(sun.sun_path, path.data(), path.size());
+  auto fd = connect_sockaddr(AF_UNIX, reinterpret_cast<sockaddr*>(&sun), sizeof sun, timeout);
+  if (!fd) return std::unexpected(fd.error());
+  return SyncClient(std::move(*fd));
+}
+
+std::expected<SyncClient, std::error_code> SyncClient::connect_tcp(
+    const asio::ip::address& address, std::uint16_t port, std::chrono::milliseconds timeout) {
+  sockaddr_storage ss{};
+  socklen_t len;
+  if (address.is_v4()) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(port);
+    auto b = address.to_v4().to_bytes();
+    std::memcpy(&sin->sin_addr, b.data(), 4);
+    len = sizeof *sin;
+  } else {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(port);
+    auto b = address.to_v6().to_bytes();
+    std::memcpy(&sin6->sin6_addr, b.data(), 16);
+    len = sizeof *sin6;
+  }
+  auto fd = connect_sockaddr(ss.ss_family, reinterpret_cast<sockaddr*>(&ss), len, timeout);
+  if (!fd) return std::unexpected(fd.error());
+  return SyncClient(std::move(*fd));
+}
+
+std::expected<void, std::error_code> SyncClient::write_all(std::span<const std::uint8_t> data,
+                                                           Deadline deadline) {
+  while (!data.empty()) {
+    ssize_t n = ::send(fd_.get(), data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      data = data.subspan(static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (!wait_for(fd_.get(), POLLOUT, deadline))
+        return std::unexpected(fail(make_error_code(Errc::kTimeout)));
+      continue;
+    }
+    return std::unexpected(fail(make_error_code(Errc::kCallFailed)));
+  }
+  return {};
+}
+
+std::expected<rpc::Pdu, std::error_code> SyncClient::read_pdu(Deadline deadline,
+                                                              std::vector<Fd>& fds) {
+  rpc::Framer framer(max_recv_frag_ != 0 ? max_recv_frag_ : rpc::kMaxFragLength);
+  std::size_t used = 0;
+  for (;;) {
+    while (used < inbuf_.size() && !framer.ready()) {
+      auto n = framer.feed(std::span<const std::uint8_t>(inbuf_).subspan(used));
+      if (!n) return std::unexpected(fail(make_error_code(Errc::kProtocolError)));
+      used += *n;
+    }
+    if (framer.ready()) {
+      auto pdu = rpc::decode_pdu(framer.frame());
+      inbuf_.erase(inbuf_.begin(), inbuf_.begin() + static_cast<std::ptrdiff_t>(used));
+      if (!pdu) return std::unexpected(fail(make_error_code(Errc::kProtocolError)));
+      return std::move(*pdu);
+    }
+    inbuf_.erase(inbuf_.begin(), inbuf_.begin() + static_cast<std::ptrdiff_t>(used));
+    used = 0;
+    // `framer` keeps the partial PDU it consumed; read more.
+    std::uint8_t buf[8192];
+    auto r = recv_with_fds(fd_.get(), buf, MSG_DONTWAIT);
+    if (!r) {
+      if (r.error() == std::errc::resource_unavailable_try_again ||
+          r.error() == std::errc::operation_would_block || r.error() == std::errc::interrupted) {
+        if (!wait_for(fd_.get(), POLLIN, deadline))
+          return std::unexpected(fail(make_error_code(Errc::kTimeout)));
+        continue;
+      }
+      return std::unexpected(fail(make_error_code(Errc::kCallFailed)));
+    }
+    for (auto& f : r->fds)
+      fds.push_back(std::move(f));
+    if (r->truncated) return std::unexpected(fail(make_error_code(Errc::kProtocolError)));
+    if (r->bytes == 0) return std::unexpected(fail(make_error_code(Errc::kCallFailed)));
+    inbuf_.insert(inbuf_.end(), buf, buf + r->bytes);
+  }
+}
+
+std::expected<void, std::error_code> SyncClient::bind(
+    const std::vector<rpc::SyntaxId>& interfaces) {
+  if (!usable()) return std::unexpected(make_error_code(Errc::kServerUnavailable));
+  auto deadline = Clock::now() + timeout_;
+  rpc::Bind bind;
+  bind.max_xmit_frag = 5840;
+  bind.max_recv_frag = 5840;
+  for (std::size_t i = 0; i < interfaces.size(); ++i)
+    bind.contexts.push_back(
+        rpc::ContextElement{static_cast<std::uint16_t>(i), interfaces[i], {rpc::kNdr20Syntax}});
+  auto bytes = rpc::encode_pdu(rpc::make_pdu(bind, next_call_id_++));
+  if (!bytes) return std::unexpected(make_error_code(Errc::kProtocolError));
+  if (auto w = write_all(*bytes, deadline); !w) return w;
+  std::vector<Fd> fds;
+  auto pdu = read_pdu(deadline, fds);
+  if (!pdu) return std::unexpected(pdu.error());
+  if (std::holds_alternative<rpc::BindNak>(pdu->body))
+    return std::unexpected(fail(make_error_code(Errc::kUnknownInterface)));
+  const auto* ack = std::get_if<rpc::BindAck>(&pdu->body);
+  if (ack == nullptr || ack->results.size() != interfaces.size())
+    return std::unexpected(fail(make_error_code(Errc::kProtocolError)));
+  for (const auto& r : ack->results)
+    if (r.result != 0) return std::unexpected(fail(make_error_code(Errc::kUnknownInterface)));
+  max_xmit_frag_ = ack->max_recv_frag;
+  max_recv_frag_ = ack->max_xmit_frag;
+  assoc_group_id_ = ack->assoc_group_id;
+  sec_addr_ = std::string(ack->secondary_address());
+  return {};
+}
+
+std::expected<CallReply, std::error_code> SyncClient::call(std::uint16_t p_cont_id,
+                                                           std::uint16_t opnum,
+                                                           std::span<const std::uint8_t> stub) {
+  if (!usable() || max_xmit_frag_ == 0)
+    return std::unexpected(make_error_code(Errc::kServerUnavailable));
+  last_fault_.reset();
+  auto deadline = Clock::now() + timeout_;
+  rpc::FragmentParams params;
+  params.call_id = next_call_id_++;
+  params.p_cont_id = p_cont_id;
+  params.opnum = opnum;
+  auto frags = rpc::split_request(params, stub, max_xmit_frag_);
+  if (!frags) return std::unexpected(make_error_code(Errc::kProtocolError));
+  for (const auto& f : *frags)
+    if (auto w = write_all(f, deadline); !w) return std::unexpected(w.error());
+  CallReply reply;
+  for (bool first = true;; first = false) {
+    auto pdu = read_pdu(deadline, reply.fds);
+    if (!pdu) return std::unexpected(pdu.error());
+    if (pdu->header.call_id != params.call_id)
+      return std::unexpected(fail(make_error_code(Errc::kProtocolError)));
+    if (const auto* f = std::get_if<rpc::Fault>(&pdu->body)) {
+      last_fault_ = f->status;
+      return std::unexpected(make_error_code(Errc::kCallFailed));
+    }
+    auto* r = std::get_if<rpc::Response>(&pdu->body);
+    if (r == nullptr || first != ((pdu->header.pfc_flags & rpc::pfc::kFirstFrag) != 0) ||
+        reply.stub.size() + r->stub.size() > (64u << 20))
+      return std::unexpected(fail(make_error_code(Errc::kProtocolError)));
+    reply.stub.insert(reply.stub.end(), r->stub.begin(), r->stub.end());
+    if (pdu->header.pfc_flags & rpc::pfc::kLastFrag) return reply;
+  }
+}
+
+}  // namespace rpcgate::runtime

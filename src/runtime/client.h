@@ -1,0 +1,85 @@
+// A small synchronous DCE/RPC client over a stream socket (TCP or Unix), for startup-time calls
+// of a server process (EpmdClient) and for tests. Every wait has a deadline: no call can block
+// forever. Not thread-safe: one thread uses one SyncClient at a time.
+//
+// One call at a time: call() writes the request fragments (split at the negotiated size) and
+// reads until the LAST response fragment or a fault. File descriptors arriving as SCM_RIGHTS
+// with any fragment of the response (Unix sockets) are collected, close-on-exec, in arrival
+// order. After any error other than a fault (timeout, protocol error, closed connection) the
+// connection is unusable: every later call fails with kServerUnavailable.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <expected>
+#include <optional>
+#include <span>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "rpc/pdu.h"
+#include "runtime/errc.h"
+#include "runtime/net.h"
+
+namespace rpcgate::runtime {
+
+struct CallReply {
+  std::vector<std::uint8_t> stub;
+  std::vector<Fd> fds;
+};
+
+class SyncClient {
+ public:
+  // Connects (non-blocking connect + poll) within `timeout`. Errors: kTimeout, kServerUnavailable
+  // (connect failed: ENOENT, ECONNREFUSED, EAGAIN for a full Unix backlog...).
+  static std::expected<SyncClient, std::error_code> connect_unix(const std::string& path,
+                                                                 std::chrono::milliseconds timeout);
+  static std::expected<SyncClient, std::error_code> connect_tcp(const asio::ip::address& address,
+                                                                std::uint16_t port,
+                                                                std::chrono::milliseconds timeout);
+
+  // Binds presentation contexts 0..n-1 to `interfaces` (NDR 2.0 each), max frags 5840.
+  // Errors: kUnknownInterface (any context not accepted, or bind_nak), kTimeout, kProtocolError,
+  // kCallFailed (connection closed).
+  std::expected<void, std::error_code> bind(const std::vector<rpc::SyntaxId>& interfaces);
+
+  // One call on context `p_cont_id`. Errors: kCallFailed with last_fault() set when the server
+  // answered with a fault; kTimeout; kProtocolError (undecodable PDU, MSG_CTRUNC, unexpected
+  // PDU type or call_id); kCallFailed (connection closed); kServerUnavailable (not usable).
+  std::expected<CallReply, std::error_code> call(std::uint16_t p_cont_id, std::uint16_t opnum,
+                                                 std::span<const std::uint8_t> stub);
+
+  // Per-operation deadline for bind() and call() (default 5 s).
+  void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
+  std::optional<std::uint32_t> last_fault() const { return last_fault_; }
+  std::uint16_t max_xmit_frag() const { return max_xmit_frag_; }
+  std::uint32_t assoc_group_id() const { return assoc_group_id_; }
+  std::string secondary_address() const { return sec_addr_; }
+  int native_handle() const { return fd_.get(); }
+  bool usable() const { return static_cast<bool>(fd_) && !broken_; }
+
+ private:
+  explicit SyncClient(Fd fd) : fd_(std::move(fd)) {}
+  using Deadline = std::chrono::steady_clock::time_point;
+  std::expected<void, std::error_code> write_all(std::span<const std::uint8_t> data, Deadline d);
+  // Reads exactly one PDU (appending any fds to `fds`).
+  std::expected<rpc::Pdu, std::error_code> read_pdu(Deadline d, std::vector<Fd>& fds);
+  std::error_code fail(std::error_code e) {
+    broken_ = true;
+    return e;
+  }
+
+  Fd fd_;
+  std::vector<std::uint8_t> inbuf_;  // received bytes not yet framed
+  std::chrono::milliseconds timeout_{5000};
+  std::uint32_t next_call_id_ = 1;
+  std::uint16_t max_xmit_frag_ = 0;
+  std::uint16_t max_recv_frag_ = 0;
+  std::uint32_t assoc_group_id_ = 0;
+  std::string sec_addr_;
+  std::optional<std::uint32_t> last_fault_;
+  bool broken_ = false;
+};
+
+}  // namespace rpcgate::runtime

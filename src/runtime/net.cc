@@ -1,0 +1,261 @@
+#include "runtime/net.h"
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+namespace rpcgate::runtime {
+namespace {
+
+std::error_code last_error() {
+  return {errno, std::system_category()};
+}
+
+// sockaddr for address:port.
+socklen_t make_sockaddr(const asio::ip::address& address, std::uint16_t port,
+                        sockaddr_storage& ss) {
+  std::memset(&ss, 0, sizeof ss);
+  if (address.is_v4()) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(port);
+    auto bytes = address.to_v4().to_bytes();
+    std::memcpy(&sin->sin_addr, bytes.data(), bytes.size());
+    return sizeof(sockaddr_in);
+  }
+  auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  sin6->sin6_family = AF_INET6;
+  sin6->sin6_port = htons(port);
+  auto v6 = address.to_v6();
+  auto bytes = v6.to_bytes();
+  std::memcpy(&sin6->sin6_addr, bytes.data(), bytes.size());
+  sin6->sin6_scope_id = v6.scope_id();
+  return sizeof(sockaddr_in6);
+}
+
+// One listening socket on address:port, or the errno.
+std::expected<Fd, std::error_code> listen_one(const asio::ip::address& address, std::uint16_t port,
+                                              int backlog) {
+  int family = address.is_v4() ? AF_INET : AF_INET6;
+  Fd fd(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return std::unexpected(last_error());
+  int one = 1;
+  // SO_REUSEADDR: a restarted daemon must not wait for TIME_WAIT connections of its predecessor.
+  // On Linux it never lets two listeners share a port.
+  if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
+    return std::unexpected(last_error());
+  if (family == AF_INET6 &&
+      ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0)
+    return std::unexpected(last_error());
+  sockaddr_storage ss;
+  socklen_t len = make_sockaddr(address, port, ss);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0)
+    return std::unexpected(last_error());
+  if (::listen(fd.get(), backlog) != 0) return std::unexpected(last_error());
+  return fd;
+}
+
+}  // namespace
+
+Fd& Fd::operator=(Fd&& other) noexcept {
+  if (this != &other) reset(other.release());
+  return *this;
+}
+
+void Fd::reset(int fd) {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = fd;
+}
+
+void close_all(std::vector<int>& fds) {
+  for (int fd : fds)
+    if (fd >= 0) ::close(fd);
+  fds.clear();
+}
+
+std::string ListenError::message() const {
+  return "cannot listen on " + address + ": " + code.message();
+}
+
+std::string format_endpoint(const asio::ip::address& address, std::uint16_t port) {
+  if (address.is_v6()) return "[" + address.to_string() + "]:" + std::to_string(port);
+  return address.to_string() + ":" + std::to_string(port);
+}
+
+std::string format_sockaddr(const sockaddr* sa, socklen_t len) {
+  if (sa == nullptr || len < static_cast<socklen_t>(sizeof(sa_family_t))) return "?";
+  if (sa->sa_family == AF_INET && len >= static_cast<socklen_t>(sizeof(sockaddr_in))) {
+    const auto* sin = reinterpret_cast<const sockaddr_in*>(sa);
+    asio::ip::address_v4::bytes_type b;
+    std::memcpy(b.data(), &sin->sin_addr, b.size());
+    return format_endpoint(asio::ip::address_v4(b), ntohs(sin->sin_port));
+  }
+  if (sa->sa_family == AF_INET6 && len >= static_cast<socklen_t>(sizeof(sockaddr_in6))) {
+    const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(sa);
+    asio::ip::address_v6::bytes_type b;
+    std::memcpy(b.data(), &sin6->sin6_addr, b.size());
+    return format_endpoint(asio::ip::address_v6(b, sin6->sin6_scope_id), ntohs(sin6->sin6_port));
+  }
+  if (sa->sa_family == AF_UNIX) {
+    const auto* sun = reinterpret_cast<const sockaddr_un*>(sa);
+    auto path_len = static_cast<std::size_t>(len) - offsetof(sockaddr_un, sun_path);
+    if (path_len == 0 || sun->sun_path[0] == '\0') return "unix";
+    return "unix:" + std::string(sun->sun_path, strnlen(sun->sun_path, path_len));
+  }
+  return "?";
+}
+
+std::expected<TcpListeners, ListenError> listen_tcp_same_port(
+    const std::vector<asio::ip::address>& addresses, std::uint16_t port, int backlog,
+    int max_tries) {
+  if (addresses.empty())
+    return std::unexpected(
+        ListenError{std::make_error_code(std::errc::invalid_argument), "(no address)"});
+  ListenError last;
+  for (int attempt = 0; attempt < std::max(1, max_tries); ++attempt) {
+    TcpListeners out;
+    out.port = port;
+    bool retry = false;
+    for (std::size_t i = 0; i < addresses.size(); ++i) {
+      auto fd = listen_one(addresses[i], out.port, backlog);
+      if (!fd) {
+        last = ListenError{fd.error(), format_endpoint(addresses[i], out.port)};
+        // Only a port the kernel chose for us may be exchanged for another one.
+        retry = port == 0 && i > 0 && fd.error() == std::errc::address_in_use;
+        break;
+      }
+      if (out.port == 0) {
+        out.port = local_port(fd->get());
+        if (out.port == 0)
+          return std::unexpected(ListenError{last_error(), format_endpoint(addresses[i], 0)});
+      }
+      out.fds.push_back(std::move(*fd));
+    }
+    if (out.fds.size() == addresses.size()) return out;
+    if (!retry) break;  // out.fds closes what was opened
+  }
+  return std::unexpected(last);
+}
+
+std::expected<Fd, ListenError> listen_unix(const std::string& path, unsigned mode, int backlog) {
+  auto fail = [&](std::error_code ec) { return std::unexpected(ListenError{ec, path}); };
+  sockaddr_un sun{};
+  sun.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof sun.sun_path)
+    return fail(std::make_error_code(std::errc::filename_too_long));
+  std::memcpy(sun.sun_path, path.data(), path.size());
+
+  std::error_code ec;
+  auto parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty() && !std::filesystem::exists(parent, ec)) {
+    std::filesystem::create_directories(parent, ec);
+    if (ec) return fail(ec);
+    ::chmod(parent.c_str(), 0755);
+  }
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    // Replace only a socket (a previous instance's leftover); never delete another kind of file.
+    if (!S_ISSOCK(st.st_mode)) return fail(std::make_error_code(std::errc::file_exists));
+    if (::unlink(path.c_str()) != 0) return fail(last_error());
+  }
+  Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return fail(last_error());
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0)
+    return fail(last_error());
+  if (::chmod(path.c_str(), mode) != 0) return fail(last_error());
+  if (::listen(fd.get(), backlog) != 0) return fail(last_error());
+  return fd;
+}
+
+std::expected<std::size_t, std::error_code> send_with_fds(int socket,
+                                                          std::span<const std::uint8_t> data,
+                                                          std::span<const int> fds) {
+  iovec iov{const_cast<std::uint8_t*>(data.data()), data.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  std::vector<std::uint8_t> control;
+  if (!fds.empty()) {
+    if (fds.size() > 253) return std::unexpected(std::make_error_code(std::errc::invalid_argument));
+    control.resize(CMSG_SPACE(sizeof(int) * fds.size()));
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(cmsg), fds.data(), sizeof(int) * fds.size());
+  }
+  for (;;) {
+    ssize_t n = ::sendmsg(socket, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n >= 0) return static_cast<std::size_t>(n);
+    if (errno != EINTR) return std::unexpected(last_error());
+  }
+}
+
+std::expected<Received, std::error_code> recv_with_fds(int socket, std::span<std::uint8_t> buffer,
+                                                       int flags) {
+  constexpr std::size_t kMaxFds = 16;
+  alignas(cmsghdr) std::uint8_t control[CMSG_SPACE(sizeof(int) * kMaxFds)];
+  iovec iov{buffer.data(), buffer.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  do {
+    n = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC | flags);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return std::unexpected(last_error());
+  Received out;
+  out.bytes = static_cast<std::size_t>(n);
+  out.truncated = (msg.msg_flags & MSG_CTRUNC) != 0;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < count; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+      out.fds.emplace_back(fd);
+    }
+  }
+  return out;
+}
+
+std::optional<ucred> peer_credentials(int socket) {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(socket, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || len != sizeof cred)
+    return std::nullopt;
+  return cred;
+}
+
+std::expected<void, std::error_code> set_local_port_range(int socket, std::uint16_t lo,
+                                                          std::uint16_t hi) {
+#ifndef IP_LOCAL_PORT_RANGE
+  constexpr int IP_LOCAL_PORT_RANGE = 51;  // linux/in.h, kernel >= 6.3
+#endif
+  std::uint32_t value = static_cast<std::uint32_t>(hi) << 16 | lo;
+  if (::setsockopt(socket, IPPROTO_IP, IP_LOCAL_PORT_RANGE, &value, sizeof value) != 0)
+    return std::unexpected(last_error());
+  return {};
+}
+
+std::uint16_t local_port(int socket) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(socket, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return 0;
+  if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  if (ss.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+  return 0;
+}
+
+}  // namespace rpcgate::runtime

@@ -1,0 +1,120 @@
+// Socket plumbing shared by the server, the broker and the epmd client: listening sockets that
+// take the same port on every address, Unix stream listeners, SCM_RIGHTS file-descriptor passing
+// and SO_PEERCRED. Plain POSIX calls with error codes; no event loop here (server.h adds that).
+//
+// Every function is thread-safe in the sense of the underlying system calls; none keeps state.
+// Every descriptor created here is close-on-exec.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <expected>
+#include <optional>
+#include <span>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include <asio/ip/address.hpp>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+namespace rpcgate::runtime {
+
+// An owned file descriptor (-1 = none). Move-only; closes on destruction.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& other) noexcept : fd_(other.release()) {}
+  Fd& operator=(Fd&& other) noexcept;
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+
+  int get() const { return fd_; }
+  explicit operator bool() const { return fd_ >= 0; }
+  // Gives up ownership.
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  void reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+// Closes every descriptor in `fds` (ignoring -1) and clears it.
+void close_all(std::vector<int>& fds);
+
+// Why a listen call failed, naming the address ("0.0.0.0:135", "[::1]:49152", "/run/x.sock").
+struct ListenError {
+  std::error_code code;
+  std::string address;
+  std::string message() const;  // "cannot listen on ADDRESS: MESSAGE"
+};
+
+struct TcpListeners {
+  std::vector<Fd> fds;  // one per address, in the order given
+  std::uint16_t port = 0;
+};
+
+// "1.2.3.4:5" / "[::1]:5".
+std::string format_endpoint(const asio::ip::address& address, std::uint16_t port);
+// Formats an AF_INET/AF_INET6/AF_UNIX sockaddr ("unix:PATH" for named Unix sockets, "unix" for
+// unnamed ones); "?" for anything else.
+std::string format_sockaddr(const sockaddr* sa, socklen_t len);
+
+// Listening TCP sockets (SO_REUSEADDR, IPv6 with IPV6_V6ONLY so IPv4 and IPv6 are separate
+// sockets) on the SAME port on every address of `addresses` (non-empty), all or nothing:
+// * port != 0: bind that port on each address; the first failure closes what was opened and is
+//   returned naming that address (e.g. EADDRINUSE on "[::1]:135").
+// * port == 0: the kernel chooses on the first address, the others bind the same port; when one
+//   of them reports EADDRINUSE everything is closed and the whole sequence is retried with a new
+//   kernel choice, at most `max_tries` times (then the last EADDRINUSE is returned). Other errors
+//   (EADDRNOTAVAIL, EAFNOSUPPORT, EACCES...) fail at once.
+// `backlog` is passed to listen(). The sockets are blocking; callers that need non-blocking set it.
+std::expected<TcpListeners, ListenError> listen_tcp_same_port(
+    const std::vector<asio::ip::address>& addresses, std::uint16_t port, int backlog = 1024,
+    int max_tries = 16);
+
+// A listening Unix stream socket at `path`: creates missing parent directories (mode 0755),
+// replaces a stale socket file (only a socket: any other existing file is EEXIST), chmods the
+// socket to `mode`. Errors name the path. Paths longer than sun_path are ENAMETOOLONG.
+std::expected<Fd, ListenError> listen_unix(const std::string& path, unsigned mode = 0666,
+                                           int backlog = 1024);
+
+// Non-blocking sendmsg(MSG_DONTWAIT | MSG_NOSIGNAL) of `data` with `fds` as one SCM_RIGHTS
+// control message (none if empty; at most 253 fds). Returns bytes sent (the fds travel with the
+// first byte: if the result is > 0 they were sent). Errors: the errno (EAGAIN when the socket
+// buffer is full and nothing was sent).
+std::expected<std::size_t, std::error_code> send_with_fds(int socket,
+                                                          std::span<const std::uint8_t> data,
+                                                          std::span<const int> fds);
+
+struct Received {
+  std::size_t bytes = 0;   // 0 = end of stream
+  std::vector<Fd> fds;     // SCM_RIGHTS descriptors that arrived with these bytes (CLOEXEC)
+  bool truncated = false;  // MSG_CTRUNC: some descriptors were lost (the caller should fail)
+};
+
+// recvmsg(MSG_CMSG_CLOEXEC | `flags`) into `buffer`, collecting up to 16 SCM_RIGHTS descriptors.
+// Other control messages are ignored. Errors: the errno (EAGAIN with MSG_DONTWAIT).
+std::expected<Received, std::error_code> recv_with_fds(int socket, std::span<std::uint8_t> buffer,
+                                                       int flags = 0);
+
+// The peer of a connected Unix socket (SO_PEERCRED); nullopt when unavailable.
+std::optional<ucred> peer_credentials(int socket);
+
+// Restricts the ephemeral ports the kernel picks for this socket's bind(0)/connect to lo..hi
+// (IP_LOCAL_PORT_RANGE, Linux >= 6.3). Errors: ENOPROTOOPT on older kernels (callers ignore it:
+// the system-wide ip_local_port_range applies then), EINVAL for a bad range.
+std::expected<void, std::error_code> set_local_port_range(int socket, std::uint16_t lo,
+                                                          std::uint16_t hi);
+
+// The local port of a bound socket, 0 on error.
+std::uint16_t local_port(int socket);
+
+}  // namespace rpcgate::runtime

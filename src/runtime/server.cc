@@ -1,0 +1,742 @@
+#include "runtime/server.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+
+#include <asio/basic_socket_acceptor.hpp>
+#include <asio/generic/stream_protocol.hpp>
+#include <asio/steady_timer.hpp>
+#include <netinet/in.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "rpc/association.h"
+#include "rpc/fragments.h"
+#include "rpc/framer.h"
+#include "rpc/status.h"
+
+namespace rpcgate::runtime {
+
+using Clock = std::chrono::steady_clock;
+using generic_stream = asio::generic::stream_protocol;
+
+std::string_view to_string(CloseReason r) {
+  switch (r) {
+    case CloseReason::kEof:
+      return "eof";
+    case CloseReason::kReadError:
+      return "read error";
+    case CloseReason::kWriteError:
+      return "write error";
+    case CloseReason::kProtocol:
+      return "protocol";
+    case CloseReason::kIdleTimeout:
+      return "idle timeout";
+    case CloseReason::kPduTimeout:
+      return "pdu timeout";
+    case CloseReason::kWriteTimeout:
+      return "write timeout";
+    case CloseReason::kServerStop:
+      return "server stop";
+    case CloseReason::kCount:
+      break;
+  }
+  return "?";
+}
+
+bool PeerPolicy::may_register(const ucred& peer) const {
+  if (allow_root && peer.uid == 0) return true;
+  if (allow_same_uid && peer.uid == ::geteuid()) return true;
+  if (allow_uid && peer.uid == *allow_uid) return true;
+  if (allow_gid && peer.gid == *allow_gid) return true;
+  return false;
+}
+
+namespace detail {
+
+class Listener : public std::enable_shared_from_this<Listener> {
+ public:
+  Listener(Server& server, Fd fd, int family, Transport transport)
+      : server_(server),
+        acceptor_(server.io()),
+        retry_(server.io()),
+        transport_(transport),
+        family_(family) {
+    asio::error_code ec;
+    acceptor_.assign(generic_stream(family, 0), fd.release(), ec);
+    if (ec) error_ = ec;
+    if (transport == Transport::kTcp) port_ = local_port(acceptor_.native_handle());
+  }
+
+  void start() {
+    if (closed_) return;
+    acceptor_.async_wait(asio::socket_base::wait_read,
+                         [self = shared_from_this()](const asio::error_code& ec) {
+                           if (ec || self->closed_) return;
+                           self->on_ready();
+                         });
+  }
+
+  void close() {
+    if (closed_) return;
+    closed_ = true;
+    asio::error_code ec;
+    acceptor_.close(ec);
+    retry_.cancel();
+    if (!unix_path_.empty()) ::unlink(unix_path_.c_str());
+  }
+
+  Server& server_;
+  asio::basic_socket_acceptor<generic_stream> acceptor_;
+  asio::steady_timer retry_;
+  Transport transport_;
+  int family_;
+  std::uint16_t port_ = 0;
+  PeerPolicy policy_;
+  std::string unix_path_;
+  asio::error_code error_;
+  bool closed_ = false;
+
+ private:
+  void on_ready() {
+    // Bounded per wakeup so a connection flood cannot monopolise the loop.
+    for (int i = 0; i < 64 && !closed_; ++i) {
+      sockaddr_storage ss{};
+      socklen_t len = sizeof ss;
+      int fd = ::accept4(acceptor_.native_handle(), reinterpret_cast<sockaddr*>(&ss), &len,
+                         SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (fd < 0) {
+        int e = errno;
+        if (e == EAGAIN || e == EWOULDBLOCK) break;
+        if (e == EINTR || e == ECONNABORTED || e == EPROTO) continue;
+        // EMFILE/ENFILE/ENOBUFS/ENOMEM: back off instead of spinning on a ready listener.
+        spdlog::warn("rpc listener: accept failed: {}", std::strerror(e));
+        retry_.expires_after(std::chrono::milliseconds(100));
+        retry_.async_wait([self = shared_from_this()](const asio::error_code& ec) {
+          if (!ec && !self->closed_) self->start();
+        });
+        return;
+      }
+      server_.accepted(*this, fd);
+    }
+    start();
+  }
+};
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  struct Info {
+    std::uint64_t id = 0;
+    Transport transport = Transport::kTcp;
+    std::string peer;
+    std::string peer_key;  // per-peer limit key (TCP peer IP), empty for Unix
+    std::string local;
+    std::uint16_t local_port = 0;
+    std::optional<std::array<std::uint8_t, 4>> local_ipv4;
+    std::optional<ucred> cred;
+    bool may_register = false;
+  };
+
+  Connection(Server& server, Info info, int fd, int family, rpc::ServerConfig config)
+      : server_(server),
+        info_(std::move(info)),
+        socket_(server.io()),
+        timer_(server.io()),
+        framer_(server.options().max_frag_before_bind),
+        assoc_(std::move(config)),
+        last_activity_(Clock::now()) {
+    asio::error_code ec;
+    socket_.assign(generic_stream(family, 0), fd, ec);
+    if (ec) ::close(fd);
+  }
+
+  const Info& info() const { return info_; }
+  bool closed() const { return closed_; }
+
+  void start() {
+    pump_input();
+    update_timer();
+  }
+
+  void close(CloseReason reason, std::error_code why = {}) {
+    if (closed_) return;
+    auto self = shared_from_this();
+    closed_ = true;
+    asio::error_code ec;
+    timer_.cancel();
+    socket_.close(ec);
+    for (auto& m : out_)
+      close_all(m.fds);
+    out_.clear();
+    out_bytes_ = 0;
+    pending_in_.clear();
+    pending_in_.shrink_to_fit();
+    server_.connection_closed(*this, reason, why);
+  }
+
+  // Called through Responder.
+  void complete(const rpc::Call& call, bool maybe, std::span<const std::uint8_t> stub,
+                std::vector<int> fds) {
+    if (closed_) {
+      close_all(fds);
+      return;
+    }
+    if (outstanding_ > 0) --outstanding_;
+    if (maybe) {
+      close_all(fds);
+    } else if (!fds.empty() && info_.transport != Transport::kUnix) {
+      spdlog::error("rpc connection {}: handler passed file descriptors over TCP", info_.id);
+      close_all(fds);
+      send_fault(call, kFaultUnspec);
+    } else if (auto frags = assoc_.build_response(call, stub); !frags) {
+      close_all(fds);
+      send_fault(call, kFaultUnspec);
+    } else {
+      for (std::size_t i = 0; i < frags->size(); ++i)
+        enqueue(std::move((*frags)[i]), i == 0 ? std::move(fds) : std::vector<int>{});
+    }
+    after_state_change();
+  }
+
+  void complete_fault(const rpc::Call& call, bool maybe, std::uint32_t status) {
+    if (closed_) return;
+    if (outstanding_ > 0) --outstanding_;
+    if (!maybe) send_fault(call, status);
+    after_state_change();
+  }
+
+ private:
+  struct Out {
+    std::vector<std::uint8_t> bytes;
+    std::vector<int> fds;
+    std::size_t off = 0;
+  };
+
+  bool paused() const {
+    return closing_ || outstanding_ >= server_.options().max_outstanding_calls ||
+           out_bytes_ > server_.options().max_output_bytes;
+  }
+
+  void after_state_change() {
+    if (closed_) return;
+    pump_input();
+    update_timer();
+  }
+
+  void send_fault(const rpc::Call& call, std::uint32_t status) {
+    ++server_.stats_.faults;
+    enqueue(rpc::build_fault(call.call_id, call.p_cont_id, status, call.drep));
+  }
+
+  // ---- input ----
+
+  void pump_input() {
+    if (in_process_ || closed_ || paused()) return;
+    if (!pending_in_.empty()) {
+      std::vector<std::uint8_t> data = std::move(pending_in_);
+      pending_in_.clear();
+      process(data);
+      if (closed_ || paused()) return;
+    }
+    refresh_pdu_deadline();
+    if (reading_) return;
+    reading_ = true;
+    socket_.async_wait(asio::socket_base::wait_read,
+                       [self = shared_from_this()](const asio::error_code& ec) {
+                         self->reading_ = false;
+                         if (ec || self->closed_) return;
+                         self->on_readable();
+                       });
+  }
+
+  void on_readable() {
+    if (paused()) return;  // pump_input() re-arms when the pause ends
+    auto& buf = server_.read_buffer_;
+    ssize_t n = ::recv(socket_.native_handle(), buf.data(), buf.size(), MSG_DONTWAIT);
+    if (n == 0) return close(CloseReason::kEof);
+    if (n < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        return close(CloseReason::kReadError, {errno, std::system_category()});
+    } else {
+      last_activity_ = Clock::now();
+      process(std::span<const std::uint8_t>(buf.data(), static_cast<std::size_t>(n)));
+    }
+    after_state_change();
+  }
+
+  void process(std::span<const std::uint8_t> data) {
+    in_process_ = true;
+    while (!data.empty() && !closed_) {
+      if (paused()) {
+        if (!closing_) pending_in_.insert(pending_in_.end(), data.begin(), data.end());
+        break;
+      }
+      auto before = data;
+      auto n = framer_.feed(data);
+      if (!n) {
+        apply(assoc_.handle_malformed(n.error(), before));
+        break;
+      }
+      data = data.subspan(*n);
+      if (!framer_.ready()) continue;
+      ++server_.stats_.pdus_in;
+      auto pdu = rpc::decode_pdu(framer_.frame());
+      rpc::Decision d = pdu ? assoc_.handle(std::move(*pdu))
+                            : assoc_.handle_malformed(pdu.error(), framer_.frame());
+      framer_.pop();
+      pdu_deadline_.reset();
+      if (!frag_negotiated_ && assoc_.state() == rpc::ServerAssociation::State::kBound &&
+          assoc_.max_recv_frag() != 0) {
+        framer_.set_max_frag_length(assoc_.max_recv_frag());
+        frag_negotiated_ = true;
+      }
+      apply(std::move(d));
+    }
+    in_process_ = false;
+    refresh_pdu_deadline();
+  }
+
+  void refresh_pdu_deadline() {
+    if (closed_ || paused() || framer_.buffered() == 0) {
+      pdu_deadline_.reset();
+    } else if (!pdu_deadline_) {
+      pdu_deadline_ = Clock::now() + server_.options().pdu_timeout;
+    }
+  }
+
+  void apply(rpc::Decision d) {
+    using A = rpc::Decision::Action;
+    switch (d.action) {
+      case A::kSend:
+        enqueue(std::move(d.pdu));
+        break;
+      case A::kDispatch:
+        if (d.call) dispatch(std::move(*d.call));
+        break;
+      case A::kCloseConnection:
+        if (!d.pdu.empty()) enqueue(std::move(d.pdu));
+        close_after_flush(CloseReason::kProtocol, d.reason);
+        break;
+      case A::kIgnore:
+        break;
+    }
+  }
+
+  void dispatch(rpc::DispatchCall dc);
+
+  // ---- output ----
+
+  void enqueue(std::vector<std::uint8_t> bytes, std::vector<int> fds = {}) {
+    if (closed_) {
+      close_all(fds);
+      return;
+    }
+    ++server_.stats_.pdus_out;
+    out_bytes_ += bytes.size();
+    out_.push_back(Out{std::move(bytes), std::move(fds), 0});
+    if (!write_deadline_) write_deadline_ = Clock::now() + server_.options().write_timeout;
+    flush();
+  }
+
+  void flush() {
+    if (writing_ || closed_) return;
+    while (!out_.empty()) {
+      Out& m = out_.front();
+      auto n = send_with_fds(socket_.native_handle(),
+                             std::span<const std::uint8_t>(m.bytes).subspan(m.off),
+                             m.off == 0 ? std::span<const int>(m.fds) : std::span<const int>());
+      if (!n) {
+        if (n.error() == std::errc::resource_unavailable_try_again ||
+            n.error() == std::errc::operation_would_block) {
+          writing_ = true;
+          socket_.async_wait(asio::socket_base::wait_write,
+                             [self = shared_from_this()](const asio::error_code& ec) {
+                               self->writing_ = false;
+                               if (ec || self->closed_) return;
+                               self->flush();
+                               self->after_state_change();
+                             });
+          update_timer();
+          return;
+        }
+        return close(CloseReason::kWriteError, n.error());
+      }
+      if (*n > 0 && m.off == 0) close_all(m.fds);  // the kernel holds its own references now
+      m.off += *n;
+      out_bytes_ -= *n;
+      write_deadline_ = Clock::now() + server_.options().write_timeout;
+      if (m.off == m.bytes.size()) out_.pop_front();
+    }
+    write_deadline_.reset();
+    last_activity_ = Clock::now();
+    if (closing_) return close(closing_reason_, closing_why_);
+  }
+
+  void close_after_flush(CloseReason reason, std::error_code why) {
+    if (closing_ || closed_) return;
+    closing_ = true;
+    closing_reason_ = reason;
+    closing_why_ = why;
+    if (out_.empty() && !writing_) close(reason, why);
+  }
+
+  // ---- timers ----
+
+  Clock::time_point next_deadline() const {
+    auto d = Clock::time_point::max();
+    if (write_deadline_) d = std::min(d, *write_deadline_);
+    if (pdu_deadline_) d = std::min(d, *pdu_deadline_);
+    if (outstanding_ == 0 && out_.empty()) {
+      const auto& o = server_.options();
+      bool bound = assoc_.state() == rpc::ServerAssociation::State::kBound;
+      d = std::min(
+          d, last_activity_ + (bound ? o.idle_timeout_after_bind : o.idle_timeout_before_bind));
+    }
+    return d;
+  }
+
+  void update_timer() {
+    if (closed_) return;
+    auto d = next_deadline();
+    if (d == Clock::time_point::max()) return;
+    if (timer_armed_ && armed_at_ <= d) return;  // fires earlier and re-checks
+    armed_at_ = d;
+    timer_armed_ = true;
+    timer_.expires_at(d);
+    timer_.async_wait([self = shared_from_this(), gen = ++timer_gen_](const asio::error_code&) {
+      if (gen != self->timer_gen_ || self->closed_) return;
+      self->timer_armed_ = false;
+      self->on_timer();
+    });
+  }
+
+  void on_timer() {
+    auto now = Clock::now();
+    if (write_deadline_ && now >= *write_deadline_) return close(CloseReason::kWriteTimeout);
+    if (pdu_deadline_ && now >= *pdu_deadline_) return close(CloseReason::kPduTimeout);
+    if (next_deadline() <= now) return close(CloseReason::kIdleTimeout);
+    update_timer();
+  }
+
+  Server& server_;
+  Info info_;
+  generic_stream::socket socket_;
+  asio::steady_timer timer_;
+  rpc::Framer framer_;
+  rpc::ServerAssociation assoc_;
+  std::deque<Out> out_;
+  std::size_t out_bytes_ = 0;
+  std::vector<std::uint8_t> pending_in_;  // input held back while paused
+  std::size_t outstanding_ = 0;
+  Clock::time_point last_activity_;
+  std::optional<Clock::time_point> pdu_deadline_;
+  std::optional<Clock::time_point> write_deadline_;
+  Clock::time_point armed_at_{};
+  std::uint64_t timer_gen_ = 0;
+  CloseReason closing_reason_ = CloseReason::kProtocol;
+  std::error_code closing_why_;
+  bool timer_armed_ = false;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool in_process_ = false;
+  bool closing_ = false;
+  bool closed_ = false;
+  bool frag_negotiated_ = false;
+};
+
+}  // namespace detail
+
+// ---- Responder -------------------------------------------------------------------------------
+
+struct Responder::State {
+  std::weak_ptr<detail::Connection> connection;
+  rpc::Call call;  // without the stub
+  bool maybe = false;
+};
+
+Responder::Responder(std::unique_ptr<State> state) : state_(std::move(state)) {}
+Responder::Responder(Responder&&) noexcept = default;
+Responder& Responder::operator=(Responder&& other) noexcept {
+  if (this != &other) {
+    if (state_) fault(kFaultUnspec);
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+Responder::~Responder() {
+  if (state_) fault(kFaultUnspec);
+}
+
+void Responder::reply(std::span<const std::uint8_t> stub, std::vector<int> fds) {
+  auto state = std::move(state_);
+  if (!state) {
+    close_all(fds);
+    return;
+  }
+  if (auto c = state->connection.lock()) {
+    c->complete(state->call, state->maybe, stub, std::move(fds));
+  } else {
+    close_all(fds);
+  }
+}
+
+void Responder::fault(std::uint32_t status) {
+  auto state = std::move(state_);
+  if (!state) return;
+  if (auto c = state->connection.lock()) c->complete_fault(state->call, state->maybe, status);
+}
+
+void detail::Connection::dispatch(rpc::DispatchCall dc) {
+  ++outstanding_;
+  ++server_.stats_.calls;
+  auto state = std::make_unique<Responder::State>();
+  state->connection = weak_from_this();
+  state->call.call_id = dc.call.call_id;
+  state->call.p_cont_id = dc.call.p_cont_id;
+  state->call.opnum = dc.call.opnum;
+  state->call.drep = dc.call.drep;
+  state->call.pfc_flags = dc.call.pfc_flags;
+  state->maybe = (dc.call.pfc_flags & rpc::pfc::kMaybe) != 0;
+  Responder responder(std::move(state));
+
+  const auto* reg = server_.find_interface(dc.abstract_syntax);
+  if (reg == nullptr) return responder.fault(rpc::status::kNcaSUnkIf);
+  Handler handler = reg->handler;  // add_interface() from inside a handler must not bite
+
+  CallContext ctx;
+  ctx.connection_id = info_.id;
+  ctx.call_id = dc.call.call_id;
+  ctx.p_cont_id = dc.call.p_cont_id;
+  ctx.opnum = dc.call.opnum;
+  ctx.stub = dc.call.stub;
+  ctx.drep = dc.call.drep;
+  ctx.endian = dc.call.drep.endian();
+  ctx.object = dc.call.object;
+  ctx.interface = dc.abstract_syntax;
+  ctx.transfer_syntax = dc.transfer_syntax;
+  ctx.transport = info_.transport;
+  ctx.peer_address = info_.peer;
+  ctx.local_address = info_.local;
+  ctx.local_port = info_.local_port;
+  ctx.local_ipv4 = info_.local_ipv4;
+  ctx.peer_cred = info_.cred;
+  ctx.may_register = info_.may_register;
+  try {
+    handler(ctx, std::move(responder));
+  } catch (const std::exception& e) {
+    // The Responder was destroyed during unwinding and sent nca_s_fault_unspec.
+    spdlog::warn("rpc connection {}: handler threw: {}", info_.id, e.what());
+  } catch (...) {
+    spdlog::warn("rpc connection {}: handler threw", info_.id);
+  }
+}
+
+// ---- Server ----------------------------------------------------------------------------------
+
+Server::Server(asio::io_context& io, ServerOptions options)
+    : io_(io), options_(options), read_buffer_(64 * 1024) {}
+
+Server::~Server() {
+  stop();
+}
+
+bool Server::add_interface(const rpc::SyntaxId& interface, Handler handler) {
+  for (const auto& r : interfaces_)
+    if (r.interface.uuid == interface.uuid && r.interface.major == interface.major) return false;
+  interfaces_.push_back(Registered{interface, std::move(handler)});
+  return true;
+}
+
+std::vector<rpc::SyntaxId> Server::interfaces() const {
+  std::vector<rpc::SyntaxId> out;
+  for (const auto& r : interfaces_)
+    out.push_back(r.interface);
+  return out;
+}
+
+const Server::Registered* Server::find_interface(const rpc::SyntaxId& requested) const {
+  for (const auto& r : interfaces_)
+    if (rpc::interface_matches(r.interface, requested)) return &r;
+  return nullptr;
+}
+
+std::expected<std::uint16_t, ListenError> Server::listen_tcp(
+    const std::vector<asio::ip::address>& addresses, std::uint16_t port) {
+  auto listeners =
+      listen_tcp_same_port(addresses, port, options_.listen_backlog, options_.listen_tries);
+  if (!listeners) return std::unexpected(listeners.error());
+  for (std::size_t i = 0; i < listeners->fds.size(); ++i) {
+    int family = addresses[i].is_v4() ? AF_INET : AF_INET6;
+    auto l = std::make_shared<detail::Listener>(*this, std::move(listeners->fds[i]), family,
+                                                Transport::kTcp);
+    if (l->error_) {
+      return std::unexpected(
+          ListenError{l->error_, format_endpoint(addresses[i], listeners->port)});
+    }
+    start_listener(std::move(l));
+  }
+  return listeners->port;
+}
+
+std::expected<std::uint16_t, std::error_code> Server::adopt_listener(int raw_fd) {
+  Fd fd(raw_fd);
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  int type = 0, listening = 0;
+  socklen_t tlen = sizeof type, llen = sizeof listening;
+  if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&ss), &len) != 0 ||
+      ::getsockopt(fd.get(), SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 ||
+      ::getsockopt(fd.get(), SOL_SOCKET, SO_ACCEPTCONN, &listening, &llen) != 0)
+    return std::unexpected(std::error_code(errno, std::system_category()));
+  if (type != SOCK_STREAM || !listening ||
+      (ss.ss_family != AF_INET && ss.ss_family != AF_INET6 && ss.ss_family != AF_UNIX))
+    return std::unexpected(std::make_error_code(std::errc::invalid_argument));
+  auto transport = ss.ss_family == AF_UNIX ? Transport::kUnix : Transport::kTcp;
+  auto l = std::make_shared<detail::Listener>(*this, std::move(fd), ss.ss_family, transport);
+  if (l->error_) return std::unexpected(l->error_);
+  std::uint16_t port = l->port_;
+  start_listener(std::move(l));
+  return port;
+}
+
+std::expected<void, ListenError> Server::listen_unix(const std::string& path, PeerPolicy policy) {
+  auto fd = runtime::listen_unix(path, policy.socket_mode, options_.listen_backlog);
+  if (!fd) return std::unexpected(fd.error());
+  auto l = std::make_shared<detail::Listener>(*this, std::move(*fd), AF_UNIX, Transport::kUnix);
+  if (l->error_) {
+    ::unlink(path.c_str());
+    return std::unexpected(ListenError{l->error_, path});
+  }
+  l->policy_ = policy;
+  l->unix_path_ = path;
+  start_listener(std::move(l));
+  return {};
+}
+
+void Server::start_listener(std::shared_ptr<detail::Listener> listener) {
+  if (stopped_) {
+    listener->close();
+    return;
+  }
+  listener->start();
+  listeners_.push_back(std::move(listener));
+}
+
+void Server::on_connection_closed(std::function<void(std::uint64_t)> hook) {
+  close_hooks_.push_back(std::move(hook));
+}
+
+std::uint32_t Server::next_assoc_group_id() {
+  if (++next_assoc_group_ == 0) ++next_assoc_group_;
+  return next_assoc_group_;
+}
+
+void Server::accepted(detail::Listener& listener, int fd) {
+  ++stats_.connections_accepted;
+  detail::Connection::Info info;
+  info.transport = listener.transport_;
+
+  sockaddr_storage peer{}, local{};
+  socklen_t plen = sizeof peer, llen = sizeof local;
+  ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &llen);
+  info.peer = format_sockaddr(reinterpret_cast<sockaddr*>(&peer), plen);
+  info.local = format_sockaddr(reinterpret_cast<sockaddr*>(&local), llen);
+  if (info.transport == Transport::kTcp) {
+    auto colon = info.peer.rfind(':');
+    info.peer_key = info.peer.substr(0, colon);
+    info.local_port = local_port(fd);
+    if (local.ss_family == AF_INET) {
+      std::array<std::uint8_t, 4> a;
+      std::memcpy(a.data(), &reinterpret_cast<sockaddr_in*>(&local)->sin_addr, 4);
+      info.local_ipv4 = a;
+    }
+  } else {
+    info.local = "unix:" + listener.unix_path_;
+  }
+
+  bool over =
+      connections_.size() >= options_.max_connections ||
+      (!info.peer_key.empty() && per_peer_[info.peer_key] >= options_.max_connections_per_peer);
+  if (over) {
+    ++stats_.connections_rejected;
+    if (!info.peer_key.empty() && per_peer_[info.peer_key] == 0) per_peer_.erase(info.peer_key);
+    ::close(fd);
+    return;
+  }
+  if (info.transport == Transport::kUnix) {
+    info.cred = peer_credentials(fd);
+    info.may_register = info.cred && listener.policy_.may_register(*info.cred);
+    if (info.cred)
+      info.peer =
+          "unix:pid=" + std::to_string(info.cred->pid) + ",uid=" + std::to_string(info.cred->uid);
+  }
+  info.id = next_connection_id_++;
+
+  rpc::ServerConfig config;
+  config.interfaces = [this](const rpc::SyntaxId& s) { return find_interface(s) != nullptr; };
+  config.max_frag = options_.max_frag;
+  config.new_assoc_group_id = next_assoc_group_id();
+  config.secondary_address = info.transport == Transport::kTcp
+                                 ? std::to_string(info.local_port)
+                                 : std::filesystem::path(listener.unix_path_).filename().string();
+
+  if (!info.peer_key.empty()) ++per_peer_[info.peer_key];
+  ++stats_.connections_active;
+  auto id = info.id;
+  auto c = std::make_shared<detail::Connection>(*this, std::move(info), fd, listener.family_,
+                                                std::move(config));
+  connections_.emplace(id, c);
+  c->start();
+}
+
+void Server::connection_closed(detail::Connection& c, CloseReason reason, std::error_code why) {
+  const auto& info = c.info();
+  ++stats_.closes[static_cast<std::size_t>(reason)];
+  if (stats_.connections_active > 0) --stats_.connections_active;
+  if (reason == CloseReason::kProtocol) {
+    ++stats_.protocol_closes[why ? why.message() : std::string("closed by association")];
+    spdlog::debug("rpc connection {} from {} closed: protocol: {}", info.id, info.peer,
+                  why ? why.message() : std::string("-"));
+  } else {
+    spdlog::debug("rpc connection {} from {} closed: {}{}{}", info.id, info.peer, to_string(reason),
+                  why ? ": " : "", why ? why.message() : std::string());
+  }
+  if (!info.peer_key.empty()) {
+    auto it = per_peer_.find(info.peer_key);
+    if (it != per_peer_.end() && --it->second == 0) per_peer_.erase(it);
+  }
+  auto id = info.id;
+  auto keep = connections_.find(id);
+  std::shared_ptr<detail::Connection> hold;
+  if (keep != connections_.end()) {
+    hold = std::move(keep->second);
+    connections_.erase(keep);
+  }
+  for (auto& hook : close_hooks_)
+    hook(id);
+}
+
+void Server::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  for (auto& l : listeners_)
+    l->close();
+  listeners_.clear();
+  std::vector<std::shared_ptr<detail::Connection>> all;
+  all.reserve(connections_.size());
+  for (auto& [id, c] : connections_)
+    all.push_back(c);
+  for (auto& c : all)
+    c->close(CloseReason::kServerStop);
+}
+
+ServerStats Server::stats() const {
+  return stats_;
+}
+
+}  // namespace rpcgate::runtime

@@ -1,0 +1,273 @@
+// The DCE/RPC connection-oriented server runtime: listeners, connections, timers and limits around
+// the sans-I/O codecs (rpc::Framer -> rpc::decode_pdu -> rpc::ServerAssociation).
+//
+// Thread model. A Server lives on ONE thread: the thread running the asio::io_context it was
+// given. Every member function, every Handler, every Responder completion and every hook runs on
+// (or must be called from) that thread; setup calls (add_interface, listen_*, adopt_listener,
+// on_connection_closed) may also be made before io_context::run() starts, from the thread that
+// will run it. Nothing is locked. To act from another thread, asio::post() to the io_context.
+// The daemon is single-threaded; I/O never blocks the loop (sockets are non-blocking, one recv()
+// per readiness event, so one busy client cannot starve the others).
+//
+// Lifetimes. The Server must outlive the io_context's handlers: call stop() (or destroy the
+// Server) on the io thread, or after io_context::run() has returned; the destructor calls stop().
+// Connections are owned by the Server; a Responder keeps only a weak reference, so completing it
+// after its connection closed is a harmless no-op (its fds are closed).
+//
+// Per connection: bytes are read into one buffer shared by all connections (the loop is single
+// threaded), framed (rpc::Framer; before bind at most ServerOptions::max_frag_before_bind bytes per
+// PDU, after bind the negotiated max_recv_frag), decoded and given to the connection's
+// rpc::ServerAssociation, whose Decision is applied:
+//   kSend             the PDU is queued as ONE write (Impacket reads the bind_ack with one recv).
+//   kDispatch         the call's Handler runs (see Handler contract).
+//   kCloseConnection  the PDU, if any (bind_nak / fault), is written, then the connection closes.
+//   kIgnore           nothing.
+// Requests may be pipelined; responses are queued whole (every fragment of one response at once)
+// in order of completion, so fragments of different calls never interleave. An idle connection
+// holds no read buffer: its memory is the socket, a timer, the empty framer and the association.
+//
+// Fail closed, and one client never disturbs another:
+//  * protocol violations close the connection (after the association's bind_nak / fault);
+//  * idle_timeout_before_bind / idle_timeout_after_bind close idle connections (not while a call is
+//    outstanding or output is pending);
+//  * pdu_timeout: once the first byte of a PDU arrived, the whole PDU must arrive within it
+//    (slowloris);
+//  * max_outstanding_calls: while that many calls await their response, the connection is not
+//    read (TCP back-pressure);
+//  * max_output_bytes: while more response bytes than that are queued (a client that does not
+//    read), the connection is not read; write_timeout without write progress closes it;
+//  * max_connections / max_connections_per_peer: over the limit a new connection is accepted and
+//    closed at once (counted in ServerStats::connections_rejected);
+//  * handler exceptions are caught (fault nca_s_fault_unspec), never propagated.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <expected>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <system_error>
+#include <unordered_map>
+#include <vector>
+
+#include <asio/io_context.hpp>
+#include <asio/ip/address.hpp>
+#include <sys/socket.h>
+
+#include "common/uuid.h"
+#include "rpc/pdu.h"
+#include "runtime/net.h"
+
+namespace rpcgate::runtime {
+
+namespace detail {
+class Connection;
+class Listener;
+}  // namespace detail
+
+// Fault statuses a Handler commonly returns (rpc/status.h has the full list).
+inline constexpr std::uint32_t kFaultOpRangeError = 0x1c010002;  // nca_s_op_rng_error
+inline constexpr std::uint32_t kFaultBadStubData = 0x6f7;        // rpc_x_bad_stub_data
+inline constexpr std::uint32_t kFaultUnspec = 0x1c000012;        // nca_s_fault_unspec
+
+enum class Transport : std::uint8_t { kTcp, kUnix };
+
+// Who may register endpoints / hold ports through a Unix listener (the peer's SO_PEERCRED).
+struct PeerPolicy {
+  bool allow_root = true;          // uid 0
+  bool allow_same_uid = true;      // the server's effective uid
+  std::optional<gid_t> allow_gid;  // members by primary gid (the peer's process gid)
+  std::optional<uid_t> allow_uid;  // one more uid
+  unsigned socket_mode = 0666;     // chmod of the socket file (connecting needs write access)
+  bool may_register(const ucred& peer) const;
+};
+
+// What a Handler knows about the call. Valid only during the Handler invocation (the stub span
+// points into the connection's reassembly buffer): copy what an asynchronous reply needs.
+struct CallContext {
+  std::uint64_t connection_id = 0;  // unique per Server, never 0; the key of on_connection_closed
+  std::uint32_t call_id = 0;
+  std::uint16_t p_cont_id = 0;
+  std::uint16_t opnum = 0;
+  std::span<const std::uint8_t> stub;  // the request stub in `drep` byte order
+  rpc::DataRep drep;
+  common::Endian endian = common::Endian::kLittle;  // drep.endian()
+  std::optional<common::Uuid> object;               // request object UUID (PFC_OBJECT_UUID)
+  rpc::SyntaxId interface;                          // abstract syntax the context was bound to
+  rpc::SyntaxId transfer_syntax;
+  Transport transport = Transport::kTcp;
+  std::string peer_address;      // "1.2.3.4:5678", "[::1]:5678", "unix"
+  std::string local_address;     // "127.0.0.1:135", "unix:/run/rpcgate/epmd.sock"
+  std::uint16_t local_port = 0;  // TCP only
+  std::optional<std::array<std::uint8_t, 4>> local_ipv4;  // when the client came over IPv4
+  std::optional<ucred> peer_cred;                         // Unix only
+  bool may_register = false;  // Unix peer allowed by the listener's PeerPolicy; always false on TCP
+};
+
+// Completes one call exactly once: reply() or fault(). Move-only. A Responder destroyed without
+// completing (a handler bug, or an exception thrown out of the handler) sends fault
+// nca_s_fault_unspec, so no client waits forever. May be kept and completed later (e.g. after a
+// timer) on the io thread. Completing after the connection closed does nothing (fds are closed).
+// For a call sent with PFC_MAYBE nothing is sent either way.
+class Responder {
+ public:
+  Responder(Responder&&) noexcept;
+  Responder& operator=(Responder&&) noexcept;
+  Responder(const Responder&) = delete;
+  Responder& operator=(const Responder&) = delete;
+  ~Responder();
+
+  // Sends `stub` (NDR in the call's byte order) as response PDUs of at most the negotiated
+  // max_xmit_frag. `fds` (owned: always closed by the runtime, after sending or on any failure)
+  // travel as SCM_RIGHTS with the FIRST fragment; only on Unix transports - on TCP non-empty fds
+  // are a programming error answered with fault nca_s_fault_unspec. A stub the fragmenter rejects
+  // also becomes that fault.
+  void reply(std::span<const std::uint8_t> stub, std::vector<int> fds = {});
+  // Sends a fault PDU with `status` (e.g. kFaultOpRangeError, kFaultBadStubData).
+  void fault(std::uint32_t status);
+  bool done() const { return state_ == nullptr; }
+
+ private:
+  friend class detail::Connection;
+  struct State;
+  explicit Responder(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+// An RPC interface implementation. Contract: answer every call through the Responder, either
+// before returning or later. Unknown opnum: responder.fault(kFaultOpRangeError) (see
+// fault_op_range()). A stub that does not decode: fault(kFaultBadStubData). Exceptions are
+// caught by the runtime: the call gets fault nca_s_fault_unspec (0x1c000012, what the DCE runtime
+// reports for an unhandled server exception), the connection stays open.
+using Handler = std::function<void(CallContext&, Responder)>;
+
+// Helper for the unknown-opnum branch of a Handler.
+inline void fault_op_range(Responder& r) {
+  r.fault(kFaultOpRangeError);
+}
+
+struct ServerOptions {
+  std::size_t max_connections = 16384;
+  std::size_t max_connections_per_peer = 1024;  // per peer IP address (TCP); Unix peers: total only
+  // Before bind a client has little reason to wait. After bind Windows keeps idle connections
+  // open indefinitely (clients cache them); 5 minutes bounds what a silent client costs while
+  // outlasting every realistic pause between calls of one client.
+  std::chrono::milliseconds idle_timeout_before_bind{10'000};
+  std::chrono::milliseconds idle_timeout_after_bind{300'000};
+  std::chrono::milliseconds pdu_timeout{10'000};    // first byte of a PDU -> its last byte
+  std::chrono::milliseconds write_timeout{30'000};  // queued output without progress
+  std::size_t max_outstanding_calls = 16;           // per connection
+  std::size_t max_output_bytes = 256 * 1024;        // per connection; over it input is paused
+  std::uint16_t max_frag_before_bind = 8192;        // binds are small (Impacket's: 72 bytes)
+  std::uint16_t max_frag = 5840;                    // ServerConfig::max_frag (Windows' value)
+  int listen_backlog = 1024;
+  int listen_tries = 16;  // listen_tcp(port 0) retries on EADDRINUSE
+};
+
+enum class CloseReason : std::uint8_t {
+  kEof,           // the peer closed
+  kReadError,     // recv() failed (ECONNRESET...)
+  kWriteError,    // send() failed (EPIPE...)
+  kProtocol,      // the association decided to close (protocol violation, bind_nak, ...)
+  kIdleTimeout,   // idle_timeout_before_bind / idle_timeout_after_bind
+  kPduTimeout,    // a PDU did not complete within pdu_timeout
+  kWriteTimeout,  // output made no progress within write_timeout
+  kServerStop,    // stop()
+  kCount,
+};
+std::string_view to_string(CloseReason r);
+
+// Counters only grow, except connections_active.
+struct ServerStats {
+  std::uint64_t connections_accepted = 0;  // including rejected ones
+  std::uint64_t connections_active = 0;
+  std::uint64_t connections_rejected = 0;  // over max_connections / max_connections_per_peer
+  std::uint64_t pdus_in = 0;
+  std::uint64_t pdus_out = 0;
+  std::uint64_t calls = 0;   // dispatched to a handler
+  std::uint64_t faults = 0;  // fault PDUs sent for dispatched calls
+  std::array<std::uint64_t, static_cast<std::size_t>(CloseReason::kCount)> closes{};
+  std::map<std::string, std::uint64_t> protocol_closes;  // kProtocol closes by error message
+};
+
+class Server {
+ public:
+  explicit Server(asio::io_context& io, ServerOptions options = {});
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Registers a Handler for an abstract syntax. Binds are accepted for a registered interface
+  // by rpc::interface_matches (same UUID and major, our minor >= the client's). Returns false
+  // (and changes nothing) if the same UUID+major is already registered.
+  bool add_interface(const rpc::SyntaxId& interface, Handler handler);
+  // The registered interface ids, in registration order (for mgmt inq_if_ids).
+  std::vector<rpc::SyntaxId> interfaces() const;
+
+  // ncacn_ip_tcp on every address with the same port (net.h listen_tcp_same_port: port 0 = one
+  // port the kernel chooses, taken on all addresses atomically). Returns the port, or the error
+  // naming the address that failed (nothing is left listening then).
+  std::expected<std::uint16_t, ListenError> listen_tcp(
+      const std::vector<asio::ip::address>& addresses, std::uint16_t port);
+  // Serves an already listening socket (e.g. received from the broker). Takes ownership of `fd`
+  // (closed on error too). AF_INET/AF_INET6 -> TCP (returns its port), AF_UNIX -> Unix with a
+  // default PeerPolicy (returns 0). Errors: not a listening stream socket (EINVAL), asio errors.
+  std::expected<std::uint16_t, std::error_code> adopt_listener(int fd);
+  // ncalrpc over a Unix stream socket at `path` (net.h listen_unix; mode = policy.socket_mode).
+  // Peers' SO_PEERCRED is read at accept; `policy` sets CallContext::may_register. The bind_ack
+  // secondary address is the file name of `path`. The socket file is unlinked by stop().
+  std::expected<void, ListenError> listen_unix(const std::string& path, PeerPolicy policy = {});
+
+  // Adds a hook run exactly once per connection when it closes, for any reason (EOF - also when
+  // the peer process was killed -, error, protocol close, timeout, stop()). Hooks run in
+  // registration order, on the io thread, after the connection stopped reading and writing.
+  // A hook must not throw.
+  void on_connection_closed(std::function<void(std::uint64_t connection_id)> hook);
+
+  // Stops accepting, closes every connection (hooks run), unlinks Unix socket files. Idempotent.
+  void stop();
+
+  // Snapshot of the counters.
+  ServerStats stats() const;
+  const ServerOptions& options() const { return options_; }
+  asio::io_context& io() { return io_; }
+  std::size_t connection_count() const { return connections_.size(); }
+
+ private:
+  friend class detail::Connection;
+  friend class detail::Listener;
+  struct Registered {
+    rpc::SyntaxId interface;
+    Handler handler;
+  };
+
+  const Registered* find_interface(const rpc::SyntaxId& requested) const;
+  void start_listener(std::shared_ptr<detail::Listener> listener);
+  void accepted(detail::Listener& listener, int fd);
+  void connection_closed(detail::Connection& c, CloseReason reason, std::error_code why);
+  std::uint32_t next_assoc_group_id();
+
+  asio::io_context& io_;
+  ServerOptions options_;
+  std::vector<Registered> interfaces_;
+  std::vector<std::shared_ptr<detail::Listener>> listeners_;
+  std::unordered_map<std::uint64_t, std::shared_ptr<detail::Connection>> connections_;
+  std::unordered_map<std::string, std::size_t> per_peer_;
+  std::vector<std::function<void(std::uint64_t)>> close_hooks_;
+  std::vector<std::uint8_t> read_buffer_;  // shared by all connections (single thread)
+  ServerStats stats_;
+  std::uint64_t next_connection_id_ = 1;
+  std::uint32_t next_assoc_group_ = 0;
+  bool stopped_ = false;
+  // TODO(epm merge): register epm::MgmtService (afa8bd80-7d8a-11c9-bef4-08002b102989 v1.0) here
+  // in the constructor, with a provider over interfaces() and stats(), so every server exports
+  // the management interface as the DCE/Windows runtimes do. Until then MGMT binds are rejected.
+};
+
+}  // namespace rpcgate::runtime

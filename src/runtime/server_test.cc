@@ -1,0 +1,319 @@
+#include "runtime/server.h"
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+
+#include "rpc/pdu.h"
+#include "rpc/status.h"
+#include "runtime/client.h"
+#include "runtime/internal/test_client.h"
+#include "runtime/internal/test_fixture.h"
+#include "runtime/internal/test_interface.h"
+
+namespace rpcgate::runtime {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::RawConn;
+using testing::ServerThread;
+using Clock = std::chrono::steady_clock;
+
+const asio::ip::address kLoopback = asio::ip::make_address("127.0.0.1");
+
+ServerOptions short_timeouts() {
+  ServerOptions o;
+  o.idle_timeout_before_bind = 400ms;
+  o.idle_timeout_after_bind = 3s;
+  o.pdu_timeout = 400ms;
+  o.write_timeout = 500ms;
+  return o;
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { start(short_timeouts()); }
+
+  void start(ServerOptions options) {
+    st_ = std::make_unique<ServerThread>(options);
+    testing::add_test_interface(st_->server());
+    // EPM syntax so the golden Impacket bind is accepted (echo handler).
+    st_->server().add_interface(rpc::kEpmSyntax,
+                                [](CallContext& c, Responder r) { r.reply(c.stub); });
+    st_->server().on_connection_closed([this](std::uint64_t) { ++closed_; });
+    auto port = st_->server().listen_tcp({kLoopback}, 0);
+    ASSERT_TRUE(port) << port.error().message();
+    port_ = *port;
+    st_->start();
+  }
+
+  SyncClient client() {
+    auto c = SyncClient::connect_tcp(kLoopback, port_, 2s);
+    EXPECT_TRUE(c);
+    EXPECT_TRUE(c->bind({testing::test_syntax()}));
+    return std::move(*c);
+  }
+
+  ServerStats stats() {
+    return st_->on_io([this] { return st_->server().stats(); });
+  }
+
+  // An echo call on a fresh client, returning its latency.
+  std::chrono::milliseconds good_call() {
+    auto t0 = Clock::now();
+    auto c = client();
+    std::vector<std::uint8_t> payload{1, 2, 3, 4, 5};
+    auto r = c.call(0, 0, payload);
+    EXPECT_TRUE(r) << r.error().message();
+    if (r) {
+      EXPECT_EQ(r->stub, payload);
+    }
+    return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
+  }
+
+  std::unique_ptr<ServerThread> st_;
+  std::uint16_t port_ = 0;
+  std::atomic<int> closed_{0};
+};
+
+TEST_F(ServerTest, ImpacketBindAckArrivesInOneRead) {
+  auto c = RawConn::tcp(port_);
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->send(testing::impacket_epm_bind()));
+  auto bytes = c->recv_once();  // Impacket: one recv(8192)
+  ASSERT_GE(bytes.size(), 16u);
+  auto pdu = rpc::decode_pdu(bytes);
+  ASSERT_TRUE(pdu) << pdu.error().message();
+  const auto* ack = std::get_if<rpc::BindAck>(&pdu->body);
+  ASSERT_NE(ack, nullptr);
+  EXPECT_EQ(pdu->header.call_id, 1u);
+  EXPECT_EQ(ack->max_recv_frag, 4280);
+  EXPECT_EQ(ack->secondary_address(), std::to_string(port_));
+  ASSERT_EQ(ack->results.size(), 1u);
+  EXPECT_EQ(ack->results[0].result, rpc::status::kResultAcceptance);
+  EXPECT_EQ(ack->results[0].transfer_syntax, rpc::kNdr20Syntax);
+}
+
+TEST_F(ServerTest, EchoFragmentedRequestAndLargeResponse) {
+  auto c = client();
+  std::vector<std::uint8_t> big(14000);
+  for (std::size_t i = 0; i < big.size(); ++i)
+    big[i] = static_cast<std::uint8_t>(i * 7);
+  ASSERT_GT(big.size(), 2 * (c.max_xmit_frag() - 24u));  // three request fragments
+  auto r = c.call(0, 0, big);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->stub, big);
+
+  std::vector<std::uint8_t> want{0x00, 0x90, 0x01, 0x00};  // 100 KiB, little-endian u32
+  auto blob = c.call(0, 2, want);
+  ASSERT_TRUE(blob) << blob.error().message();
+  ASSERT_EQ(blob->stub.size(), 100u * 1024);
+  for (std::size_t i = 0; i < blob->stub.size(); ++i)
+    ASSERT_EQ(blob->stub[i], static_cast<std::uint8_t>(i)) << i;
+  EXPECT_GT(stats().pdus_out, 20u);
+}
+
+TEST_F(ServerTest, UnknownOpnumAndThrowingHandlerFaultButKeepTheConnection) {
+  auto c = client();
+  auto r = c.call(0, 7, {});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error(), Errc::kCallFailed);
+  EXPECT_EQ(c.last_fault(), rpc::status::kNcaSOpRngError);
+  r = c.call(0, 3, {});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(c.last_fault(), kFaultUnspec);
+  std::vector<std::uint8_t> p{9};
+  r = c.call(0, 0, p);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->stub, p);
+  EXPECT_EQ(stats().faults, 2u);
+}
+
+TEST_F(ServerTest, UnknownInterfaceIsProviderRejection) {
+  auto c = RawConn::tcp(port_);
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->send(testing::bind_pdu("01234567-89ab-cdef-0123-456789abcdef", 1, 0)));
+  auto bytes = c->read_pdu();
+  ASSERT_TRUE(bytes);
+  auto pdu = rpc::decode_pdu(*bytes);
+  ASSERT_TRUE(pdu);
+  const auto* ack = std::get_if<rpc::BindAck>(&pdu->body);
+  ASSERT_NE(ack, nullptr);
+  ASSERT_EQ(ack->results.size(), 1u);
+  EXPECT_EQ(ack->results[0].result, rpc::status::kResultProviderRejection);
+  EXPECT_EQ(ack->results[0].reason, rpc::status::kReasonAbstractSyntaxNotSupported);
+}
+
+TEST_F(ServerTest, SecondBindIsNakedThenClosed) {
+  auto c = RawConn::tcp(port_);
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->send(testing::impacket_epm_bind()));
+  ASSERT_TRUE(c->read_pdu());
+  ASSERT_TRUE(c->send(testing::impacket_epm_bind()));
+  auto nak = c->read_pdu();
+  ASSERT_TRUE(nak);
+  auto pdu = rpc::decode_pdu(*nak);
+  ASSERT_TRUE(pdu);
+  EXPECT_TRUE(std::holds_alternative<rpc::BindNak>(pdu->body));
+  EXPECT_TRUE(c->wait_closed(2s));
+}
+
+TEST_F(ServerTest, PipelinedRequestsAnswerInOrderOfCompletion) {
+  auto c = RawConn::tcp(port_);
+  ASSERT_TRUE(c);
+  auto input = testing::bind_pdu("6b1d9f8e-3c57-4a8e-9d0a-2f1c4e5b7a01", 1, 0);
+  auto request = [](std::uint32_t call_id, std::uint16_t opnum, std::vector<std::uint8_t> stub) {
+    rpc::Request q;
+    q.opnum = opnum;
+    q.stub = std::move(stub);
+    return *rpc::encode_pdu(rpc::make_pdu(q, call_id));
+  };
+  auto slow = request(2, 1, {200, 0, 0, 0});  // replies after 200 ms
+  auto fast = request(3, 0, {1, 2, 3, 4});
+  input.insert(input.end(), slow.begin(), slow.end());
+  input.insert(input.end(), fast.begin(), fast.end());
+  ASSERT_TRUE(c->send(input));  // one write: bind + two requests
+  ASSERT_TRUE(c->read_pdu());   // bind_ack
+  auto first = c->read_pdu();
+  auto second = c->read_pdu();
+  ASSERT_TRUE(first && second);
+  EXPECT_EQ(rpc::decode_pdu(*first)->header.call_id, 3u);
+  EXPECT_EQ(rpc::decode_pdu(*second)->header.call_id, 2u);
+}
+
+// ---- hostile clients ----------------------------------------------------------------------
+
+TEST_F(ServerTest, GarbageIsClosedAndOthersUnaffected) {
+  auto bad = RawConn::tcp(port_);
+  ASSERT_TRUE(bad);
+  std::string http = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_TRUE(
+      bad->send(std::span(reinterpret_cast<const std::uint8_t*>(http.data()), http.size())));
+  EXPECT_TRUE(bad->wait_closed(2s));
+  EXPECT_LT(good_call(), 1000ms);
+  EXPECT_GE(stats().closes[static_cast<int>(CloseReason::kProtocol)], 1u);
+}
+
+TEST_F(ServerTest, HalfPduStallIsClosedByPduTimeout) {
+  auto stall = RawConn::tcp(port_);
+  ASSERT_TRUE(stall);
+  auto bind = testing::impacket_epm_bind();
+  ASSERT_TRUE(stall->send(std::span(bind).first(30)));
+  auto t0 = Clock::now();
+  EXPECT_LT(good_call(), 1000ms);
+  EXPECT_TRUE(stall->wait_closed(3s));
+  EXPECT_LT(Clock::now() - t0, 2s);
+  EXPECT_EQ(stats().closes[static_cast<int>(CloseReason::kPduTimeout)], 1u);
+}
+
+TEST_F(ServerTest, HugeFragLengthIsRefusedBeforeAndAfterBind) {
+  // Before bind: frag_length 65535 exceeds the 8 KiB pre-bind cap -> closed without a reply.
+  auto a = RawConn::tcp(port_);
+  ASSERT_TRUE(a);
+  std::vector<std::uint8_t> hdr{0x05, 0x00, 0x0b, 0x03, 0x10, 0x00, 0x00, 0x00,
+                                0xff, 0xff, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00};
+  ASSERT_TRUE(a->send(hdr));
+  EXPECT_TRUE(a->wait_closed(2s));
+  // After bind: a request of 65535 > max_recv_frag 4280 -> the framer refuses the header before
+  // buffering any body byte and the connection closes (no fault: the PDU was never decoded).
+  auto b = RawConn::tcp(port_);
+  ASSERT_TRUE(b);
+  ASSERT_TRUE(b->send(testing::impacket_epm_bind()));
+  ASSERT_TRUE(b->read_pdu());
+  std::vector<std::uint8_t> req{0x05, 0x00, 0x00, 0x03, 0x10, 0x00, 0x00, 0x00,
+                                0xff, 0xff, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00};
+  ASSERT_TRUE(b->send(req));
+  EXPECT_TRUE(b->wait_closed(2s));
+  EXPECT_LT(good_call(), 1000ms);
+}
+
+TEST_F(ServerTest, ThousandIdleConnectionsDoNotBlockOthersAndTimeOut) {
+  std::vector<RawConn> idle;
+  for (int i = 0; i < 1000; ++i) {
+    auto c = RawConn::tcp(port_);
+    ASSERT_TRUE(c) << i;
+    idle.push_back(std::move(*c));
+  }
+  EXPECT_LT(good_call(), 1000ms);
+  // Idle before bind: closed after 400 ms.
+  auto deadline = Clock::now() + 5s;
+  while (Clock::now() < deadline &&
+         stats().closes[static_cast<int>(CloseReason::kIdleTimeout)] < 1000)
+    std::this_thread::sleep_for(50ms);
+  EXPECT_GE(stats().closes[static_cast<int>(CloseReason::kIdleTimeout)], 1000u);
+  EXPECT_TRUE(idle.front().wait_closed(1s));
+  EXPECT_TRUE(idle.back().wait_closed(1s));
+}
+
+TEST_F(ServerTest, ClientThatNeverReadsIsClosedByWriteTimeout) {
+  auto c = RawConn::tcp(port_);
+  ASSERT_TRUE(c);
+  int small = 4096;
+  ::setsockopt(c->fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  auto input = testing::bind_pdu("6b1d9f8e-3c57-4a8e-9d0a-2f1c4e5b7a01", 1, 0);
+  for (std::uint32_t id = 2; id < 18; ++id) {
+    rpc::Request q;
+    q.opnum = 2;
+    q.stub = {0x00, 0x00, 0x40, 0x00};  // 4 MiB each
+    auto b = *rpc::encode_pdu(rpc::make_pdu(q, id));
+    input.insert(input.end(), b.begin(), b.end());
+  }
+  ASSERT_TRUE(c->send(input));
+  EXPECT_LT(good_call(), 1000ms);
+  auto deadline = Clock::now() + 5s;
+  while (Clock::now() < deadline &&
+         stats().closes[static_cast<int>(CloseReason::kWriteTimeout)] < 1)
+    std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(stats().closes[static_cast<int>(CloseReason::kWriteTimeout)], 1u);
+  EXPECT_LT(good_call(), 1000ms);
+}
+
+TEST_F(ServerTest, HooksRunOnceOnEofAndOnStop) {
+  {
+    auto c = RawConn::tcp(port_);
+    ASSERT_TRUE(c);
+    ASSERT_TRUE(c->send(testing::impacket_epm_bind()));
+    ASSERT_TRUE(c->read_pdu());
+  }  // closed: EOF
+  auto deadline = Clock::now() + 2s;
+  while (closed_ < 1 && Clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(closed_, 1);
+  auto a = RawConn::tcp(port_);
+  auto b = RawConn::tcp(port_);
+  ASSERT_TRUE(a && b);
+  deadline = Clock::now() + 2s;
+  while (st_->on_io([this] { return st_->server().connection_count(); }) < 2 &&
+         Clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  st_->stop();
+  EXPECT_EQ(closed_, 3);
+  EXPECT_TRUE(a->wait_closed(1s));
+  EXPECT_EQ(st_->server().stats().closes[static_cast<int>(CloseReason::kServerStop)], 2u);
+}
+
+TEST(ServerLimits, PerPeerLimitRejectsExtraConnections) {
+  ServerOptions o = short_timeouts();
+  o.max_connections_per_peer = 5;
+  ServerThread st(o);
+  testing::add_test_interface(st.server());
+  auto port = st.server().listen_tcp({kLoopback}, 0);
+  ASSERT_TRUE(port);
+  st.start();
+  std::vector<RawConn> conns;
+  for (int i = 0; i < 5; ++i)
+    conns.push_back(*RawConn::tcp(*port));
+  auto deadline = Clock::now() + 2s;
+  while (st.on_io([&] { return st.server().connection_count(); }) < 5 && Clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  auto extra = RawConn::tcp(*port);
+  ASSERT_TRUE(extra);
+  EXPECT_TRUE(extra->wait_closed(2s));
+  EXPECT_EQ(st.on_io([&] { return st.server().stats().connections_rejected; }), 1u);
+}
+
+}  // namespace
+}  // namespace rpcgate::runtime
