@@ -1,0 +1,259 @@
+#include "daemon.h"
+
+#include <cstdlib>
+#include <map>
+
+#include <asio.hpp>
+#include <grp.h>
+#include <pwd.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-journal.h>
+#include <unistd.h>
+
+#include "epm/epm_service.h"
+#include "ndr/binding.h"
+#include "ndr/epm_types.h"
+#include "ndr/tower.h"
+#include "policy/allocator.h"
+#include "runtime/broker_protocol.h"
+#include "runtime/broker_service.h"
+#include "runtime/server.h"
+
+namespace rpcgate::epmd {
+namespace {
+
+// Under systemd (the journal is our stderr) events go to the journal with structured fields, so
+// `journalctl RPCGATE_EVENT=RPCGATE-5820` finds them; otherwise one key=value line on stderr.
+bool journal_attached() {
+  return std::getenv("JOURNAL_STREAM") != nullptr;
+}
+
+// A stable id per event kind, as Windows' Netlogon 5820 for the same failure.
+void emit_event(std::string_view id, int priority, const std::string& message,
+                const std::map<std::string, std::string>& fields) {
+  if (journal_attached()) {
+    std::vector<std::string> storage;
+    storage.push_back("MESSAGE=" + message);
+    storage.push_back("PRIORITY=" + std::to_string(priority));
+    storage.push_back("SYSLOG_IDENTIFIER=rpcgate-epmd");
+    storage.push_back("RPCGATE_EVENT=" + std::string(id));
+    for (const auto& [k, v] : fields)
+      storage.push_back("RPCGATE_" + k + "=" + v);
+    std::vector<iovec> iov;
+    for (auto& s : storage)
+      iov.push_back({s.data(), s.size()});
+    sd_journal_sendv(iov.data(), static_cast<int>(iov.size()));
+    return;
+  }
+  std::string line = "event=" + std::string(id);
+  for (const auto& [k, v] : fields)
+    line += " " + k + "=\"" + v + "\"";
+  line += ": " + message;
+  if (priority <= LOG_ERR) {
+    spdlog::error("{}", line);
+  } else if (priority <= LOG_WARNING) {
+    spdlog::warn("{}", line);
+  } else {
+    spdlog::info("{}", line);
+  }
+}
+
+std::string describe_policy(const policy::Policy& p) {
+  if (!p.valid) return "INVALID (" + (p.error ? p.error->message : std::string("error 87")) + ")";
+  if (!p.restricted) {
+    return "unrestricted, dynamic range " + p.dynamic_range.to_string();
+  }
+  return "internet " + p.internet.to_string() + " (" + std::to_string(p.internet.count()) +
+         "), intranet " + p.intranet.to_string() + " (" + std::to_string(p.intranet.count()) +
+         "), default " + std::string(policy::to_string(p.default_class));
+}
+
+void log_invalid_policy(const policy::Policy& p) {
+  if (p.valid) return;
+  emit_event("RPCGATE-5820", LOG_ERR,
+             "the port policy is invalid; every dynamic port registration will fail with "
+             "ERROR_INVALID_PARAMETER (87) until it is fixed: " +
+                 (p.error ? p.error->message : std::string()),
+             {{"SOURCE", p.source},
+              {"CODE", "87"},
+              {"VALUE", p.error ? p.error->value : ""},
+              {"OFFENDING", p.error ? p.error->message : ""}});
+}
+
+bool is_loopback_peer(const std::string& peer) {
+  // "127.x.y.z:port" or "[::1]:port" (an IPv4-mapped loopback arrives on the IPv4 listener).
+  return peer.rfind("127.", 0) == 0 || peer.rfind("[::1]:", 0) == 0 ||
+         peer.rfind("[::ffff:127.", 0) == 0;
+}
+
+std::expected<void, std::string> drop_privileges(const std::string& user) {
+  errno = 0;
+  const passwd* pw = getpwnam(user.c_str());
+  if (pw == nullptr) return std::unexpected("no such user \"" + user + "\"");
+  if (setgroups(0, nullptr) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
+    return std::unexpected("cannot switch to user \"" + user + "\": " + std::strerror(errno));
+  }
+  if (setuid(0) == 0) return std::unexpected("privileges were not dropped (setuid(0) succeeded)");
+  return {};
+}
+
+}  // namespace
+
+std::expected<policy::Policy, std::string> load_policy(const std::string& file) {
+  policy::PolicyInput input;
+  if (file.empty()) {
+    input = policy::embedded_default();
+  } else {
+    auto parsed = policy::load_file(file);
+    if (!parsed) return std::unexpected(parsed.error().to_string());
+    input = std::move(*parsed);
+  }
+  return policy::resolve(input);
+}
+
+int run(const Config& config, policy::Policy policy) {
+  asio::io_context io;
+  runtime::Server server(io);
+
+  epm::EpmConfig epm_config;
+  epm_config.advertised_ipv4 = config.advertise;
+  if (config.seed) epm_config.seed = config.seed;
+  epm::EpmService epm(epm_config);
+
+  const bool tcp_registration = config.tcp_registration;
+  server.add_interface(
+      rpc::kEpmSyntax, [&epm, tcp_registration](runtime::CallContext& ctx, runtime::Responder r) {
+        const bool may_register = ctx.transport == runtime::Transport::kUnix
+                                      ? ctx.may_register
+                                      : tcp_registration && is_loopback_peer(ctx.peer_address);
+        epm::CallerInfo caller{ctx.connection_id, may_register, ctx.local_ipv4, ctx.peer_address};
+        auto result = epm.call(ctx.opnum, ctx.stub, ctx.endian, caller);
+        if (result) {
+          r.reply(std::move(*result));
+        } else {
+          r.fault(result.error().status);
+        }
+      });
+  server.on_connection_closed([&epm](std::uint64_t id) {
+    if (const auto removed = epm.connection_closed(id); removed > 0) {
+      spdlog::info("connection {} closed: unregistered {} endpoint(s)", id, removed);
+    }
+  });
+
+  policy::PortAllocator allocator(policy, config.seed);
+  runtime::BrokerOptions broker_options;
+  broker_options.ipv4_addresses.clear();
+  broker_options.ipv6_addresses.clear();
+  for (const auto& a : config.broker_addresses) {
+    auto addr = asio::ip::make_address(a);
+    (addr.is_v4() ? broker_options.ipv4_addresses : broker_options.ipv6_addresses).push_back(addr);
+  }
+  runtime::BrokerService broker(allocator, broker_options);
+  broker.on_event([&policy, &allocator](const runtime::BrokerEvent& e) {
+    using Kind = runtime::BrokerEvent::Kind;
+    switch (e.kind) {
+      case Kind::kAllocated:
+        spdlog::info("broker: port {} ({}) to connection {} {}", e.port,
+                     policy::to_string(static_cast<policy::PortClass>(e.port_class)),
+                     e.connection_id, e.peer_address);
+        break;
+      case Kind::kConnectionGone:
+        spdlog::info("broker: port {} released: connection {} closed", e.port, e.connection_id);
+        break;
+      case Kind::kReleased:
+        spdlog::info("broker: port {} released by connection {}", e.port, e.connection_id);
+        break;
+      case Kind::kAllocateFailed: {
+        const auto stats = allocator.stats();
+        const bool invalid = e.status == 87;
+        emit_event(invalid ? "RPCGATE-5820" : "RPCGATE-1721", LOG_ERR,
+                   invalid ? "dynamic port allocation failed with ERROR_INVALID_PARAMETER (87): "
+                             "the port policy is invalid: " +
+                                 (policy.error ? policy.error->message : std::string())
+                           : "dynamic port allocation failed with RPC_S_OUT_OF_RESOURCES (1721): "
+                             "every port of the class is held",
+                   {{"SOURCE", policy.source},
+                    {"CODE", std::to_string(e.status)},
+                    {"CLASS",
+                     std::string(policy::to_string(static_cast<policy::PortClass>(e.port_class)))},
+                    {"OFFENDING", policy.error ? policy.error->message : ""},
+                    {"PEER", e.peer_address},
+                    {"HELD", std::to_string(stats.held)}});
+        break;
+      }
+      case Kind::kRefused:
+      case Kind::kReleaseFailed:
+        spdlog::warn("broker: connection {} {}: status {}", e.connection_id, e.peer_address,
+                     e.status);
+        break;
+    }
+  });
+  broker.attach(server);
+
+  // Listeners: the same port on every address of a port group (e.g. 0.0.0.0:135 and [::]:135).
+  std::map<std::uint16_t, std::vector<asio::ip::address>> groups;
+  for (const auto& l : config.listen)
+    groups[l.port].push_back(asio::ip::make_address(l.host));
+  std::vector<std::string> listening;
+  std::vector<std::uint16_t> bound_ports;
+  for (const auto& [port, addresses] : groups) {
+    auto bound = server.listen_tcp(addresses, port);
+    if (!bound) {
+      spdlog::critical("{}", bound.error().message());
+      return 1;
+    }
+    bound_ports.push_back(*bound);
+    for (const auto& a : addresses) {
+      listening.push_back(a.is_v6() ? "[" + a.to_string() + "]:" + std::to_string(*bound)
+                                    : a.to_string() + ":" + std::to_string(*bound));
+    }
+  }
+  runtime::PeerPolicy peer_policy;
+  if (auto unix_ok = server.listen_unix(config.control, peer_policy); !unix_ok) {
+    spdlog::critical("{}", unix_ok.error().message());
+    return 1;
+  }
+
+  if (config.user) {
+    if (auto dropped = drop_privileges(*config.user); !dropped) {
+      spdlog::critical("--user {}: {}", *config.user, dropped.error());
+      return 1;
+    }
+  }
+
+  // The endpoint mapper lists itself, as DCE's rpcd and Samba's epmdb do: a lookup on a fresh
+  // daemon is not empty and ept_map for the EPM interface answers. Owner 0: persistent.
+  for (const std::uint16_t bound_port : bound_ports) {
+    ndr::StringBinding b{
+        std::nullopt, ndr::Protseq::kNcacnIpTcp, "0.0.0.0", std::to_string(bound_port), {}};
+    auto tower = ndr::binding_to_tower(b, rpc::kEpmSyntax);
+    if (!tower) continue;
+    ndr::epm::EptEntry entry{common::Uuid(), ndr::encode_tower(*tower), "rpcgate endpoint mapper"};
+    epm.db().insert({entry}, /*replace=*/true, /*owner=*/0);
+  }
+
+  std::string listening_text;
+  for (const auto& l : listening)
+    listening_text += (listening_text.empty() ? "" : ", ") + l;
+  spdlog::info("rpcgate-epmd listening on {}; control {}; policy {}: {}", listening_text,
+               config.control, policy.source, describe_policy(policy));
+  log_invalid_policy(policy);
+
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const std::error_code& ec, int signo) {
+    if (ec) return;
+    spdlog::info("signal {}: stopping", signo);
+    sd_notify(0, "STOPPING=1");
+    server.stop();
+    io.stop();
+  });
+
+  sd_notify(0, "READY=1");
+  io.run();
+  return 0;
+}
+
+}  // namespace rpcgate::epmd

@@ -1,0 +1,36 @@
+// rpcgate-epmd: the endpoint mapper (EPM e1af8308-5d1f-11c9-91a4-08002b14a0fa v3.0 on TCP 135)
+// and port broker (rpcgate_broker on the local endpoint), one process, one io thread.
+//
+// What it wires together (each piece documents its own contract):
+//   runtime::Server        listeners, connections, associations, the management interface
+//   epm::EpmService        ept_* operations over the endpoint database
+//   runtime::BrokerService AllocatePort / ReleasePort over the policy's allocator
+//   connection close  ->   EpmService::connection_closed + broker release: a registrant that
+//                          dies (kill -9 included) leaves no entry and holds no port.
+//
+// Registration (ept_insert / ept_delete / ept_mgmt_delete) is local only (MS-RPCE 3.1.3.5.3):
+// allowed on the Unix socket for peers the PeerPolicy admits (root or epmd's own uid, checked
+// with SO_PEERCRED), and over TCP from loopback addresses when Config::tcp_registration is on;
+// everyone else gets ept_s_cant_perform_op.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "config.h"
+#include "policy/policy.h"
+
+namespace rpcgate::epmd {
+
+// Loads the policy named by config.policy_file ("" = embedded default). A file that cannot be
+// read is an error (the daemon refuses to start: an administrator asked for a policy and must
+// not silently get another). An invalid policy is NOT an error: the daemon serves lookups and
+// static registrations, and every dynamic allocation fails with 87.
+std::expected<policy::Policy, std::string> load_policy(const std::string& file);
+
+// Runs the daemon until SIGINT/SIGTERM. Returns the process exit status: 0 after a clean stop,
+// 1 when a listener cannot be opened or privileges cannot be dropped (with one message on stderr
+// naming the address or user).
+int run(const Config& config, policy::Policy policy);
+
+}  // namespace rpcgate::epmd

@@ -1,0 +1,113 @@
+// rpcgate-epmd: endpoint mapper and port broker. This file only turns the command line and the
+// configuration file into a Config and a Policy; daemon.cc runs them.
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "config.h"
+#include "daemon.h"
+
+namespace {
+constexpr int kExitUsage = 2;
+}
+
+int main(int argc, char** argv) {
+  using rpcgate::epmd::Config;
+  CLI::App app{
+      "rpcgate-epmd: DCE/RPC endpoint mapper (TCP 135) and port broker.\n"
+      "Servers take dynamic ports from the port policy over the control socket and register\n"
+      "their interfaces; clients (Windows, Samba, Impacket) look them up with ept_map/ept_lookup."};
+  std::string config_file;
+  std::string policy_file;
+  std::vector<std::string> listen;
+  std::string control;
+  std::string advertise;
+  std::string user;
+  std::string log_level;
+  bool no_tcp_registration = false;
+  std::optional<std::uint64_t> seed;
+  app.add_option("--config,-c", config_file, "rpcgate.toml ([epmd] and [policy] tables)");
+  app.add_option("--policy,-p", policy_file,
+                 "Port policy: regedit export (.reg) or rpcgate.toml (default: the [policy] of "
+                 "--config, else the embedded default)");
+  app.add_option("--listen,-l", listen,
+                 "Endpoint mapper listener ADDR:PORT, repeatable (default 0.0.0.0:135 and "
+                 "[::]:135; port 0 = any)");
+  app.add_option("--control", control,
+                 "Local endpoint for registration and the port broker (default "
+                 "/run/rpcgate/epmd.sock)");
+  app.add_option("--advertise", advertise,
+                 "IPv4 address put in returned towers (NAT); default: the address the client "
+                 "connected to");
+  app.add_option("--user,-u", user, "Drop root to this user after opening the listeners");
+  app.add_flag("--no-tcp-registration", no_tcp_registration,
+               "Refuse ept_insert/ept_delete over TCP, even from loopback");
+  app.add_option("--seed", seed, "Deterministic port choice (tests)");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  app.set_version_flag("--version", std::string("rpcgate-epmd ") + RPCGATE_VERSION);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitUsage;
+  }
+
+  Config config;
+  if (!config_file.empty()) {
+    std::ifstream in(config_file, std::ios::binary);
+    if (!in) {
+      std::fprintf(stderr, "rpcgate-epmd: cannot read %s\n", config_file.c_str());
+      return kExitUsage;
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    auto parsed = rpcgate::epmd::parse_config_toml(text.str(), config_file, config);
+    if (!parsed) {
+      std::fprintf(stderr, "rpcgate-epmd: %s\n", parsed.error().c_str());
+      return kExitUsage;
+    }
+    config = *parsed;
+    config.policy_file = config_file;  // its [policy] table, unless --policy overrides
+  }
+  if (!policy_file.empty()) config.policy_file = policy_file;
+  if (!listen.empty()) {
+    config.listen.clear();
+    for (const auto& l : listen) {
+      auto a = rpcgate::epmd::parse_listen_address(l);
+      if (!a) {
+        std::fprintf(stderr, "rpcgate-epmd: %s\n", a.error().c_str());
+        return kExitUsage;
+      }
+      config.listen.push_back(*a);
+    }
+  }
+  if (!control.empty()) config.control = control;
+  if (!advertise.empty()) {
+    config.advertise = rpcgate::epmd::parse_ipv4(advertise);
+    if (!config.advertise) {
+      std::fprintf(stderr, "rpcgate-epmd: --advertise %s: not an IPv4 address\n",
+                   advertise.c_str());
+      return kExitUsage;
+    }
+  }
+  if (!user.empty()) config.user = user;
+  if (no_tcp_registration) config.tcp_registration = false;
+  if (seed) config.seed = seed;
+  if (!log_level.empty()) config.log_level = log_level;
+
+  spdlog::set_level(spdlog::level::from_str(config.log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+
+  auto policy = rpcgate::epmd::load_policy(config.policy_file);
+  if (!policy) {
+    std::fprintf(stderr, "rpcgate-epmd: %s\n", policy.error().c_str());
+    return kExitUsage;
+  }
+  return rpcgate::epmd::run(config, std::move(*policy));
+}
