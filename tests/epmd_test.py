@@ -1,0 +1,325 @@
+#!/usr/bin/python3
+"""End-to-end test of rpcgate-epmd with real, independent clients.
+
+Everything runs inside a private network namespace (the script re-executes itself under
+`unshare -n` as root), so the endpoint mapper can listen on 127.0.0.1:135, which Impacket's
+rpcdump.py insists on, without touching the host. The daemon and the registering servers
+(rpcgate-testsrv, built on rpcgate's runtime) are the real binaries; the clients are Impacket
+0.10.0 (rpcdump.py, rpcmap.py, epm.hept_map / hept_lookup), run with /usr/bin/python3.
+
+Every wait is bounded; every process started here is killed in tearDown.
+"""
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+BIN = os.environ.get("RPCGATE_BIN", os.path.join(os.path.dirname(__file__), "..", "build", "bin"))
+EXAMPLES = "/usr/share/doc/python3-impacket/examples"
+ENV = dict(os.environ, PATH="/usr/bin:/bin:/usr/sbin:/sbin")
+
+if os.environ.get("RPCGATE_IN_NETNS") != "1":
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        print("SKIP: needs root and unshare for a private network namespace")
+        sys.exit(0)
+    os.execvpe("unshare", ["unshare", "-n", sys.executable, *sys.argv],
+               dict(os.environ, RPCGATE_IN_NETNS="1"))
+
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+# Keep the kernel from giving the test pools to our own outgoing connections (the namespace's
+# ephemeral range 32768-60999 covers them): what `rpcgate policy export --format sysctl` is for.
+with open("/proc/sys/net/ipv4/ip_local_reserved_ports", "w") as f:
+    f.write("50000-50199,50500-50501")
+
+from impacket.dcerpc.v5 import epm, transport  # noqa: E402
+from impacket.dcerpc.v5.rpcrt import DCERPCException  # noqa: E402
+from impacket.uuid import uuidtup_to_bin  # noqa: E402
+
+ALPHA = "11111111-2222-3333-4444-555555555501"
+BETA = "11111111-2222-3333-4444-555555555502"
+GAMMA = "11111111-2222-3333-4444-555555555503"
+
+# Internet 50000-50099, intranet 50100-50199 (the rest of the dynamic range), default intranet.
+POLICY = """[policy]
+ports = ["50000-50099"]
+ports_internet_available = "Y"
+use_internet_ports = "N"
+dynamic_range = "50000-50199"
+"""
+INTERNET = range(50000, 50100)
+INTRANET = range(50100, 50200)
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def hept_map(uuid, port=135, version="1.0"):
+    t = transport.DCERPCTransportFactory(f"ncacn_ip_tcp:127.0.0.1[{port}]")
+    t.set_connect_timeout(5)
+    dce = t.get_dce_rpc()
+    dce.connect()
+    try:
+        return epm.hept_map("127.0.0.1", uuidtup_to_bin((uuid, version)), protocol="ncacn_ip_tcp",
+                            dce=dce)
+    finally:
+        dce.disconnect()
+
+
+def hept_lookup(port=135):
+    t = transport.DCERPCTransportFactory(f"ncacn_ip_tcp:127.0.0.1[{port}]")
+    dce = t.get_dce_rpc()
+    dce.connect()
+    try:
+        return epm.hept_lookup(None, dce=dce)
+    finally:
+        dce.disconnect()
+
+
+class Daemon:
+    """One rpcgate-epmd with its own policy, listener and control socket."""
+
+    def __init__(self, workdir, name, policy_text, port=135, extra=()):
+        self.dir = os.path.join(workdir, name)
+        os.makedirs(self.dir)
+        self.policy = os.path.join(self.dir, "rpcgate.toml")
+        with open(self.policy, "w") as f:
+            f.write(policy_text)
+        self.control = os.path.join(self.dir, "epmd.sock")
+        self.log_path = os.path.join(self.dir, "epmd.log")
+        self.port = port
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [os.path.join(BIN, "rpcgate-epmd"), "--policy", self.policy, "--listen",
+             f"127.0.0.1:{port}", "--control", self.control, "--seed", "1", *extra],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for(lambda: "listening on" in self.read_log() or self.proc.poll() is not None, 10,
+                 "rpcgate-epmd to listen")
+        assert self.proc.poll() is None, self.read_log()
+
+    def read_log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+class Server:
+    """rpcgate-testsrv registered with a daemon: a dynamic port of a class, or a static port."""
+
+    def __init__(self, daemon, uuid, annotation, port_class=None, static_port=None):
+        args = [os.path.join(BIN, "rpcgate-testsrv"), "--epmd", daemon.control, "--uuid", uuid,
+                "--version", "1.0", "--annotation", annotation]
+        if port_class is not None:
+            args += ["--class", port_class]
+        else:
+            args += ["--port", str(static_port or 0), "--listen", "127.0.0.1"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        line = self.proc.stdout.readline()  # "port=N", or EOF when it fails
+        self.port = int(line.split("=", 1)[1]) if line.startswith("port=") else None
+
+    def exit_status(self, timeout=5):
+        return self.proc.wait(timeout)
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class EpmdEndToEnd(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.workdir = tempfile.mkdtemp(prefix="rpcgate-epmd-")
+        cls.daemon = Daemon(cls.workdir, "main", POLICY)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.daemon.stop()
+        shutil.rmtree(cls.workdir)
+
+    def setUp(self):
+        self.servers = []
+
+    def tearDown(self):
+        for s in self.servers:
+            s.stop(signal.SIGKILL)
+
+    def start(self, *args, **kwargs):
+        s = Server(self.daemon, *args, **kwargs)
+        self.servers.append(s)
+        return s
+
+    def test_each_class_gets_a_port_of_its_set_and_clients_find_it(self):
+        alpha = self.start(ALPHA, "alpha", port_class="internet")
+        beta = self.start(BETA, "beta", port_class="intranet")
+        gamma = self.start(GAMMA, "gamma", port_class="default")
+        self.assertIn(alpha.port, INTERNET)
+        self.assertIn(beta.port, INTRANET)
+        self.assertIn(gamma.port, INTRANET)  # UseInternetPorts = N
+        for uuid, server in ((ALPHA, alpha), (BETA, beta), (GAMMA, gamma)):
+            self.assertEqual(hept_map(uuid), f"ncacn_ip_tcp:127.0.0.1[{server.port}]")
+
+        # rpcdump.py walks ept_lookup and prints every entry.
+        out = subprocess.run([sys.executable, f"{EXAMPLES}/rpcdump.py", "127.0.0.1"],
+                             capture_output=True, text=True, timeout=60, env=ENV)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        text = out.stdout
+        for uuid, server, note in ((ALPHA, alpha, "alpha"), (BETA, beta, "beta"),
+                                   (GAMMA, gamma, "gamma")):
+            self.assertRegex(text, re.compile(
+                rf"Protocol: .*\nProvider: .*\nUUID\s+: {uuid.upper()} v1.0 {note}\n"
+                rf"Bindings: \n\s+ncacn_ip_tcp:127.0.0.1\[{server.port}\]", re.I))
+        self.assertIn("ncacn_ip_tcp:127.0.0.1[135]", text)  # the endpoint mapper itself
+        self.assertIn("Received 4 endpoints.", text)
+
+    def test_rpcmap_enumerates_through_the_management_interface(self):
+        alpha = self.start(ALPHA, "alpha", port_class="internet")
+        out = subprocess.run([sys.executable, f"{EXAMPLES}/rpcmap.py", "-auth-level", "1",
+                              f"ncacn_ip_tcp:127.0.0.1[{alpha.port}]"],
+                             capture_output=True, text=True, timeout=60, env=ENV)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn(f"UUID: {ALPHA.upper()} v1.0", out.stdout.upper())
+        self.assertIn("AFA8BD80-7D8A-11C9-BEF4-08002B102989", out.stdout.upper())  # MGMT
+        out = subprocess.run([sys.executable, f"{EXAMPLES}/rpcmap.py", "-auth-level", "1",
+                              "ncacn_ip_tcp:127.0.0.1[135]"],
+                             capture_output=True, text=True, timeout=60, env=ENV)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("E1AF8308-5D1F-11C9-91A4-08002B14A0FA", out.stdout.upper())  # EPM
+
+    def test_killed_server_disappears_within_a_second(self):
+        alpha = self.start(ALPHA, "alpha", port_class="internet")
+        self.assertEqual(hept_map(ALPHA), f"ncacn_ip_tcp:127.0.0.1[{alpha.port}]")
+        alpha.proc.kill()  # SIGKILL: no chance to unregister
+        alpha.proc.wait()
+        started = time.monotonic()
+
+        def gone():
+            try:
+                hept_map(ALPHA)
+                return False
+            except DCERPCException as e:
+                return "ept_s_not_registered" in str(e)
+
+        wait_for(gone, 1.0, "the killed server's entry to disappear")
+        self.assertLess(time.monotonic() - started, 1.0)
+
+    def test_hostile_clients_do_not_disturb_lookups(self):
+        alpha = self.start(ALPHA, "alpha", port_class="internet")
+        socks = []
+        try:
+            for _ in range(300):  # a flood of idle connections
+                s = socket.create_connection(("127.0.0.1", 135), timeout=5)
+                socks.append(s)
+            for s in socks[:50]:  # garbage and half PDUs
+                s.sendall(b"\x05\x00\x0b\x03\x10\x00\x00\x00\xff\xff\x00\x00garbage")
+            # Context handles: one connection pages with max_ents 1 and never frees them.
+            t = transport.DCERPCTransportFactory("ncacn_ip_tcp:127.0.0.1[135]")
+            dce = t.get_dce_rpc()
+            dce.connect()
+            dce.bind(epm.MSRPC_UUID_PORTMAP)
+            for _ in range(100):
+                req = epm.ept_lookup()
+                req["inquiry_type"] = epm.RPC_C_EP_ALL_ELTS
+                req["object"] = epm.NULL
+                req["Ifid"] = epm.NULL
+                req["vers_option"] = epm.RPC_C_VERS_ALL
+                req["max_ents"] = 1
+                dce.request(req)
+            self.assertEqual(hept_map(ALPHA), f"ncacn_ip_tcp:127.0.0.1[{alpha.port}]")
+            dce.disconnect()
+        finally:
+            for s in socks:
+                s.close()
+        self.assertEqual(self.daemon.proc.poll(), None)
+        self.assertEqual(hept_map(ALPHA), f"ncacn_ip_tcp:127.0.0.1[{alpha.port}]")
+
+
+class EpmdPolicyFailures(unittest.TestCase):
+    def setUp(self):
+        self.workdir = tempfile.mkdtemp(prefix="rpcgate-epmd-")
+        self.daemons = []
+        self.servers = []
+
+    def tearDown(self):
+        for s in self.servers:
+            s.stop(signal.SIGKILL)
+        for d in self.daemons:
+            d.stop()
+        shutil.rmtree(self.workdir)
+
+    def test_invalid_policy_fails_registration_with_87_and_lookups_still_work(self):
+        d = Daemon(self.workdir, "invalid", """[policy]
+ports = ["5000-5100", "5984", "70000"]
+ports_internet_available = "Y"
+use_internet_ports = "Y"
+""", port=135)
+        self.daemons.append(d)
+        s = Server(d, ALPHA, "alpha", port_class="default")
+        self.servers.append(s)
+        self.assertIsNone(s.port)
+        self.assertEqual(s.exit_status(), 87)
+        self.assertIn("87", s.proc.stderr.read())
+        log = wait_for(lambda: "RPCGATE-5820" in d.read_log() and d.read_log(), 2, "the event")
+        self.assertIn('Ports entry 3 "70000": port outside 0-65535', log)
+        # Lookups and static registrations keep working.
+        static = Server(d, BETA, "beta", static_port=0)
+        self.servers.append(static)
+        self.assertIsNotNone(static.port)
+        self.assertEqual(hept_map(BETA), f"ncacn_ip_tcp:127.0.0.1[{static.port}]")
+        self.assertGreaterEqual(len(hept_lookup()), 2)
+
+    def test_exhausted_class_fails_with_1721_and_a_killed_holder_returns_its_port(self):
+        d = Daemon(self.workdir, "tiny", """[policy]
+ports = ["50500"]
+ports_internet_available = "Y"
+use_internet_ports = "Y"
+dynamic_range = "50500-50501"
+""", port=135)
+        self.daemons.append(d)
+        first = Server(d, ALPHA, "alpha", port_class="internet")
+        self.servers.append(first)
+        self.assertEqual(first.port, 50500)
+        second = Server(d, BETA, "beta", port_class="internet")
+        self.servers.append(second)
+        self.assertIsNone(second.port)
+        self.assertEqual(second.exit_status(), 1721)
+        self.assertIn("RPCGATE-1721", wait_for(lambda: d.read_log(), 2, "the log"))
+        first.proc.kill()
+        first.proc.wait()
+
+        def reallocated():
+            third = Server(d, GAMMA, "gamma", port_class="internet")
+            self.servers.append(third)
+            return third.port == 50500
+
+        wait_for(reallocated, 1.0, "the port to return to the pool")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
