@@ -1,12 +1,17 @@
 #include <filesystem>
+#include <mutex>
 #include <thread>
 
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "epm/epm_service.h"
+#include "ndr/epm_types.h"
+#include "ndr/tower.h"
 #include "runtime/broker_service.h"
 #include "runtime/client.h"
+#include "runtime/epm_host.h"
 #include "runtime/epmd_client.h"
 #include "runtime/internal/test_fixture.h"
 #include "runtime/internal/test_interface.h"
@@ -25,19 +30,41 @@ policy::Policy policy_of(policy::PortRange range) {
   return p;
 }
 
+// A PortsInternetAvailable=Y policy resolved from Ports entries (policy::resolve), as the daemon
+// loads it: invalid entries produce an invalid Policy naming the entry.
+policy::Policy resolved_policy(std::vector<std::string> ports) {
+  policy::PolicyInput in;
+  in.source = "broker_test.toml";
+  in.ports = policy::RawValue{policy::RawValue::Type::kMultiString, "REG_MULTI_SZ", ports, 3};
+  in.ports_internet_available =
+      policy::RawValue{policy::RawValue::Type::kString, "REG_SZ", {"Y"}, 4};
+  in.use_internet_ports = policy::RawValue{policy::RawValue::Type::kString, "REG_SZ", {"Y"}, 5};
+  return policy::resolve(in);
+}
+
+// The daemon's shape: one Server hosting the broker and the EPM on a Unix socket.
 class BrokerTest : public ::testing::Test {
  protected:
   void start(const policy::Policy& policy, PeerPolicy peers = {}) {
-    allocator_ = std::make_unique<policy::PortAllocator>(policy, 42);
-    broker_ = std::make_unique<BrokerService>(*allocator_);
+    broker_ = std::make_unique<epm::PortBroker>(policy, 42);
+    service_ = std::make_unique<BrokerService>(*broker_);
+    service_->on_event([this](const BrokerEvent& e) {
+      std::lock_guard lock(events_mutex_);
+      events_.push_back(e);
+    });
+    epm_ = std::make_unique<epm::EpmService>();
     st_ = std::make_unique<testing::ServerThread>();
-    ASSERT_TRUE(broker_->attach(st_->server()));
+    ASSERT_TRUE(service_->attach(st_->server()));
+    ASSERT_TRUE(attach_epm_service(st_->server(), *epm_));
     testing::add_test_interface(st_->server());
     dir_ = std::filesystem::temp_directory_path() /
            ("rpcgate-broker-test-" + std::to_string(::getpid()));
     path_ = (dir_ / "epmd.sock").string();
     auto l = st_->server().listen_unix(path_, peers);
     ASSERT_TRUE(l) << l.error().message();
+    auto t = st_->server().listen_tcp({asio::ip::make_address("127.0.0.1")}, 0);
+    ASSERT_TRUE(t);
+    tcp_port_ = *t;
     st_->start();
   }
   void TearDown() override {
@@ -45,14 +72,25 @@ class BrokerTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
   std::size_t held() {
-    return st_->on_io([this] { return allocator_->held_count(); });
+    return st_->on_io([this] { return broker_->stats().held; });
+  }
+  std::size_t entries() {
+    return st_->on_io([this] { return epm_->db().size(); });
+  }
+  std::vector<BrokerEvent> events() {
+    std::lock_guard lock(events_mutex_);
+    return events_;
   }
 
-  std::unique_ptr<policy::PortAllocator> allocator_;
-  std::unique_ptr<BrokerService> broker_;
+  std::unique_ptr<epm::PortBroker> broker_;
+  std::unique_ptr<BrokerService> service_;
+  std::unique_ptr<epm::EpmService> epm_;
   std::unique_ptr<testing::ServerThread> st_;
   std::filesystem::path dir_;
   std::string path_;
+  std::uint16_t tcp_port_ = 0;
+  std::mutex events_mutex_;
+  std::vector<BrokerEvent> events_;
 };
 
 TEST_F(BrokerTest, AllocatesListeningSocketsAndReleasesOnClose) {
@@ -93,6 +131,84 @@ TEST_F(BrokerTest, AllocatesListeningSocketsAndReleasesOnClose) {
   EXPECT_EQ(held(), 0u);
 }
 
+// ept_map over TCP for `interface` on ncacn_ip_tcp, as a network client asks; the bindings.
+std::vector<std::string> map_tcp(std::uint16_t epm_port, const rpc::SyntaxId& interface) {
+  auto c = SyncClient::connect_tcp(asio::ip::make_address("127.0.0.1"), epm_port, 2s);
+  if (!c || !c->bind({rpc::kEpmSyntax})) return {"connect/bind failed"};
+  auto tower = ndr::binding_to_tower(ndr::StringBinding{}, interface);  // ncacn_ip_tcp, port 0
+  if (!tower) return {"no tower"};
+  ndr::epm::EptMapRequest req;
+  req.map_tower = ndr::encode_tower(*tower);
+  req.max_towers = 4;
+  auto r = c->call(0, ndr::epm::kOpnumEptMap, ndr::epm::encode(req, common::Endian::kLittle));
+  if (!r) return {"call failed"};
+  auto resp = ndr::epm::decode_ept_map_response(r->stub, common::Endian::kLittle);
+  if (!resp) return {"bad response"};
+  std::vector<std::string> out;
+  for (const auto& octets : resp->towers) {
+    auto t = octets ? ndr::decode_tower(*octets) : ndr::Result<ndr::Tower>();
+    auto b = t ? ndr::tower_to_binding(*t) : ndr::Result<ndr::StringBinding>();
+    out.push_back(octets && t && b ? ndr::format_binding(*b) : "bad tower");
+  }
+  return out;
+}
+
+TEST_F(BrokerTest, AllocateRegisterMapAndTheLeaseEndsOnClose) {
+  start(policy_of({47220, 47229}));
+  const auto& iface = testing::test_syntax();
+  std::uint16_t port = 0;
+  {
+    auto client = EpmdClient::connect(path_, 2s);
+    ASSERT_TRUE(client) << client.error().message();
+    auto a = client->allocate_port(policy::PortClass::kInternet, broker::kFamilyIpv4);
+    ASSERT_TRUE(a) << a.error().message();
+    port = a->port;
+    auto r = client->register_endpoint(iface, port, "rpcgate test");
+    ASSERT_TRUE(r) << r.error().message();
+    EXPECT_EQ(client->last_status(), 0u);
+    EXPECT_EQ(entries(), 1u);
+    const auto want = "ncacn_ip_tcp:127.0.0.1[" + std::to_string(port) + "]";
+    EXPECT_EQ(map_tcp(tcp_port_, iface), std::vector<std::string>{want});
+    // MGMT maps to every registered endpoint (rpcmap.py style).
+    EXPECT_EQ(map_tcp(tcp_port_, rpc::kMgmtSyntax), std::vector<std::string>{want});
+
+    // ept_delete, and its status when nothing matches.
+    ASSERT_TRUE(client->unregister_endpoint(iface, port));
+    EXPECT_EQ(entries(), 0u);
+    EXPECT_TRUE(map_tcp(tcp_port_, iface).empty());
+    auto again = client->unregister_endpoint(iface, port);
+    ASSERT_FALSE(again);
+    EXPECT_EQ(again.error(), Errc::kEptNotRegistered);
+    EXPECT_EQ(client->last_status(), ndr::epm::kEptSNotRegistered);
+
+    // Client-side checks: a 64-character annotation, an IPv6 host.
+    auto long_note = client->register_endpoint(iface, port, std::string(64, 'x'));
+    ASSERT_FALSE(long_note);
+    EXPECT_EQ(long_note.error(), Errc::kInvalidParameter);
+    ndr::StringBinding v6_binding;
+    v6_binding.network_addr = "::1";
+    v6_binding.endpoint = "135";
+    auto v6 = client->register_endpoint(iface, v6_binding);
+    ASSERT_FALSE(v6);
+    EXPECT_EQ(v6.error(), Errc::kInvalidParameter);
+
+    ASSERT_TRUE(client->register_endpoint(iface, port, "rpcgate test"));
+    ASSERT_TRUE(client->register_endpoint(iface, port, "rpcgate test"));  // replace: still one
+    EXPECT_EQ(entries(), 1u);
+    EXPECT_EQ(held(), 1u);
+  }  // the process "dies": its connection closes
+  auto deadline = Clock::now() + 2s;
+  while ((entries() != 0 || held() != 0) && Clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(entries(), 0u);
+  EXPECT_EQ(held(), 0u);
+  EXPECT_TRUE(map_tcp(tcp_port_, iface).empty());
+  auto evs = events();
+  ASSERT_FALSE(evs.empty());
+  EXPECT_EQ(evs.back().kind, BrokerEvent::Kind::kConnectionGone);
+  EXPECT_EQ(evs.back().port, port);
+}
+
 TEST_F(BrokerTest, ExhaustionIs1721) {
   start(policy_of({47170, 47170}));
   auto client = EpmdClient::connect(path_, 2s);
@@ -104,17 +220,41 @@ TEST_F(BrokerTest, ExhaustionIs1721) {
   EXPECT_EQ(b.error(), Errc::kOutOfResources);
   EXPECT_EQ(b.error().value(), 1721);
   EXPECT_TRUE(client->usable());
+  auto evs = events();
+  ASSERT_EQ(evs.size(), 2u);
+  EXPECT_EQ(evs[0].kind, BrokerEvent::Kind::kAllocated);
+  EXPECT_FALSE(evs[0].failure);
+  ASSERT_TRUE(evs[1].failure);
+  EXPECT_EQ(evs[1].failure->event_id, epm::kEventPortsExhausted);
+  EXPECT_EQ(evs[1].failure->internet.capacity, 1u);
+  EXPECT_EQ(evs[1].failure->internet.free, 0u);
 }
 
-TEST_F(BrokerTest, InvalidPolicyIs87) {
-  policy::Policy p;
-  p.valid = false;
-  start(p);
+TEST_F(BrokerTest, InvalidPolicyIs87AndTheEventNamesTheEntry) {
+  start(resolved_policy({"47200-47209", "47210", "70000"}));
   auto client = EpmdClient::connect(path_, 2s);
   ASSERT_TRUE(client);
   auto a = client->allocate_port(policy::PortClass::kInternet);
   ASSERT_FALSE(a);
+  EXPECT_EQ(a.error(), Errc::kInvalidParameter);
   EXPECT_EQ(a.error().value(), 87);
+  EXPECT_EQ(client->last_status(), 87u);
+  auto evs = events();
+  ASSERT_EQ(evs.size(), 1u);
+  EXPECT_EQ(evs[0].kind, BrokerEvent::Kind::kAllocateFailed);
+  EXPECT_EQ(evs[0].status, 87u);
+  ASSERT_TRUE(evs[0].failure);
+  EXPECT_EQ(evs[0].failure->event_id, epm::kEventInvalidPolicy);
+  EXPECT_EQ(evs[0].failure->offending, "Ports entry 3 \"70000\": port outside 0-65535");
+  EXPECT_EQ(evs[0].failure->policy_source, "broker_test.toml");
+  EXPECT_EQ(evs[0].failure->owner, evs[0].connection_id);
+
+  // Hot reload with a valid policy: the same connection now gets a port.
+  st_->on_io([this] { return service_->reload(resolved_policy({"47200-47209"})); });
+  auto b = client->allocate_port(policy::PortClass::kInternet, broker::kFamilyIpv4);
+  ASSERT_TRUE(b) << b.error().message();
+  EXPECT_GE(b->port, 47200);
+  EXPECT_LE(b->port, 47209);
 }
 
 TEST_F(BrokerTest, PeerPolicyRefusalIs5AndPeerCredIsVisible) {
@@ -127,6 +267,12 @@ TEST_F(BrokerTest, PeerPolicyRefusalIs5AndPeerCredIsVisible) {
   auto a = client->allocate_port(policy::PortClass::kInternet);
   ASSERT_FALSE(a);
   EXPECT_EQ(a.error(), Errc::kAccessDenied);
+  auto reg = client->register_endpoint(testing::test_syntax(), 47185);
+  ASSERT_FALSE(reg);
+  EXPECT_EQ(reg.error(), Errc::kEptCantPerformOp);
+  EXPECT_EQ(reg.error().value(), 1752);
+  EXPECT_EQ(client->last_status(), ndr::epm::kEptSCantPerformOp);
+  EXPECT_EQ(entries(), 0u);
 
   auto raw = SyncClient::connect_unix(path_, 2s);
   ASSERT_TRUE(raw);
@@ -141,8 +287,8 @@ TEST_F(BrokerTest, PeerPolicyRefusalIs5AndPeerCredIsVisible) {
 }
 
 TEST(BrokerTcp, RefusedOverTcpWith1702) {
-  policy::PortAllocator allocator(policy_of({47190, 47199}), 1);
-  BrokerService broker(allocator);
+  epm::PortBroker port_broker(policy_of({47190, 47199}), 1);
+  BrokerService broker(port_broker);
   testing::ServerThread st;
   ASSERT_TRUE(broker.attach(st.server()));
   auto port = st.server().listen_tcp({asio::ip::make_address("127.0.0.1")}, 0);
