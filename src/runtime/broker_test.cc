@@ -3,7 +3,11 @@
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "epm/epm_service.h"
@@ -284,6 +288,141 @@ TEST_F(BrokerTest, PeerPolicyRefusalIs5AndPeerCredIsVisible) {
                       static_cast<std::uint32_t>(r->stub[3]) << 24;
   EXPECT_EQ(uid, ::geteuid());
   EXPECT_EQ(r->stub[4], 0);  // may_register false under this PeerPolicy
+}
+
+// rpcgate-testsrv as a child process: argv, its stdout and stderr, bounded waits.
+class Testsrv {
+ public:
+  explicit Testsrv(std::vector<std::string> args) {
+    args.insert(args.begin(), RPCGATE_TESTSRV);
+    int out[2], err[2];
+    if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) return;
+    posix_spawn_file_actions_t fa;
+    ::posix_spawn_file_actions_init(&fa);
+    ::posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    ::posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+    std::vector<char*> argv;
+    for (auto& a : args)
+      argv.push_back(a.data());
+    argv.push_back(nullptr);
+    if (::posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ) != 0) pid_ = -1;
+    ::posix_spawn_file_actions_destroy(&fa);
+    ::close(out[1]);
+    ::close(err[1]);
+    out_ = Fd(out[0]);
+    err_ = Fd(err[0]);
+  }
+  ~Testsrv() {
+    if (pid_ > 0 && !status_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  // The first stdout line (without the newline), or "" after `timeout`.
+  std::string line(std::chrono::milliseconds timeout = 5s) { return read_line(out_, timeout); }
+  std::string error_line(std::chrono::milliseconds timeout = 5s) {
+    return read_line(err_, timeout);
+  }
+  void signal(int sig) { ::kill(pid_, sig); }
+  // The exit status (or 128 + signal), nullopt if it did not exit within `timeout`.
+  std::optional<int> wait(std::chrono::milliseconds timeout = 5s) {
+    auto deadline = Clock::now() + timeout;
+    while (!status_ && Clock::now() < deadline) {
+      int st = 0;
+      if (::waitpid(pid_, &st, WNOHANG) == pid_)
+        status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      else
+        std::this_thread::sleep_for(5ms);
+    }
+    return status_;
+  }
+  bool started() const { return pid_ > 0; }
+
+ private:
+  static std::string read_line(const Fd& fd, std::chrono::milliseconds timeout) {
+    std::string text;
+    auto deadline = Clock::now() + timeout;
+    char c = 0;
+    while (Clock::now() < deadline) {
+      pollfd p{fd.get(), POLLIN, 0};
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (::poll(&p, 1, static_cast<int>(std::max<std::int64_t>(left.count(), 0))) != 1) break;
+      if (::read(fd.get(), &c, 1) != 1 || c == '\n') return text;
+      text.push_back(c);
+    }
+    return text;
+  }
+  pid_t pid_ = -1;
+  Fd out_, err_;
+  std::optional<int> status_;
+};
+
+TEST_F(BrokerTest, TestsrvRegistersADynamicPortAndUnregistersOnSigterm) {
+  start(policy_of({47240, 47249}));
+  const std::string uuid = "12345678-1234-4abc-8def-0123456789ab";
+  const rpc::SyntaxId iface{*common::Uuid::parse(uuid), 2, 3};
+  Testsrv srv({"--epmd", path_, "--class", "internet", "--uuid", uuid, "--version", "2.3",
+               "--annotation", "e2e"});
+  ASSERT_TRUE(srv.started());
+  const auto line = srv.line();
+  ASSERT_EQ(line.rfind("port=", 0), 0u) << line << " / " << srv.error_line(100ms);
+  const int port = std::stoi(line.substr(5));
+  EXPECT_GE(port, 47240);
+  EXPECT_LE(port, 47249);
+  EXPECT_EQ(held(), 1u);
+  EXPECT_EQ(map_tcp(tcp_port_, iface),
+            std::vector<std::string>{"ncacn_ip_tcp:127.0.0.1[" + std::to_string(port) + "]"});
+  // It serves the interface on that port (echo, opnum 0), and MGMT lists it.
+  auto c = SyncClient::connect_tcp(asio::ip::make_address("127.0.0.1"),
+                                   static_cast<std::uint16_t>(port), 2s);
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->bind({iface}));
+  const std::vector<std::uint8_t> ping{1, 2, 3, 4};
+  auto echo = c->call(0, 0, ping);
+  ASSERT_TRUE(echo) << echo.error().message();
+  EXPECT_EQ(echo->stub, ping);
+
+  srv.signal(SIGTERM);
+  EXPECT_EQ(srv.wait(), 0);
+  auto deadline = Clock::now() + 2s;
+  while ((entries() != 0 || held() != 0) && Clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(entries(), 0u);
+  EXPECT_EQ(held(), 0u);
+}
+
+TEST_F(BrokerTest, TestsrvKilledLosesItsRegistration) {
+  start(policy_of({47250, 47259}));
+  Testsrv srv({"--epmd", path_, "--port", "0"});
+  ASSERT_EQ(srv.line().rfind("port=", 0), 0u);
+  EXPECT_EQ(entries(), 1u);
+  EXPECT_EQ(held(), 0u);  // static port: nothing from the broker
+  srv.signal(SIGKILL);
+  EXPECT_EQ(srv.wait(), 128 + SIGKILL);
+  auto deadline = Clock::now() + 2s;
+  while (entries() != 0 && Clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(entries(), 0u);
+}
+
+TEST_F(BrokerTest, TestsrvExitsWithTheWindowsCode) {
+  start(resolved_policy({"47260", "70000"}));
+  Testsrv bad({"--epmd", path_, "--class", "default"});
+  EXPECT_EQ(bad.wait(), 87);
+  const auto message = bad.error_line();
+  EXPECT_NE(message.find("cannot allocate a port"), std::string::npos) << message;
+  EXPECT_NE(message.find("error 87"), std::string::npos) << message;
+  EXPECT_EQ(bad.line(100ms), "");
+
+  st_->on_io([this] { return service_->reload(resolved_policy({"47260"})); });
+  Testsrv first({"--epmd", path_, "--class", "internet"});
+  EXPECT_EQ(first.line(), "port=47260");
+  Testsrv second({"--epmd", path_, "--class", "internet"});
+  EXPECT_EQ(second.wait(), 1721 % 256);
+  EXPECT_NE(second.error_line().find("error 1721"), std::string::npos);
+
+  Testsrv nowhere({"--epmd", (dir_ / "missing.sock").string()});
+  EXPECT_EQ(nowhere.wait(), 1722 % 256);
 }
 
 TEST(BrokerTcp, RefusedOverTcpWith1702) {
