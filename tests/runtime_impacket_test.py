@@ -1,29 +1,40 @@
 """Impacket 0.10.0 against the rpcgate runtime (rpcgate-testsrv, the runtime test interface).
 
 Checks what Impacket needs from the server (epm-and-ports.md §6): bind_ack in one read, echo
-calls, a fragmented response, nca_s_op_rng_error for an unknown opnum, and 20 concurrent
-clients. Bounded: every socket has a timeout and the server exits with stdin / after 60 s.
+calls, a fragmented response, nca_s_op_rng_error for an unknown opnum, the management interface
+every server exports (mgmt.hinq_if_ids lists the test interface), and 20 concurrent clients.
+Bounded: every socket has a timeout and the server exits with stdin / after 60 s.
 """
 import os
+import struct
 import subprocess
 import sys
 import threading
 
-from impacket.dcerpc.v5 import transport
+from impacket.dcerpc.v5 import mgmt, transport
 from impacket.dcerpc.v5.rpcrt import DCERPCException
-from impacket.uuid import uuidtup_to_bin
+from impacket.uuid import bin_to_uuidtup, uuidtup_to_bin
 
-TEST_IF = uuidtup_to_bin(("6b1d9f8e-3c57-4a8e-9d0a-2f1c4e5b7a01", "1.0"))
+TEST_IF_TUP = ("6b1d9f8e-3c57-4a8e-9d0a-2f1c4e5b7a01", "1.0")
+TEST_IF = uuidtup_to_bin(TEST_IF_TUP)
+MGMT_TUP = ("afa8bd80-7d8a-11c9-bef4-08002b102989", "1.0")
 
 
-def connect(port):
+def connect(port, interface=TEST_IF):
     t = transport.DCERPCTransportFactory("ncacn_ip_tcp:127.0.0.1[%d]" % port)
     t.set_connect_timeout(5)
     dce = t.get_dce_rpc()
     dce.connect()
     dce.get_rpc_transport().get_socket().settimeout(5)
-    dce.bind(TEST_IF)
+    dce.bind(interface)
     return dce
+
+
+def if_ids(dce):
+    """mgmt inq_if_ids as (uuid, "major.minor") tuples, Impacket's uuidtup form."""
+    resp = mgmt.hinq_if_ids(dce)
+    return [bin_to_uuidtup(e["Uuid"] + struct.pack("<HH", e["VersMajor"], e["VersMinor"]))
+            for e in resp["if_id_vector"]["if_id"]]
 
 
 def echo(dce, payload):
@@ -37,7 +48,17 @@ def main():
                               stdout=subprocess.PIPE)
     failures = []
     try:
-        port = int(server.stdout.readline())
+        line = server.stdout.readline().decode().strip()
+        if not line.startswith("port="):
+            raise RuntimeError("rpcgate-testsrv printed %r, not port=N" % line)
+        port = int(line[len("port="):])
+
+        # Every server exports MGMT; inq_if_ids lists the served interfaces (MGMT last).
+        dce = connect(port, mgmt.MSRPC_UUID_MGMT)
+        ids = if_ids(dce)
+        if [(u.lower(), v) for u, v in ids] != [TEST_IF_TUP, MGMT_TUP]:
+            failures.append("mgmt inq_if_ids: %r" % ids)
+        dce.disconnect()
 
         dce = connect(port)
         payload = b"hello rpcgate" * 3 + b"\0" * 5

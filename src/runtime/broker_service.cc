@@ -1,7 +1,5 @@
 #include "runtime/broker_service.h"
 
-#include <algorithm>
-
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -19,8 +17,8 @@ bool family_available(int family) {
 
 }  // namespace
 
-BrokerService::BrokerService(policy::PortAllocator& allocator, BrokerOptions options)
-    : allocator_(allocator), options_(std::move(options)) {
+BrokerService::BrokerService(epm::PortBroker& broker, BrokerOptions options)
+    : broker_(broker), options_(std::move(options)) {
   if (!family_available(AF_INET6)) options_.ipv6_addresses.clear();
 }
 
@@ -83,14 +81,15 @@ void BrokerService::allocate(CallContext& ctx, Responder r) {
         fds.push_back(fd.release());
       return true;
     };
-    auto port = allocator_.allocate(static_cast<policy::PortClass>(req->port_class), probe);
+    auto port =
+        broker_.allocate(ctx.connection_id, static_cast<policy::PortClass>(req->port_class), probe);
     if (!port) {
       close_all(fds);
-      ev.error = port.error();
-      status = port.error() == policy::Errc::kInvalidParameter ? broker::kStatusInvalidParameter
-                                                               : broker::kStatusOutOfResources;
+      ev.error = port.error().code;
+      ev.failure = std::move(port.error().event);
+      status = ev.error == policy::Errc::kInvalidParameter ? broker::kStatusInvalidParameter
+                                                           : broker::kStatusOutOfResources;
     } else {
-      held_[ctx.connection_id].push_back(*port);
       ev.kind = BrokerEvent::Kind::kAllocated;
       ev.port = *port;
       emit(ev);
@@ -116,14 +115,8 @@ void BrokerService::release(CallContext& ctx, Responder r) {
     status = ctx.transport != Transport::kUnix ? broker::kStatusInvalidBinding
                                                : broker::kStatusAccessDenied;
     ev.kind = BrokerEvent::Kind::kRefused;
-  } else if (auto it = held_.find(ctx.connection_id); it != held_.end()) {
-    auto& ports = it->second;
-    if (auto p = std::ranges::find(ports, req->port); p != ports.end()) {
-      ports.erase(p);
-      if (ports.empty()) held_.erase(it);
-      (void)allocator_.release(req->port);
-      status = broker::kStatusOk;
-    }
+  } else if (broker_.release(ctx.connection_id, req->port)) {
+    status = broker::kStatusOk;
   }
   if (status == broker::kStatusInvalidParameter)
     ev.kind = BrokerEvent::Kind::kReleaseFailed;
@@ -135,23 +128,13 @@ void BrokerService::release(CallContext& ctx, Responder r) {
 }
 
 void BrokerService::connection_closed(std::uint64_t connection_id) {
-  auto it = held_.find(connection_id);
-  if (it == held_.end()) return;
-  auto ports = std::move(it->second);
-  held_.erase(it);
-  for (auto port : ports) {
-    (void)allocator_.release(port);
+  for (auto port : broker_.release_owner(connection_id)) {
     BrokerEvent ev;
     ev.kind = BrokerEvent::Kind::kConnectionGone;
     ev.connection_id = connection_id;
     ev.port = port;
     emit(ev);
   }
-}
-
-std::size_t BrokerService::held_by(std::uint64_t connection_id) const {
-  auto it = held_.find(connection_id);
-  return it == held_.end() ? 0 : it->second.size();
 }
 
 }  // namespace rpcgate::runtime

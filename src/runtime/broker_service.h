@@ -1,20 +1,24 @@
 // The server side of the port broker (broker_protocol.h): AllocatePort / ReleasePort as a Handler
-// on top of policy::PortAllocator. Hosted by rpcgate-epmd on its Unix listener.
+// on top of epm::PortBroker, which keeps who holds which port (owner = the Server's connection
+// id) and describes every failure as an epm::BrokerEvent. Hosted by rpcgate-epmd on its Unix
+// listener.
 //
 // AllocatePort: refuses over TCP (status 1702) and when the caller's CallContext::may_register is
-// false (status 5); otherwise draws a port of the class from the allocator with a probe that
+// false (status 5); otherwise draws a port of the class from the PortBroker with a probe that
 // really binds and listens it (net.h listen_tcp_same_port, all or nothing) on the configured
 // addresses of every requested family (default 0.0.0.0 and ::), and replies with the port and the
 // listening sockets as SCM_RIGHTS (IPv4 first). A family the host cannot open at all (no IPv6:
 // EAFNOSUPPORT at construction) is left out rather than failing every request. Failures: status
-// 87 (invalid policy, unknown class, families without a known bit) or 1721 (every free port of
-// the class is held or failed the probe). The port stays held by the calling connection until
-// ReleasePort or the connection closes; connection_closed() (hooked by attach()) releases it.
+// 87 (invalid policy: event RPCGATE-5820 naming the offending policy entry; or a request with an
+// unknown class / no known family bit: no PortBroker event) or 1721 (every free port of the
+// class is held or failed the probe: RPCGATE-1721). The port stays held by the calling connection
+// until ReleasePort or the connection closes; connection_closed() (hooked by attach()) releases
+// it (PortBroker::release_owner).
 // A stub that does not decode gets fault rpc_x_bad_stub_data; other opnums nca_s_op_rng_error.
 //
 // ReleasePort: status 0 if the port was held by this connection, else 87.
 //
-// Thread model: the Server's (one io thread); not thread-safe. Lifetimes: the allocator and the
+// Thread model: the Server's (one io thread); not thread-safe. Lifetimes: the PortBroker and the
 // BrokerService must outlive the Server they are attached to (or that Server's stop()).
 #pragma once
 
@@ -23,13 +27,13 @@
 #include <optional>
 #include <string>
 #include <system_error>
-#include <unordered_map>
 #include <vector>
 
 #include <asio/ip/address.hpp>
 #include <sys/socket.h>
 
-#include "policy/allocator.h"
+#include "epm/port_broker.h"
+#include "policy/policy.h"
 #include "runtime/broker_protocol.h"
 #include "runtime/server.h"
 
@@ -45,7 +49,7 @@ struct BrokerOptions {
 struct BrokerEvent {
   enum class Kind : std::uint8_t {
     kAllocated,       // port handed out
-    kAllocateFailed,  // status 87 / 1721 (error: the allocator's policy::Errc)
+    kAllocateFailed,  // status 87 / 1721 (error: policy::Errc; failure: the PortBroker's event)
     kRefused,         // status 5 / 1702
     kReleased,        // ReleasePort
     kReleaseFailed,   // ReleasePort of a port not held by the connection (87)
@@ -59,11 +63,18 @@ struct BrokerEvent {
   std::optional<ucred> peer;
   std::string peer_address;
   std::error_code error;
+  // kAllocateFailed from the PortBroker: event id (RPCGATE-5820 / RPCGATE-1721), the offending
+  // policy entry or exhaustion sentence, policy source, pool state (free/held per class). Absent
+  // for a request the broker judged itself (unknown class, no family): `error` says 87 then.
+  std::optional<epm::BrokerEvent> failure;
 };
 
 class BrokerService {
  public:
-  BrokerService(policy::PortAllocator& allocator, BrokerOptions options = {});
+  // `broker` owners are this service's connection ids; it may be shared for inspection
+  // (stats(), holdings()) but ports must not be allocated from it for other owners that collide
+  // with the Server's connection ids.
+  explicit BrokerService(epm::PortBroker& broker, BrokerOptions options = {});
 
   // add_interface(broker_syntax(), handler()) and on_connection_closed(connection_closed).
   // False if the broker interface was already registered on `server`.
@@ -71,22 +82,31 @@ class BrokerService {
 
   // The Handler for the broker interface (captures this).
   Handler handler();
-  // Releases every port held by `connection_id`.
+  // Releases every port held by `connection_id` (one kConnectionGone event per port).
   void connection_closed(std::uint64_t connection_id);
 
+  // Hot reload (SIGHUP): PortBroker::reload. Held ports the new policy still contains stay with
+  // their connections; the others are dropped from the books (report.dropped: their servers
+  // keep their sockets). An invalid policy makes every later AllocatePort answer 87.
+  epm::ReloadReport reload(const policy::Policy& policy) { return broker_.reload(policy); }
+
+  // Every decision, for the daemon's log (journal / stderr). Called on the io thread, during
+  // the call; must not throw.
   void on_event(std::function<void(const BrokerEvent&)> sink) { sink_ = std::move(sink); }
-  std::size_t held_by(std::uint64_t connection_id) const;
+  std::size_t held_by(std::uint64_t connection_id) const {
+    return broker_.holdings(connection_id).size();
+  }
+  const epm::PortBroker& port_broker() const { return broker_; }
 
  private:
   void allocate(CallContext& ctx, Responder r);
   void release(CallContext& ctx, Responder r);
-  void emit(BrokerEvent e) const {
+  void emit(const BrokerEvent& e) const {
     if (sink_) sink_(e);
   }
 
-  policy::PortAllocator& allocator_;
+  epm::PortBroker& broker_;
   BrokerOptions options_;
-  std::unordered_map<std::uint64_t, std::vector<std::uint16_t>> held_;
   std::function<void(const BrokerEvent&)> sink_;
 };
 

@@ -1,12 +1,21 @@
 #include <filesystem>
+#include <mutex>
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "epm/epm_service.h"
+#include "ndr/epm_types.h"
+#include "ndr/tower.h"
 #include "runtime/broker_service.h"
 #include "runtime/client.h"
+#include "runtime/epm_host.h"
 #include "runtime/epmd_client.h"
 #include "runtime/internal/test_fixture.h"
 #include "runtime/internal/test_interface.h"
@@ -25,19 +34,41 @@ policy::Policy policy_of(policy::PortRange range) {
   return p;
 }
 
+// A PortsInternetAvailable=Y policy resolved from Ports entries (policy::resolve), as the daemon
+// loads it: invalid entries produce an invalid Policy naming the entry.
+policy::Policy resolved_policy(std::vector<std::string> ports) {
+  policy::PolicyInput in;
+  in.source = "broker_test.toml";
+  in.ports = policy::RawValue{policy::RawValue::Type::kMultiString, "REG_MULTI_SZ", ports, 3};
+  in.ports_internet_available =
+      policy::RawValue{policy::RawValue::Type::kString, "REG_SZ", {"Y"}, 4};
+  in.use_internet_ports = policy::RawValue{policy::RawValue::Type::kString, "REG_SZ", {"Y"}, 5};
+  return policy::resolve(in);
+}
+
+// The daemon's shape: one Server hosting the broker and the EPM on a Unix socket.
 class BrokerTest : public ::testing::Test {
  protected:
   void start(const policy::Policy& policy, PeerPolicy peers = {}) {
-    allocator_ = std::make_unique<policy::PortAllocator>(policy, 42);
-    broker_ = std::make_unique<BrokerService>(*allocator_);
+    broker_ = std::make_unique<epm::PortBroker>(policy, 42);
+    service_ = std::make_unique<BrokerService>(*broker_);
+    service_->on_event([this](const BrokerEvent& e) {
+      std::lock_guard lock(events_mutex_);
+      events_.push_back(e);
+    });
+    epm_ = std::make_unique<epm::EpmService>();
     st_ = std::make_unique<testing::ServerThread>();
-    ASSERT_TRUE(broker_->attach(st_->server()));
+    ASSERT_TRUE(service_->attach(st_->server()));
+    ASSERT_TRUE(attach_epm_service(st_->server(), *epm_));
     testing::add_test_interface(st_->server());
     dir_ = std::filesystem::temp_directory_path() /
            ("rpcgate-broker-test-" + std::to_string(::getpid()));
     path_ = (dir_ / "epmd.sock").string();
     auto l = st_->server().listen_unix(path_, peers);
     ASSERT_TRUE(l) << l.error().message();
+    auto t = st_->server().listen_tcp({asio::ip::make_address("127.0.0.1")}, 0);
+    ASSERT_TRUE(t);
+    tcp_port_ = *t;
     st_->start();
   }
   void TearDown() override {
@@ -45,14 +76,25 @@ class BrokerTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
   std::size_t held() {
-    return st_->on_io([this] { return allocator_->held_count(); });
+    return st_->on_io([this] { return broker_->stats().held; });
+  }
+  std::size_t entries() {
+    return st_->on_io([this] { return epm_->db().size(); });
+  }
+  std::vector<BrokerEvent> events() {
+    std::lock_guard lock(events_mutex_);
+    return events_;
   }
 
-  std::unique_ptr<policy::PortAllocator> allocator_;
-  std::unique_ptr<BrokerService> broker_;
+  std::unique_ptr<epm::PortBroker> broker_;
+  std::unique_ptr<BrokerService> service_;
+  std::unique_ptr<epm::EpmService> epm_;
   std::unique_ptr<testing::ServerThread> st_;
   std::filesystem::path dir_;
   std::string path_;
+  std::uint16_t tcp_port_ = 0;
+  std::mutex events_mutex_;
+  std::vector<BrokerEvent> events_;
 };
 
 TEST_F(BrokerTest, AllocatesListeningSocketsAndReleasesOnClose) {
@@ -93,6 +135,84 @@ TEST_F(BrokerTest, AllocatesListeningSocketsAndReleasesOnClose) {
   EXPECT_EQ(held(), 0u);
 }
 
+// ept_map over TCP for `interface` on ncacn_ip_tcp, as a network client asks; the bindings.
+std::vector<std::string> map_tcp(std::uint16_t epm_port, const rpc::SyntaxId& interface) {
+  auto c = SyncClient::connect_tcp(asio::ip::make_address("127.0.0.1"), epm_port, 2s);
+  if (!c || !c->bind({rpc::kEpmSyntax})) return {"connect/bind failed"};
+  auto tower = ndr::binding_to_tower(ndr::StringBinding{}, interface);  // ncacn_ip_tcp, port 0
+  if (!tower) return {"no tower"};
+  ndr::epm::EptMapRequest req;
+  req.map_tower = ndr::encode_tower(*tower);
+  req.max_towers = 4;
+  auto r = c->call(0, ndr::epm::kOpnumEptMap, ndr::epm::encode(req, common::Endian::kLittle));
+  if (!r) return {"call failed"};
+  auto resp = ndr::epm::decode_ept_map_response(r->stub, common::Endian::kLittle);
+  if (!resp) return {"bad response"};
+  std::vector<std::string> out;
+  for (const auto& octets : resp->towers) {
+    auto t = octets ? ndr::decode_tower(*octets) : ndr::Result<ndr::Tower>();
+    auto b = t ? ndr::tower_to_binding(*t) : ndr::Result<ndr::StringBinding>();
+    out.push_back(octets && t && b ? ndr::format_binding(*b) : "bad tower");
+  }
+  return out;
+}
+
+TEST_F(BrokerTest, AllocateRegisterMapAndTheLeaseEndsOnClose) {
+  start(policy_of({47220, 47229}));
+  const auto& iface = testing::test_syntax();
+  std::uint16_t port = 0;
+  {
+    auto client = EpmdClient::connect(path_, 2s);
+    ASSERT_TRUE(client) << client.error().message();
+    auto a = client->allocate_port(policy::PortClass::kInternet, broker::kFamilyIpv4);
+    ASSERT_TRUE(a) << a.error().message();
+    port = a->port;
+    auto r = client->register_endpoint(iface, port, "rpcgate test");
+    ASSERT_TRUE(r) << r.error().message();
+    EXPECT_EQ(client->last_status(), 0u);
+    EXPECT_EQ(entries(), 1u);
+    const auto want = "ncacn_ip_tcp:127.0.0.1[" + std::to_string(port) + "]";
+    EXPECT_EQ(map_tcp(tcp_port_, iface), std::vector<std::string>{want});
+    // MGMT maps to every registered endpoint (rpcmap.py style).
+    EXPECT_EQ(map_tcp(tcp_port_, rpc::kMgmtSyntax), std::vector<std::string>{want});
+
+    // ept_delete, and its status when nothing matches.
+    ASSERT_TRUE(client->unregister_endpoint(iface, port));
+    EXPECT_EQ(entries(), 0u);
+    EXPECT_TRUE(map_tcp(tcp_port_, iface).empty());
+    auto again = client->unregister_endpoint(iface, port);
+    ASSERT_FALSE(again);
+    EXPECT_EQ(again.error(), Errc::kEptNotRegistered);
+    EXPECT_EQ(client->last_status(), ndr::epm::kEptSNotRegistered);
+
+    // Client-side checks: a 64-character annotation, an IPv6 host.
+    auto long_note = client->register_endpoint(iface, port, std::string(64, 'x'));
+    ASSERT_FALSE(long_note);
+    EXPECT_EQ(long_note.error(), Errc::kInvalidParameter);
+    ndr::StringBinding v6_binding;
+    v6_binding.network_addr = "::1";
+    v6_binding.endpoint = "135";
+    auto v6 = client->register_endpoint(iface, v6_binding);
+    ASSERT_FALSE(v6);
+    EXPECT_EQ(v6.error(), Errc::kInvalidParameter);
+
+    ASSERT_TRUE(client->register_endpoint(iface, port, "rpcgate test"));
+    ASSERT_TRUE(client->register_endpoint(iface, port, "rpcgate test"));  // replace: still one
+    EXPECT_EQ(entries(), 1u);
+    EXPECT_EQ(held(), 1u);
+  }  // the process "dies": its connection closes
+  auto deadline = Clock::now() + 2s;
+  while ((entries() != 0 || held() != 0) && Clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(entries(), 0u);
+  EXPECT_EQ(held(), 0u);
+  EXPECT_TRUE(map_tcp(tcp_port_, iface).empty());
+  auto evs = events();
+  ASSERT_FALSE(evs.empty());
+  EXPECT_EQ(evs.back().kind, BrokerEvent::Kind::kConnectionGone);
+  EXPECT_EQ(evs.back().port, port);
+}
+
 TEST_F(BrokerTest, ExhaustionIs1721) {
   start(policy_of({47170, 47170}));
   auto client = EpmdClient::connect(path_, 2s);
@@ -104,17 +224,41 @@ TEST_F(BrokerTest, ExhaustionIs1721) {
   EXPECT_EQ(b.error(), Errc::kOutOfResources);
   EXPECT_EQ(b.error().value(), 1721);
   EXPECT_TRUE(client->usable());
+  auto evs = events();
+  ASSERT_EQ(evs.size(), 2u);
+  EXPECT_EQ(evs[0].kind, BrokerEvent::Kind::kAllocated);
+  EXPECT_FALSE(evs[0].failure);
+  ASSERT_TRUE(evs[1].failure);
+  EXPECT_EQ(evs[1].failure->event_id, epm::kEventPortsExhausted);
+  EXPECT_EQ(evs[1].failure->internet.capacity, 1u);
+  EXPECT_EQ(evs[1].failure->internet.free, 0u);
 }
 
-TEST_F(BrokerTest, InvalidPolicyIs87) {
-  policy::Policy p;
-  p.valid = false;
-  start(p);
+TEST_F(BrokerTest, InvalidPolicyIs87AndTheEventNamesTheEntry) {
+  start(resolved_policy({"47200-47209", "47210", "70000"}));
   auto client = EpmdClient::connect(path_, 2s);
   ASSERT_TRUE(client);
   auto a = client->allocate_port(policy::PortClass::kInternet);
   ASSERT_FALSE(a);
+  EXPECT_EQ(a.error(), Errc::kInvalidParameter);
   EXPECT_EQ(a.error().value(), 87);
+  EXPECT_EQ(client->last_status(), 87u);
+  auto evs = events();
+  ASSERT_EQ(evs.size(), 1u);
+  EXPECT_EQ(evs[0].kind, BrokerEvent::Kind::kAllocateFailed);
+  EXPECT_EQ(evs[0].status, 87u);
+  ASSERT_TRUE(evs[0].failure);
+  EXPECT_EQ(evs[0].failure->event_id, epm::kEventInvalidPolicy);
+  EXPECT_EQ(evs[0].failure->offending, "Ports entry 3 \"70000\": port outside 0-65535");
+  EXPECT_EQ(evs[0].failure->policy_source, "broker_test.toml");
+  EXPECT_EQ(evs[0].failure->owner, evs[0].connection_id);
+
+  // Hot reload with a valid policy: the same connection now gets a port.
+  st_->on_io([this] { return service_->reload(resolved_policy({"47200-47209"})); });
+  auto b = client->allocate_port(policy::PortClass::kInternet, broker::kFamilyIpv4);
+  ASSERT_TRUE(b) << b.error().message();
+  EXPECT_GE(b->port, 47200);
+  EXPECT_LE(b->port, 47209);
 }
 
 TEST_F(BrokerTest, PeerPolicyRefusalIs5AndPeerCredIsVisible) {
@@ -127,6 +271,12 @@ TEST_F(BrokerTest, PeerPolicyRefusalIs5AndPeerCredIsVisible) {
   auto a = client->allocate_port(policy::PortClass::kInternet);
   ASSERT_FALSE(a);
   EXPECT_EQ(a.error(), Errc::kAccessDenied);
+  auto reg = client->register_endpoint(testing::test_syntax(), 47185);
+  ASSERT_FALSE(reg);
+  EXPECT_EQ(reg.error(), Errc::kEptCantPerformOp);
+  EXPECT_EQ(reg.error().value(), 1752);
+  EXPECT_EQ(client->last_status(), ndr::epm::kEptSCantPerformOp);
+  EXPECT_EQ(entries(), 0u);
 
   auto raw = SyncClient::connect_unix(path_, 2s);
   ASSERT_TRUE(raw);
@@ -140,9 +290,144 @@ TEST_F(BrokerTest, PeerPolicyRefusalIs5AndPeerCredIsVisible) {
   EXPECT_EQ(r->stub[4], 0);  // may_register false under this PeerPolicy
 }
 
+// rpcgate-testsrv as a child process: argv, its stdout and stderr, bounded waits.
+class Testsrv {
+ public:
+  explicit Testsrv(std::vector<std::string> args) {
+    args.insert(args.begin(), RPCGATE_TESTSRV);
+    int out[2], err[2];
+    if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) return;
+    posix_spawn_file_actions_t fa;
+    ::posix_spawn_file_actions_init(&fa);
+    ::posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    ::posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+    std::vector<char*> argv;
+    for (auto& a : args)
+      argv.push_back(a.data());
+    argv.push_back(nullptr);
+    if (::posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ) != 0) pid_ = -1;
+    ::posix_spawn_file_actions_destroy(&fa);
+    ::close(out[1]);
+    ::close(err[1]);
+    out_ = Fd(out[0]);
+    err_ = Fd(err[0]);
+  }
+  ~Testsrv() {
+    if (pid_ > 0 && !status_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  // The first stdout line (without the newline), or "" after `timeout`.
+  std::string line(std::chrono::milliseconds timeout = 5s) { return read_line(out_, timeout); }
+  std::string error_line(std::chrono::milliseconds timeout = 5s) {
+    return read_line(err_, timeout);
+  }
+  void signal(int sig) { ::kill(pid_, sig); }
+  // The exit status (or 128 + signal), nullopt if it did not exit within `timeout`.
+  std::optional<int> wait(std::chrono::milliseconds timeout = 5s) {
+    auto deadline = Clock::now() + timeout;
+    while (!status_ && Clock::now() < deadline) {
+      int st = 0;
+      if (::waitpid(pid_, &st, WNOHANG) == pid_)
+        status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      else
+        std::this_thread::sleep_for(5ms);
+    }
+    return status_;
+  }
+  bool started() const { return pid_ > 0; }
+
+ private:
+  static std::string read_line(const Fd& fd, std::chrono::milliseconds timeout) {
+    std::string text;
+    auto deadline = Clock::now() + timeout;
+    char c = 0;
+    while (Clock::now() < deadline) {
+      pollfd p{fd.get(), POLLIN, 0};
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (::poll(&p, 1, static_cast<int>(std::max<std::int64_t>(left.count(), 0))) != 1) break;
+      if (::read(fd.get(), &c, 1) != 1 || c == '\n') return text;
+      text.push_back(c);
+    }
+    return text;
+  }
+  pid_t pid_ = -1;
+  Fd out_, err_;
+  std::optional<int> status_;
+};
+
+TEST_F(BrokerTest, TestsrvRegistersADynamicPortAndUnregistersOnSigterm) {
+  start(policy_of({47240, 47249}));
+  const std::string uuid = "12345678-1234-4abc-8def-0123456789ab";
+  const rpc::SyntaxId iface{*common::Uuid::parse(uuid), 2, 3};
+  Testsrv srv({"--epmd", path_, "--class", "internet", "--uuid", uuid, "--version", "2.3",
+               "--annotation", "e2e"});
+  ASSERT_TRUE(srv.started());
+  const auto line = srv.line();
+  ASSERT_EQ(line.rfind("port=", 0), 0u) << line << " / " << srv.error_line(100ms);
+  const int port = std::stoi(line.substr(5));
+  EXPECT_GE(port, 47240);
+  EXPECT_LE(port, 47249);
+  EXPECT_EQ(held(), 1u);
+  EXPECT_EQ(map_tcp(tcp_port_, iface),
+            std::vector<std::string>{"ncacn_ip_tcp:127.0.0.1[" + std::to_string(port) + "]"});
+  // It serves the interface on that port (echo, opnum 0), and MGMT lists it.
+  auto c = SyncClient::connect_tcp(asio::ip::make_address("127.0.0.1"),
+                                   static_cast<std::uint16_t>(port), 2s);
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->bind({iface}));
+  const std::vector<std::uint8_t> ping{1, 2, 3, 4};
+  auto echo = c->call(0, 0, ping);
+  ASSERT_TRUE(echo) << echo.error().message();
+  EXPECT_EQ(echo->stub, ping);
+
+  srv.signal(SIGTERM);
+  EXPECT_EQ(srv.wait(), 0);
+  auto deadline = Clock::now() + 2s;
+  while ((entries() != 0 || held() != 0) && Clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(entries(), 0u);
+  EXPECT_EQ(held(), 0u);
+}
+
+TEST_F(BrokerTest, TestsrvKilledLosesItsRegistration) {
+  start(policy_of({47250, 47259}));
+  Testsrv srv({"--epmd", path_, "--port", "0"});
+  ASSERT_EQ(srv.line().rfind("port=", 0), 0u);
+  EXPECT_EQ(entries(), 1u);
+  EXPECT_EQ(held(), 0u);  // static port: nothing from the broker
+  srv.signal(SIGKILL);
+  EXPECT_EQ(srv.wait(), 128 + SIGKILL);
+  auto deadline = Clock::now() + 2s;
+  while (entries() != 0 && Clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(entries(), 0u);
+}
+
+TEST_F(BrokerTest, TestsrvExitsWithTheWindowsCode) {
+  start(resolved_policy({"47260", "70000"}));
+  Testsrv bad({"--epmd", path_, "--class", "default"});
+  EXPECT_EQ(bad.wait(), 87);
+  const auto message = bad.error_line();
+  EXPECT_NE(message.find("cannot allocate a port"), std::string::npos) << message;
+  EXPECT_NE(message.find("error 87"), std::string::npos) << message;
+  EXPECT_EQ(bad.line(100ms), "");
+
+  st_->on_io([this] { return service_->reload(resolved_policy({"47260"})); });
+  Testsrv first({"--epmd", path_, "--class", "internet"});
+  EXPECT_EQ(first.line(), "port=47260");
+  Testsrv second({"--epmd", path_, "--class", "internet"});
+  EXPECT_EQ(second.wait(), 1721 % 256);
+  EXPECT_NE(second.error_line().find("error 1721"), std::string::npos);
+
+  Testsrv nowhere({"--epmd", (dir_ / "missing.sock").string()});
+  EXPECT_EQ(nowhere.wait(), 1722 % 256);
+}
+
 TEST(BrokerTcp, RefusedOverTcpWith1702) {
-  policy::PortAllocator allocator(policy_of({47190, 47199}), 1);
-  BrokerService broker(allocator);
+  epm::PortBroker port_broker(policy_of({47190, 47199}), 1);
+  BrokerService broker(port_broker);
   testing::ServerThread st;
   ASSERT_TRUE(broker.attach(st.server()));
   auto port = st.server().listen_tcp({asio::ip::make_address("127.0.0.1")}, 0);

@@ -1,26 +1,33 @@
 // What an RPC server process uses to talk to rpcgate-epmd over its local endpoint (a Unix stream
 // socket, default /run/rpcgate/epmd.sock): take ports from the port broker (broker_protocol.h)
-// and, once the EPM service exists, register endpoints.
+// and register its endpoints in the endpoint mapper (EPM v3.0 ept_insert / ept_delete), both on
+// ONE connection: one bind with two presentation contexts (0 = rpcgate_broker, 1 = EPM).
 //
 // The connection IS the lease. Keep the EpmdClient open for the life of the process: every port
-// it allocated (and every endpoint it registers) is released by epmd when the connection closes,
-// whether the process exits, crashes or is killed (the kernel closes the socket; epmd sees EOF).
-// Closing or destroying the EpmdClient therefore gives everything back.
+// it allocated and every endpoint it registered is released / removed by epmd when the
+// connection closes, whether the process exits, crashes or is killed (the kernel closes the
+// socket; epmd sees EOF). Closing or destroying the EpmdClient therefore gives everything back;
+// unregister_endpoint() / release_port() are only needed to give something back earlier.
 //
 // Synchronous, every operation bounded by the client's timeout (connect's `timeout`, and the same
 // value per call afterwards; set_timeout() changes it). Meant for process startup. Not
 // thread-safe. After a timeout or protocol error the connection is unusable (SyncClient) and the
-// lease is gone with it: reconnect and allocate again.
+// lease is gone with it: reconnect, allocate and register again.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <expected>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <vector>
 
+#include "common/uuid.h"
+#include "ndr/binding.h"
 #include "policy/policy.h"
+#include "rpc/pdu.h"
 #include "runtime/broker_protocol.h"
 #include "runtime/client.h"
 #include "runtime/errc.h"
@@ -40,9 +47,9 @@ struct AllocatedPort {
 
 class EpmdClient {
  public:
-  // Connects and binds rpcgate_broker on context 0 (TODO(epm merge): EPM v3.0 on context 1).
+  // Connects and binds rpcgate_broker on context 0 and EPM v3.0 on context 1 (one bind PDU).
   // Errors: kServerUnavailable (no socket / refused), kTimeout, kUnknownInterface (epmd does not
-  // offer the broker), kProtocolError.
+  // offer the broker or the EPM on that socket), kProtocolError.
   static std::expected<EpmdClient, std::error_code> connect(
       const std::string& path = kDefaultEpmdSocket,
       std::chrono::milliseconds timeout = std::chrono::seconds(5));
@@ -63,17 +70,56 @@ class EpmdClient {
   // and the transport errors above.
   std::expected<void, std::error_code> release_port(std::uint16_t port);
 
-  // TODO(epm merge): register_endpoint(interface, tower, annotation) via ept_insert (opnum 0) and
-  // unregister_endpoint via ept_delete (opnum 1) on the EPM context, using src/ndr/epm_types.h.
+  // ept_insert (opnum 0, replace = TRUE) of one entry: `object` (nullopt = nil), the tower of
+  // `interface` over `binding` with NDR 2.0 (ndr::binding_to_tower), `annotation`. Register the
+  // wildcard host: ncacn_ip_tcp with an empty or 0.0.0.0 network address; the EPM answers
+  // ept_map with the address the mapping client connected to (or its configured advertised
+  // address). replace = TRUE removes this process' earlier entries for the same interface
+  // uuid+major, object and protseq (a restarted server replaces its old port). The entry lives
+  // until unregister_endpoint() or until this connection closes.
+  // Errors: kInvalidParameter (the binding cannot be a tower: IPv6 / host name / non-numeric
+  // port; or an annotation over 63 characters), kEptCantPerformOp (1752: epmd's PeerPolicy does
+  // not let this process register, or a registration cap is reached), kEptInvalidEntry (1751),
+  // kAccessDenied, kCallFailed (fault, see last_fault(); or an unknown status, see
+  // last_status()), kProtocolError, kTimeout, kServerUnavailable. last_status() holds the EPM's
+  // raw status word (e.g. 0x16c9a0cd) after every completed call.
+  std::expected<void, std::error_code> register_endpoint(const rpc::SyntaxId& interface,
+                                                         const ndr::StringBinding& binding,
+                                                         std::string_view annotation = {},
+                                                         std::optional<common::Uuid> object = {});
+  // Shorthand: ncacn_ip_tcp:0.0.0.0[port].
+  std::expected<void, std::error_code> register_endpoint(const rpc::SyntaxId& interface,
+                                                         std::uint16_t port,
+                                                         std::string_view annotation = {},
+                                                         std::optional<common::Uuid> object = {});
+
+  // ept_delete (opnum 1) of the entry registered with the same interface, binding and object
+  // (the EPM matches object + exact tower octets; the annotation does not matter).
+  // Errors: kEptNotRegistered (1753: no such entry), kEptCantPerformOp, and those above.
+  std::expected<void, std::error_code> unregister_endpoint(const rpc::SyntaxId& interface,
+                                                           const ndr::StringBinding& binding,
+                                                           std::optional<common::Uuid> object = {});
+  std::expected<void, std::error_code> unregister_endpoint(const rpc::SyntaxId& interface,
+                                                           std::uint16_t port,
+                                                           std::optional<common::Uuid> object = {});
 
   void set_timeout(std::chrono::milliseconds timeout) { client_.set_timeout(timeout); }
   std::optional<std::uint32_t> last_fault() const { return client_.last_fault(); }
+  // The status word of the last completed broker / EPM call (0 = success); nullopt before any
+  // call and after a call that got no decodable response.
+  std::optional<std::uint32_t> last_status() const { return last_status_; }
   bool usable() const { return client_.usable(); }
   int native_handle() const { return client_.native_handle(); }
 
  private:
   explicit EpmdClient(SyncClient client) : client_(std::move(client)) {}
+  // ept_insert (insert = true) / ept_delete of one entry.
+  std::expected<void, std::error_code> ept_change(bool insert, const rpc::SyntaxId& interface,
+                                                  const ndr::StringBinding& binding,
+                                                  std::string_view annotation,
+                                                  const std::optional<common::Uuid>& object);
   SyncClient client_;
+  std::optional<std::uint32_t> last_status_;
 };
 
 }  // namespace rpcgate::runtime

@@ -25,6 +25,13 @@ const char* describe(Errc e) {
       return "the remote procedure call failed (1726)";
     case Errc::kProtocolError:
       return "a remote procedure call protocol error occurred (1728)";
+    case Errc::kEptInvalidEntry:
+      return "the endpoint mapper rejected the entry: invalid entry (1751)";
+    case Errc::kEptCantPerformOp:
+      return "the endpoint mapper cannot perform the operation: registration refused or a cap "
+             "reached (1752)";
+    case Errc::kEptNotRegistered:
+      return "the endpoint is not registered in the endpoint mapper (1753)";
   }
   return "unknown runtime error";
 }
@@ -52,6 +59,24 @@ std::optional<Errc> errc_from_status(std::uint32_t status) {
       return Errc::kOutOfResources;
     default:
       return std::nullopt;
+  }
+}
+
+Errc errc_from_ept_status(std::uint32_t status) {
+  switch (status) {
+    case 0x16c9a0d3:  // ept_s_invalid_entry
+    case 1751:
+      return Errc::kEptInvalidEntry;
+    case 0x16c9a0cd:  // ept_s_cant_perform_op
+    case 1752:
+      return Errc::kEptCantPerformOp;
+    case 0x16c9a0d6:  // ept_s_not_registered
+    case 1753:
+      return Errc::kEptNotRegistered;
+    case 5:
+      return Errc::kAccessDenied;
+    default:
+      return Errc::kCallFailed;
   }
 }
 

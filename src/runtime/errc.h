@@ -23,6 +23,11 @@ enum class Errc : int {
                               // connection closed during a call
   kProtocolError = 1728,      // RPC_S_PROTOCOL_ERROR: a reply that does not decode, missing or
                               // truncated file descriptors (MSG_CTRUNC), unexpected PDU type
+  kEptInvalidEntry = 1751,    // EPT_S_INVALID_ENTRY: the EPM rejected the entry (bad tower, nil
+                              // interface, annotation > 63 characters, would downgrade a minor)
+  kEptCantPerformOp = 1752,   // EPT_S_CANT_PERFORM_OP: the EPM refused (caller may not register,
+                              // or a registration cap is reached)
+  kEptNotRegistered = 1753,   // EPT_S_NOT_REGISTERED: no such entry (unregister)
 };
 
 const std::error_category& runtime_category();
@@ -30,6 +35,13 @@ std::error_code make_error_code(Errc e);
 
 // The Errc for a broker / Windows status word (5, 87, 1702, 1721), nullopt for any other value.
 std::optional<Errc> errc_from_status(std::uint32_t status);
+
+// The Errc for a non-zero endpoint-mapper status word: the DCE values (ept_s_invalid_entry
+// 0x16c9a0d3, ept_s_cant_perform_op 0x16c9a0cd, ept_s_not_registered 0x16c9a0d6) and their
+// Windows numbers (1751, 1752, 1753) map to kEptInvalidEntry / kEptCantPerformOp /
+// kEptNotRegistered, 5 to kAccessDenied, anything else to kCallFailed (the raw status is kept by
+// the caller, e.g. EpmdClient::last_status()). Status 0 is not an error: callers test it first.
+Errc errc_from_ept_status(std::uint32_t status);
 
 }  // namespace rpcgate::runtime
 

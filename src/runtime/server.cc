@@ -14,10 +14,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "epm/mgmt.h"
 #include "rpc/association.h"
 #include "rpc/fragments.h"
 #include "rpc/framer.h"
 #include "rpc/status.h"
+#include "runtime/epm_host.h"
 
 namespace rpcgate::runtime {
 
@@ -538,7 +540,24 @@ void detail::Connection::dispatch(rpc::DispatchCall dc) {
 // ---- Server ----------------------------------------------------------------------------------
 
 Server::Server(asio::io_context& io, ServerOptions options)
-    : io_(io), options_(options), read_buffer_(64 * 1024) {}
+    : io_(io), options_(options), read_buffer_(64 * 1024) {
+  if (!options_.export_mgmt) return;
+  mgmt_ = std::make_unique<epm::MgmtService>([this] {
+    epm::MgmtInfo info;
+    for (const auto& r : interfaces_)
+      if (r.interface != rpc::kMgmtSyntax) info.if_ids.push_back(r.interface);
+    info.if_ids.push_back(rpc::kMgmtSyntax);
+    // The wire counters are u32: they wrap, as DCE's do.
+    info.stats = {static_cast<std::uint32_t>(stats_.calls), 0,
+                  static_cast<std::uint32_t>(stats_.pdus_in),
+                  static_cast<std::uint32_t>(stats_.pdus_out)};
+    info.listening = true;
+    return info;
+  });
+  add_interface(rpc::kMgmtSyntax, [this](CallContext& ctx, Responder r) {
+    complete(std::move(r), mgmt_->call(ctx.opnum, ctx.stub, ctx.endian));
+  });
+}
 
 Server::~Server() {
   stop();

@@ -64,6 +64,10 @@
 #include "rpc/pdu.h"
 #include "runtime/net.h"
 
+namespace rpcgate::epm {
+class MgmtService;
+}  // namespace rpcgate::epm
+
 namespace rpcgate::runtime {
 
 namespace detail {
@@ -168,6 +172,10 @@ struct ServerOptions {
   std::uint16_t max_frag = 5840;                    // ServerConfig::max_frag (Windows' value)
   int listen_backlog = 1024;
   int listen_tries = 16;  // listen_tcp(port 0) retries on EADDRINUSE
+  // Export the management interface afa8bd80-7d8a-11c9-bef4-08002b102989 v1.0 (epm::MgmtService),
+  // as every DCE / Windows / Samba server does (Impacket's rpcmap.py binds it to list a server's
+  // interfaces). See Server::Server.
+  bool export_mgmt = true;
 };
 
 enum class CloseReason : std::uint8_t {
@@ -198,6 +206,16 @@ struct ServerStats {
 
 class Server {
  public:
+  // With options.export_mgmt (the default) the constructor registers MGMT v1.0 through
+  // epm::MgmtService, answered from this Server's state at each call:
+  //   inq_if_ids          interfaces() with MGMT itself last (Samba's port 135 answers EPM, MGMT)
+  //   inq_stats           {calls in = ServerStats::calls, calls out = 0 (a server makes no calls),
+  //                       pkts in = pdus_in, pkts out = pdus_out}, each modulo 2^32 (the
+  //                       counters are u32 on the wire; DCE's wrap the same way)
+  //   is_server_listening true; stop_server_listening refused (status 5)
+  //   inq_princ_name      "" / rpc_s_unknown_authn_service (the runtime is unauthenticated)
+  // add_interface() of the MGMT UUID v1 then returns false; turn export_mgmt off to serve it
+  // yourself.
   explicit Server(asio::io_context& io, ServerOptions options = {});
   ~Server();
   Server(const Server&) = delete;
@@ -207,7 +225,8 @@ class Server {
   // by rpc::interface_matches (same UUID and major, our minor >= the client's). Returns false
   // (and changes nothing) if the same UUID+major is already registered.
   bool add_interface(const rpc::SyntaxId& interface, Handler handler);
-  // The registered interface ids, in registration order (for mgmt inq_if_ids).
+  // The registered interface ids, in registration order (MGMT, registered by the constructor,
+  // first when exported).
   std::vector<rpc::SyntaxId> interfaces() const;
 
   // ncacn_ip_tcp on every address with the same port (net.h listen_tcp_same_port: port 0 = one
@@ -265,9 +284,7 @@ class Server {
   std::uint64_t next_connection_id_ = 1;
   std::uint32_t next_assoc_group_ = 0;
   bool stopped_ = false;
-  // TODO(epm merge): register epm::MgmtService (afa8bd80-7d8a-11c9-bef4-08002b102989 v1.0) here
-  // in the constructor, with a provider over interfaces() and stats(), so every server exports
-  // the management interface as the DCE/Windows runtimes do. Until then MGMT binds are rejected.
+  std::unique_ptr<epm::MgmtService> mgmt_;  // export_mgmt; its provider reads this Server
 };
 
 }  // namespace rpcgate::runtime

@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
+#include "epm/mgmt.h"
+#include "ndr/ndr.h"
 #include "rpc/pdu.h"
 #include "rpc/status.h"
 #include "runtime/client.h"
@@ -293,6 +295,76 @@ TEST_F(ServerTest, HooksRunOnceOnEofAndOnStop) {
   EXPECT_EQ(closed_, 3);
   EXPECT_TRUE(a->wait_closed(1s));
   EXPECT_EQ(st_->server().stats().closes[static_cast<int>(CloseReason::kServerStop)], 2u);
+}
+
+// inq_if_ids response (epm/mgmt.h): referent, max_count, count, count referents, the ids, status.
+std::vector<rpc::SyntaxId> decode_if_ids(std::span<const std::uint8_t> stub) {
+  ndr::Decoder d(stub, common::Endian::kLittle);
+  std::vector<rpc::SyntaxId> out;
+  EXPECT_NE(d.u32().value_or(0), 0u);  // *if_id_vector
+  const auto max_count = d.u32().value_or(0);
+  const auto count = d.u32().value_or(0);
+  EXPECT_EQ(max_count, count);
+  if (count > 64) return {};
+  for (std::uint32_t i = 0; i < count; ++i)
+    EXPECT_NE(d.u32().value_or(0), 0u);
+  for (std::uint32_t i = 0; i < count; ++i) {
+    rpc::SyntaxId id;
+    id.uuid = d.uuid().value_or(common::Uuid{});
+    id.major = d.u16().value_or(0);
+    id.minor = d.u16().value_or(0);
+    out.push_back(id);
+  }
+  EXPECT_EQ(d.u32().value_or(1), 0u);  // status
+  EXPECT_TRUE(d.expect_end());
+  return out;
+}
+
+std::vector<std::uint32_t> decode_stats(std::span<const std::uint8_t> stub) {
+  ndr::Decoder d(stub, common::Endian::kLittle);
+  const auto n = d.u32().value_or(0);
+  EXPECT_EQ(d.u32().value_or(0), n);  // conformance
+  std::vector<std::uint32_t> out;
+  for (std::uint32_t i = 0; i < n && i < 4; ++i)
+    out.push_back(d.u32().value_or(0));
+  EXPECT_EQ(d.u32().value_or(1), 0u);
+  return out;
+}
+
+TEST_F(ServerTest, MgmtIsExportedAndListsTheRegisteredInterfaces) {
+  auto c = SyncClient::connect_tcp(kLoopback, port_, 2s);
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->bind({rpc::kMgmtSyntax}));
+  auto r = c->call(0, epm::kOpnumMgmtInqIfIds, {});
+  ASSERT_TRUE(r) << r.error().message();
+  const std::vector<rpc::SyntaxId> want{testing::test_syntax(), rpc::kEpmSyntax, rpc::kMgmtSyntax};
+  EXPECT_EQ(decode_if_ids(r->stub), want);
+
+  const std::vector<std::uint8_t> four{4, 0, 0, 0};
+  auto s = c->call(0, epm::kOpnumMgmtInqStats, four);
+  ASSERT_TRUE(s) << s.error().message();
+  const auto counters = decode_stats(s->stub);
+  ASSERT_EQ(counters.size(), 4u);
+  EXPECT_EQ(counters[0], 2u);  // calls in: inq_if_ids and this one
+  EXPECT_EQ(counters[1], 0u);  // calls out
+  EXPECT_EQ(counters[2], 3u);  // bind, two requests
+  EXPECT_EQ(counters[3], 2u);  // bind_ack, one response
+
+  auto l = c->call(0, epm::kOpnumMgmtIsServerListening, {});
+  ASSERT_TRUE(l);
+  EXPECT_EQ(l->stub, (std::vector<std::uint8_t>{0, 0, 0, 0, 1, 0, 0, 0}));
+}
+
+TEST(ServerMgmt, CanBeTurnedOff) {
+  ServerOptions o = short_timeouts();
+  o.export_mgmt = false;
+  ServerThread st(o);
+  EXPECT_TRUE(st.server().interfaces().empty());
+  EXPECT_TRUE(st.server().add_interface(rpc::kMgmtSyntax,
+                                        [](CallContext&, Responder r) { r.fault(kFaultUnspec); }));
+  ServerThread on(short_timeouts());
+  EXPECT_EQ(on.server().interfaces(), std::vector<rpc::SyntaxId>{rpc::kMgmtSyntax});
+  EXPECT_FALSE(on.server().add_interface(rpc::kMgmtSyntax, [](CallContext&, Responder) {}));
 }
 
 TEST(ServerLimits, PerPeerLimitRejectsExtraConnections) {

@@ -26,8 +26,12 @@ const rpc::SyntaxId& test_syntax() {
   return s;
 }
 
-void add_test_interface(Server& server) {
-  server.add_interface(test_syntax(), [&server](CallContext& ctx, Responder r) {
+bool add_test_interface(Server& server) {
+  return add_test_interface(server, test_syntax());
+}
+
+bool add_test_interface(Server& server, const rpc::SyntaxId& interface) {
+  return server.add_interface(interface, [&server](CallContext& ctx, Responder r) {
     switch (ctx.opnum) {
       case 0:
         return r.reply(ctx.stub);

@@ -14,6 +14,9 @@
 namespace rpcgate::runtime::testing {
 
 const rpc::SyntaxId& test_syntax();
-void add_test_interface(Server& server);
+// Registers the handler for test_syntax() / for `interface` (same operations); false if that
+// interface (uuid + major) is already registered.
+bool add_test_interface(Server& server);
+bool add_test_interface(Server& server, const rpc::SyntaxId& interface);
 
 }  // namespace rpcgate::runtime::testing

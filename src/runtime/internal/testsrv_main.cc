@@ -1,60 +1,229 @@
-// rpcgate-testsrv: the runtime test interface (internal/test_interface.h) on 127.0.0.1, for
-// interop tests with real clients. Prints the port on stdout, then serves until SIGTERM/SIGINT,
-// until stdin closes, or for at most --max-seconds (default 120) so a crashed test leaves nothing.
-//   rpcgate-testsrv [--port N] [--max-seconds S]
+// rpcgate-testsrv: serves the runtime test interface (internal/test_interface.h) - under its own
+// UUID or any other - for interop and end-to-end tests with real clients (Impacket) and the real
+// rpcgate-epmd.
+//
+//   rpcgate-testsrv [--port N] [--listen ADDR]... [--uuid UUID] [--version MAJOR.MINOR]
+//                   [--epmd PATH [--class default|internet|intranet] [--annotation TEXT]]
+//                   [--max-seconds S]
+//
+// Standalone (no --epmd): listens on --listen (default 127.0.0.1) port --port (default 0: the
+// kernel chooses), prints `port=N`, serves until SIGTERM/SIGINT, until stdin closes, or for at
+// most --max-seconds (default 120) so a crashed test leaves nothing behind.
+//
+// Registrant (--epmd PATH, the daemon's control socket): connects an EpmdClient (one connection
+// for the whole life of the process: it is the lease), then
+//   --class C   takes a dynamic port of class C from the broker and serves the listening sockets
+//               it passes (IPv4 and, if the host has it, IPv6; --listen is not allowed), or
+//   --port N    listens itself as in standalone mode (the default: --port 0),
+// registers the interface with ept_insert (ncacn_ip_tcp:0.0.0.0[N], --annotation), prints
+// `port=N`, and serves until SIGTERM/SIGINT (then ept_delete, exit 0), until epmd closes the
+// connection (the registration is gone: exit 1722), or for --max-seconds if given (default: no
+// limit). stdin is not watched in this mode.
+//
+// stdout: exactly one line `port=N` (flushed) once the interface is served and registered.
+// Errors: one line on stderr, `rpcgate-testsrv: <what failed>: error <code> (<message>)`, with
+// the Windows code of the runtime error (87 invalid port policy, 1721 class exhausted, 5 refused,
+// 1722 epmd unreachable, 1752 EPM refused the registration, ...). The exit status is that code
+// modulo 256, as the OS truncates it (87 -> 87, 1721 -> 185, 1722 -> 186, 1752 -> 216); usage
+// errors exit 2.
+#include <charconv>
+#include <csignal>
 #include <cstdio>
-#include <cstdlib>
+#include <functional>
 #include <iostream>
+#include <memory>
+#include <optional>
 #include <string>
+#include <system_error>
+#include <vector>
 
+#include <CLI/CLI.hpp>
 #include <asio/io_context.hpp>
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
 #include <unistd.h>
 
+#include "common/uuid.h"
+#include "runtime/epmd_client.h"
 #include "runtime/internal/test_interface.h"
 #include "runtime/server.h"
 
-int main(int argc, char** argv) {
-  std::uint16_t port = 0;
-  int max_seconds = 120;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string a = argv[i];
-    if (a == "--port")
-      port = static_cast<std::uint16_t>(std::atoi(argv[i + 1]));
-    else if (a == "--max-seconds")
-      max_seconds = std::atoi(argv[i + 1]);
-  }
-  asio::io_context io;
-  rpcgate::runtime::Server server(io);
-  rpcgate::runtime::testing::add_test_interface(server);
-  auto p = server.listen_tcp({asio::ip::make_address("127.0.0.1")}, port);
-  if (!p) {
-    std::cerr << "rpcgate-testsrv: " << p.error().message() << "\n";
-    return 1;
-  }
-  std::cout << *p << std::endl;
+namespace {
 
-  auto quit = [&] {
+using rpcgate::runtime::EpmdClient;
+using rpcgate::runtime::Server;
+
+constexpr int kExitUsage = 2;
+
+int exit_status(int code) {
+  const int s = code & 0xff;
+  return s == 0 ? 1 : s;
+}
+
+int fail(const std::string& what, std::error_code ec) {
+  std::cerr << "rpcgate-testsrv: " << what << ": error " << ec.value() << " (" << ec.message()
+            << ")\n";
+  return exit_status(ec.value());
+}
+
+std::optional<rpcgate::rpc::SyntaxId> parse_interface(const std::string& uuid,
+                                                      const std::string& version) {
+  auto id = rpcgate::common::Uuid::parse(uuid);
+  if (!id) return std::nullopt;
+  const auto dot = version.find('.');
+  if (dot == std::string::npos) return std::nullopt;
+  std::uint16_t major = 0, minor = 0;
+  const char* b = version.data();
+  const char* e = b + version.size();
+  auto r1 = std::from_chars(b, b + dot, major);
+  auto r2 = std::from_chars(b + dot + 1, e, minor);
+  if (r1.ec != std::errc() || r1.ptr != b + dot || r2.ec != std::errc() || r2.ptr != e)
+    return std::nullopt;
+  return rpcgate::rpc::SyntaxId{*id, major, minor};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "rpcgate-testsrv: the runtime test interface, standalone or registered with "
+      "rpcgate-epmd"};
+  std::string epmd_path;
+  std::string class_name;
+  std::uint16_t port = 0;
+  std::vector<std::string> listen{"127.0.0.1"};
+  std::string uuid = rpcgate::runtime::testing::test_syntax().uuid.to_string();
+  std::string version = "1.0";
+  std::string annotation = "rpcgate-testsrv";
+  std::optional<int> max_seconds;
+  auto* epmd_opt = app.add_option("--epmd", epmd_path, "rpcgate-epmd control socket");
+  auto* class_opt = app.add_option("--class", class_name, "dynamic port class from the broker")
+                        ->check(CLI::IsMember({"default", "internet", "intranet"}))
+                        ->needs(epmd_opt);
+  auto* port_opt = app.add_option("--port", port, "static port (0: the kernel chooses)");
+  auto* listen_opt =
+      app.add_option("--listen", listen, "address to listen on (static port; repeatable)");
+  class_opt->excludes(port_opt)->excludes(listen_opt);
+  app.add_option("--uuid", uuid, "interface UUID to serve and register");
+  app.add_option("--version", version, "interface version MAJOR.MINOR");
+  app.add_option("--annotation", annotation, "EPM annotation (at most 63 characters)")
+      ->needs(epmd_opt);
+  app.add_option("--max-seconds", max_seconds,
+                 "exit after S seconds (0: never; default 120 standalone, 0 with --epmd)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitUsage;
+  }
+  const auto interface = parse_interface(uuid, version);
+  if (!interface) {
+    std::cerr << "rpcgate-testsrv: bad --uuid/--version: " << uuid << " " << version << "\n";
+    return kExitUsage;
+  }
+  const bool registrant = !epmd_path.empty();
+  const int limit = max_seconds.value_or(registrant ? 0 : 120);
+
+  asio::io_context io;
+  Server server(io);
+  if (!rpcgate::runtime::testing::add_test_interface(server, *interface)) {
+    std::cerr << "rpcgate-testsrv: interface " << uuid << " v" << version
+              << " is already served by the runtime (MGMT?)\n";
+    return kExitUsage;
+  }
+
+  std::optional<EpmdClient> epmd;
+  if (registrant) {
+    auto c = EpmdClient::connect(epmd_path);
+    if (!c) return fail("cannot connect to rpcgate-epmd at " + epmd_path, c.error());
+    epmd.emplace(std::move(*c));
+  }
+
+  std::uint16_t served = 0;
+  if (!class_name.empty()) {
+    const auto cls = rpcgate::policy::parse_port_class(class_name);
+    auto a = epmd->allocate_port(*cls);
+    if (!a) return fail("cannot allocate a port of class " + class_name, a.error());
+    served = a->port;
+    for (auto& fd : a->fds)
+      if (auto p = server.adopt_listener(fd.release()); !p)
+        return fail("cannot serve the allocated socket", p.error());
+  } else {
+    std::vector<asio::ip::address> addresses;
+    for (const auto& text : listen) {
+      asio::error_code ec;
+      auto a = asio::ip::make_address(text, ec);
+      if (ec) {
+        std::cerr << "rpcgate-testsrv: bad --listen address: " << text << "\n";
+        return kExitUsage;
+      }
+      addresses.push_back(a);
+    }
+    auto p = server.listen_tcp(addresses, port);
+    if (!p) {
+      std::cerr << "rpcgate-testsrv: cannot listen: " << p.error().message() << "\n";
+      return 1;
+    }
+    served = *p;
+  }
+
+  if (epmd) {
+    if (auto r = epmd->register_endpoint(*interface, served, annotation); !r)
+      return fail("cannot register " + uuid + " v" + version + " at port " + std::to_string(served),
+                  r.error());
+  }
+  std::cout << "port=" << served << std::endl;  // endl: flushed
+
+  int status = 0;
+  auto quit = [&](int s) {
+    if (io.stopped()) return;
+    status = s;
     server.stop();
     io.stop();
   };
   asio::signal_set signals(io, SIGTERM, SIGINT);
-  signals.async_wait([&](const asio::error_code&, int) { quit(); });
-  asio::steady_timer limit(io, std::chrono::seconds(max_seconds));
-  limit.async_wait([&](const asio::error_code& ec) {
-    if (!ec) quit();
+  signals.async_wait([&](const asio::error_code& ec, int) {
+    if (ec) return;
+    if (epmd && epmd->usable()) {
+      // Best effort: closing the connection below removes the entry anyway.
+      epmd->set_timeout(std::chrono::seconds(2));
+      (void)epmd->unregister_endpoint(*interface, served);
+    }
+    quit(0);
   });
-  asio::posix::stream_descriptor in(io, ::dup(STDIN_FILENO));
-  char byte;
+  asio::steady_timer timer(io);
+  if (limit > 0) {
+    timer.expires_after(std::chrono::seconds(limit));
+    timer.async_wait([&](const asio::error_code& ec) {
+      if (!ec) quit(0);
+    });
+  }
+  std::unique_ptr<asio::posix::stream_descriptor> lease;
+  if (epmd) {
+    // The EpmdClient is idle after startup: readiness means epmd closed the connection (or sent
+    // something it should not); either way the registration is gone.
+    lease = std::make_unique<asio::posix::stream_descriptor>(io, ::dup(epmd->native_handle()));
+    lease->async_wait(asio::posix::stream_descriptor::wait_read, [&](const asio::error_code& ec) {
+      if (ec) return;
+      std::cerr << "rpcgate-testsrv: rpcgate-epmd closed the connection: error 1722\n";
+      quit(exit_status(1722));
+    });
+  }
+  std::unique_ptr<asio::posix::stream_descriptor> in;
+  char byte = 0;
   std::function<void()> watch_stdin = [&] {
-    in.async_read_some(asio::buffer(&byte, 1), [&](const asio::error_code& ec, std::size_t) {
-      if (ec) return quit();
+    in->async_read_some(asio::buffer(&byte, 1), [&](const asio::error_code& ec, std::size_t) {
+      if (ec) return quit(0);
       watch_stdin();
     });
   };
-  watch_stdin();
+  if (!registrant) {
+    in = std::make_unique<asio::posix::stream_descriptor>(io, ::dup(STDIN_FILENO));
+    watch_stdin();
+  }
   io.run();
-  return 0;
+  return status;
 }

@@ -1,0 +1,36 @@
+#include "runtime/epm_host.h"
+
+#include "rpc/pdu.h"
+
+namespace rpcgate::runtime {
+
+void complete(Responder r, const epm::CallResult& result) {
+  if (result)
+    r.reply(*result);
+  else
+    r.fault(result.error().status);
+}
+
+epm::CallerInfo caller_info(const CallContext& ctx) {
+  epm::CallerInfo caller;
+  caller.connection_id = ctx.connection_id;
+  caller.may_register = ctx.may_register;
+  caller.local_ipv4 = ctx.local_ipv4;
+  caller.peer = ctx.peer_address;
+  return caller;
+}
+
+Handler epm_handler(epm::EpmService& service) {
+  return [&service](CallContext& ctx, Responder r) {
+    complete(std::move(r), service.call(ctx.opnum, ctx.stub, ctx.endian, caller_info(ctx)));
+  };
+}
+
+bool attach_epm_service(Server& server, epm::EpmService& service) {
+  if (!server.add_interface(rpc::kEpmSyntax, epm_handler(service))) return false;
+  server.on_connection_closed(
+      [&service](std::uint64_t id) { (void)service.connection_closed(id); });
+  return true;
+}
+
+}  // namespace rpcgate::runtime

@@ -1,0 +1,33 @@
+// Hosting the sans-I/O endpoint-mapper services (src/epm: EpmService, MgmtService) on a Server:
+// the glue between a CallContext / Responder and an epm::CallResult. rpcgate-epmd hosts EPM on
+// its TCP 135 listener and on its Unix listener (where registrations come from); every Server
+// hosts MGMT itself (ServerOptions::export_mgmt).
+//
+// Thread model and lifetimes: the Server's (one io thread). The service must outlive the Server
+// it is attached to (or that Server's stop()).
+#pragma once
+
+#include "epm/call.h"
+#include "epm/epm_service.h"
+#include "runtime/server.h"
+
+namespace rpcgate::runtime {
+
+// Completes `r` with a CallResult: the stub as the response, or a fault PDU with its status.
+void complete(Responder r, const epm::CallResult& result);
+
+// What the EPM needs to know about the caller, from the call's context: connection_id (the
+// registration owner and context-handle scope), may_register (true only for a Unix peer the
+// listener's PeerPolicy allows), local_ipv4 (host floor of returned towers), peer (a view of
+// ctx.peer_address: valid while `ctx` is).
+epm::CallerInfo caller_info(const CallContext& ctx);
+
+// The Handler for EPM e1af8308-5d1f-11c9-91a4-08002b14a0fa v3.0 over `service` (captures it).
+Handler epm_handler(epm::EpmService& service);
+
+// add_interface(rpc::kEpmSyntax, epm_handler(service)) and on_connection_closed ->
+// service.connection_closed(id) (context handle rundown; the connection's registrations go:
+// the connection is the lease). False (nothing changed) if EPM was already registered.
+bool attach_epm_service(Server& server, epm::EpmService& service);
+
+}  // namespace rpcgate::runtime
