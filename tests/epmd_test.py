@@ -150,6 +150,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
 
 
 class EpmdEndToEnd(unittest.TestCase):
@@ -204,7 +206,7 @@ class EpmdEndToEnd(unittest.TestCase):
                               f"ncacn_ip_tcp:127.0.0.1[{alpha.port}]"],
                              capture_output=True, text=True, timeout=60, env=ENV)
         self.assertEqual(out.returncode, 0, out.stderr)
-        self.assertIn(f"UUID: {ALPHA.upper()} v1.0", out.stdout.upper())
+        self.assertIn(f"UUID: {ALPHA} v1.0".upper(), out.stdout.upper())
         self.assertIn("AFA8BD80-7D8A-11C9-BEF4-08002B102989", out.stdout.upper())  # MGMT
         out = subprocess.run([sys.executable, f"{EXAMPLES}/rpcmap.py", "-auth-level", "1",
                               "ncacn_ip_tcp:127.0.0.1[135]"],
@@ -256,8 +258,104 @@ class EpmdEndToEnd(unittest.TestCase):
         finally:
             for s in socks:
                 s.close()
+        # Every decoder case of the protocol core: the PDU and framer fuzz corpora (golden
+        # vectors, truncations, over-limit headers, evasion sequences) sent on connections of
+        # their own, each after a valid bind where it makes sense.
+        src = os.environ.get("RPCGATE_SOURCE_DIR", os.path.join(os.path.dirname(__file__), ".."))
+        bind = bytes.fromhex(
+            "05000b031000000048000000010000 00b810b81000000000010000000000 0100"
+            "0883afe11f5dc91191a408002b14a0fa030000 00045d888aeb1cc9119fe808002b10486002000000"
+            .replace(" ", ""))
+        sent = 0
+        for corpus in ("rpc_pdu_fuzzer", "rpc_framer_fuzzer"):
+            folder = os.path.join(src, "fuzz", "corpus", corpus)
+            for name in sorted(os.listdir(folder)):
+                with open(os.path.join(folder, name), "rb") as f:
+                    data = f.read()
+                for prefix in (b"", bind):
+                    with socket.create_connection(("127.0.0.1", 135), timeout=5) as s:
+                        s.sendall(prefix + data)
+                        sent += 1
+        self.assertGreater(sent, 100)
         self.assertEqual(self.daemon.proc.poll(), None)
         self.assertEqual(hept_map(ALPHA), f"ncacn_ip_tcp:127.0.0.1[{alpha.port}]")
+
+
+class EpmdOptions(unittest.TestCase):
+    def setUp(self):
+        self.workdir = tempfile.mkdtemp(prefix="rpcgate-epmd-")
+        self.cleanup = []
+
+    def tearDown(self):
+        for fn in reversed(self.cleanup):
+            fn()
+        shutil.rmtree(self.workdir)
+
+    def test_config_file_advertise_user_and_readiness(self):
+        control = os.path.join(self.workdir, "epmd.sock")
+        config = os.path.join(self.workdir, "rpcgate.toml")
+        with open(config, "w") as f:
+            f.write(POLICY + f"""
+[epmd]
+listen = ["127.0.0.1:1135"]
+control = "{control}"
+advertise = "192.0.2.10"
+""")
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify_path = os.path.join(self.workdir, "notify.sock")
+        notify.bind(notify_path)
+        # As systemd's own notify socket: reachable by the unprivileged user epmd becomes.
+        os.chmod(self.workdir, 0o755)
+        os.chmod(notify_path, 0o777)
+        notify.settimeout(10)
+        self.cleanup.append(notify.close)
+        log = open(os.path.join(self.workdir, "log"), "w")
+        proc = subprocess.Popen([os.path.join(BIN, "rpcgate-epmd"), "--config", config,
+                                 "--user", "nobody"],
+                                stdout=log, stderr=subprocess.STDOUT,
+                                env=dict(os.environ, NOTIFY_SOCKET=notify_path))
+
+        def stop():
+            proc.terminate()
+            proc.wait(5)
+            log.close()
+
+        self.cleanup.append(stop)
+        # sd_notify: READY=1 once the listeners are open and privileges dropped.
+        self.assertIn(b"READY=1", notify.recv(4096))
+        with open(f"/proc/{proc.pid}/status") as f:
+            uids = [l for l in f if l.startswith("Uid:")][0].split()[1:]
+        self.assertEqual(set(uids), {str(65534)})  # nobody, real/effective/saved/fs
+        d = type("D", (), {"control": control})()
+        server = Server(d, ALPHA, "alpha", port_class="internet")
+        self.cleanup.append(lambda: server.stop(signal.SIGKILL))
+        self.assertIn(server.port, INTERNET)
+        # NAT: the host floor of returned towers is the advertised address, not the one the
+        # client used (hept_map keeps the host it dialled, so read the towers of a lookup).
+        bindings = {epm.PrintStringBinding(e["tower"]["Floors"]) for e in hept_lookup(port=1135)}
+        self.assertIn(f"ncacn_ip_tcp:192.0.2.10[{server.port}]", bindings)
+        self.assertIn("ncacn_ip_tcp:192.0.2.10[1135]", bindings)
+
+    def test_bad_usage_and_unreadable_policy_exit_2(self):
+        epmd = os.path.join(BIN, "rpcgate-epmd")
+        r = subprocess.run([epmd, "--listen", "localhost:135"], capture_output=True, text=True,
+                           timeout=10)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("not a numeric IPv4 address", r.stderr)
+        r = subprocess.run([epmd, "--policy", "/nonexistent.reg"], capture_output=True, text=True,
+                           timeout=10)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("/nonexistent.reg", r.stderr)
+
+    def test_listener_conflict_names_the_address(self):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 1136))
+            s.listen()
+            r = subprocess.run([os.path.join(BIN, "rpcgate-epmd"), "--listen", "127.0.0.1:1136",
+                                "--control", os.path.join(self.workdir, "x.sock")],
+                               capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("127.0.0.1:1136", r.stdout + r.stderr)
 
 
 class EpmdPolicyFailures(unittest.TestCase):
@@ -308,7 +406,9 @@ dynamic_range = "50500-50501"
         second = Server(d, BETA, "beta", port_class="internet")
         self.servers.append(second)
         self.assertIsNone(second.port)
-        self.assertEqual(second.exit_status(), 1721)
+        # The process exit status is the Windows code modulo 256; stderr has the full code.
+        self.assertEqual(second.exit_status(), 1721 % 256)
+        self.assertIn("1721", second.proc.stderr.read())
         self.assertIn("RPCGATE-1721", wait_for(lambda: d.read_log(), 2, "the log"))
         first.proc.kill()
         first.proc.wait()

@@ -14,12 +14,13 @@
 #include <unistd.h>
 
 #include "epm/epm_service.h"
+#include "epm/port_broker.h"
 #include "ndr/binding.h"
 #include "ndr/epm_types.h"
 #include "ndr/tower.h"
-#include "policy/allocator.h"
 #include "runtime/broker_protocol.h"
 #include "runtime/broker_service.h"
+#include "runtime/epm_host.h"
 #include "runtime/server.h"
 
 namespace rpcgate::epmd {
@@ -123,19 +124,16 @@ int run(const Config& config, policy::Policy policy) {
   if (config.seed) epm_config.seed = config.seed;
   epm::EpmService epm(epm_config);
 
+  // Registration over TCP: only from loopback, and only when enabled (the Unix socket's peers
+  // are judged by the listener's PeerPolicy, SO_PEERCRED).
   const bool tcp_registration = config.tcp_registration;
   server.add_interface(
       rpc::kEpmSyntax, [&epm, tcp_registration](runtime::CallContext& ctx, runtime::Responder r) {
-        const bool may_register = ctx.transport == runtime::Transport::kUnix
-                                      ? ctx.may_register
-                                      : tcp_registration && is_loopback_peer(ctx.peer_address);
-        epm::CallerInfo caller{ctx.connection_id, may_register, ctx.local_ipv4, ctx.peer_address};
-        auto result = epm.call(ctx.opnum, ctx.stub, ctx.endian, caller);
-        if (result) {
-          r.reply(std::move(*result));
-        } else {
-          r.fault(result.error().status);
+        epm::CallerInfo caller = runtime::caller_info(ctx);
+        if (ctx.transport == runtime::Transport::kTcp) {
+          caller.may_register = tcp_registration && is_loopback_peer(ctx.peer_address);
         }
+        runtime::complete(std::move(r), epm.call(ctx.opnum, ctx.stub, ctx.endian, caller));
       });
   server.on_connection_closed([&epm](std::uint64_t id) {
     if (const auto removed = epm.connection_closed(id); removed > 0) {
@@ -143,7 +141,7 @@ int run(const Config& config, policy::Policy policy) {
     }
   });
 
-  policy::PortAllocator allocator(policy, config.seed);
+  epm::PortBroker port_broker(policy, config.seed);
   runtime::BrokerOptions broker_options;
   broker_options.ipv4_addresses.clear();
   broker_options.ipv6_addresses.clear();
@@ -151,14 +149,14 @@ int run(const Config& config, policy::Policy policy) {
     auto addr = asio::ip::make_address(a);
     (addr.is_v4() ? broker_options.ipv4_addresses : broker_options.ipv6_addresses).push_back(addr);
   }
-  runtime::BrokerService broker(allocator, broker_options);
-  broker.on_event([&policy, &allocator](const runtime::BrokerEvent& e) {
+  runtime::BrokerService broker(port_broker, broker_options);
+  broker.on_event([](const runtime::BrokerEvent& e) {
     using Kind = runtime::BrokerEvent::Kind;
+    const auto cls = policy::to_string(static_cast<policy::PortClass>(e.port_class));
     switch (e.kind) {
       case Kind::kAllocated:
-        spdlog::info("broker: port {} ({}) to connection {} {}", e.port,
-                     policy::to_string(static_cast<policy::PortClass>(e.port_class)),
-                     e.connection_id, e.peer_address);
+        spdlog::info("broker: port {} ({}) to connection {} {}", e.port, cls, e.connection_id,
+                     e.peer_address);
         break;
       case Kind::kConnectionGone:
         spdlog::info("broker: port {} released: connection {} closed", e.port, e.connection_id);
@@ -166,24 +164,27 @@ int run(const Config& config, policy::Policy policy) {
       case Kind::kReleased:
         spdlog::info("broker: port {} released by connection {}", e.port, e.connection_id);
         break;
-      case Kind::kAllocateFailed: {
-        const auto stats = allocator.stats();
-        const bool invalid = e.status == 87;
-        emit_event(invalid ? "RPCGATE-5820" : "RPCGATE-1721", LOG_ERR,
-                   invalid ? "dynamic port allocation failed with ERROR_INVALID_PARAMETER (87): "
-                             "the port policy is invalid: " +
-                                 (policy.error ? policy.error->message : std::string())
-                           : "dynamic port allocation failed with RPC_S_OUT_OF_RESOURCES (1721): "
-                             "every port of the class is held",
-                   {{"SOURCE", policy.source},
-                    {"CODE", std::to_string(e.status)},
-                    {"CLASS",
-                     std::string(policy::to_string(static_cast<policy::PortClass>(e.port_class)))},
-                    {"OFFENDING", policy.error ? policy.error->message : ""},
-                    {"PEER", e.peer_address},
-                    {"HELD", std::to_string(stats.held)}});
+      case Kind::kAllocateFailed:
+        if (e.failure) {
+          const auto& f = *e.failure;
+          emit_event(f.event_id, LOG_ERR,
+                     f.code == 87 ? "dynamic port allocation failed with "
+                                    "ERROR_INVALID_PARAMETER (87), the port policy is invalid: " +
+                                        f.offending
+                                  : "dynamic port allocation failed with RPC_S_OUT_OF_RESOURCES "
+                                    "(1721): " +
+                                        f.offending,
+                     {{"SOURCE", f.policy_source},
+                      {"CODE", std::to_string(f.code)},
+                      {"CLASS", std::string(cls)},
+                      {"OFFENDING", f.offending},
+                      {"PEER", e.peer_address},
+                      {"POOL", f.to_string()}});
+        } else {
+          spdlog::warn("broker: connection {} {}: bad AllocatePort request: status {}",
+                       e.connection_id, e.peer_address, e.status);
+        }
         break;
-      }
       case Kind::kRefused:
       case Kind::kReleaseFailed:
         spdlog::warn("broker: connection {} {}: status {}", e.connection_id, e.peer_address,
