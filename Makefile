@@ -4,9 +4,11 @@
 SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 30
+# Sanitizer reports with file:line (llvm-19's symbolizer matches clang-19's runtime).
+export ASAN_SYMBOLIZER_PATH ?= /usr/lib/llvm-19/bin/llvm-symbolizer
 
 # Build: toolchains and libraries. Test: the independent peers the integration tests talk to.
-BUILD_PKGS := cmake ninja-build g++-12 clang-19 libclang-rt-19-dev clang-format \
+BUILD_PKGS := cmake ninja-build g++-12 clang-19 libclang-rt-19-dev llvm-19 clang-format \
               libgtest-dev libgmock-dev libbenchmark-dev libasio-dev libtomlplusplus-dev \
               libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libsystemd-dev pkg-config
 TEST_PKGS  := python3 python3-impacket tshark iproute2 procps nftables util-linux
@@ -48,7 +50,7 @@ fuzz-build: deps
 # Each fuzz target for FUZZ_SECONDS; new inputs go to a scratch dir, seeds stay untouched.
 fuzz-smoke: fuzz-build
 	@set -e; for f in build-fuzz/fuzz/*; do \
-	  [ -x "$$f" ] || continue; name=$$(basename $$f); \
+	  [ -f "$$f" ] && [ -x "$$f" ] || continue; name=$$(basename $$f); \
 	  scratch=$$(mktemp -d); mkdir -p fuzz/artifacts; \
 	  echo "== $$name ($(FUZZ_SECONDS) s)"; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=fuzz/artifacts/$$name- \
