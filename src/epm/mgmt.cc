@@ -29,26 +29,75 @@ std::optional<std::array<std::uint32_t, N>> read_u32s(std::span<const std::uint8
 
 }  // namespace
 
+std::vector<std::uint8_t> encode_inq_if_ids_response(const InqIfIdsResponse& v,
+                                                     common::Endian endian) {
+  ndr::Encoder e(endian);
+  e.unique_pointer(v.if_ids.has_value());  // *if_id_vector
+  if (v.if_ids) {
+    const auto n = static_cast<std::uint32_t>(v.if_ids->size());
+    e.conformance(n);  // conformant structure: max_count first
+    e.u32(n);          // count
+    for (std::uint32_t i = 0; i < n; ++i)
+      e.unique_pointer(true);
+    for (const auto& id : *v.if_ids) {  // deferred referents, in order
+      e.uuid(id.uuid);
+      e.u16(id.major);
+      e.u16(id.minor);
+    }
+  }
+  e.u32(v.status);
+  return e.take();
+}
+
+ndr::Result<InqIfIdsResponse> decode_inq_if_ids_response(std::span<const std::uint8_t> stub,
+                                                         common::Endian endian,
+                                                         const ndr::DecodeLimits& limits) {
+  ndr::Decoder d(stub, endian, limits);
+  InqIfIdsResponse v;
+  auto present = d.unique_pointer();
+  if (!present) return std::unexpected(present.error());
+  if (*present) {
+    // rpc_if_id_p_t if_id[count]: a 4-byte referent each, then 20 bytes per non-NULL one.
+    auto shape = d.conformant_array(4);
+    if (!shape) return std::unexpected(shape.error());
+    auto count = d.u32();
+    if (!count) return std::unexpected(count.error());
+    if (*count != shape->max_count) return ndr::fail(ndr::Errc::kCountInconsistent);
+    std::vector<bool> non_null;
+    non_null.reserve(*count);
+    for (std::uint32_t i = 0; i < *count; ++i) {
+      auto p = d.unique_pointer();
+      if (!p) return std::unexpected(p.error());
+      non_null.push_back(*p);
+    }
+    v.if_ids.emplace();
+    for (bool here : non_null) {
+      if (!here) continue;
+      if (auto c = d.charge(sizeof(ndr::SyntaxId)); !c) return std::unexpected(c.error());
+      auto uuid = d.uuid();
+      if (!uuid) return std::unexpected(uuid.error());
+      auto major = d.u16();
+      if (!major) return std::unexpected(major.error());
+      auto minor = d.u16();
+      if (!minor) return std::unexpected(minor.error());
+      v.if_ids->push_back(ndr::SyntaxId{*uuid, *major, *minor});
+    }
+  }
+  auto status = d.u32();
+  if (!status) return std::unexpected(status.error());
+  v.status = *status;
+  if (auto r = d.expect_end(); !r) return std::unexpected(r.error());
+  return v;
+}
+
 CallResult MgmtService::call(std::uint16_t opnum, std::span<const std::uint8_t> stub,
                              common::Endian endian) {
   ndr::Encoder e(endian);
   switch (opnum) {
     case kOpnumMgmtInqIfIds: {
       if (!read_u32s<0>(stub, endian)) return bad_stub();
-      const MgmtInfo info = provider_();
-      const auto n = static_cast<std::uint32_t>(info.if_ids.size());
-      e.unique_pointer(true);  // *if_id_vector
-      e.conformance(n);        // conformant structure: max_count first
-      e.u32(n);                // count
-      for (std::uint32_t i = 0; i < n; ++i)
-        e.unique_pointer(true);
-      for (const auto& id : info.if_ids) {  // deferred referents, in order
-        e.uuid(id.uuid);
-        e.u16(id.major);
-        e.u16(id.minor);
-      }
-      e.u32(0);
-      return e.take();
+      MgmtInfo info = provider_();
+      return encode_inq_if_ids_response(InqIfIdsResponse{std::move(info.if_ids), 0}, endian);
     }
     case kOpnumMgmtInqStats: {
       auto in = read_u32s<1>(stub, endian);

@@ -38,12 +38,14 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "common/bytes.h"
 #include "epm/call.h"
+#include "ndr/ndr.h"
 #include "ndr/tower.h"
 
 namespace rpcgate::epm {
@@ -68,6 +70,23 @@ struct MgmtInfo {
 };
 // Called once per call that needs the information (cheap to keep current).
 using MgmtProvider = std::function<MgmtInfo()>;
+
+// inq_if_ids [out], for clients (rpcgate ifids) and the service alike. `if_ids` nullopt = a
+// NULL if_id_vector (Windows sends that with rpc_s_no_interfaces).
+struct InqIfIdsResponse {
+  std::optional<std::vector<ndr::SyntaxId>> if_ids;
+  std::uint32_t status = 0;
+  friend bool operator==(const InqIfIdsResponse&, const InqIfIdsResponse&) = default;
+};
+// The wire layout in the header comment (referent ids 0x00020000, ...).
+std::vector<std::uint8_t> encode_inq_if_ids_response(const InqIfIdsResponse& v,
+                                                     common::Endian endian);
+// Decodes a whole inq_if_ids response stub. A NULL element pointer (nobody sends one) is
+// skipped. Errors: ndr::Errc (kTruncated, kCountOverLimit for count > limits.max_array_elements
+// or more than the stub can hold, kCountInconsistent when max_count != count, kTrailingBytes).
+ndr::Result<InqIfIdsResponse> decode_inq_if_ids_response(std::span<const std::uint8_t> stub,
+                                                         common::Endian endian,
+                                                         const ndr::DecodeLimits& limits = {});
 
 class MgmtService {
  public:

@@ -86,5 +86,42 @@ TEST(MgmtService, FaultsAndEdges) {
   EXPECT_EQ(*r, hex("00000200 00000000 00000000 00000000"));
 }
 
+// The client side: what Impacket sends for EPM + MGMT decodes to exactly that list; every
+// truncation fails cleanly; over-limit and inconsistent counts are refused before allocating.
+TEST(InqIfIdsResponse, DecodesImpacketVectorAndRejectsBadInput) {
+  const auto wire =
+      hex("00000200020000000200000004000200080002000883afe11f5dc91191a408002b14a0fa0300000080bda8af"
+          "8a7dc911bef408002b1029890100000000000000");
+  auto v = decode_inq_if_ids_response(wire, Endian::kLittle);
+  ASSERT_TRUE(v) << v.error().message();
+  const std::vector<SyntaxId> want{rpc::kEpmSyntax, rpc::kMgmtSyntax};
+  EXPECT_EQ(v->if_ids, want);
+  EXPECT_EQ(v->status, 0u);
+  EXPECT_EQ(encode_inq_if_ids_response(*v, Endian::kLittle), wire);
+  for (std::size_t n = 0; n < wire.size(); ++n) {
+    auto t = decode_inq_if_ids_response(std::span(wire).first(n), Endian::kLittle);
+    EXPECT_FALSE(t) << n;
+  }
+  auto trailing = wire;
+  trailing.push_back(0);
+  EXPECT_EQ(decode_inq_if_ids_response(trailing, Endian::kLittle).error(),
+            ndr::Errc::kTrailingBytes);
+  // count 0x10000000 with a 4-byte stub behind it.
+  EXPECT_EQ(decode_inq_if_ids_response(hex("00000200 00000010 00000010 00000000"), Endian::kLittle)
+                .error(),
+            ndr::Errc::kCountOverLimit);
+  EXPECT_EQ(decode_inq_if_ids_response(hex("00000200 01000000 02000000 00000000"), Endian::kLittle)
+                .error(),
+            ndr::Errc::kCountInconsistent);
+  // NULL vector (Windows, rpc_s_no_interfaces 0x16c9a0c8 style status), big endian round trip.
+  auto null_vector = decode_inq_if_ids_response(hex("00000000 16c9a0c8"), Endian::kBig);
+  ASSERT_TRUE(null_vector);
+  EXPECT_FALSE(null_vector->if_ids);
+  EXPECT_EQ(null_vector->status, 0x16c9a0c8u);
+  const InqIfIdsResponse big{std::vector<SyntaxId>{kSamr10}, 0};
+  EXPECT_EQ(decode_inq_if_ids_response(encode_inq_if_ids_response(big, Endian::kBig), Endian::kBig),
+            big);
+}
+
 }  // namespace
 }  // namespace rpcgate::epm

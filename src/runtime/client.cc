@@ -31,19 +31,12 @@ bool wait_for(int fd, short events, Clock::time_point deadline) {
   }
 }
 
-std::expected<Fd, std::error_code> connect_sockaddr(int family, const sockaddr* sa, socklen_t len,
+std::expected<Fd, std::error_code> connect_sockaddr(const sockaddr* sa, socklen_t len,
                                                     std::chrono::milliseconds timeout) {
-  Fd fd(::socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!fd) return std::unexpected(make_error_code(Errc::kServerUnavailable));
-  if (::connect(fd.get(), sa, len) == 0) return fd;
-  if (errno != EINPROGRESS) return std::unexpected(make_error_code(Errc::kServerUnavailable));
-  if (!wait_for(fd.get(), POLLOUT, Clock::now() + timeout))
-    return std::unexpected(make_error_code(Errc::kTimeout));
-  int err = 0;
-  socklen_t elen = sizeof err;
-  if (::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &elen) != 0 || err != 0)
-    return std::unexpected(make_error_code(Errc::kServerUnavailable));
-  return fd;
+  auto fd = connect_stream(sa, len, timeout);
+  if (fd) return fd;
+  return std::unexpected(make_error_code(
+      fd.error() == std::errc::timed_out ? Errc::kTimeout : Errc::kServerUnavailable));
 }
 
 }  // namespace
@@ -55,7 +48,7 @@ std::expected<SyncClient, std::error_code> SyncClient::connect_unix(
   if (path.empty() || path.size() >= sizeof sun.sun_path)
     return std::unexpected(make_error_code(Errc::kServerUnavailable));
   std::memcpy(sun.sun_path, path.data(), path.size());
-  auto fd = connect_sockaddr(AF_UNIX, reinterpret_cast<sockaddr*>(&sun), sizeof sun, timeout);
+  auto fd = connect_sockaddr(reinterpret_cast<sockaddr*>(&sun), sizeof sun, timeout);
   if (!fd) return std::unexpected(fd.error());
   return SyncClient(std::move(*fd));
 }
@@ -79,7 +72,7 @@ std::expected<SyncClient, std::error_code> SyncClient::connect_tcp(
     std::memcpy(&sin6->sin6_addr, b.data(), 16);
     len = sizeof *sin6;
   }
-  auto fd = connect_sockaddr(ss.ss_family, reinterpret_cast<sockaddr*>(&ss), len, timeout);
+  auto fd = connect_sockaddr(reinterpret_cast<sockaddr*>(&ss), len, timeout);
   if (!fd) return std::unexpected(fd.error());
   return SyncClient(std::move(*fd));
 }
@@ -144,6 +137,7 @@ std::expected<rpc::Pdu, std::error_code> SyncClient::read_pdu(Deadline deadline,
 std::expected<void, std::error_code> SyncClient::bind(
     const std::vector<rpc::SyntaxId>& interfaces) {
   if (!usable()) return std::unexpected(make_error_code(Errc::kServerUnavailable));
+  last_rejection_.reset();
   auto deadline = Clock::now() + timeout_;
   rpc::Bind bind;
   bind.max_xmit_frag = 5840;
@@ -157,13 +151,20 @@ std::expected<void, std::error_code> SyncClient::bind(
   std::vector<Fd> fds;
   auto pdu = read_pdu(deadline, fds);
   if (!pdu) return std::unexpected(pdu.error());
-  if (std::holds_alternative<rpc::BindNak>(pdu->body))
+  if (const auto* nak = std::get_if<rpc::BindNak>(&pdu->body)) {
+    last_rejection_ = BindRejection{.nak = true, .reject_reason = nak->provider_reject_reason};
     return std::unexpected(fail(make_error_code(Errc::kUnknownInterface)));
+  }
   const auto* ack = std::get_if<rpc::BindAck>(&pdu->body);
   if (ack == nullptr || ack->results.size() != interfaces.size())
     return std::unexpected(fail(make_error_code(Errc::kProtocolError)));
-  for (const auto& r : ack->results)
-    if (r.result != 0) return std::unexpected(fail(make_error_code(Errc::kUnknownInterface)));
+  for (std::size_t i = 0; i < ack->results.size(); ++i) {
+    const auto& r = ack->results[i];
+    if (r.result == 0) continue;
+    last_rejection_ = BindRejection{
+        .p_cont_id = static_cast<std::uint16_t>(i), .result = r.result, .reason = r.reason};
+    return std::unexpected(fail(make_error_code(Errc::kUnknownInterface)));
+  }
   max_xmit_frag_ = ack->max_recv_frag;
   max_recv_frag_ = ack->max_xmit_frag;
   assoc_group_id_ = ack->assoc_group_id;
@@ -198,8 +199,9 @@ std::expected<CallReply, std::error_code> SyncClient::call(std::uint16_t p_cont_
     }
     auto* r = std::get_if<rpc::Response>(&pdu->body);
     if (r == nullptr || first != ((pdu->header.pfc_flags & rpc::pfc::kFirstFrag) != 0) ||
-        reply.stub.size() + r->stub.size() > (64u << 20))
+        reply.stub.size() + r->stub.size() > max_response_)
       return std::unexpected(fail(make_error_code(Errc::kProtocolError)));
+    if (first) reply.endian = pdu->header.endian();
     reply.stub.insert(reply.stub.end(), r->stub.begin(), r->stub.end());
     if (pdu->header.pfc_flags & rpc::pfc::kLastFrag) return reply;
   }

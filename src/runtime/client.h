@@ -18,6 +18,7 @@
 #include <system_error>
 #include <vector>
 
+#include "common/bytes.h"
 #include "rpc/pdu.h"
 #include "runtime/errc.h"
 #include "runtime/net.h"
@@ -27,6 +28,18 @@ namespace rpcgate::runtime {
 struct CallReply {
   std::vector<std::uint8_t> stub;
   std::vector<Fd> fds;
+  common::Endian endian = common::Endian::kLittle;  // the response's drep byte order
+};
+
+// Why the last bind() failed when the server said no (rather than timing out or sending
+// garbage): a bind_nak with its provider_reject_reason, or the first rejected context of a
+// bind_ack with its result / reason (rpc/status.h names them).
+struct BindRejection {
+  bool nak = false;
+  std::uint16_t reject_reason = 0;  // bind_nak provider_reject_reason
+  std::uint16_t p_cont_id = 0;      // bind_ack: the rejected context
+  std::uint16_t result = 0;         // bind_ack p_result_t result (user / provider rejection)
+  std::uint16_t reason = 0;         // bind_ack p_result_t reason (abstract syntax not supported...)
 };
 
 class SyncClient {
@@ -38,21 +51,28 @@ class SyncClient {
   static std::expected<SyncClient, std::error_code> connect_tcp(const asio::ip::address& address,
                                                                 std::uint16_t port,
                                                                 std::chrono::milliseconds timeout);
+  // Takes over a connected stream socket (e.g. from connect_stream(), which reports the errno).
+  static SyncClient adopt(Fd connected) { return SyncClient(std::move(connected)); }
 
   // Binds presentation contexts 0..n-1 to `interfaces` (NDR 2.0 each), max frags 5840.
-  // Errors: kUnknownInterface (any context not accepted, or bind_nak), kTimeout, kProtocolError,
-  // kCallFailed (connection closed).
+  // Errors: kUnknownInterface (any context not accepted, or bind_nak: last_bind_rejection() says
+  // which and why), kTimeout, kProtocolError, kCallFailed (connection closed).
   std::expected<void, std::error_code> bind(const std::vector<rpc::SyntaxId>& interfaces);
 
   // One call on context `p_cont_id`. Errors: kCallFailed with last_fault() set when the server
   // answered with a fault; kTimeout; kProtocolError (undecodable PDU, MSG_CTRUNC, unexpected
-  // PDU type or call_id); kCallFailed (connection closed); kServerUnavailable (not usable).
+  // PDU type or call_id, a response stub larger than max_response()); kCallFailed (connection
+  // closed); kServerUnavailable (not usable).
   std::expected<CallReply, std::error_code> call(std::uint16_t p_cont_id, std::uint16_t opnum,
                                                  std::span<const std::uint8_t> stub);
 
   // Per-operation deadline for bind() and call() (default 5 s).
   void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
+  // Largest reassembled response stub call() accepts (default 64 MiB); more is kProtocolError.
+  void set_max_response(std::size_t bytes) { max_response_ = bytes; }
+  std::size_t max_response() const { return max_response_; }
   std::optional<std::uint32_t> last_fault() const { return last_fault_; }
+  std::optional<BindRejection> last_bind_rejection() const { return last_rejection_; }
   std::uint16_t max_xmit_frag() const { return max_xmit_frag_; }
   std::uint32_t assoc_group_id() const { return assoc_group_id_; }
   std::string secondary_address() const { return sec_addr_; }
@@ -78,7 +98,9 @@ class SyncClient {
   std::uint16_t max_recv_frag_ = 0;
   std::uint32_t assoc_group_id_ = 0;
   std::string sec_addr_;
+  std::size_t max_response_ = 64u << 20;
   std::optional<std::uint32_t> last_fault_;
+  std::optional<BindRejection> last_rejection_;
   bool broken_ = false;
 };
 

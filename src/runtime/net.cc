@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -256,6 +257,32 @@ std::uint16_t local_port(int socket) {
   if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
   if (ss.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
   return 0;
+}
+
+std::expected<Fd, std::error_code> connect_stream(const sockaddr* sa, socklen_t len,
+                                                  std::chrono::milliseconds timeout) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + timeout;
+  Fd fd(::socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd) return std::unexpected(std::error_code(errno, std::system_category()));
+  if (::connect(fd.get(), sa, len) == 0) return fd;
+  if (errno != EINPROGRESS) return std::unexpected(std::error_code(errno, std::system_category()));
+  for (;;) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) return std::unexpected(std::make_error_code(std::errc::timed_out));
+    pollfd p{fd.get(), POLLOUT, 0};
+    const int r = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 1 << 30)));
+    if (r > 0) break;
+    if (r < 0 && errno != EINTR)
+      return std::unexpected(std::error_code(errno, std::system_category()));
+  }
+  int err = 0;
+  socklen_t elen = sizeof err;
+  if (::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &elen) != 0)
+    return std::unexpected(std::error_code(errno, std::system_category()));
+  if (err != 0) return std::unexpected(std::error_code(err, std::system_category()));
+  return fd;
 }
 
 }  // namespace rpcgate::runtime

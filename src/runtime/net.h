@@ -6,6 +6,7 @@
 // Every descriptor created here is close-on-exec.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <expected>
@@ -113,6 +114,13 @@ std::optional<ucred> peer_credentials(int socket);
 // the system-wide ip_local_port_range applies then), EINVAL for a bad range.
 std::expected<void, std::error_code> set_local_port_range(int socket, std::uint16_t lo,
                                                           std::uint16_t hi);
+
+// A new stream socket of sa->sa_family (close-on-exec, left non-blocking) connected to `sa`
+// within `timeout` (non-blocking connect + poll). Errors: the errno of socket()/connect() or of
+// SO_ERROR (ECONNREFUSED, ENETUNREACH, EHOSTUNREACH, ENOENT, EAGAIN...); std::errc::timed_out
+// when the deadline passed first.
+std::expected<Fd, std::error_code> connect_stream(const sockaddr* sa, socklen_t len,
+                                                  std::chrono::milliseconds timeout);
 
 // The local port of a bound socket, 0 on error.
 std::uint16_t local_port(int socket);
