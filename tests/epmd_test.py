@@ -20,22 +20,10 @@ import tempfile
 import time
 import unittest
 
-BIN = os.environ.get("RPCGATE_BIN", os.path.join(os.path.dirname(__file__), "..", "build", "bin"))
-EXAMPLES = "/usr/share/doc/python3-impacket/examples"
-ENV = dict(os.environ, PATH="/usr/bin:/bin:/usr/sbin:/sbin")
+import rpcgate_testlib
+from rpcgate_testlib import BIN, ENV, EXAMPLES, Daemon, Server, wait_for
 
-if os.environ.get("RPCGATE_IN_NETNS") != "1":
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        print("SKIP: needs root and unshare for a private network namespace")
-        sys.exit(0)
-    os.execvpe("unshare", ["unshare", "-n", sys.executable, *sys.argv],
-               dict(os.environ, RPCGATE_IN_NETNS="1"))
-
-subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-# Keep the kernel from giving the test pools to our own outgoing connections (the namespace's
-# ephemeral range 32768-60999 covers them): what `rpcgate policy export --format sysctl` is for.
-with open("/proc/sys/net/ipv4/ip_local_reserved_ports", "w") as f:
-    f.write("50000-50199,50500-50501")
+rpcgate_testlib.enter_private_netns("50000-50199,50500-50501")
 
 from impacket.dcerpc.v5 import epm, transport  # noqa: E402
 from impacket.dcerpc.v5.rpcrt import DCERPCException  # noqa: E402
@@ -54,16 +42,6 @@ dynamic_range = "50000-50199"
 """
 INTERNET = range(50000, 50100)
 INTRANET = range(50100, 50200)
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def hept_map(uuid, port=135, version="1.0"):
@@ -86,72 +64,6 @@ def hept_lookup(port=135):
         return epm.hept_lookup(None, dce=dce)
     finally:
         dce.disconnect()
-
-
-class Daemon:
-    """One rpcgate-epmd with its own policy, listener and control socket."""
-
-    def __init__(self, workdir, name, policy_text, port=135, extra=()):
-        self.dir = os.path.join(workdir, name)
-        os.makedirs(self.dir)
-        self.policy = os.path.join(self.dir, "rpcgate.toml")
-        with open(self.policy, "w") as f:
-            f.write(policy_text)
-        self.control = os.path.join(self.dir, "epmd.sock")
-        self.log_path = os.path.join(self.dir, "epmd.log")
-        self.port = port
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [os.path.join(BIN, "rpcgate-epmd"), "--policy", self.policy, "--listen",
-             f"127.0.0.1:{port}", "--control", self.control, "--seed", "1", *extra],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for(lambda: "listening on" in self.read_log() or self.proc.poll() is not None, 10,
-                 "rpcgate-epmd to listen")
-        assert self.proc.poll() is None, self.read_log()
-
-    def read_log(self):
-        with open(self.log_path) as f:
-            return f.read()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-
-
-class Server:
-    """rpcgate-testsrv registered with a daemon: a dynamic port of a class, or a static port."""
-
-    def __init__(self, daemon, uuid, annotation, port_class=None, static_port=None):
-        args = [os.path.join(BIN, "rpcgate-testsrv"), "--epmd", daemon.control, "--uuid", uuid,
-                "--version", "1.0", "--annotation", annotation]
-        if port_class is not None:
-            args += ["--class", port_class]
-        else:
-            args += ["--port", str(static_port or 0), "--listen", "127.0.0.1"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
-        line = self.proc.stdout.readline()  # "port=N", or EOF when it fails
-        self.port = int(line.split("=", 1)[1]) if line.startswith("port=") else None
-
-    def exit_status(self, timeout=5):
-        return self.proc.wait(timeout)
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc.stdout.close()
-        self.proc.stderr.close()
 
 
 class EpmdEndToEnd(unittest.TestCase):

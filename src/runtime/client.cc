@@ -148,6 +148,9 @@ std::expected<void, std::error_code> SyncClient::bind(
   auto bytes = rpc::encode_pdu(rpc::make_pdu(bind, next_call_id_++));
   if (!bytes) return std::unexpected(make_error_code(Errc::kProtocolError));
   if (auto w = write_all(*bytes, deadline); !w) return w;
+  // The bind_ack must fit the max_recv_frag we just offered: a larger frag_length is refused
+  // at once (kProtocolError) instead of waiting for up to 64 KiB from a hostile server.
+  max_recv_frag_ = bind.max_recv_frag;
   std::vector<Fd> fds;
   auto pdu = read_pdu(deadline, fds);
   if (!pdu) return std::unexpected(pdu.error());
