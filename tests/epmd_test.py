@@ -392,6 +392,25 @@ use_internet_ports = "Y"
         self.assertEqual(hept_map(BETA), f"ncacn_ip_tcp:127.0.0.1[{static.port}]")
         self.assertGreaterEqual(len(hept_lookup()), 2)
 
+    def test_sighup_reloads_the_policy(self):
+        d = Daemon(self.workdir, "reload", """[policy]
+ports = ["70000"]
+ports_internet_available = "Y"
+use_internet_ports = "Y"
+""", port=135)
+        self.daemons.append(d)
+        s = Server(d, ALPHA, "alpha", port_class="internet")
+        self.servers.append(s)
+        self.assertEqual(s.exit_status(), 87)
+        with open(d.policy, "w") as f:
+            f.write(POLICY)
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reloaded" in d.read_log(), 5, "the reload")
+        s = Server(d, ALPHA, "alpha", port_class="internet")
+        self.servers.append(s)
+        self.assertIn(s.port, INTERNET)
+        self.assertEqual(hept_map(ALPHA), f"ncacn_ip_tcp:127.0.0.1[{s.port}]")
+
     def test_exhausted_class_fails_with_1721_and_a_killed_holder_returns_its_port(self):
         d = Daemon(self.workdir, "tiny", """[policy]
 ports = ["50500"]
