@@ -6,7 +6,8 @@
 //   static Result<X...> decode(std::span<const std::uint8_t> stub, Endian endian);
 //   std::vector<std::uint8_t> encode(Endian endian) const;
 // decode() reads one whole NDR20 stub in `endian` (the PDU's drep) and fails on anything else:
-// ndr::Errc::kTruncated (every proper prefix of a valid stub), kTrailingBytes (bytes after the
+// ndr::Errc::kTruncated (a proper prefix of a valid stub; kCountOverLimit when the cut falls in
+// an array body, whose count then exceeds what remains), kTrailingBytes (bytes after the
 // last parameter), kCountInconsistent (a size_is(len) array whose conformance is not len, or an
 // echo_Surrounding whose max_count is not x), kCountOverLimit (a count above the limits below,
 // checked before anything is allocated), kBadUnionDiscriminant (a union switch value with no arm,
