@@ -193,6 +193,55 @@ class EpmdEndToEnd(unittest.TestCase):
         self.assertEqual(hept_map(ALPHA), f"ncacn_ip_tcp:127.0.0.1[{alpha.port}]")
 
 
+def ept_insert_over_tcp(uuid, port, annotation, port_135=135):
+    """ept_insert (opnum 0) over TCP with Impacket's NDR types (Impacket 0.10.0 has the entry
+    types but not the call). Returns (status, dce): the connection is the registration's lease."""
+    from impacket.dcerpc.v5.ndr import NDRCALL, NDRUniConformantArray
+    from impacket.dcerpc.v5.dtypes import ULONG
+
+    class EntryArray(NDRUniConformantArray):
+        item = epm.ept_entry_t
+
+    class EptInsert(NDRCALL):
+        opnum = 0
+        structure = (("num_ents", ULONG), ("entries", EntryArray), ("replace", ULONG))
+
+    tower = epm.EPMTower()
+    iface = epm.EPMRPCInterface()
+    iface["InterfaceUUID"] = uuidtup_to_bin((uuid, "1.0"))[:16]
+    iface["MajorVersion"] = 1
+    iface["MinorVersion"] = 0
+    rep = epm.EPMRPCDataRepresentation()
+    rep["DataRepUuid"] = uuidtup_to_bin(("8a885d04-1ceb-11c9-9fe8-08002b104860", "2.0"))[:16]
+    rep["MajorVersion"] = 2
+    rep["MinorVersion"] = 0
+    proto = epm.EPMProtocolIdentifier()
+    proto["ProtIdentifier"] = 0x0b
+    port_floor = epm.EPMPortAddr()
+    port_floor["IpPort"] = port
+    host = epm.EPMHostAddr()
+    host["Ip4addr"] = socket.inet_aton("0.0.0.0")
+    tower["NumberOfFloors"] = 5
+    tower["Floors"] = (iface.getData() + rep.getData() + proto.getData() + port_floor.getData() +
+                       host.getData())
+    entry = epm.ept_entry_t()
+    entry["object"] = b"\0" * 16
+    entry["tower"]["tower_length"] = len(tower)
+    entry["tower"]["tower_octet_string"] = tower.getData()
+    entry["annotation"] = annotation.encode() + b"\0"
+    req = EptInsert()
+    req["num_ents"] = 1
+    req["entries"].append(entry)
+    req["replace"] = 1
+    t = transport.DCERPCTransportFactory(f"ncacn_ip_tcp:127.0.0.1[{port_135}]")
+    dce = t.get_dce_rpc()
+    dce.connect()
+    dce.bind(epm.MSRPC_UUID_PORTMAP)
+    dce.call(req.opnum, req)
+    answer = dce.recv()
+    return int.from_bytes(answer[-4:], "little"), dce
+
+
 class EpmdOptions(unittest.TestCase):
     def setUp(self):
         self.workdir = tempfile.mkdtemp(prefix="rpcgate-epmd-")
@@ -247,6 +296,30 @@ advertise = "192.0.2.10"
         bindings = {epm.PrintStringBinding(e["tower"]["Floors"]) for e in hept_lookup(port=1135)}
         self.assertIn(f"ncacn_ip_tcp:192.0.2.10[{server.port}]", bindings)
         self.assertIn("ncacn_ip_tcp:192.0.2.10[1135]", bindings)
+
+    def test_registration_over_tcp_is_loopback_only_and_configurable(self):
+        d = Daemon(self.workdir, "tcpreg", POLICY, port=135)
+        self.cleanup.append(d.stop)
+        status, dce = ept_insert_over_tcp(GAMMA, 50150, "registered over tcp")
+        self.assertEqual(status, 0)
+        self.assertEqual(hept_map(GAMMA), "ncacn_ip_tcp:127.0.0.1[50150]")
+        dce.disconnect()  # the TCP connection was the lease
+        def gone():
+            try:
+                hept_map(GAMMA)
+                return False
+            except DCERPCException as e:
+                return "ept_s_not_registered" in str(e)
+
+        wait_for(gone, 1.0, "the entry to go with its connection")
+        d.stop()
+        self.cleanup.remove(d.stop)
+        refusing = Daemon(self.workdir, "notcpreg", POLICY, port=135,
+                          extra=("--no-tcp-registration",))
+        self.cleanup.append(refusing.stop)
+        status, dce = ept_insert_over_tcp(GAMMA, 50150, "refused")
+        dce.disconnect()
+        self.assertEqual(status, 0x16C9A0CD)  # ept_s_cant_perform_op
 
     def test_bad_usage_and_unreadable_policy_exit_2(self):
         epmd = os.path.join(BIN, "rpcgate-epmd")
@@ -303,6 +376,25 @@ use_internet_ports = "Y"
         self.assertIsNotNone(static.port)
         self.assertEqual(hept_map(BETA), f"ncacn_ip_tcp:127.0.0.1[{static.port}]")
         self.assertGreaterEqual(len(hept_lookup()), 2)
+
+    def test_sighup_reloads_the_policy(self):
+        d = Daemon(self.workdir, "reload", """[policy]
+ports = ["70000"]
+ports_internet_available = "Y"
+use_internet_ports = "Y"
+""", port=135)
+        self.daemons.append(d)
+        s = Server(d, ALPHA, "alpha", port_class="internet")
+        self.servers.append(s)
+        self.assertEqual(s.exit_status(), 87)
+        with open(d.policy, "w") as f:
+            f.write(POLICY)
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reloaded" in d.read_log(), 5, "the reload")
+        s = Server(d, ALPHA, "alpha", port_class="internet")
+        self.servers.append(s)
+        self.assertIn(s.port, INTERNET)
+        self.assertEqual(hept_map(ALPHA), f"ncacn_ip_tcp:127.0.0.1[{s.port}]")
 
     def test_exhausted_class_fails_with_1721_and_a_killed_holder_returns_its_port(self):
         d = Daemon(self.workdir, "tiny", """[policy]

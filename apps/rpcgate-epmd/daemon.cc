@@ -1,6 +1,7 @@
 #include "daemon.h"
 
 #include <cstdlib>
+#include <functional>
 #include <map>
 
 #include <asio.hpp>
@@ -251,6 +252,29 @@ int run(const Config& config, policy::Policy policy) {
     server.stop();
     io.stop();
   });
+
+  // SIGHUP: read the policy again; new allocations follow it at once (Windows needs a reboot,
+  // Samba a restart). Held ports the new policy still contains stay held; the others stay with
+  // their servers until they exit but are no longer tracked (logged).
+  asio::signal_set hangup(io, SIGHUP);
+  std::function<void(const std::error_code&, int)> on_hangup = [&](const std::error_code& ec, int) {
+    if (ec) return;
+    sd_notify(0, "RELOADING=1");
+    auto fresh = load_policy(config.policy_file);
+    if (!fresh) {
+      spdlog::error("SIGHUP: policy not reloaded, keeping {}: {}", policy.source, fresh.error());
+    } else {
+      policy = std::move(*fresh);
+      const auto report = broker.reload(policy);
+      spdlog::info("SIGHUP: policy {} reloaded: {}; {} held port(s) kept, {} outside it now",
+                   policy.source, describe_policy(policy), report.kept.size(),
+                   report.dropped.size());
+      log_invalid_policy(policy);
+    }
+    sd_notify(0, "READY=1");
+    hangup.async_wait(on_hangup);
+  };
+  hangup.async_wait(on_hangup);
 
   sd_notify(0, "READY=1");
   io.run();

@@ -30,6 +30,7 @@
 #include "common/uuid.h"
 #include "ndr/errc.h"
 #include "ndr/ndr.h"
+#include "rpc/status.h"
 
 namespace rpcgate::ndr::epm {
 
@@ -41,9 +42,10 @@ inline constexpr std::uint16_t kOpnumEptDelete = 1;
 inline constexpr std::uint16_t kOpnumEptInqObject = 5;
 inline constexpr std::uint16_t kOpnumEptMgmtDelete = 6;
 inline constexpr std::uint32_t kMaxAnnotationSize = 64;  // ept_max_annotation_size
-inline constexpr std::uint32_t kEptSNotRegistered = 0x16c9a0d6;
-inline constexpr std::uint32_t kEptSCantPerformOp = 0x16c9a0cd;
-inline constexpr std::uint32_t kEptSInvalidEntry = 0x16c9a0d3;
+// EPM operation status values; rpc/status.h is the one table of codes and names.
+inline constexpr std::uint32_t kEptSNotRegistered = rpc::status::kEptSNotRegistered;
+inline constexpr std::uint32_t kEptSCantPerformOp = rpc::status::kEptSCantPerformOp;
+inline constexpr std::uint32_t kEptSInvalidEntry = rpc::status::kEptSInvalidEntry;
 
 // inquiry_type and vers_option values (C706 / MS-RPCE numbering; Samba's IDL is off by one).
 inline constexpr std::uint32_t kRpcCEpAllElts = 0;

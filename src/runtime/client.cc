@@ -56,22 +56,7 @@ std::expected<SyncClient, std::error_code> SyncClient::connect_unix(
 std::expected<SyncClient, std::error_code> SyncClient::connect_tcp(
     const asio::ip::address& address, std::uint16_t port, std::chrono::milliseconds timeout) {
   sockaddr_storage ss{};
-  socklen_t len;
-  if (address.is_v4()) {
-    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(port);
-    auto b = address.to_v4().to_bytes();
-    std::memcpy(&sin->sin_addr, b.data(), 4);
-    len = sizeof *sin;
-  } else {
-    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    sin6->sin6_family = AF_INET6;
-    sin6->sin6_port = htons(port);
-    auto b = address.to_v6().to_bytes();
-    std::memcpy(&sin6->sin6_addr, b.data(), 16);
-    len = sizeof *sin6;
-  }
+  const socklen_t len = make_sockaddr(address, port, ss);
   auto fd = connect_sockaddr(reinterpret_cast<sockaddr*>(&ss), len, timeout);
   if (!fd) return std::unexpected(fd.error());
   return SyncClient(std::move(*fd));

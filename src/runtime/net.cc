@@ -19,28 +19,6 @@ std::error_code last_error() {
   return {errno, std::system_category()};
 }
 
-// sockaddr for address:port.
-socklen_t make_sockaddr(const asio::ip::address& address, std::uint16_t port,
-                        sockaddr_storage& ss) {
-  std::memset(&ss, 0, sizeof ss);
-  if (address.is_v4()) {
-    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(port);
-    auto bytes = address.to_v4().to_bytes();
-    std::memcpy(&sin->sin_addr, bytes.data(), bytes.size());
-    return sizeof(sockaddr_in);
-  }
-  auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
-  sin6->sin6_family = AF_INET6;
-  sin6->sin6_port = htons(port);
-  auto v6 = address.to_v6();
-  auto bytes = v6.to_bytes();
-  std::memcpy(&sin6->sin6_addr, bytes.data(), bytes.size());
-  sin6->sin6_scope_id = v6.scope_id();
-  return sizeof(sockaddr_in6);
-}
-
 // One listening socket on address:port, or the errno.
 std::expected<Fd, std::error_code> listen_one(const asio::ip::address& address, std::uint16_t port,
                                               int backlog) {
@@ -64,6 +42,27 @@ std::expected<Fd, std::error_code> listen_one(const asio::ip::address& address, 
 }
 
 }  // namespace
+
+socklen_t make_sockaddr(const asio::ip::address& address, std::uint16_t port,
+                        sockaddr_storage& ss) {
+  std::memset(&ss, 0, sizeof ss);
+  if (address.is_v4()) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(port);
+    auto bytes = address.to_v4().to_bytes();
+    std::memcpy(&sin->sin_addr, bytes.data(), bytes.size());
+    return sizeof(sockaddr_in);
+  }
+  auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  sin6->sin6_family = AF_INET6;
+  sin6->sin6_port = htons(port);
+  auto v6 = address.to_v6();
+  auto bytes = v6.to_bytes();
+  std::memcpy(&sin6->sin6_addr, bytes.data(), bytes.size());
+  sin6->sin6_scope_id = v6.scope_id();
+  return sizeof(sockaddr_in6);
+}
 
 Fd& Fd::operator=(Fd&& other) noexcept {
   if (this != &other) reset(other.release());

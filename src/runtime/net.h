@@ -64,6 +64,10 @@ struct TcpListeners {
 
 // "1.2.3.4:5" / "[::1]:5".
 std::string format_endpoint(const asio::ip::address& address, std::uint16_t port);
+
+// Fills `ss` with address:port (IPv6 scope id kept) and returns the length to pass to
+// bind()/connect().
+socklen_t make_sockaddr(const asio::ip::address& address, std::uint16_t port, sockaddr_storage& ss);
 // Formats an AF_INET/AF_INET6/AF_UNIX sockaddr ("unix:PATH" for named Unix sockets, "unix" for
 // unnamed ones); "?" for anything else.
 std::string format_sockaddr(const sockaddr* sa, socklen_t len);

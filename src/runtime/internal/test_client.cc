@@ -51,22 +51,7 @@ std::vector<std::uint8_t> bind_pdu(const std::string& uuid, std::uint16_t major,
 std::optional<RawConn> RawConn::tcp(std::uint16_t port, std::string address) {
   auto addr = asio::ip::make_address(address);
   sockaddr_storage ss{};
-  socklen_t len;
-  if (addr.is_v4()) {
-    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(port);
-    auto b = addr.to_v4().to_bytes();
-    std::memcpy(&sin->sin_addr, b.data(), 4);
-    len = sizeof *sin;
-  } else {
-    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    sin6->sin6_family = AF_INET6;
-    sin6->sin6_port = htons(port);
-    auto b = addr.to_v6().to_bytes();
-    std::memcpy(&sin6->sin6_addr, b.data(), 16);
-    len = sizeof *sin6;
-  }
+  const socklen_t len = make_sockaddr(addr, port, ss);
   Fd fd(::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd || ::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) return std::nullopt;
   return RawConn(std::move(fd));

@@ -47,19 +47,16 @@
 #include "common/uuid.h"
 #include "runtime/epmd_client.h"
 #include "runtime/internal/test_interface.h"
+#include "runtime/registrant.h"
 #include "runtime/server.h"
 
 namespace {
 
 using rpcgate::runtime::EpmdClient;
+using rpcgate::runtime::exit_status;
 using rpcgate::runtime::Server;
 
 constexpr int kExitUsage = 2;
-
-int exit_status(int code) {
-  const int s = code & 0xff;
-  return s == 0 ? 1 : s;
-}
 
 int fail(const std::string& what, std::error_code ec) {
   std::cerr << "rpcgate-testsrv: " << what << ": error " << ec.value() << " (" << ec.message()
@@ -145,12 +142,9 @@ int main(int argc, char** argv) {
   std::uint16_t served = 0;
   if (!class_name.empty()) {
     const auto cls = rpcgate::policy::parse_port_class(class_name);
-    auto a = epmd->allocate_port(*cls);
-    if (!a) return fail("cannot allocate a port of class " + class_name, a.error());
-    served = a->port;
-    for (auto& fd : a->fds)
-      if (auto p = server.adopt_listener(fd.release()); !p)
-        return fail("cannot serve the allocated socket", p.error());
+    auto p = rpcgate::runtime::serve_broker_port(server, *epmd, *cls);
+    if (!p) return fail("cannot allocate a port of class " + class_name, p.error());
+    served = *p;
   } else {
     std::vector<asio::ip::address> addresses;
     for (const auto& text : listen) {
@@ -203,11 +197,7 @@ int main(int argc, char** argv) {
   }
   std::unique_ptr<asio::posix::stream_descriptor> lease;
   if (epmd) {
-    // The EpmdClient is idle after startup: readiness means epmd closed the connection (or sent
-    // something it should not); either way the registration is gone.
-    lease = std::make_unique<asio::posix::stream_descriptor>(io, ::dup(epmd->native_handle()));
-    lease->async_wait(asio::posix::stream_descriptor::wait_read, [&](const asio::error_code& ec) {
-      if (ec) return;
+    lease = rpcgate::runtime::watch_lease(io, *epmd, [&] {
       std::cerr << "rpcgate-testsrv: rpcgate-epmd closed the connection: error 1722\n";
       quit(exit_status(1722));
     });
