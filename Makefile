@@ -59,17 +59,12 @@ fuzz-smoke: fuzz-build
 	  rm -rf $$scratch; \
 	done
 
-# The main job: the endpoint mapper and port broker in the foreground on the embedded default
-# (0.0.0.0:135 and [::]:135, control socket /run/rpcgate/epmd.sock, no port restriction).
-# Override with EPMD_ARGS, e.g. make run EPMD_ARGS="--listen 127.0.0.1:1135 --policy my.reg".
-EPMD_ARGS ?=
+# The main job: rpcgate-epmd (endpoint mapper + port broker) and rpcgate-echo (a server that takes
+# a dynamic port and registers) in the foreground, on the embedded default: 0.0.0.0:135 and
+# [::]:135, control socket /run/rpcgate/epmd.sock, no port restriction. If 135 is taken:
+#   make run LISTEN=127.0.0.1:1135        (more: CONTROL=..., EPMD_ARGS="--policy my.reg")
 run: build
-	@./build/bin/rpcgate policy show
-	@echo
-	@echo "Starting rpcgate-epmd (Ctrl-C stops it). In another shell try:"
-	@echo "  /usr/bin/python3 /usr/share/doc/python3-impacket/examples/rpcdump.py 127.0.0.1"
-	@echo
-	./build/bin/rpcgate-epmd $(EPMD_ARGS)
+	@scripts/run.sh
 
 format:
 	git ls-files '*.cc' '*.h' | xargs clang-format -i
