@@ -21,12 +21,12 @@ import time
 import unittest
 
 import rpcgate_testlib
-from rpcgate_testlib import BIN, ENV, EXAMPLES, Daemon, Server
+from rpcgate_testlib import BIN, ENV, EXAMPLES, Daemon, Server, hept_map
 
 rpcgate_testlib.enter_private_netns("50000-50199")
 
-from impacket.dcerpc.v5 import epm, mgmt, transport  # noqa: E402
-from impacket.uuid import bin_to_uuidtup, uuidtup_to_bin  # noqa: E402
+from impacket.dcerpc.v5 import mgmt, transport  # noqa: E402
+from impacket.uuid import bin_to_uuidtup  # noqa: E402
 
 RPCGATE = os.path.join(BIN, "rpcgate")
 EPM_UUID = "e1af8308-5d1f-11c9-91a4-08002b14a0fa"
@@ -76,17 +76,6 @@ def parse_rpcdump(text):
             out.add((m.group(1).lower(), m.group(2), line.strip(), m.group(3)))
     return out
 
-
-def hept_map(uuid, version="1.0"):
-    t = transport.DCERPCTransportFactory("ncacn_ip_tcp:127.0.0.1[135]")
-    t.set_connect_timeout(5)
-    dce = t.get_dce_rpc()
-    dce.connect()
-    try:
-        return epm.hept_map("127.0.0.1", uuidtup_to_bin((uuid, version)), protocol="ncacn_ip_tcp",
-                            dce=dce)
-    finally:
-        dce.disconnect()
 
 
 def impacket_if_ids(port):

@@ -20,46 +20,21 @@ import threading
 import time
 import unittest
 
-BIN = os.environ.get("RPCGATE_BIN", os.path.join(os.path.dirname(__file__), "..", "build", "bin"))
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-if os.environ.get("RPCGATE_IN_NETNS") != "1":
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        print("SKIP: needs root and unshare for a private network namespace")
-        sys.exit(0)
-    os.execvpe("unshare", ["unshare", "-n", sys.executable, *sys.argv],
-               dict(os.environ, RPCGATE_IN_NETNS="1"))
-
-subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-with open("/proc/sys/net/ipv4/ip_local_reserved_ports", "w") as f:
-    f.write("50000-50199")
-
 sys.path.insert(0, HERE)
+import rpcgate_testlib  # noqa: E402
+from rpcgate_testlib import (BIN, INTERNET, INTRANET, POLICY, Daemon, hept_lookup,  # noqa: E402
+                             hept_map, wait_for)
+
+rpcgate_testlib.enter_private_netns("50000-50199")
+
 from impacket.dcerpc.v5 import epm, transport  # noqa: E402
 from impacket.dcerpc.v5.rpcrt import DCERPCException  # noqa: E402
-from impacket.uuid import uuidtup_to_bin  # noqa: E402
 
 import rpcecho_impacket as echo  # noqa: E402
 
-POLICY = """[policy]
-ports = ["50000-50099"]
-ports_internet_available = "Y"
-use_internet_ports = "N"
-dynamic_range = "50000-50199"
-"""
-INTERNET = range(50000, 50100)
-INTRANET = range(50100, 50200)
 PI_ERROR = "8388608"  # Wireshark's expert severity "error" (0x00800000)
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def connect(port):
@@ -81,57 +56,15 @@ def same_but_pad(ours, theirs):
         a == b or (a == 0 and 0xaa <= b <= 0xbf) for a, b in zip(ours, theirs))
 
 
-def hept_map(uuid):
-    return epm.hept_map("127.0.0.1", uuidtup_to_bin((uuid, "1.0")), protocol="ncacn_ip_tcp")
-
-
 def lookup_ports():
-    t = transport.DCERPCTransportFactory("ncacn_ip_tcp:127.0.0.1[135]")
-    dce = t.get_dce_rpc()
-    dce.connect()
-    try:
-        entries = epm.hept_lookup(None, dce=dce)
-    finally:
-        dce.disconnect()
     ports = set()
-    for entry in entries:
+    for entry in hept_lookup():
         if entry["tower"]["Floors"][0]["InterfaceUUID"] != echo.MSRPC_UUID_RPCECHO[:16]:
             continue
         binding = epm.PrintStringBinding(entry["tower"]["Floors"])
         if binding.startswith("ncacn_ip_tcp:"):
             ports.add(int(binding.split("[")[1].rstrip("]")))
     return ports
-
-
-class Epmd:
-    def __init__(self, workdir):
-        self.policy = os.path.join(workdir, "rpcgate.toml")
-        with open(self.policy, "w") as f:
-            f.write(POLICY)
-        self.control = os.path.join(workdir, "epmd.sock")
-        self.log_path = os.path.join(workdir, "epmd.log")
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [os.path.join(BIN, "rpcgate-epmd"), "--policy", self.policy, "--listen",
-             "127.0.0.1:135", "--control", self.control, "--seed", "1"],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for(lambda: "listening on" in self.read_log() or self.proc.poll() is not None, 10,
-                 "rpcgate-epmd to listen")
-        assert self.proc.poll() is None, self.read_log()
-
-    def read_log(self):
-        with open(self.log_path) as f:
-            return f.read()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
 
 class Echo:
@@ -191,7 +124,7 @@ class EchoEndToEnd(unittest.TestCase):
         cls.capture = None
         if shutil.which("tshark"):
             cls.capture = Capture(os.path.join(cls.workdir, "session.pcapng"))
-        cls.epmd = Epmd(cls.workdir)
+        cls.epmd = Daemon(cls.workdir, "epmd", POLICY)
         cls.echo_ports = set()
         cls.main = Echo("--control", cls.epmd.control, "--class", "default")
         assert cls.main.port, cls.main.proc.stderr.read()

@@ -21,7 +21,8 @@ import time
 import unittest
 
 import rpcgate_testlib
-from rpcgate_testlib import BIN, ENV, EXAMPLES, Daemon, Server, wait_for
+from rpcgate_testlib import (BIN, ENV, EXAMPLES, INTERNET, INTRANET, POLICY, Daemon, Server,
+                             hept_lookup, hept_map, wait_for)
 
 rpcgate_testlib.enter_private_netns("50000-50199,50500-50501")
 
@@ -34,37 +35,6 @@ BETA = "11111111-2222-3333-4444-555555555502"
 GAMMA = "11111111-2222-3333-4444-555555555503"
 
 # Internet 50000-50099, intranet 50100-50199 (the rest of the dynamic range), default intranet.
-POLICY = """[policy]
-ports = ["50000-50099"]
-ports_internet_available = "Y"
-use_internet_ports = "N"
-dynamic_range = "50000-50199"
-"""
-INTERNET = range(50000, 50100)
-INTRANET = range(50100, 50200)
-
-
-def hept_map(uuid, port=135, version="1.0"):
-    t = transport.DCERPCTransportFactory(f"ncacn_ip_tcp:127.0.0.1[{port}]")
-    t.set_connect_timeout(5)
-    dce = t.get_dce_rpc()
-    dce.connect()
-    try:
-        return epm.hept_map("127.0.0.1", uuidtup_to_bin((uuid, version)), protocol="ncacn_ip_tcp",
-                            dce=dce)
-    finally:
-        dce.disconnect()
-
-
-def hept_lookup(port=135):
-    t = transport.DCERPCTransportFactory(f"ncacn_ip_tcp:127.0.0.1[{port}]")
-    dce = t.get_dce_rpc()
-    dce.connect()
-    try:
-        return epm.hept_lookup(None, dce=dce)
-    finally:
-        dce.disconnect()
-
 
 class EpmdEndToEnd(unittest.TestCase):
     @classmethod

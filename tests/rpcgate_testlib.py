@@ -35,6 +35,45 @@ def enter_private_netns(reserved_ports):
         f.write(reserved_ports)
 
 
+# The pools most tests use: Internet 50000-50099, intranet 50100-50199 (the rest of the dynamic
+# range), default class intranet. Reserve them with enter_private_netns("50000-50199").
+POLICY = """[policy]
+ports = ["50000-50099"]
+ports_internet_available = "Y"
+use_internet_ports = "N"
+dynamic_range = "50000-50199"
+"""
+INTERNET = range(50000, 50100)
+INTRANET = range(50100, 50200)
+
+
+def hept_map(uuid, port=135, version="1.0"):
+    """Impacket's ept_map for ncacn_ip_tcp on 127.0.0.1:port (the binding keeps the dialled host)."""
+    from impacket.dcerpc.v5 import epm, transport
+    from impacket.uuid import uuidtup_to_bin
+    t = transport.DCERPCTransportFactory(f"ncacn_ip_tcp:127.0.0.1[{port}]")
+    t.set_connect_timeout(5)
+    dce = t.get_dce_rpc()
+    dce.connect()
+    try:
+        return epm.hept_map("127.0.0.1", uuidtup_to_bin((uuid, version)), protocol="ncacn_ip_tcp",
+                            dce=dce)
+    finally:
+        dce.disconnect()
+
+
+def hept_lookup(port=135):
+    """Every entry, paged by Impacket's ept_lookup."""
+    from impacket.dcerpc.v5 import epm, transport
+    t = transport.DCERPCTransportFactory(f"ncacn_ip_tcp:127.0.0.1[{port}]")
+    dce = t.get_dce_rpc()
+    dce.connect()
+    try:
+        return epm.hept_lookup(None, dce=dce)
+    finally:
+        dce.disconnect()
+
+
 def wait_for(predicate, timeout, what):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
