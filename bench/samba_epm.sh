@@ -13,7 +13,8 @@
 #
 # Environment: SAMBA_EPM_TIMEOUT, SAMBA_EPM_STOP_TIMEOUT, SAMBA_EPM_DEBUG (Samba debug level, 0),
 # SAMBA_EPM_PORTS (dynamic port range, 50200-50299: outside rpcgate's pools 50000-50199),
-# SAMBA_EPM_ANY_NETNS=1 to skip the "looks like a private namespace" guard.
+# SAMBA_EPM_ANY_NETNS=1 to skip the "looks like a private namespace" guard (no UP link but lo)
+# and the per-namespace net.ipv4.ip_local_reserved_ports setting.
 set -euo pipefail
 
 LIBEXEC=/usr/libexec/samba
@@ -51,8 +52,9 @@ start() {
   # Guard: this binds 135 and 50200+ on lo; it is meant for a private namespace (only lo).
   if [ "${SAMBA_EPM_ANY_NETNS:-0}" != 1 ]; then
     local links
-    links=$(ip -o link show | awk -F': ' '{print $2}' | grep -v '^lo$' || true)
-    [ -z "$links" ] || die "not in a private network namespace (links: $(echo $links)); use unshare -n, or SAMBA_EPM_ANY_NETNS=1"
+    # (a new namespace may hold DOWN tunnel devices such as sit0/tunl0: only UP links count)
+    links=$(ip -o link show up | awk -F': ' '{print $2}' | grep -v '^lo$' || true)
+    [ -z "$links" ] || die "not in a private network namespace (links up: $(echo $links)); use unshare -n, or SAMBA_EPM_ANY_NETNS=1"
   fi
   [[ $(ip -o addr show dev lo 2>/dev/null) == *" 127.0.0.1/"* ]] || die "lo has no 127.0.0.1: run 'ip link set lo up' in the namespace first"
   if [ -n "$(ss -Hltn 'sport = :135')" ]; then
@@ -107,10 +109,15 @@ EOF
   pid=$!
   echo "$pid" >"$d/samba-dcerpcd.pid"
 
-  if ! "$PY" "$HERE/samba_epm_check.py" --list --wait "$TIMEOUT" --pid "$pid" \
+  if ! "$PY" "$HERE/samba_epm_check.py" --list --wait "$TIMEOUT" --pid "$pid" --log "$d/log/samba.log" \
         >"$d/interfaces.txt" 2>"$d/log/check.err"; then
     cat "$d/log/check.err" >&2
     log_tail "$d"
+    if ! alive "$pid"; then
+      local st=0; wait "$pid" || st=$?; echo "samba_epm: samba-dcerpcd exited with status $st" >&2
+      # At debug level 0 a bad smb.conf makes it exit 1 silently: let testparm say why.
+      testparm -s "$d/smb.conf" >/dev/null 2>"$d/log/testparm.err" || { echo "---- testparm:" >&2; tail -n 5 "$d/log/testparm.err" >&2; }
+    fi
     stop "$d" >/dev/null 2>&1 || true
     die "samba-dcerpcd did not become ready (see $d/log)"
   fi

@@ -5,8 +5,9 @@ Run as /usr/bin/python3 (Debian's python3-impacket 0.10.0), inside the network n
 bench/samba_epm.sh started samba-dcerpcd.
 
 Modes:
-  --list [--wait S] [--pid P]
-      Wait (at most S seconds; give up early if process P dies) until HOST:135 answers an
+  --list [--wait S] [--pid P] [--log FILE]
+      Wait (at most S seconds; give up early if process P dies or FILE reports a failed socket
+      bind: samba-dcerpcd keeps running without the port) until HOST:135 answers an
       epm.hept_map for winreg, then print every ncacn_ip_tcp entry of the endpoint database as
       "uuid major.minor port", one per line, sorted. The listing uses ept_lookup with its own
       paging loop that accepts Samba's last-batch status (see below). Exit 0, or 1 on timeout.
@@ -124,6 +125,12 @@ def cmd_list(a):
             print("samba_epm_check: process %d exited before %s:135 answered (last: %r)"
                   % (a.pid, a.host, last), file=sys.stderr)
             return 1
+        if a.log and os.path.exists(a.log):
+            with open(a.log, errors="replace") as f:
+                if "Failed to create socket" in f.read():
+                    print("samba_epm_check: samba-dcerpcd could not bind a port (see %s)" % a.log,
+                          file=sys.stderr)
+                    return 1
         if time.monotonic() >= deadline:
             print("samba_epm_check: %s:135 did not answer hept_map(winreg) within %.0f s (last: %r)"
                   % (a.host, a.wait, last), file=sys.stderr)
@@ -191,6 +198,7 @@ def main():
     p.add_argument("--list", action="store_true")
     p.add_argument("--wait", type=float, default=20.0)
     p.add_argument("--pid", type=int, default=0)
+    p.add_argument("--log", help="with --list: give up as soon as this log says a bind failed")
     p.add_argument("--interfaces", help="file of 'uuid version port' lines (samba_epm.sh start output)")
     a = p.parse_args()
     if a.list:
