@@ -116,7 +116,7 @@ EOF
     if ! alive "$pid"; then
       local st=0; wait "$pid" || st=$?; echo "samba_epm: samba-dcerpcd exited with status $st" >&2
       # At debug level 0 a bad smb.conf makes it exit 1 silently: let testparm say why.
-      testparm -s "$d/smb.conf" >/dev/null 2>"$d/log/testparm.err" || { echo "---- testparm:" >&2; tail -n 5 "$d/log/testparm.err" >&2; }
+      testparm -s "$d/smb.conf" >/dev/null 2>"$d/log/testparm.err" || { echo "---- testparm rejects $d/smb.conf (Samba does not name the parameter; check SAMBA_EPM_PORTS=LOW-HIGH within 1024-65535):" >&2; tail -n 3 "$d/log/testparm.err" >&2; }
     fi
     stop "$d" >/dev/null 2>&1 || true
     die "samba-dcerpcd did not become ready (see $d/log)"
