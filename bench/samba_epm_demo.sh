@@ -13,6 +13,9 @@ export HERE D
 timeout 120 unshare -n bash -c '
   set -u
   ip link set lo up
+  # Whatever kills this shell (a closed pipe, ^C, the timeout), do not leave samba-dcerpcd behind.
+  trap "\"\$HERE/samba_epm.sh\" stop \"\$D\" >/dev/null 2>&1" EXIT
+  trap "exit 130" INT TERM HUP PIPE
   echo "== start (netns $(readlink /proc/self/ns/net), dir $D)"
   t0=$(date +%s%N)
   if ! "$HERE/samba_epm.sh" start "$D"; then echo "== start FAILED"; exit 1; fi
