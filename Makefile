@@ -12,7 +12,9 @@ BUILD_PKGS := cmake ninja-build g++-12 clang-19 libclang-rt-19-dev llvm-19 clang
               libgtest-dev libgmock-dev libbenchmark-dev libasio-dev libtomlplusplus-dev \
               libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libsystemd-dev pkg-config
 TEST_PKGS  := python3 python3-impacket tshark iproute2 procps nftables util-linux
-PKGS := $(BUILD_PKGS) $(TEST_PKGS)
+# Bench: Samba's endpoint mapper (samba-dcerpcd + rpcd_epmapper) for bench/epm_side_by_side.sh.
+BENCH_PKGS := samba
+PKGS := $(BUILD_PKGS) $(TEST_PKGS) $(BENCH_PKGS)
 
 .PHONY: all deps configure build test unit asan fuzz-build fuzz-smoke run format format-check clean
 
