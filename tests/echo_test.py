@@ -56,6 +56,19 @@ def same_but_pad(ours, theirs):
         a == b or (a == 0 and 0xaa <= b <= 0xbf) for a, b in zip(ours, theirs))
 
 
+def rpcgate(*args):
+    return subprocess.run([os.path.join(BIN, "rpcgate"), *args], capture_output=True, text=True,
+                          timeout=30)
+
+
+def rpcgate_lookup_ports():
+    """rpcecho's ports as `rpcgate lookup --json` lists them."""
+    r = rpcgate("lookup", "127.0.0.1", "--json")
+    assert r.returncode == 0, r.stderr
+    return {int(e["endpoint"]) for e in json.loads(r.stdout)["entries"]
+            if e["interface"] == echo.UUID and e["protseq"] == "ncacn_ip_tcp"}
+
+
 def lookup_ports():
     ports = set()
     for entry in hept_lookup():
@@ -159,6 +172,8 @@ class EchoEndToEnd(unittest.TestCase):
             f"rpcgate-echo: serving rpcecho {echo.UUID} v1.0 on ncacn_ip_tcp port "
             f"{self.main.port} (class default)")
         self.assertEqual(hept_map(echo.UUID), f"ncacn_ip_tcp:127.0.0.1[{self.main.port}]")
+        self.assertEqual(rpcgate("map", "127.0.0.1", echo.UUID).stdout.strip(),
+                         f"ncacn_ip_tcp:127.0.0.1[{self.main.port}]")
         # ept_insert replaces (DCE epdb_delete_replaceable_entries): the latest registrant of
         # rpcecho on ncacn_ip_tcp is the one the map returns.
         internet = self.start("--class", "internet", "--annotation", "echo internet")
@@ -168,6 +183,8 @@ class EchoEndToEnd(unittest.TestCase):
         intranet = self.start("--class", "intranet")
         self.assertIn(intranet.port, INTRANET)
         self.assertEqual(hept_map(echo.UUID), f"ncacn_ip_tcp:127.0.0.1[{intranet.port}]")
+        self.assertEqual(rpcgate("map", "127.0.0.1", echo.UUID).stdout.strip(),
+                         f"ncacn_ip_tcp:127.0.0.1[{intranet.port}]")
         self.assertEqual(lookup_ports(), {intranet.port})
         # Each serves rpcecho whether or not it is the mapped one.
         for s in (self.main, internet, intranet):
@@ -258,11 +275,14 @@ class EchoEndToEnd(unittest.TestCase):
     def test_d_kill_9_leaves_the_endpoint_map_within_a_second(self):
         victim = self.start("--class", "intranet", "--annotation", "victim")
         self.assertIn(victim.port, lookup_ports())
+        self.assertIn(victim.port, rpcgate_lookup_ports())
         victim.proc.kill()
         victim.proc.wait(5)
         killed = time.monotonic()
-        wait_for(lambda: victim.port not in lookup_ports(), 1.0, "the entry to go")
+        wait_for(lambda: victim.port not in rpcgate_lookup_ports(), 1.0,
+                 "the entry to leave `rpcgate lookup`")
         self.assertLess(time.monotonic() - killed, 1.0)
+        self.assertNotIn(victim.port, lookup_ports())  # and Impacket agrees
 
     def test_e_errors_carry_windows_codes(self):
         missing = Echo("--control", os.path.join(self.workdir, "nope.sock"))
