@@ -86,32 +86,6 @@ std::string version(const rpc::SyntaxId& id) {
   return fmt::format("{}.{}", id.major, id.minor);
 }
 
-// "UUID[:MAJOR.MINOR]" (version default 1.0).
-std::optional<rpc::SyntaxId> parse_interface(const std::string& text) {
-  const auto colon = text.find(':');
-  auto uuid = common::Uuid::parse(text.substr(0, colon));
-  if (!uuid) return std::nullopt;
-  rpc::SyntaxId id{*uuid, 1, 0};
-  if (colon == std::string::npos) return id;
-  const std::string v = text.substr(colon + 1);
-  const auto dot = v.find('.');
-  const char* b = v.data();
-  const char* e = b + v.size();
-  std::uint16_t major = 0, minor = 0;
-  if (dot == std::string::npos) {
-    auto r = std::from_chars(b, e, major);
-    if (r.ec != std::errc{} || r.ptr != e) return std::nullopt;
-  } else {
-    auto r1 = std::from_chars(b, b + dot, major);
-    auto r2 = std::from_chars(b + dot + 1, e, minor);
-    if (r1.ec != std::errc{} || r1.ptr != b + dot || r2.ec != std::errc{} || r2.ptr != e)
-      return std::nullopt;
-  }
-  id.major = major;
-  id.minor = minor;
-  return id;
-}
-
 // A host as typed: an IPv6 literal may come in brackets.
 std::string plain_host(std::string host) {
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
@@ -267,7 +241,7 @@ struct MapArgs : CommonArgs {
 int run_map(const MapArgs& a) {
   auto o = options_of(a);
   if (!o) return usage("--timeout must be a number of seconds in (0, 3600]");
-  auto id = parse_interface(a.interface);
+  auto id = runtime::parse_interface(a.interface);
   if (!id) return usage(fmt::format("\"{}\" is not UUID[:MAJOR.MINOR]", a.interface));
   auto protseq = ndr::parse_protseq(a.protseq);
   if (!protseq) return usage(fmt::format("unknown protocol sequence \"{}\"", a.protseq));
@@ -323,7 +297,7 @@ int run_ifids(const IfidsArgs& a) {
           "BINDING needs a port, e.g. ncacn_ip_tcp:HOST[PORT] (every server exports MGMT, so it "
           "cannot be mapped to one; or give --interface UUID[:MAJOR.MINOR] to find that "
           "interface's server through the endpoint mapper)");
-    auto id = parse_interface(a.interface);
+    auto id = runtime::parse_interface(a.interface);
     if (!id) return usage(fmt::format("\"{}\" is not UUID[:MAJOR.MINOR]", a.interface));
     auto resolved = runtime::resolve_endpoint(b, *id, *o);
     if (!resolved)

@@ -1,6 +1,7 @@
 #include "runtime/rpc_client.h"
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <memory>
 
@@ -90,6 +91,31 @@ std::expected<std::uint16_t, ClientError> tcp_port_of_tower(std::span<const std:
   auto t = connect_target(*b);
   if (!t || !t->port) return std::unexpected(error(Errc::kProtocolError, "tower has no TCP port"));
   return *t->port;
+}
+
+std::optional<rpc::SyntaxId> parse_interface(std::string_view text) {
+  const auto colon = text.find(':');
+  auto uuid = common::Uuid::parse(text.substr(0, colon));
+  if (!uuid) return std::nullopt;
+  rpc::SyntaxId id{*uuid, 1, 0};
+  if (colon == std::string::npos) return id;
+  const std::string_view v = text.substr(colon + 1);
+  const auto dot = v.find('.');
+  const char* b = v.data();
+  const char* e = b + v.size();
+  std::uint16_t major = 0, minor = 0;
+  if (dot == std::string::npos) {
+    auto r = std::from_chars(b, e, major);
+    if (r.ec != std::errc{} || r.ptr != e) return std::nullopt;
+  } else {
+    auto r1 = std::from_chars(b, b + dot, major);
+    auto r2 = std::from_chars(b + dot + 1, e, minor);
+    if (r1.ec != std::errc{} || r1.ptr != b + dot || r2.ec != std::errc{} || r2.ptr != e)
+      return std::nullopt;
+  }
+  id.major = major;
+  id.minor = minor;
+  return id;
 }
 
 std::string format_duration(std::chrono::milliseconds d) {
@@ -216,11 +242,9 @@ std::expected<CallReply, ClientError> RpcClient::call(std::uint16_t p_cont_id, s
   return std::move(*r);
 }
 
-std::expected<ndr::StringBinding, ClientError> ept_map(RpcClient& epm,
-                                                       const rpc::SyntaxId& interface,
-                                                       ndr::Protseq protseq,
-                                                       std::optional<common::Uuid> object,
-                                                       std::uint16_t p_cont_id) {
+std::expected<std::vector<std::uint8_t>, ClientError> ept_map_request_stub(
+    const rpc::SyntaxId& interface, ndr::Protseq protseq, std::optional<common::Uuid> object,
+    std::uint32_t max_towers) {
   ndr::StringBinding want;
   want.protseq = protseq;
   auto tower = ndr::binding_to_tower(want, interface);
@@ -231,9 +255,18 @@ std::expected<ndr::StringBinding, ClientError> ept_map(RpcClient& epm,
   ndr::epm::EptMapRequest req;
   req.object = object.value_or(common::Uuid{});
   req.map_tower = ndr::encode_tower(*tower);
-  req.max_towers = 4;
-  const auto stub = ndr::epm::encode(req, common::Endian::kLittle);
-  auto reply = epm.call(p_cont_id, ndr::epm::kOpnumEptMap, stub);
+  req.max_towers = max_towers;
+  return ndr::epm::encode(req, common::Endian::kLittle);
+}
+
+std::expected<ndr::StringBinding, ClientError> ept_map(RpcClient& epm,
+                                                       const rpc::SyntaxId& interface,
+                                                       ndr::Protseq protseq,
+                                                       std::optional<common::Uuid> object,
+                                                       std::uint16_t p_cont_id) {
+  const auto stub = ept_map_request_stub(interface, protseq, object);
+  if (!stub) return std::unexpected(stub.error());
+  auto reply = epm.call(p_cont_id, ndr::epm::kOpnumEptMap, *stub);
   if (!reply) return std::unexpected(reply.error());
   auto resp = ndr::epm::decode_ept_map_response(reply->stub, reply->endian);
   if (!resp)

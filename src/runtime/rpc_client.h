@@ -26,6 +26,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <vector>
 
@@ -75,6 +76,10 @@ std::expected<ConnectTarget, ClientError> connect_target(const ndr::StringBindin
 // The TCP port of an ncacn_ip_tcp tower's port floor (protocol id 0x07, big-endian; C706 App. L).
 // Errors (kProtocolError, message says why): undecodable tower, not ncacn_ip_tcp.
 std::expected<std::uint16_t, ClientError> tcp_port_of_tower(std::span<const std::uint8_t> octets);
+
+// "UUID[:MAJOR.MINOR]" as people type an interface (version default 1.0; "UUID:3" is 3.0);
+// nullopt when it is not that.
+std::optional<rpc::SyntaxId> parse_interface(std::string_view text);
 
 // "5 s", "1.5 s", "250 ms".
 std::string format_duration(std::chrono::milliseconds d);
@@ -135,6 +140,14 @@ class RpcClient {
 };
 
 // ---- endpoint mapper (EPM v3.0 bound on context p_cont_id of the client) ----
+
+// The ept_map (opnum 3) request stub, NDR20 little-endian, that ept_map() below sends: a map
+// tower for `interface` over `protseq` (NDR 2.0 transfer syntax, no address), object `object`
+// (nullopt = the nil UUID), a NULL entry_handle and `max_towers`. Load generators pre-encode it
+// once (rpcgate-bench). Errors: kInvalidParameter when no tower can be built for `protseq`.
+std::expected<std::vector<std::uint8_t>, ClientError> ept_map_request_stub(
+    const rpc::SyntaxId& interface, ndr::Protseq protseq, std::optional<common::Uuid> object = {},
+    std::uint32_t max_towers = 4);
 
 // ept_map (opnum 3) of `interface` over `protseq` with NDR 2.0, object `object` (nullopt = the
 // nil UUID, as Impacket and Windows send). Returns the first returned tower of that protseq as a
