@@ -97,15 +97,19 @@ class BrokerTest : public ::testing::Test {
   std::vector<BrokerEvent> events_;
 };
 
+// The pools below sit in 27100-27299, under Linux's ephemeral range (32768-60999 by default):
+// these tests run on the host's network beside other tests, and an outgoing connection there
+// could take a pool port inside the ephemeral range, turning an allocation into a false 1721.
+
 TEST_F(BrokerTest, AllocatesListeningSocketsAndReleasesOnClose) {
-  start(policy_of({47100, 47163}));
+  start(policy_of({27100, 27163}));
   {
     auto client = EpmdClient::connect(path_, 2s);
     ASSERT_TRUE(client) << client.error().message();
     auto a = client->allocate_port(policy::PortClass::kInternet);
     ASSERT_TRUE(a) << a.error().message();
-    EXPECT_GE(a->port, 47100);
-    EXPECT_LE(a->port, 47163);
+    EXPECT_GE(a->port, 27100);
+    EXPECT_LE(a->port, 27163);
     ASSERT_GE(a->fds.size(), 1u);
     for (const auto& fd : a->fds) {
       EXPECT_EQ(local_port(fd.get()), a->port);
@@ -158,7 +162,7 @@ std::vector<std::string> map_tcp(std::uint16_t epm_port, const rpc::SyntaxId& in
 }
 
 TEST_F(BrokerTest, AllocateRegisterMapAndTheLeaseEndsOnClose) {
-  start(policy_of({47220, 47229}));
+  start(policy_of({27220, 27229}));
   const auto& iface = testing::test_syntax();
   std::uint16_t port = 0;
   {
@@ -214,7 +218,7 @@ TEST_F(BrokerTest, AllocateRegisterMapAndTheLeaseEndsOnClose) {
 }
 
 TEST_F(BrokerTest, ExhaustionIs1721) {
-  start(policy_of({47170, 47170}));
+  start(policy_of({27170, 27170}));
   auto client = EpmdClient::connect(path_, 2s);
   ASSERT_TRUE(client);
   auto a = client->allocate_port(policy::PortClass::kInternet, broker::kFamilyIpv4);
@@ -235,7 +239,7 @@ TEST_F(BrokerTest, ExhaustionIs1721) {
 }
 
 TEST_F(BrokerTest, InvalidPolicyIs87AndTheEventNamesTheEntry) {
-  start(resolved_policy({"47200-47209", "47210", "70000"}));
+  start(resolved_policy({"27200-27209", "27210", "70000"}));
   auto client = EpmdClient::connect(path_, 2s);
   ASSERT_TRUE(client);
   auto a = client->allocate_port(policy::PortClass::kInternet);
@@ -254,24 +258,24 @@ TEST_F(BrokerTest, InvalidPolicyIs87AndTheEventNamesTheEntry) {
   EXPECT_EQ(evs[0].failure->owner, evs[0].connection_id);
 
   // Hot reload with a valid policy: the same connection now gets a port.
-  st_->on_io([this] { return service_->reload(resolved_policy({"47200-47209"})); });
+  st_->on_io([this] { return service_->reload(resolved_policy({"27200-27209"})); });
   auto b = client->allocate_port(policy::PortClass::kInternet, broker::kFamilyIpv4);
   ASSERT_TRUE(b) << b.error().message();
-  EXPECT_GE(b->port, 47200);
-  EXPECT_LE(b->port, 47209);
+  EXPECT_GE(b->port, 27200);
+  EXPECT_LE(b->port, 27209);
 }
 
 TEST_F(BrokerTest, PeerPolicyRefusalIs5AndPeerCredIsVisible) {
   PeerPolicy nobody;
   nobody.allow_root = false;
   nobody.allow_same_uid = false;
-  start(policy_of({47180, 47189}), nobody);
+  start(policy_of({27180, 27189}), nobody);
   auto client = EpmdClient::connect(path_, 2s);
   ASSERT_TRUE(client);
   auto a = client->allocate_port(policy::PortClass::kInternet);
   ASSERT_FALSE(a);
   EXPECT_EQ(a.error(), Errc::kAccessDenied);
-  auto reg = client->register_endpoint(testing::test_syntax(), 47185);
+  auto reg = client->register_endpoint(testing::test_syntax(), 27185);
   ASSERT_FALSE(reg);
   EXPECT_EQ(reg.error(), Errc::kEptCantPerformOp);
   EXPECT_EQ(reg.error().value(), 1752);
@@ -358,7 +362,7 @@ class Testsrv {
 };
 
 TEST_F(BrokerTest, TestsrvRegistersADynamicPortAndUnregistersOnSigterm) {
-  start(policy_of({47240, 47249}));
+  start(policy_of({27240, 27249}));
   const std::string uuid = "12345678-1234-4abc-8def-0123456789ab";
   const rpc::SyntaxId iface{*common::Uuid::parse(uuid), 2, 3};
   Testsrv srv({"--epmd", path_, "--class", "internet", "--uuid", uuid, "--version", "2.3",
@@ -367,8 +371,8 @@ TEST_F(BrokerTest, TestsrvRegistersADynamicPortAndUnregistersOnSigterm) {
   const auto line = srv.line();
   ASSERT_EQ(line.rfind("port=", 0), 0u) << line << " / " << srv.error_line(100ms);
   const int port = std::stoi(line.substr(5));
-  EXPECT_GE(port, 47240);
-  EXPECT_LE(port, 47249);
+  EXPECT_GE(port, 27240);
+  EXPECT_LE(port, 27249);
   EXPECT_EQ(held(), 1u);
   EXPECT_EQ(map_tcp(tcp_port_, iface),
             std::vector<std::string>{"ncacn_ip_tcp:127.0.0.1[" + std::to_string(port) + "]"});
@@ -392,7 +396,7 @@ TEST_F(BrokerTest, TestsrvRegistersADynamicPortAndUnregistersOnSigterm) {
 }
 
 TEST_F(BrokerTest, TestsrvKilledLosesItsRegistration) {
-  start(policy_of({47250, 47259}));
+  start(policy_of({27250, 27259}));
   Testsrv srv({"--epmd", path_, "--port", "0"});
   ASSERT_EQ(srv.line().rfind("port=", 0), 0u);
   EXPECT_EQ(entries(), 1u);
@@ -406,7 +410,7 @@ TEST_F(BrokerTest, TestsrvKilledLosesItsRegistration) {
 }
 
 TEST_F(BrokerTest, TestsrvExitsWithTheWindowsCode) {
-  start(resolved_policy({"47260", "70000"}));
+  start(resolved_policy({"27260", "70000"}));
   Testsrv bad({"--epmd", path_, "--class", "default"});
   EXPECT_EQ(bad.wait(), 87);
   const auto message = bad.error_line();
@@ -414,9 +418,9 @@ TEST_F(BrokerTest, TestsrvExitsWithTheWindowsCode) {
   EXPECT_NE(message.find("error 87"), std::string::npos) << message;
   EXPECT_EQ(bad.line(100ms), "");
 
-  st_->on_io([this] { return service_->reload(resolved_policy({"47260"})); });
+  st_->on_io([this] { return service_->reload(resolved_policy({"27260"})); });
   Testsrv first({"--epmd", path_, "--class", "internet"});
-  EXPECT_EQ(first.line(), "port=47260");
+  EXPECT_EQ(first.line(), "port=27260");
   Testsrv second({"--epmd", path_, "--class", "internet"});
   EXPECT_EQ(second.wait(), 1721 % 256);
   EXPECT_NE(second.error_line().find("error 1721"), std::string::npos);
@@ -426,7 +430,7 @@ TEST_F(BrokerTest, TestsrvExitsWithTheWindowsCode) {
 }
 
 TEST(BrokerTcp, RefusedOverTcpWith1702) {
-  epm::PortBroker port_broker(policy_of({47190, 47199}), 1);
+  epm::PortBroker port_broker(policy_of({27190, 27199}), 1);
   BrokerService broker(port_broker);
   testing::ServerThread st;
   ASSERT_TRUE(broker.attach(st.server()));
