@@ -25,6 +25,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "common/command_line.h"
 #include "common/uuid.h"
 #include "load.h"
 #include "runtime/net.h"
@@ -38,7 +39,7 @@ using rpcgate::bench::LoadResult;
 using rpcgate::bench::Mode;
 
 constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
+using rpcgate::common::kExitUsage;
 constexpr const char* kEpmInterface = "e1af8308-5d1f-11c9-91a4-08002b14a0fa:3.0";
 
 struct Options {
@@ -187,14 +188,7 @@ int main(int argc, char** argv) {
   conn->add_option("--target,-t", o.target, "HOST:PORT of an endpoint mapper (numeric address)");
   conn->add_option("--interface,-i", o.interface, "UUID[:MAJOR.MINOR] to ept_map");
   add_common(conn, o);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return kExitUsage;
-  }
+  if (auto status = rpcgate::common::parse_command_line(app, argc, argv)) return *status;
 
   LoadConfig c;
   c.mode = epm->parsed() ? Mode::kEpmMap : echo->parsed() ? Mode::kEcho : Mode::kConnect;

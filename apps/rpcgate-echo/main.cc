@@ -27,6 +27,7 @@
 #include <asio/signal_set.hpp>
 #include <spdlog/spdlog.h>
 
+#include "common/command_line.h"
 #include "echo/echo.h"
 #include "runtime/epmd_client.h"
 #include "runtime/registrant.h"
@@ -36,7 +37,7 @@ namespace {
 
 using rpcgate::runtime::exit_status;
 
-constexpr int kExitUsage = 2;
+using rpcgate::common::kExitUsage;
 
 int fail(const std::string& what, std::error_code ec) {
   std::cerr << "rpcgate-echo: " << what << ": error " << ec.value() << " (" << ec.message()
@@ -67,14 +68,7 @@ int main(int argc, char** argv) {
   app.add_option("--annotation", annotation, "EPM annotation (at most 63 characters)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return kExitUsage;
-  }
+  if (auto status = rpcgate::common::parse_command_line(app, argc, argv)) return *status;
   spdlog::set_level(spdlog::level::from_str(log_level));
 
   const auto interface = rpcgate::echo::rpcecho_syntax();

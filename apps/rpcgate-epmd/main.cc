@@ -7,11 +7,12 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include "common/command_line.h"
 #include "config.h"
 #include "daemon.h"
 
 namespace {
-constexpr int kExitUsage = 2;
+using rpcgate::common::kExitUsage;
 }
 
 int main(int argc, char** argv) {
@@ -49,14 +50,7 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
   app.set_version_flag("--version", std::string("rpcgate-epmd ") + RPCGATE_VERSION);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::Success& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return kExitUsage;
-  }
+  if (auto status = rpcgate::common::parse_command_line(app, argc, argv)) return *status;
 
   Config config;
   if (!config_file.empty()) {

@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/command_line.h"
 #include "lookup_command.h"
 #include "policy_command.h"
 
@@ -18,17 +19,6 @@ int main(int argc, char** argv) {
   int exit_status = rpcgate::cli::kExitOk;
   rpcgate::cli::add_policy_commands(app, &exit_status);
   rpcgate::cli::add_lookup_commands(app, &exit_status);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForVersion& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);  // prints the message and the usage hint
-    return rpcgate::cli::kExitUsage;
-  }
+  if (auto status = rpcgate::common::parse_command_line(app, argc, argv)) return *status;
   return exit_status;
 }

@@ -44,6 +44,7 @@
 #include <asio/steady_timer.hpp>
 #include <unistd.h>
 
+#include "common/command_line.h"
 #include "common/uuid.h"
 #include "runtime/epmd_client.h"
 #include "runtime/internal/test_interface.h"
@@ -56,7 +57,7 @@ using rpcgate::runtime::EpmdClient;
 using rpcgate::runtime::exit_status;
 using rpcgate::runtime::Server;
 
-constexpr int kExitUsage = 2;
+using rpcgate::common::kExitUsage;
 
 int fail(const std::string& what, std::error_code ec) {
   std::cerr << "rpcgate-testsrv: " << what << ": error " << ec.value() << " (" << ec.message()
@@ -108,14 +109,7 @@ int main(int argc, char** argv) {
       ->needs(epmd_opt);
   app.add_option("--max-seconds", max_seconds,
                  "exit after S seconds (0: never; default 120 standalone, 0 with --epmd)");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return kExitUsage;
-  }
+  if (auto status = rpcgate::common::parse_command_line(app, argc, argv)) return *status;
   const auto interface = parse_interface(uuid, version);
   if (!interface) {
     std::cerr << "rpcgate-testsrv: bad --uuid/--version: " << uuid << " " << version << "\n";
