@@ -122,8 +122,7 @@ CallResult EpmService::ept_lookup(std::span<const std::uint8_t> stub, common::En
   resp.max_count = std::min(req->max_ents, config_.max_results);
   auto answer = [&](std::uint32_t status) -> CallResult {
     resp.status = status;
-    if (status == st::kEptSNotRegistered) ++stats_.not_registered;
-    if (status == st::kEptSInvalidContext) ++stats_.invalid_context;
+    count_status(status);
     return encode(resp, endian);
   };
 
@@ -161,23 +160,14 @@ CallResult EpmService::ept_lookup(std::span<const std::uint8_t> stub, common::En
   const std::uint64_t from = found == HandleLookup::kFound ? state->lookup_next : 0;
   auto page = db_.lookup(q, from, std::min(req->max_ents, config_.max_results));
 
+  std::optional<HandleState> next;
   if (page.next) {
-    if (found == HandleLookup::kFound) {
-      state->lookup_next = *page.next;
-      resp.entry_handle = req->entry_handle;
-    } else {
-      HandleState s;
-      s.connection_id = caller.connection_id;
-      s.kind = HandleKind::kLookup;
-      s.inquiry_type = req->inquiry_type;
-      s.lookup_next = *page.next;
-      auto uuid = new_handle(caller.connection_id, s);
-      if (!uuid) return answer(st::kEptSCantPerformOp);
-      resp.entry_handle = handle_of(uuid);
-    }
-  } else {
-    drop();
+    next =
+        HandleState{caller.connection_id, HandleKind::kLookup, req->inquiry_type, *page.next, {}};
   }
+  auto handle = after_page(found, req->entry_handle, state, next);
+  if (!handle) return answer(st::kEptSCantPerformOp);
+  resp.entry_handle = *handle;
   const Ipv4 host = host_for(caller);
   resp.entries.reserve(page.entries.size());
   for (const Entry* e : page.entries)
@@ -194,8 +184,7 @@ CallResult EpmService::ept_map(std::span<const std::uint8_t> stub, common::Endia
   resp.max_count = std::min(req->max_towers, config_.max_results);
   auto answer = [&](std::uint32_t status) -> CallResult {
     resp.status = status;
-    if (status == st::kEptSNotRegistered) ++stats_.not_registered;
-    if (status == st::kEptSInvalidContext) ++stats_.invalid_context;
+    count_status(status);
     return encode(resp, endian);
   };
 
@@ -221,22 +210,11 @@ CallResult EpmService::ept_map(std::span<const std::uint8_t> stub, common::Endia
   const MapCursor from = found == HandleLookup::kFound ? state->map_next : MapCursor{};
   auto page = db_.map(*query, from, std::min(req->max_towers, config_.max_results));
 
-  if (page.next) {
-    if (found == HandleLookup::kFound) {
-      state->map_next = *page.next;
-      resp.entry_handle = req->entry_handle;
-    } else {
-      HandleState s;
-      s.connection_id = caller.connection_id;
-      s.kind = HandleKind::kMap;
-      s.map_next = *page.next;
-      auto uuid = new_handle(caller.connection_id, s);
-      if (!uuid) return answer(st::kEptSCantPerformOp);
-      resp.entry_handle = handle_of(uuid);
-    }
-  } else {
-    drop();
-  }
+  std::optional<HandleState> next;
+  if (page.next) next = HandleState{caller.connection_id, HandleKind::kMap, 0, 0, *page.next};
+  auto handle = after_page(found, req->entry_handle, state, next);
+  if (!handle) return answer(st::kEptSCantPerformOp);
+  resp.entry_handle = *handle;
   const Ipv4 host = host_for(caller);
   const std::optional<SyntaxId> floor1 = is_mgmt_interface(query->interface.uuid)
                                              ? std::optional<SyntaxId>(rpc::kMgmtSyntax)
@@ -245,6 +223,28 @@ CallResult EpmService::ept_map(std::span<const std::uint8_t> stub, common::Endia
   for (const Entry* e : page.entries)
     resp.towers.emplace_back(render_tower(*e, floor1, host));
   return answer(resp.towers.empty() ? st::kEptSNotRegistered : 0);
+}
+
+std::optional<ndr::ContextHandle> EpmService::after_page(HandleLookup found,
+                                                         const ndr::ContextHandle& current,
+                                                         HandleState* state,
+                                                         const std::optional<HandleState>& next) {
+  if (!next) {
+    if (found == HandleLookup::kFound) free_handle(current.uuid);
+    return ndr::ContextHandle{};
+  }
+  if (found == HandleLookup::kFound) {
+    *state = *next;
+    return current;
+  }
+  auto uuid = new_handle(next->connection_id, *next);
+  if (!uuid) return std::nullopt;
+  return handle_of(uuid);
+}
+
+void EpmService::count_status(std::uint32_t status) {
+  if (status == st::kEptSNotRegistered) ++stats_.not_registered;
+  if (status == st::kEptSInvalidContext) ++stats_.invalid_context;
 }
 
 CallResult EpmService::ept_lookup_handle_free(std::span<const std::uint8_t> stub,

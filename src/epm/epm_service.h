@@ -153,6 +153,16 @@ class EpmService {
   // A new handle for `connection_id` (evicting its oldest at the cap); nullopt at the global cap.
   std::optional<common::Uuid> new_handle(std::uint64_t connection_id, HandleState state);
   void free_handle(const common::Uuid& uuid);
+  // After a page of ept_lookup / ept_map: when more results remain (`next`), the handle the
+  // response carries is the caller's own, moved on to `next`, or a new one for `next`; when done,
+  // the caller's handle (if any) is freed and the null handle returned. nullopt: a new handle
+  // cannot be had (caps), which the caller answers with ept_s_cant_perform_op.
+  std::optional<ndr::ContextHandle> after_page(HandleLookup found,
+                                               const ndr::ContextHandle& current,
+                                               HandleState* state,
+                                               const std::optional<HandleState>& next);
+  // Counts the statuses EpmStats tracks.
+  void count_status(std::uint32_t status);
   common::Uuid random_uuid();
   Ipv4 host_for(const CallerInfo& caller) const;
 

@@ -1,5 +1,6 @@
 #include "runtime/registrant.h"
 
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 namespace rpcgate::runtime {
@@ -30,6 +31,14 @@ std::unique_ptr<asio::posix::stream_descriptor> watch_lease(asio::io_context& io
                   if (!ec) lost();
                 });
   return w;
+}
+
+void unregister_on_exit(EpmdClient* epmd, const rpc::SyntaxId& interface, std::uint16_t port) {
+  if (epmd == nullptr || !epmd->usable()) return;
+  epmd->set_timeout(std::chrono::seconds(2));
+  if (auto r = epmd->unregister_endpoint(interface, port); !r) {
+    spdlog::warn("ept_delete at exit failed: {}", r.error().message());
+  }
 }
 
 }  // namespace rpcgate::runtime

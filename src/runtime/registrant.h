@@ -34,4 +34,9 @@ std::unique_ptr<asio::posix::stream_descriptor> watch_lease(asio::io_context& io
                                                             const EpmdClient& epmd,
                                                             std::function<void()> lost);
 
+// On a clean exit (SIGTERM/SIGINT): a best-effort ept_delete of `interface` at `port`, bounded
+// by a 2 s deadline, warning on failure. Closing the connection removes the entry anyway (the
+// lease); this only makes the removal explicit. Does nothing when `epmd` is null or unusable.
+void unregister_on_exit(EpmdClient* epmd, const rpc::SyntaxId& interface, std::uint16_t port);
+
 }  // namespace rpcgate::runtime

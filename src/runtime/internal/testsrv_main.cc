@@ -175,11 +175,7 @@ int main(int argc, char** argv) {
   asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](const asio::error_code& ec, int) {
     if (ec) return;
-    if (epmd && epmd->usable()) {
-      // Best effort: closing the connection below removes the entry anyway.
-      epmd->set_timeout(std::chrono::seconds(2));
-      (void)epmd->unregister_endpoint(*interface, served);
-    }
+    rpcgate::runtime::unregister_on_exit(epmd ? &*epmd : nullptr, *interface, served);
     quit(0);
   });
   asio::steady_timer timer(io);
