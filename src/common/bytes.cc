@@ -4,37 +4,6 @@
 
 namespace rpcgate::common {
 
-template <typename T>
-std::optional<T> ByteReader::read_int(Endian endian) {
-  if (remaining() < sizeof(T)) return std::nullopt;
-  T v = 0;
-  for (std::size_t i = 0; i < sizeof(T); ++i) {
-    const std::size_t shift = endian == Endian::kLittle ? i : sizeof(T) - 1 - i;
-    v = static_cast<T>(v | (static_cast<T>(data_[pos_ + i]) << (8 * shift)));
-  }
-  pos_ += sizeof(T);
-  return v;
-}
-
-std::optional<std::uint8_t> ByteReader::u8() {
-  return read_int<std::uint8_t>(endian_);
-}
-std::optional<std::uint16_t> ByteReader::u16() {
-  return read_int<std::uint16_t>(endian_);
-}
-std::optional<std::uint32_t> ByteReader::u32() {
-  return read_int<std::uint32_t>(endian_);
-}
-std::optional<std::uint64_t> ByteReader::u64() {
-  return read_int<std::uint64_t>(endian_);
-}
-std::optional<std::uint16_t> ByteReader::u16_be() {
-  return read_int<std::uint16_t>(Endian::kBig);
-}
-std::optional<std::uint32_t> ByteReader::u32_be() {
-  return read_int<std::uint32_t>(Endian::kBig);
-}
-
 std::optional<std::span<const std::uint8_t>> ByteReader::bytes(std::size_t n) {
   if (remaining() < n) return std::nullopt;
   auto out = data_.subspan(pos_, n);
@@ -61,14 +30,6 @@ bool ByteReader::seek(std::size_t offset) {
 }
 
 template <typename T>
-void ByteWriter::write_int(T v, Endian endian) {
-  for (std::size_t i = 0; i < sizeof(T); ++i) {
-    const std::size_t shift = endian == Endian::kLittle ? i : sizeof(T) - 1 - i;
-    buf_.push_back(static_cast<std::uint8_t>(v >> (8 * shift)));
-  }
-}
-
-template <typename T>
 void ByteWriter::put_int_at(std::size_t offset, T v) {
   for (std::size_t i = 0; i < sizeof(T); ++i) {
     const std::size_t shift = endian_ == Endian::kLittle ? i : sizeof(T) - 1 - i;
@@ -76,21 +37,6 @@ void ByteWriter::put_int_at(std::size_t offset, T v) {
   }
 }
 
-void ByteWriter::u16(std::uint16_t v) {
-  write_int(v, endian_);
-}
-void ByteWriter::u32(std::uint32_t v) {
-  write_int(v, endian_);
-}
-void ByteWriter::u64(std::uint64_t v) {
-  write_int(v, endian_);
-}
-void ByteWriter::u16_be(std::uint16_t v) {
-  write_int(v, Endian::kBig);
-}
-void ByteWriter::u32_be(std::uint32_t v) {
-  write_int(v, Endian::kBig);
-}
 void ByteWriter::put_u16_at(std::size_t offset, std::uint16_t v) {
   put_int_at(offset, v);
 }

@@ -6,8 +6,10 @@
 // DCE/RPC decoder sets from the PDU's packed_drep. No allocation, no exceptions.
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <span>
 #include <string>
@@ -17,6 +19,27 @@
 namespace rpcgate::common {
 
 enum class Endian : std::uint8_t { kLittle, kBig };
+
+namespace detail {
+// std::byteswap is C++23.
+template <typename T>
+constexpr T byteswap(T v) {
+  if constexpr (sizeof(T) == 1) {
+    return v;
+  } else if constexpr (sizeof(T) == 2) {
+    return static_cast<T>(__builtin_bswap16(v));
+  } else if constexpr (sizeof(T) == 4) {
+    return static_cast<T>(__builtin_bswap32(v));
+  } else {
+    static_assert(sizeof(T) == 8);
+    return static_cast<T>(__builtin_bswap64(v));
+  }
+}
+// True if integers in `wire` order must be swapped on this machine.
+constexpr bool must_swap(Endian wire) {
+  return (wire == Endian::kBig) == (std::endian::native == std::endian::little);
+}
+}  // namespace detail
 
 class ByteReader {
  public:
@@ -32,13 +55,13 @@ class ByteReader {
   std::span<const std::uint8_t> data() const { return data_; }
   std::span<const std::uint8_t> rest() const { return data_.subspan(pos_); }
 
-  std::optional<std::uint8_t> u8();
-  std::optional<std::uint16_t> u16();
-  std::optional<std::uint32_t> u32();
-  std::optional<std::uint64_t> u64();
+  std::optional<std::uint8_t> u8() { return read_int<std::uint8_t>(endian_); }
+  std::optional<std::uint16_t> u16() { return read_int<std::uint16_t>(endian_); }
+  std::optional<std::uint32_t> u32() { return read_int<std::uint32_t>(endian_); }
+  std::optional<std::uint64_t> u64() { return read_int<std::uint64_t>(endian_); }
   // Big-endian regardless of the reader's byte order (tower port floors, IPv4 addresses).
-  std::optional<std::uint16_t> u16_be();
-  std::optional<std::uint32_t> u32_be();
+  std::optional<std::uint16_t> u16_be() { return read_int<std::uint16_t>(Endian::kBig); }
+  std::optional<std::uint32_t> u32_be() { return read_int<std::uint32_t>(Endian::kBig); }
   // The next n bytes as a view into the input; nullopt if fewer remain.
   std::optional<std::span<const std::uint8_t>> bytes(std::size_t n);
   // Advances n bytes; false (position unchanged) if fewer remain.
@@ -50,8 +73,16 @@ class ByteReader {
   bool seek(std::size_t offset);
 
  private:
+  // Inline: every NDR and PDU field goes through here, on the daemon's per-call path.
   template <typename T>
-  std::optional<T> read_int(Endian endian);
+  std::optional<T> read_int(Endian endian) {
+    if (remaining() < sizeof(T)) return std::nullopt;
+    T v;
+    std::memcpy(&v, data_.data() + pos_, sizeof(T));
+    if (detail::must_swap(endian)) v = detail::byteswap(v);
+    pos_ += sizeof(T);
+    return v;
+  }
 
   std::span<const std::uint8_t> data_;
   std::size_t pos_ = 0;
@@ -64,11 +95,13 @@ class ByteWriter {
   explicit ByteWriter(Endian endian = Endian::kLittle) : endian_(endian) {}
 
   void u8(std::uint8_t v) { buf_.push_back(v); }
-  void u16(std::uint16_t v);
-  void u32(std::uint32_t v);
-  void u64(std::uint64_t v);
-  void u16_be(std::uint16_t v);
-  void u32_be(std::uint32_t v);
+  void u16(std::uint16_t v) { write_int(v, endian_); }
+  void u32(std::uint32_t v) { write_int(v, endian_); }
+  void u64(std::uint64_t v) { write_int(v, endian_); }
+  void u16_be(std::uint16_t v) { write_int(v, Endian::kBig); }
+  void u32_be(std::uint32_t v) { write_int(v, Endian::kBig); }
+  // Capacity hint for a writer whose final size is known or bounded (saves regrowth).
+  void reserve(std::size_t n) { buf_.reserve(n); }
   void bytes(std::span<const std::uint8_t> b) { buf_.insert(buf_.end(), b.begin(), b.end()); }
   void zeros(std::size_t n) { buf_.insert(buf_.end(), n, 0); }
   // Pads with zero bytes to a multiple of `alignment` from offset 0 of this buffer.
@@ -84,7 +117,12 @@ class ByteWriter {
 
  private:
   template <typename T>
-  void write_int(T v, Endian endian);
+  void write_int(T v, Endian endian) {
+    if (detail::must_swap(endian)) v = detail::byteswap(v);
+    const auto at = buf_.size();
+    buf_.resize(at + sizeof(T));
+    std::memcpy(buf_.data() + at, &v, sizeof(T));
+  }
   template <typename T>
   void put_int_at(std::size_t offset, T v);
 

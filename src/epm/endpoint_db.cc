@@ -134,11 +134,6 @@ bool lookup_matches(const LookupQuery& q, const Entry& e) {
 
 }  // namespace
 
-std::vector<std::uint8_t> Entry::protseq() const {
-  if (tower.floors.size() <= 3) return {};
-  return protseq_of({tower.floors.begin() + 3, tower.floors.end()});
-}
-
 std::vector<std::uint8_t> Entry::network_address() const {
   for (std::size_t i = 3; i < tower.floors.size(); ++i)
     if (is_host_floor(tower.floors[i])) return tower.floors[i].rhs;
@@ -176,20 +171,37 @@ std::expected<Entry, std::uint32_t> make_entry(const ndr::epm::EptEntry& wire) {
   e.tower = std::move(decoded->tower);
   e.tower_octets = *wire.tower;
   e.annotation = wire.annotation;
+  e.protseq_ids = protseq_of(decoded->view.address_floors);
+  e.rendered = ndr::encode_tower(e.tower);
+  // Offsets of each floor's rhs in the encoding: u16 count, then {u16 len, lhs, u16 len, rhs}.
+  std::size_t at = 2;
+  for (const auto& f : e.tower.floors) {
+    at += 2 + f.lhs.size() + 2;
+    if (f.protocol_id() == pid::kIp && f.rhs.size() == 4 &&
+        std::all_of(f.rhs.begin(), f.rhs.end(), [](std::uint8_t b) { return b == 0; }))
+      e.wildcard_ipv4.push_back(at);
+    at += f.rhs.size();
+  }
   return e;
 }
 
 std::expected<MapQuery, std::uint32_t> parse_map_tower(const std::optional<Octets>& tower,
                                                        const std::optional<common::Uuid>& object) {
+  // decode_checked's checks over views (scan_tower = decode_tower, view_tower_head = view_tower).
   if (!tower) return std::unexpected(st::kEptSInvalidEntry);
-  auto decoded = decode_checked(*tower);
-  if (!decoded) return std::unexpected(decoded.error());
+  auto scanned = ndr::scan_tower(*tower);  // default TowerLimits: 3..6 floors
+  if (!scanned || scanned->count < kMinFloors) return std::unexpected(st::kEptSInvalidEntry);
+  auto head = ndr::view_tower_head(*scanned);
+  if (!head || head->interface.uuid.is_nil() || head->transfer_syntax.uuid.is_nil())
+    return std::unexpected(st::kEptSInvalidEntry);
   MapQuery q;
   q.object = object.value_or(common::Uuid{});
-  q.interface = decoded->view.interface;
-  q.transfer_syntax = decoded->view.transfer_syntax;
-  q.rpc_protocol = decoded->view.rpc_protocol;
-  q.protseq = protseq_of(decoded->view.address_floors);
+  q.interface = head->interface;
+  q.transfer_syntax = head->transfer_syntax;
+  q.rpc_protocol = head->rpc_protocol;
+  q.protseq.reserve(scanned->count - 3);
+  for (std::size_t i = 3; i < scanned->count; ++i)
+    q.protseq.push_back(scanned->floors[i].protocol_id());
   return q;
 }
 
@@ -314,23 +326,31 @@ std::size_t EndpointDb::count_for(std::uint64_t owner) const {
       entries_.begin(), entries_.end(), [&](const auto& kv) { return kv.second.owner == owner; }));
 }
 
+void render_tower_into(Octets& out, const Entry& entry, const std::optional<SyntaxId>& interface,
+                       const Ipv4& host) {
+  const auto base = out.size();
+  out.insert(out.end(), entry.rendered.begin(), entry.rendered.end());
+  std::uint8_t* t = out.data() + base;
+  if (interface && entry.rendered.size() >= 27) {
+    // Floor 1 is a uuid floor (make_entry checked): u16 count, u16 19, {0x0d, uuid, u16 major},
+    // u16 2, u16 minor - all little-endian whatever the stub's byte order.
+    common::ByteWriter w(common::Endian::kLittle);
+    interface->uuid.write(w);
+    w.u16(interface->major);
+    w.u16(2);
+    w.u16(interface->minor);
+    std::copy(w.buffer().begin(), w.buffer().end(), t + 5);
+  }
+  for (auto at : entry.wildcard_ipv4)
+    std::copy(host.begin(), host.end(), t + at);
+}
+
 Octets render_tower(const Entry& entry, const std::optional<SyntaxId>& interface,
                     const Ipv4& host) {
-  ndr::Tower tower = entry.tower;
-  if (interface && !tower.floors.empty()) {
-    ndr::TowerView view;
-    view.interface = *interface;
-    view.transfer_syntax = entry.transfer_syntax;
-    view.rpc_protocol = entry.rpc_protocol;
-    view.rpc_protocol_minor = entry.rpc_protocol_minor;
-    tower.floors[0] = ndr::make_tower(view).floors.at(0);
-  }
-  for (auto& f : tower.floors) {
-    if (f.protocol_id() == pid::kIp && f.rhs.size() == 4 &&
-        std::all_of(f.rhs.begin(), f.rhs.end(), [](std::uint8_t b) { return b == 0; }))
-      f.rhs.assign(host.begin(), host.end());
-  }
-  return ndr::encode_tower(tower);
+  Octets out;
+  out.reserve(entry.rendered.size());
+  render_tower_into(out, entry, interface, host);
+  return out;
 }
 
 }  // namespace rpcgate::epm

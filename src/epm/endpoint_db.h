@@ -58,9 +58,13 @@ struct Entry {
   Octets tower_octets;                   // as registered (exact-duplicate test, ept_delete)
   std::string annotation;                // <= 63 characters, no NUL
   std::uint64_t owner = kPersistentOwner;
+  // Computed by make_entry for the per-call path (ept_map answers without re-encoding):
+  std::vector<std::uint8_t> protseq_ids;   // see protseq()
+  Octets rendered;                         // encode_tower(tower): what render_tower starts from
+  std::vector<std::size_t> wildcard_ipv4;  // offsets in `rendered` of 0.0.0.0 IPv4 floor values
 
   // Protocol ids of floors 4..n (e.g. {0x07, 0x09} for ncacn_ip_tcp): the "protseq" C706 maps on.
-  std::vector<std::uint8_t> protseq() const;
+  const std::vector<std::uint8_t>& protseq() const { return protseq_ids; }
   // rhs of the first host floor (0x09 IPv4 / 0x11 NetBIOS), empty if none: the "network
   // address" of DCE's replace rule.
   std::vector<std::uint8_t> network_address() const;
@@ -85,6 +89,7 @@ struct MapQuery {
 // Errors (ept_s_invalid_entry, as DCE ept_map answers a bad map_tower): NULL tower, a tower
 // decode_tower() / view_tower() reject (more than 6 floors: MS-RPCE 3.1.3.5.3 SHOULD reject),
 // fewer than 4 floors, nil interface or transfer-syntax uuid.
+// Decodes nothing into the heap but the protseq (ndr::scan_tower): it runs for every ept_map.
 std::expected<MapQuery, std::uint32_t> parse_map_tower(const std::optional<Octets>& tower,
                                                        const std::optional<common::Uuid>& object);
 
@@ -195,6 +200,11 @@ class EndpointDb {
 // wildcard 0.0.0.0 replaced by `host` (Samba srv_epmapper.c: the address the client reached the
 // endpoint mapper on, or the configured advertised address; 0.0.0.0 when the client came over
 // IPv6, since towers have no IPv6 floor). A specific registered address is kept.
+// Built from entry.rendered by patching bytes in place (the floors keep their lengths): no
+// decode or encode per answer. `entry` must come from make_entry.
 Octets render_tower(const Entry& entry, const std::optional<SyntaxId>& interface, const Ipv4& host);
+// Appends the same bytes to `out` (for encoders that write the answer in place).
+void render_tower_into(Octets& out, const Entry& entry, const std::optional<SyntaxId>& interface,
+                       const Ipv4& host);
 
 }  // namespace rpcgate::epm

@@ -32,6 +32,35 @@ std::vector<std::string> bindings(const Page<MapCursor>& page) {
   return out;
 }
 
+// render_tower patches the entry's pre-encoded tower; it must equal rebuilding the tower floor
+// by floor: 0.0.0.0 host floors take `host`, a specific address stays, floor 1 names
+// `interface` when given.
+TEST(EndpointDbRender, SameAsRebuildingTheTower) {
+  const auto samr = iface("12345778-1234-abcd-ef00-0123456789ac", 1, 0);
+  const Ipv4 host{192, 0, 2, 7};
+  for (const char* binding :
+       {"ncacn_ip_tcp:0.0.0.0[49664]", "ncacn_ip_tcp:10.1.2.3[49665]",
+        "ncadg_ip_udp:0.0.0.0[49666]", "ncacn_np:\\\\HOST[\\pipe\\x]", "ncalrpc:[LRPC-1]"}) {
+    SCOPED_TRACE(binding);
+    auto e = make_entry(entry({}, binding, samr));
+    ASSERT_TRUE(e);
+    for (bool mgmt : {false, true}) {
+      const std::optional<SyntaxId> floor1 =
+          mgmt ? std::optional<SyntaxId>(rpc::kMgmtSyntax) : std::nullopt;
+      ndr::Tower expected = ndr::decode_tower(e->tower_octets).value();
+      if (floor1) {
+        ndr::TowerView v = ndr::view_tower(expected).value();
+        v.interface = *floor1;
+        expected.floors[0] = ndr::make_tower(v).floors[0];
+      }
+      for (auto& f : expected.floors)
+        if (f.protocol_id() == ndr::protocol_id::kIp && f.rhs == std::vector<std::uint8_t>(4, 0))
+          f.rhs.assign(host.begin(), host.end());
+      EXPECT_EQ(render_tower(*e, floor1, host), ndr::encode_tower(expected)) << "mgmt " << mgmt;
+    }
+  }
+}
+
 // ---- C706 ept_map matching table ----
 
 TEST(EndpointDbMap, MinorVersionRule) {

@@ -260,6 +260,12 @@ std::vector<std::uint8_t> encode(const EptMapRequest& v, Endian endian, EncodeOp
 
 std::vector<std::uint8_t> encode(const EptMapResponse& v, Endian endian, EncodeOptions options) {
   Encoder e(endian, options);
+  // handle 20, num_towers + conformance + variance 16, per tower pointer 4 + twr_t 8 + octets +
+  // pad 3, status 4.
+  std::size_t size = 40;
+  for (const auto& t : v.towers)
+    size += 15 + (t ? t->size() : 0);
+  e.reserve(size);
   e.context_handle(v.entry_handle);
   const auto n = static_cast<std::uint32_t>(v.towers.size());
   e.u32(n);

@@ -221,6 +221,8 @@ class Encoder {
   std::size_t size() const { return writer_.size(); }
   const std::vector<std::uint8_t>& buffer() const { return writer_.buffer(); }
   std::vector<std::uint8_t> take() { return writer_.take(); }
+  // Capacity hint (the final size of a stub, when the caller can bound it).
+  void reserve(std::size_t n) { writer_.reserve(n); }
 
   void align(std::size_t n) { writer_.align(n); }  // zero pad
   void u8(std::uint8_t v) { writer_.u8(v); }

@@ -40,25 +40,47 @@ std::optional<FloorShape> shape_of(std::uint8_t id) {
   return std::nullopt;
 }
 
-Result<void> check_floor(const Floor& f) {
-  if (f.lhs.empty()) return fail(Errc::kTowerFloorLength);
-  const auto shape = shape_of(f.protocol_id());
+Result<void> check_floor(std::span<const std::uint8_t> lhs, std::span<const std::uint8_t> rhs) {
+  if (lhs.empty()) return fail(Errc::kTowerFloorLength);
+  const auto shape = shape_of(lhs[0]);
   if (!shape) return {};  // unknown id: preserved, not judged
-  if (f.lhs.size() != shape->lhs) return fail(Errc::kTowerFloorLength);
-  if (shape->rhs != 0 && f.rhs.size() != shape->rhs) return fail(Errc::kTowerFloorLength);
+  if (lhs.size() != shape->lhs) return fail(Errc::kTowerFloorLength);
+  if (shape->rhs != 0 && rhs.size() != shape->rhs) return fail(Errc::kTowerFloorLength);
   return {};
 }
+Result<void> check_floor(const Floor& f) {
+  return check_floor(f.lhs, f.rhs);
+}
 
-// SyntaxId from a 0x0d floor (lhs: id, uuid LE, major LE; rhs: minor LE).
-SyntaxId syntax_of(const Floor& f) {
-  ByteReader r(f.lhs, common::Endian::kLittle);
+// SyntaxId from a 0x0d floor (lhs: id, uuid LE, major LE; rhs: minor LE), shape checked.
+SyntaxId syntax_of(std::span<const std::uint8_t> lhs, std::span<const std::uint8_t> rhs) {
+  ByteReader r(lhs, common::Endian::kLittle);
   r.skip(1);
   SyntaxId s;
   s.uuid = *common::Uuid::read(r);
   s.major = *r.u16();
-  ByteReader rr(f.rhs, common::Endian::kLittle);
+  ByteReader rr(rhs, common::Endian::kLittle);
   s.minor = *rr.u16();
   return s;
+}
+
+// Floors 1-3 of a tower whose floors passed check_floor (view_tower, view_tower_head).
+Result<TowerView> head_of(const FloorRef& f1, const FloorRef& f2, const FloorRef& f3) {
+  if (f1.protocol_id() != pid::kUuid || f2.protocol_id() != pid::kUuid)
+    return fail(Errc::kTowerBadFloor);
+  const auto rpc = f3.protocol_id();
+  if (rpc != pid::kNcacn && rpc != pid::kNcadg && rpc != pid::kNcalrpc)
+    return fail(Errc::kTowerBadFloor);
+  TowerView v;
+  v.interface = syntax_of(f1.lhs, f1.rhs);
+  v.transfer_syntax = syntax_of(f2.lhs, f2.rhs);
+  v.rpc_protocol = rpc;
+  v.rpc_protocol_minor = static_cast<std::uint16_t>(f3.rhs[0] | (f3.rhs[1] << 8));
+  return v;
+}
+
+FloorRef ref_of(const Floor& f) {
+  return {f.lhs, f.rhs};
 }
 
 Floor syntax_floor(const SyntaxId& s) {
@@ -117,17 +139,16 @@ SyntaxId ndr64_syntax() {
   return rpc::kNdr64Syntax;
 }
 
-Result<Tower> decode_tower(std::span<const std::uint8_t> octets, const TowerLimits& limits) {
+Result<TowerRef> scan_tower(std::span<const std::uint8_t> octets, const TowerLimits& limits) {
   // Towers are little-endian whatever the stub's byte order (C706 App. L).
   ByteReader r(octets, common::Endian::kLittle);
   const auto floor_count = r.u16();
   if (!floor_count) return fail(Errc::kTruncated);
-  if (*floor_count < limits.min_floors || *floor_count > limits.max_floors)
+  if (*floor_count < limits.min_floors || *floor_count > limits.max_floors ||
+      *floor_count > kMaxTowerFloors)
     return fail(Errc::kTowerFloorCount);
-  Tower t;
-  t.floors.reserve(*floor_count);  // <= max_floors
+  TowerRef t;
   for (std::uint16_t i = 0; i < *floor_count; ++i) {
-    Floor f;
     const auto lhs_len = r.u16();
     if (!lhs_len) return fail(Errc::kTruncated);
     const auto lhs = r.bytes(*lhs_len);
@@ -136,12 +157,20 @@ Result<Tower> decode_tower(std::span<const std::uint8_t> octets, const TowerLimi
     if (!rhs_len) return fail(Errc::kTruncated);
     const auto rhs = r.bytes(*rhs_len);
     if (!rhs) return fail(Errc::kTruncated);
-    f.lhs.assign(lhs->begin(), lhs->end());
-    f.rhs.assign(rhs->begin(), rhs->end());
-    if (auto ok = check_floor(f); !ok) return std::unexpected(ok.error());
-    t.floors.push_back(std::move(f));
+    if (auto ok = check_floor(*lhs, *rhs); !ok) return std::unexpected(ok.error());
+    t.floors[t.count++] = FloorRef{*lhs, *rhs};
   }
   if (!r.empty()) return fail(Errc::kTrailingBytes);
+  return t;
+}
+
+Result<Tower> decode_tower(std::span<const std::uint8_t> octets, const TowerLimits& limits) {
+  auto scanned = scan_tower(octets, limits);
+  if (!scanned) return std::unexpected(scanned.error());
+  Tower t;
+  t.floors.reserve(scanned->count);
+  for (const auto& f : scanned->all())
+    t.floors.push_back(Floor{{f.lhs.begin(), f.lhs.end()}, {f.rhs.begin(), f.rhs.end()}});
   return t;
 }
 
@@ -161,22 +190,21 @@ Result<TowerView> view_tower(const Tower& tower) {
   if (tower.floors.size() < 3) return fail(Errc::kTowerFloorCount);
   for (const auto& f : tower.floors)
     if (auto ok = check_floor(f); !ok) return std::unexpected(ok.error());
-  const auto& f1 = tower.floors[0];
-  const auto& f2 = tower.floors[1];
-  const auto& f3 = tower.floors[2];
-  if (f1.protocol_id() != pid::kUuid || f2.protocol_id() != pid::kUuid)
-    return fail(Errc::kTowerBadFloor);
-  const auto rpc = f3.protocol_id();
-  if (rpc != pid::kNcacn && rpc != pid::kNcadg && rpc != pid::kNcalrpc)
-    return fail(Errc::kTowerBadFloor);
-  TowerView v;
-  v.interface = syntax_of(f1);
-  v.transfer_syntax = syntax_of(f2);
-  v.rpc_protocol = rpc;
-  v.rpc_protocol_minor = static_cast<std::uint16_t>(f3.rhs[0] | (f3.rhs[1] << 8));
-  v.address_floors.assign(tower.floors.begin() + 3, tower.floors.end());
-  v.has_unknown_protocol =
+  auto v = head_of(ref_of(tower.floors[0]), ref_of(tower.floors[1]), ref_of(tower.floors[2]));
+  if (!v) return v;
+  v->address_floors.assign(tower.floors.begin() + 3, tower.floors.end());
+  v->has_unknown_protocol =
       std::ranges::any_of(tower.floors, [](const Floor& f) { return !f.known(); });
+  return v;
+}
+
+Result<TowerView> view_tower_head(const TowerRef& tower) {
+  if (tower.count < 3) return fail(Errc::kTowerFloorCount);
+  // Every floor passed check_floor in scan_tower.
+  auto v = head_of(tower.floors[0], tower.floors[1], tower.floors[2]);
+  if (!v) return v;
+  v->has_unknown_protocol = std::ranges::any_of(
+      tower.all(), [](const FloorRef& f) { return !is_known_protocol_id(f.protocol_id()); });
   return v;
 }
 

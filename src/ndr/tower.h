@@ -84,6 +84,22 @@ struct TowerLimits {
   std::size_t max_floors = 6;  // MS-RPCE 3.1.3.5.3: towers with more floors SHOULD be rejected
 };
 
+// A tower's floors as views into its octets: what decode_tower checks, without copying. For
+// per-call paths (the endpoint mapper's ept_map) that only look at a tower.
+struct FloorRef {
+  std::span<const std::uint8_t> lhs;  // never empty
+  std::span<const std::uint8_t> rhs;
+  std::uint8_t protocol_id() const { return lhs.empty() ? 0 : lhs[0]; }
+};
+inline constexpr std::size_t kMaxTowerFloors = 16;  // TowerLimits::max_floors above it counts as it
+struct TowerRef {
+  std::array<FloorRef, kMaxTowerFloors> floors{};
+  std::size_t count = 0;
+  std::span<const FloorRef> all() const { return {floors.data(), count}; }
+};
+// Exactly decode_tower's checks and errors; the views point into `octets`.
+Result<TowerRef> scan_tower(std::span<const std::uint8_t> octets, const TowerLimits& limits = {});
+
 // Decodes a whole tower octet string. Errors: kTruncated (a length or body runs past the end;
 // nothing is read out of bounds), kTowerFloorCount, kTowerFloorLength (lhs_len 0, or lengths
 // that contradict a known protocol id), kTrailingBytes (octets after the last floor).
@@ -114,6 +130,10 @@ struct TowerView {
 // Errors: kTowerFloorCount (fewer than 3 floors), kTowerBadFloor (floors 1-2 not 0x0d, floor 3
 // not 0x0a/0x0b/0x0c), kTowerFloorLength.
 Result<TowerView> view_tower(const Tower& tower);
+// view_tower's meaning of floors 1-3 (interface, transfer syntax, RPC protocol and its minor;
+// address_floors left empty, has_unknown_protocol over all floors) for a tower from scan_tower
+// (which checked every floor), with the same errors.
+Result<TowerView> view_tower_head(const TowerRef& tower);
 Tower make_tower(const TowerView& view);
 
 // The protseq, endpoint (port in decimal / pipe or socket name) and network address (dotted

@@ -78,6 +78,49 @@ TEST(Tower, EveryTruncationIsCleanError) {
   }
 }
 
+// scan_tower (views, used per ept_map) and decode_tower (copies) accept and reject the same
+// octets with the same errors, and view_tower_head agrees with view_tower: every single-byte
+// change and every truncation of a real tower.
+TEST(Tower, ScanAgreesWithDecodeOnEveryMutation) {
+  const auto good = hex(kMicrosoftTower);
+  auto check = [](std::span<const std::uint8_t> bytes, const std::string& what) {
+    auto d = decode_tower(bytes);
+    auto s = scan_tower(bytes);
+    ASSERT_EQ(d.has_value(), s.has_value()) << what;
+    if (!d) {
+      EXPECT_EQ(d.error(), s.error()) << what;
+      return;
+    }
+    ASSERT_EQ(d->floors.size(), s->count) << what;
+    for (std::size_t i = 0; i < s->count; ++i) {
+      const auto& f = s->floors[i];
+      EXPECT_EQ(d->floors[i].lhs, std::vector<std::uint8_t>(f.lhs.begin(), f.lhs.end())) << what;
+      EXPECT_EQ(d->floors[i].rhs, std::vector<std::uint8_t>(f.rhs.begin(), f.rhs.end())) << what;
+    }
+    auto v = view_tower(*d);
+    auto h = view_tower_head(*s);
+    ASSERT_EQ(v.has_value(), h.has_value()) << what;
+    if (!v) {
+      EXPECT_EQ(v.error(), h.error()) << what;
+      return;
+    }
+    EXPECT_EQ(v->interface, h->interface) << what;
+    EXPECT_EQ(v->transfer_syntax, h->transfer_syntax) << what;
+    EXPECT_EQ(v->rpc_protocol, h->rpc_protocol) << what;
+    EXPECT_EQ(v->rpc_protocol_minor, h->rpc_protocol_minor) << what;
+    EXPECT_EQ(v->has_unknown_protocol, h->has_unknown_protocol) << what;
+  };
+  for (std::size_t n = 0; n <= good.size(); ++n)
+    check(std::span<const std::uint8_t>(good).first(n), "truncated to " + std::to_string(n));
+  for (std::size_t i = 0; i < good.size(); ++i) {
+    for (std::uint8_t v : {0x00, 0x01, 0x02, 0x03, 0x07, 0x09, 0x0b, 0x0d, 0x13, 0x42, 0xff}) {
+      auto b = good;
+      b[i] = v;
+      check(b, "byte " + std::to_string(i) + " = " + std::to_string(v));
+    }
+  }
+}
+
 TEST(Tower, FloorCountLimits) {
   auto with_count = [](std::uint16_t count) {
     auto b = hex(kMicrosoftTower);

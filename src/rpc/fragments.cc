@@ -17,6 +17,7 @@ std::expected<std::vector<std::vector<std::uint8_t>>, std::error_code> split(
   if (max_xmit_frag > kMaxFragLength || max_xmit_frag < header + 8) {
     return fail(Errc::kInvalidArgument);
   }
+  if (params.rpc_vers_minor > 1 || !validate_drep(params.drep)) return fail(Errc::kInvalidArgument);
   const std::size_t chunk = (max_xmit_frag - header) & ~std::size_t{7};
   std::vector<std::vector<std::uint8_t>> out;
   out.reserve(stub.size() / chunk + 1);
@@ -27,21 +28,30 @@ std::expected<std::vector<std::vector<std::uint8_t>>, std::error_code> split(
         params.extra_pfc_flags & ~(pfc::kFirstFrag | pfc::kLastFrag | pfc::kObjectUuid));
     if (offset == 0) flags |= pfc::kFirstFrag;
     if (offset + n == stub.size()) flags |= pfc::kLastFrag;
-    const auto remaining = static_cast<std::uint32_t>(stub.size() - offset);
-    const auto piece = stub.subspan(offset, n);
-    PduBody body;
+    if (request && params.object) flags |= pfc::kObjectUuid;
+    // Written directly - the bytes encode_pdu(make_pdu(Request/Response{...})) gives (asserted
+    // by fragments_test) - so answering a call copies the stub once, into its fragment.
+    common::ByteWriter w(params.drep.endian());
+    w.reserve(header + n);
+    w.u8(kRpcVers);
+    w.u8(params.rpc_vers_minor);
+    w.u8(static_cast<std::uint8_t>(request ? PType::kRequest : PType::kResponse));
+    w.u8(flags);
+    w.bytes(params.drep.bytes);
+    w.u16(static_cast<std::uint16_t>(header + n));  // frag_length
+    w.u16(0);                                       // auth_length
+    w.u32(params.call_id);
+    w.u32(static_cast<std::uint32_t>(stub.size() - offset));  // alloc_hint: bytes remaining
+    w.u16(params.p_cont_id);
     if (request) {
-      body = Request{remaining, params.p_cont_id, params.opnum, params.object,
-                     std::vector<std::uint8_t>(piece.begin(), piece.end())};
+      w.u16(params.opnum);
+      if (params.object) params.object->write(w);
     } else {
-      body = Response{remaining, params.p_cont_id, 0,
-                      std::vector<std::uint8_t>(piece.begin(), piece.end())};
+      w.u8(0);  // cancel_count
+      w.u8(0);  // reserved
     }
-    Pdu pdu = make_pdu(std::move(body), params.call_id, flags, params.drep);
-    pdu.header.rpc_vers_minor = params.rpc_vers_minor;
-    auto bytes = encode_pdu(pdu);
-    if (!bytes) return std::unexpected(bytes.error());
-    out.push_back(std::move(*bytes));
+    w.bytes(stub.subspan(offset, n));
+    out.push_back(w.take());
     offset += n;
   } while (offset < stub.size());
   return out;

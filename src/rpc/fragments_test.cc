@@ -159,6 +159,56 @@ TEST(Split, EmptyStubAndExactFit) {
   EXPECT_EQ((*exact)[0].size(), 4280u);
 }
 
+// split_* write fragments directly; they must be exactly what the general encoder produces.
+TEST(Split, SameBytesAsEncodePdu) {
+  const Bytes stub = pattern(700);
+  for (bool request : {false, true}) {
+    for (bool big : {false, true}) {
+      for (bool object : {false, true}) {
+        if (object && !request) continue;
+        for (std::size_t size : {0u, 1u, 7u, 8u, 9u, 200u, 257u, 700u}) {
+          FragmentParams params;
+          params.call_id = 0x01020304;
+          params.p_cont_id = 0x0506;
+          params.opnum = 0x0708;
+          params.extra_pfc_flags = pfc::kConcMpx | pfc::kObjectUuid | kFirst;  // masked as needed
+          params.rpc_vers_minor = 1;
+          if (big) params.drep = DataRep::big_endian();
+          if (object) params.object = Uuid::parse("01234567-89ab-cdef-0123-456789abcdef");
+          const auto piece = std::span<const std::uint8_t>(stub).first(size);
+          auto frags =
+              request ? split_request(params, piece, 120) : split_response(params, piece, 120);
+          ASSERT_TRUE(frags);
+          std::size_t offset = 0;
+          for (std::size_t i = 0; i < frags->size(); ++i) {
+            const std::size_t chunk = (120 - (request && object ? 40 : 24)) & ~std::size_t{7};
+            const std::size_t n = std::min(chunk, size - offset);
+            std::uint8_t flags = pfc::kConcMpx;
+            if (i == 0) flags |= kFirst;
+            if (i + 1 == frags->size()) flags |= kLast;
+            const auto part = piece.subspan(offset, n);
+            PduBody body;
+            const auto hint = static_cast<std::uint32_t>(size - offset);
+            if (request) {
+              body = Request{hint, params.p_cont_id, params.opnum, params.object,
+                             Bytes(part.begin(), part.end())};
+            } else {
+              body = Response{hint, params.p_cont_id, 0, Bytes(part.begin(), part.end())};
+            }
+            Pdu pdu = make_pdu(std::move(body), params.call_id, flags, params.drep);
+            pdu.header.rpc_vers_minor = 1;
+            EXPECT_EQ((*frags)[i], encode_pdu(pdu).value())
+                << "request " << request << " big " << big << " object " << object << " size "
+                << size << " fragment " << i;
+            offset += n;
+          }
+          EXPECT_EQ(offset, size);
+        }
+      }
+    }
+  }
+}
+
 TEST(Split, TooSmallMaxXmitFrag) {
   EXPECT_EQ(split_response({}, pattern(10), 31).error(), Errc::kInvalidArgument);
   EXPECT_TRUE(split_response({}, pattern(10), 32));
