@@ -44,11 +44,6 @@ void ByteWriter::put_u32_at(std::size_t offset, std::uint32_t v) {
   put_int_at(offset, v);
 }
 
-void ByteWriter::align(std::size_t alignment) {
-  if (alignment <= 1) return;
-  zeros((alignment - buf_.size() % alignment) % alignment);
-}
-
 std::optional<std::vector<std::uint8_t>> from_hex(std::string_view text) {
   std::vector<std::uint8_t> out;
   int high = -1;

@@ -105,7 +105,11 @@ class ByteWriter {
   void bytes(std::span<const std::uint8_t> b) { buf_.insert(buf_.end(), b.begin(), b.end()); }
   void zeros(std::size_t n) { buf_.insert(buf_.end(), n, 0); }
   // Pads with zero bytes to a multiple of `alignment` from offset 0 of this buffer.
-  void align(std::size_t alignment);
+  void align(std::size_t alignment) {
+    if (alignment <= 1) return;
+    const std::size_t pad = (alignment - buf_.size() % alignment) % alignment;
+    if (pad != 0) buf_.resize(buf_.size() + pad);  // value-initialised: zeros
+  }
   // Overwrites an already-written integer (e.g. frag_length once the PDU is complete).
   void put_u16_at(std::size_t offset, std::uint16_t v);
   void put_u32_at(std::size_t offset, std::uint32_t v);

@@ -17,14 +17,9 @@ auto map_value(Result<T> r, Fn fn) -> Result<decltype(fn(*r))> {
 
 // ---------------------------------------------------------------- Decoder: scalars
 
-Result<void> Decoder::align(std::size_t n) {
-  const std::size_t pad = (n - reader_.position() % n) % n;
-  if (pad > reader_.remaining()) return fail(Errc::kTruncated);
-  if (pad_log_ != nullptr)
-    for (std::size_t i = 0; i < pad; ++i)
-      pad_log_->push_back(reader_.position() + i);
-  reader_.skip(pad);
-  return {};
+void Decoder::log_pad(std::size_t pad) {
+  for (std::size_t i = 0; i < pad; ++i)
+    pad_log_->push_back(reader_.position() + i);
 }
 
 Result<std::span<const std::uint8_t>> Decoder::aligned(std::size_t n) {
@@ -43,20 +38,6 @@ Result<std::uint8_t> Decoder::u8() {
 // Each wider read aligns, then lets ByteReader apply the drep byte order. ByteReader leaves the
 // position unchanged on failure, so a truncated value reports kTruncated without side effects
 // beyond the (legitimate) pad skip.
-Result<std::uint16_t> Decoder::u16() {
-  if (auto r = align(2); !r) return std::unexpected(r.error());
-  auto v = reader_.u16();
-  if (!v) return fail(Errc::kTruncated);
-  return *v;
-}
-
-Result<std::uint32_t> Decoder::u32() {
-  if (auto r = align(4); !r) return std::unexpected(r.error());
-  auto v = reader_.u32();
-  if (!v) return fail(Errc::kTruncated);
-  return *v;
-}
-
 Result<std::uint64_t> Decoder::u64() {
   if (auto r = align(8); !r) return std::unexpected(r.error());
   auto v = reader_.u64();
@@ -310,14 +291,6 @@ Result<void> Decoder::expect_end() const {
 
 // ---------------------------------------------------------------- Encoder
 
-void Encoder::u16(std::uint16_t v) {
-  writer_.align(2);
-  writer_.u16(v);
-}
-void Encoder::u32(std::uint32_t v) {
-  writer_.align(4);
-  writer_.u32(v);
-}
 void Encoder::u64(std::uint64_t v) {
   writer_.align(8);
   writer_.u64(v);

@@ -115,11 +115,28 @@ class Decoder {
   void record_padding(std::vector<std::size_t>* out) { pad_log_ = out; }
 
   // Skips pad to a multiple of `n` (1, 2, 4, 8) from the stub start. kTruncated if the pad is.
-  Result<void> align(std::size_t n);
+  // Inline (with u16/u32 below): NDR decoding is on every call's path.
+  Result<void> align(std::size_t n) {
+    const std::size_t pad = (n - reader_.position() % n) % n;
+    if (pad > reader_.remaining()) return fail(Errc::kTruncated);
+    if (pad_log_ != nullptr) log_pad(pad);
+    reader_.skip(pad);
+    return {};
+  }
   // Aligned reads (C706 14.2). Errors: kTruncated.
   Result<std::uint8_t> u8();
-  Result<std::uint16_t> u16();
-  Result<std::uint32_t> u32();
+  Result<std::uint16_t> u16() {
+    if (auto r = align(2); !r) return std::unexpected(r.error());
+    auto v = reader_.u16();
+    if (!v) return fail(Errc::kTruncated);
+    return *v;
+  }
+  Result<std::uint32_t> u32() {
+    if (auto r = align(4); !r) return std::unexpected(r.error());
+    auto v = reader_.u32();
+    if (!v) return fail(Errc::kTruncated);
+    return *v;
+  }
   Result<std::uint64_t> u64();  // hyper, align 8
   Result<std::int8_t> i8();
   Result<std::int16_t> i16();
@@ -191,6 +208,7 @@ class Decoder {
 
   common::ByteReader reader_;
   DecodeLimits limits_;
+  void log_pad(std::size_t pad);
   std::vector<std::size_t>* pad_log_ = nullptr;
   std::vector<Deferred> deferred_;
   std::unordered_set<std::uint32_t> full_ids_;
@@ -226,8 +244,14 @@ class Encoder {
 
   void align(std::size_t n) { writer_.align(n); }  // zero pad
   void u8(std::uint8_t v) { writer_.u8(v); }
-  void u16(std::uint16_t v);
-  void u32(std::uint32_t v);
+  void u16(std::uint16_t v) {
+    writer_.align(2);
+    writer_.u16(v);
+  }
+  void u32(std::uint32_t v) {
+    writer_.align(4);
+    writer_.u32(v);
+  }
   void u64(std::uint64_t v);
   void i8(std::int8_t v) { u8(static_cast<std::uint8_t>(v)); }
   void i16(std::int16_t v) { u16(static_cast<std::uint16_t>(v)); }
