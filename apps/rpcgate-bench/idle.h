@@ -13,7 +13,9 @@
 // Then, with every connection held:
 //   1. with `server_pid`: after `settle`, the server's VmRSS (/proc/PID/status) is read again;
 //      bytes_per_connection = (after - before) * 1024 / held (before = read just before the first
-//      connection was opened);
+//      connection was opened). Only user-space memory: the kernel's socket, inode, file and epoll
+//      objects are not in RSS. Measure against a fresh server: memory freed by earlier connections
+//      usually stays in the server's heap (RSS does not shrink), so a second run shows about 0;
 //   2. `probes` probes, one after the other, from the NEXT source address 127.0.0.(sources + 1)
 //      (a new client, not subject to the held connections' per-peer limit): connect, bind EPM,
 //      one ept_map of `interface`, each step within step_timeout. The latency of each covers
