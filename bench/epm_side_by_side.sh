@@ -15,7 +15,7 @@
 #      rpcgate-epmd answers ept_map for each with the port registered (and Samba and the floor
 #      answer for winreg);
 #   3. for REPS rounds, for 1, 16 and 256 connections, for each server in an order that rotates
-#      every run: `rpcgate-bench epm-map --json` (ept_map of winreg 338cd001-...:1.0, which Samba
+#      (by one per connection count and per round): `rpcgate-bench epm-map --json` (ept_map of winreg 338cd001-...:1.0, which Samba
 #      registers) for DURATION s after WARMUP s (before each Samba run one `rpcgate map` wakes
 #      rpcd_epmapper, which exits after 10 s idle); then `rpcgate-bench connect` at 16 connections
 #      the same way;
@@ -271,20 +271,21 @@ measure() {
 }
 
 echo "== measuring: $REPS round(s), ${WARMUP} s warmup + ${DURATION} s per run, ept_map of winreg $WINREG" >&2
-run=0
+# Who goes first moves on by one from one connection count to the next and from one round to the
+# next, so over 3 rounds each server goes first, second and third once at every count.
 for ((round = 1; round <= REPS; round++)); do
+  ci=0
   for conns in 1 16 256; do
     for k in 0 1 2; do
-      measure epm-map "$conns" "${NAMES[$(((run + k) % 3))]}" "$round"
+      measure epm-map "$conns" "${NAMES[$(((round - 1 + ci + k) % 3))]}" "$round"
     done
-    run=$((run + 1))
+    ci=$((ci + 1))
   done
 done
 for ((round = 1; round <= REPS; round++)); do
   for k in 0 1 2; do
-    measure connect 16 "${NAMES[$(((run + k) % 3))]}" "$round"
+    measure connect 16 "${NAMES[$(((round - 1 + k) % 3))]}" "$round"
   done
-  run=$((run + 1))
 done
 
 IDLE_JSON=
