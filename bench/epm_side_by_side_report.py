@@ -275,7 +275,7 @@ def plot(summary, meta, out_dir, plot_dir):
     if meta.get("smoke") == "1":
         title += " (SMOKE RUN)"
     lines = [
-        'set terminal pngcairo size 1400,560 noenhanced font "DejaVu Sans,11"',
+        'set terminal pngcairo size 1400,600 noenhanced font "DejaVu Sans,11"',
         "set encoding utf8",
         'set output "%s"' % png,
         'set multiplot layout 1,2 title "%s"' % title,
@@ -284,7 +284,7 @@ def plot(summary, meta, out_dir, plot_dir):
         "set xrange [0.7:370]",
         'set xlabel "connections (one call outstanding each)"',
         "set grid",
-        "set key below horizontal",
+        "set key below horizontal maxrows 1",
         'set ylabel "ept_map calls/s"',
         "set yrange [0:*]",
         'plot "%s" using 1:2 with linespoints lw 2 pt 7 title "Samba rpcd_epmapper", \\' % dat,
