@@ -284,7 +284,7 @@ def plot(summary, meta, out_dir, plot_dir):
         "set xrange [0.7:370]",
         'set xlabel "connections (one call outstanding each)"',
         "set grid",
-        "set key below horizontal maxcols 3 samplen 2 width -4",
+        "set key below horizontal maxcols 3 samplen 2 Left reverse",
         'set ylabel "ept_map calls/s"',
         "set yrange [0:*]",
         'plot "%s" using 1:2 with linespoints lw 2 pt 7 title "Samba rpcd_epmapper", \\' % dat,
