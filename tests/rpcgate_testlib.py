@@ -121,11 +121,18 @@ class Daemon:
 
 
 class Server:
-    """rpcgate-testsrv registered with a daemon: a dynamic port of a class, or a static port."""
+    """rpcgate-testsrv registered with a daemon: a dynamic port of a class, or a static port.
+    `uuid` v1.0, or with `interfaces` ["UUID:M.m", ...] every one of them on the one port."""
 
-    def __init__(self, daemon, uuid, annotation, port_class=None, static_port=None):
-        args = [os.path.join(BIN, "rpcgate-testsrv"), "--epmd", daemon.control, "--uuid", uuid,
-                "--version", "1.0", "--annotation", annotation]
+    def __init__(self, daemon, uuid, annotation, port_class=None, static_port=None,
+                 interfaces=None):
+        args = [os.path.join(BIN, "rpcgate-testsrv"), "--epmd", daemon.control]
+        if interfaces:
+            for spec in interfaces:
+                args += ["--interface", spec]
+        else:
+            args += ["--uuid", uuid, "--version", "1.0"]
+        args += ["--annotation", annotation]
         if port_class is not None:
             args += ["--class", port_class]
         else:
