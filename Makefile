@@ -12,11 +12,12 @@ BUILD_PKGS := cmake ninja-build g++-12 clang-19 libclang-rt-19-dev llvm-19 clang
               libgtest-dev libgmock-dev libbenchmark-dev libasio-dev libtomlplusplus-dev \
               libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libsystemd-dev pkg-config
 TEST_PKGS  := python3 python3-impacket tshark iproute2 procps nftables util-linux
-# Bench: Samba's endpoint mapper (samba-dcerpcd + rpcd_epmapper) for bench/epm_side_by_side.sh.
-BENCH_PKGS := samba
+# Bench: Samba's endpoint mapper (samba-dcerpcd + rpcd_epmapper) for bench/epm_side_by_side.sh,
+# and gnuplot-nox for the PNG plot it writes (bench/results/latest.png; no X needed).
+BENCH_PKGS := samba gnuplot-nox
 PKGS := $(BUILD_PKGS) $(TEST_PKGS) $(BENCH_PKGS)
 
-.PHONY: all deps configure build test unit asan fuzz-build fuzz-smoke run format format-check clean
+.PHONY: all deps configure build test unit asan fuzz-build fuzz-smoke run bench format format-check clean
 
 all: build
 
@@ -67,6 +68,13 @@ fuzz-smoke: fuzz-build
 #   make run LISTEN=127.0.0.1:1135        (more: CONTROL=..., EPMD_ARGS="--policy my.reg")
 run: build
 	@scripts/run.sh
+
+# rpcgate-epmd side by side with Samba's endpoint mapper and the floor server (needs root: a
+# private network namespace, Samba on its port 135). Writes bench/results/latest.{json,txt,png};
+# takes ~3 minutes. Options: make bench BENCH_ARGS="--reps 5 --duration 5" (see --help).
+BENCH_ARGS ?=
+bench: build
+	bench/epm_side_by_side.sh $(BENCH_ARGS)
 
 format:
 	git ls-files '*.cc' '*.h' | xargs clang-format -i

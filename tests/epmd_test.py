@@ -9,6 +9,7 @@ rpcdump.py insists on, without touching the host. The daemon and the registering
 
 Every wait is bounded; every process started here is killed in tearDown.
 """
+import json
 import os
 import re
 import shutil
@@ -81,6 +82,43 @@ class EpmdEndToEnd(unittest.TestCase):
                 rf"Bindings: \n\s+ncacn_ip_tcp:127.0.0.1\[{server.port}\]", re.I))
         self.assertIn("ncacn_ip_tcp:127.0.0.1[135]", text)  # the endpoint mapper itself
         self.assertIn("Received 4 endpoints.", text)
+
+    def test_one_server_registers_several_interfaces_at_its_one_port(self):
+        # What bench/epm_side_by_side.sh does to mirror a Samba rpcd_* serving several interfaces.
+        both = self.start(None, "both", static_port=0,
+                          interfaces=[f"{ALPHA}:1.0", f"{BETA}:2.1"])
+        self.assertIsNotNone(both.port, "rpcgate-testsrv did not print port=N")
+        want = f"ncacn_ip_tcp:127.0.0.1[{both.port}]"
+        self.assertEqual(hept_map(ALPHA), want)
+        self.assertEqual(hept_map(BETA, version="2.1"), want)
+        r = subprocess.run([os.path.join(BIN, "rpcgate"), "lookup", "127.0.0.1", "--json"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        entries = {(e["interface"], e["version"], e["binding"], e["annotation"])
+                   for e in json.loads(r.stdout)["entries"]}
+        self.assertLessEqual({(ALPHA, "1.0", want, "both"), (BETA, "2.1", want, "both")},
+                             entries)
+        # Both served: a bind to either on the server's port is accepted (MGMT inq_if_ids).
+        r = subprocess.run([os.path.join(BIN, "rpcgate"), "ifids", want],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f"{ALPHA} v1.0", r.stdout)
+        self.assertIn(f"{BETA} v2.1", r.stdout)
+        # SIGTERM: a clean exit that takes both entries away.
+        both.stop()
+        self.assertEqual(both.proc.returncode, 0)
+        for uuid, version in ((ALPHA, "1.0"), (BETA, "2.1")):
+            with self.assertRaisesRegex(DCERPCException, "ept_s_not_registered"):
+                hept_map(uuid, version=version)
+
+        # Usage errors (exit 2): the same uuid+major twice, --interface with --uuid, a bad spec.
+        testsrv = os.path.join(BIN, "rpcgate-testsrv")
+        for extra in (["--interface", f"{ALPHA}:1.0", "--interface", f"{ALPHA}:1.1"],
+                      ["--interface", f"{ALPHA}:1.0", "--uuid", BETA],
+                      ["--interface", "not-a-uuid:1.0"]):
+            r = subprocess.run([testsrv, "--epmd", self.daemon.control, *extra],
+                               capture_output=True, text=True, timeout=10)
+            self.assertEqual(r.returncode, 2, (extra, r.stdout, r.stderr))
 
     def test_rpcmap_enumerates_through_the_management_interface(self):
         alpha = self.start(ALPHA, "alpha", port_class="internet")

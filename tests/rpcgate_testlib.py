@@ -87,7 +87,7 @@ def wait_for(predicate, timeout, what):
 class Daemon:
     """One rpcgate-epmd with its own policy, listener and control socket."""
 
-    def __init__(self, workdir, name, policy_text, port=135, extra=()):
+    def __init__(self, workdir, name, policy_text, port=135, extra=(), preexec_fn=None):
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir)
         self.policy = os.path.join(self.dir, "rpcgate.toml")
@@ -100,7 +100,7 @@ class Daemon:
         self.proc = subprocess.Popen(
             [os.path.join(BIN, "rpcgate-epmd"), "--policy", self.policy, "--listen",
              f"127.0.0.1:{port}", "--control", self.control, "--seed", "1", *extra],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
         wait_for(lambda: "listening on" in self.read_log() or self.proc.poll() is not None, 10,
                  "rpcgate-epmd to listen")
         assert self.proc.poll() is None, self.read_log()
@@ -121,11 +121,18 @@ class Daemon:
 
 
 class Server:
-    """rpcgate-testsrv registered with a daemon: a dynamic port of a class, or a static port."""
+    """rpcgate-testsrv registered with a daemon: a dynamic port of a class, or a static port.
+    `uuid` v1.0, or with `interfaces` ["UUID:M.m", ...] every one of them on the one port."""
 
-    def __init__(self, daemon, uuid, annotation, port_class=None, static_port=None):
-        args = [os.path.join(BIN, "rpcgate-testsrv"), "--epmd", daemon.control, "--uuid", uuid,
-                "--version", "1.0", "--annotation", annotation]
+    def __init__(self, daemon, uuid, annotation, port_class=None, static_port=None,
+                 interfaces=None):
+        args = [os.path.join(BIN, "rpcgate-testsrv"), "--epmd", daemon.control]
+        if interfaces:
+            for spec in interfaces:
+                args += ["--interface", spec]
+        else:
+            args += ["--uuid", uuid, "--version", "1.0"]
+        args += ["--annotation", annotation]
         if port_class is not None:
             args += ["--class", port_class]
         else:

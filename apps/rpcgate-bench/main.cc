@@ -1,18 +1,34 @@
-// rpcgate-bench: a closed-loop load generator for DCE/RPC over TCP (load.h has the model).
+// rpcgate-bench: a closed-loop load generator for DCE/RPC over TCP (load.h has the model), and a
+// holder of idle connections (idle.h has that model).
 //
 //   rpcgate-bench epm-map [--target HOST:PORT] [--interface UUID[:M.m]] [common options]
 //   rpcgate-bench echo    --target HOST:PORT [--op addone|echodata] [--size N] [common options]
 //   rpcgate-bench connect [--target HOST:PORT] [--interface UUID[:M.m]] [common options]
 //   common: [--connections N] [--threads 1|2] [--duration S] [--warmup S] [--timeout S] [--json]
+//   rpcgate-bench idle    [--target 127.X.Y.Z:PORT] [--connections N] [--sources K]
+//                         [--server-pid PID] [--probes M] [--interface UUID[:M.m]] [--timeout S]
+//                         [--hold S] [--json]
 //
-// HOST is a numeric IPv4 or IPv6 address ([::1]:135). epm-map and connect default to
+// HOST is a numeric IPv4 or IPv6 address ([::1]:135). epm-map, connect and idle default to
 // 127.0.0.1:135 and the EPM's own interface (e1af8308-5d1f-11c9-91a4-08002b14a0fa:3.0, always
 // registered); echo binds rpcecho (Samba's echo.idl) and has no default target.
 //
+// idle opens N connections (default 1000), each bound to the EPM and then left idle, from the
+// source addresses 127.0.0.1..127.0.0.K (default K = ceil(N / 1000), at most 253: the target must
+// be an IPv4 loopback address), at most 256 handshakes at a time, all within --timeout (default
+// 60 s). With --server-pid it reads that process's VmRSS before and after, and reports the
+// difference per held connection. While they are held it runs M probes (default 20: connect from
+// 127.0.0.(K+1), bind, one ept_map of --interface), then checks how many held connections are
+// still open, waits --hold seconds (default 0: time to look at the server from outside), closes.
+//
 // Output: one table (mode, target, connections, threads, duration, calls, calls/s, p50/p99/p99.9
-// latency in microseconds, errors), or with --json one object with the same fields as numbers
-// (see print_json). Exit status: 0 when the run completed (errors are counted, not fatal); 1 when
-// the target cannot be reached at the start or rejects the first bind; 2 bad usage.
+// latency in microseconds, errors; idle: connections held/failed, sources, bytes per connection,
+// probe latencies, connections still held after the probes), or with --json one object with the
+// same fields as numbers (see print_json, print_idle_json). Exit status: 0 when the run completed
+// (errors and connections not held are counted, not fatal); 1 when the target cannot be reached at
+// the start or rejects the first bind (idle: also when RLIMIT_NOFILE's hard limit is below N + 64);
+// 2 bad usage.
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -27,6 +43,7 @@
 
 #include "common/command_line.h"
 #include "common/uuid.h"
+#include "idle.h"
 #include "load.h"
 #include "runtime/net.h"
 #include "runtime/rpc_client.h"
@@ -53,6 +70,15 @@ struct Options {
   double warmup = 1;
   double timeout = 5;
   bool json = false;
+};
+
+struct IdleOptions {
+  unsigned connections = 1000;
+  unsigned sources = 0;  // 0: default_sources(connections)
+  unsigned probes = 20;
+  std::optional<int> server_pid;
+  double timeout = 60;
+  double hold = 0;
 };
 
 // "HOST:PORT" / "[V6]:PORT" with a numeric address.
@@ -149,6 +175,87 @@ void print_table(const LoadConfig& c, const Options& o, const LoadResult& r) {
   (void)o;
 }
 
+template <typename T>
+nlohmann::ordered_json or_null(const std::optional<T>& v) {
+  return v ? nlohmann::ordered_json(*v) : nlohmann::ordered_json(nullptr);
+}
+
+std::optional<std::uint64_t> probe_p50_ns(const rpcgate::bench::IdleResult& r) {
+  if (r.probe_latency_ns.empty()) return std::nullopt;
+  auto v = r.probe_latency_ns;
+  std::sort(v.begin(), v.end());
+  return v[(v.size() - 1) / 2];  // the lower median
+}
+
+std::optional<std::uint64_t> probe_max_ns(const rpcgate::bench::IdleResult& r) {
+  if (r.probe_latency_ns.empty()) return std::nullopt;
+  return *std::max_element(r.probe_latency_ns.begin(), r.probe_latency_ns.end());
+}
+
+std::optional<double> opt_us(std::optional<std::uint64_t> ns) {
+  if (!ns) return std::nullopt;
+  return std::round(us(*ns) * 10) / 10;
+}
+
+void print_idle_json(const rpcgate::bench::IdleConfig& c, const rpcgate::bench::IdleResult& r) {
+  nlohmann::ordered_json j;
+  j["mode"] = "idle";
+  j["target"] = fmt::format("{}:{}", c.address.to_string(), c.port);
+  j["connections_requested"] = c.connections;
+  j["connections_held"] = r.connections_held;
+  j["connections_failed"] = r.connections_failed;
+  const auto& f = r.failures;
+  j["failure_kinds"] = {{"connect", f.connect},
+                        {"bind", f.bind},
+                        {"protocol", f.protocol},
+                        {"timeout", f.timeout},
+                        {"closed", f.closed}};
+  j["sources"] = r.sources;
+  j["probe_source"] = r.probe_source;
+  j["server_pid"] = c.server_pid ? nlohmann::ordered_json(*c.server_pid) : nullptr;
+  j["rss_before_kib"] = or_null(r.rss_before_kib);
+  j["rss_after_kib"] = or_null(r.rss_after_kib);
+  j["bytes_per_connection"] = or_null(r.bytes_per_connection);
+  j["probes"] = c.probes;
+  j["probe_p50_us"] = or_null(opt_us(probe_p50_ns(r)));
+  j["probe_max_us"] = or_null(opt_us(probe_max_ns(r)));
+  j["probe_errors"] = r.probe_errors;
+  j["probe_error"] = r.first_probe_error.empty() ? nlohmann::ordered_json(nullptr)
+                                                 : nlohmann::ordered_json(r.first_probe_error);
+  j["held_after_probes"] = r.held_after_probes;
+  j["open_seconds"] = std::round(r.open_seconds * 1000) / 1000;
+  j["seconds"] = std::round(r.seconds * 1000) / 1000;
+  std::cout << j.dump(2) << "\n";
+}
+
+void print_idle_table(const rpcgate::bench::IdleConfig& c, const rpcgate::bench::IdleResult& r) {
+  auto text = [](auto v, const char* format) {
+    return v ? fmt::format(fmt::runtime(format), *v) : std::string("-");
+  };
+  std::cout << fmt::format(
+      "{:<6} {:<21} {:>6} {:>6} {:>6} {:>7} {:>7} {:>6} {:>9} {:>9} {:>6} "
+      "{:>7} {:>8}\n",
+      "mode", "target", "conns", "held", "failed", "sources", "B/conn", "probes", "p50 us",
+      "max us", "perrs", "alive", "seconds");
+  std::cout << fmt::format(
+      "{:<6} {:<21} {:>6} {:>6} {:>6} {:>7} {:>7} {:>6} {:>9} {:>9} {:>6} {:>7} {:>8.2f}\n", "idle",
+      fmt::format("{}:{}", c.address.to_string(), c.port), c.connections, r.connections_held,
+      r.connections_failed, r.sources, text(r.bytes_per_connection, "{}"), c.probes,
+      text(opt_us(probe_p50_ns(r)), "{:.1f}"), text(opt_us(probe_max_ns(r)), "{:.1f}"),
+      r.probe_errors, r.held_after_probes, r.seconds);
+  if (c.server_pid)
+    std::cout << fmt::format("server pid {}: VmRSS {} KiB before, {} KiB with {} held\n",
+                             *c.server_pid, text(r.rss_before_kib, "{}"),
+                             text(r.rss_after_kib, "{}"), r.connections_held);
+  if (r.connections_failed != 0) {
+    const auto& f = r.failures;
+    std::cout << fmt::format("not held: connect {} bind {} protocol {} timeout {} closed {}\n",
+                             f.connect, f.bind, f.protocol, f.timeout, f.closed);
+  }
+  if (!r.first_probe_error.empty())
+    std::cout << "first probe error: " << r.first_probe_error << "\n";
+}
+
 void add_common(CLI::App* sub, Options& o) {
   sub->add_option("--connections,-c", o.connections, "connections, one call outstanding each")
       ->check(CLI::Range(1u, 100000u));
@@ -163,13 +270,60 @@ void add_common(CLI::App* sub, Options& o) {
   sub->add_flag("--json", o.json, "one JSON object on stdout");
 }
 
+int run_idle(const Options& o, const IdleOptions& io) {
+  rpcgate::bench::IdleConfig c;
+  LoadConfig target;
+  if (!parse_target(o.target, target) || !target.address.is_v4() ||
+      (target.address.to_v4().to_uint() >> 24) != 127) {
+    std::cerr << "rpcgate-bench: bad --target \"" << o.target
+              << "\" (idle: HOST:PORT with an IPv4 loopback address, e.g. 127.0.0.1:135; the "
+                 "connections come from 127.0.0.x)\n";
+    return kExitUsage;
+  }
+  c.address = target.address.to_v4();
+  c.port = target.port;
+  auto id = rpcgate::runtime::parse_interface(o.interface);
+  if (!id) {
+    std::cerr << "rpcgate-bench: bad --interface \"" << o.interface << "\" (UUID[:MAJOR.MINOR])\n";
+    return kExitUsage;
+  }
+  c.interface = *id;
+  c.connections = io.connections;
+  c.sources =
+      std::min(io.sources == 0 ? rpcgate::bench::default_sources(io.connections) : io.sources,
+               io.connections);
+  c.probes = io.probes;
+  if (io.server_pid) {
+    c.server_pid = *io.server_pid;
+    if (!rpcgate::bench::read_vm_rss_kib(*c.server_pid)) {
+      std::cerr << "rpcgate-bench: --server-pid " << *io.server_pid
+                << ": cannot read VmRSS from /proc/" << *io.server_pid << "/status\n";
+      return kExitUsage;
+    }
+  }
+  c.timeout = ms(io.timeout);
+  c.step_timeout = std::min(c.step_timeout, c.timeout);
+  c.hold = ms(io.hold);
+  auto result = rpcgate::bench::run_idle(c);
+  if (!result) {
+    std::cerr << "rpcgate-bench: " << result.error() << "\n";
+    return kExitFailed;
+  }
+  if (o.json)
+    print_idle_json(c, *result);
+  else
+    print_idle_table(c, *result);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "rpcgate-bench: closed-loop DCE/RPC load over TCP (one call outstanding per connection).\n"
-      "Exit status: 0 run completed (errors are counted); 1 target unreachable or bind rejected "
-      "at start; 2 usage."};
+      "rpcgate-bench: closed-loop DCE/RPC load over TCP (one call outstanding per connection), "
+      "or many idle bound connections held (idle).\n"
+      "Exit status: 0 run completed (errors and connections not held are counted); 1 target "
+      "unreachable or bind rejected at start (idle: or too few file descriptors); 2 usage."};
   app.require_subcommand(1);
   Options o;
   auto* epm =
@@ -188,7 +342,31 @@ int main(int argc, char** argv) {
   conn->add_option("--target,-t", o.target, "HOST:PORT of an endpoint mapper (numeric address)");
   conn->add_option("--interface,-i", o.interface, "UUID[:MAJOR.MINOR] to ept_map");
   add_common(conn, o);
+  IdleOptions io;
+  auto* idle = app.add_subcommand(
+      "idle", "hold N idle bound connections; server RSS per connection, probes meanwhile");
+  idle->add_option("--target,-t", o.target,
+                   "HOST:PORT of an endpoint mapper (IPv4 loopback: the sources are 127.0.0.x)");
+  idle->add_option("--interface,-i", o.interface, "UUID[:MAJOR.MINOR] the probes ept_map");
+  idle->add_option("--connections,-c", io.connections, "idle connections to hold (default 1000)")
+      ->check(CLI::Range(1u, 100000u));
+  idle->add_option("--sources", io.sources,
+                   "source addresses 127.0.0.1..127.0.0.K (default ceil(N/1000))")
+      ->check(CLI::Range(1u, rpcgate::bench::kMaxSources));
+  idle->add_option("--server-pid", io.server_pid,
+                   "the server's pid: VmRSS before and after, bytes per connection")
+      ->check(CLI::PositiveNumber);
+  idle->add_option("--probes", io.probes,
+                   "new connections (connect, bind, ept_map) made while all are held (default 20)")
+      ->check(CLI::Range(0u, 10000u));
+  idle->add_option("--timeout", io.timeout, "seconds allowed to open them all (default 60)")
+      ->check(CLI::Range(1.0, 3600.0));
+  idle->add_option("--hold", io.hold, "seconds to keep them after the probes (default 0)")
+      ->check(CLI::Range(0.0, 3600.0));
+  idle->add_flag("--json", o.json, "one JSON object on stdout");
   if (auto status = rpcgate::common::parse_command_line(app, argc, argv)) return *status;
+
+  if (idle->parsed()) return run_idle(o, io);
 
   LoadConfig c;
   c.mode = epm->parsed() ? Mode::kEpmMap : echo->parsed() ? Mode::kEcho : Mode::kConnect;

@@ -152,10 +152,19 @@ std::expected<Config, std::string> parse_config_toml(std::string_view text, std:
       const auto* i = node.as_integer();
       if (i == nullptr || i->get() < 0) return type_error(k, "a non-negative integer");
       base.seed = static_cast<std::uint64_t>(i->get());
+    } else if (k == "max_connections" || k == "max_connections_per_peer") {
+      const auto* i = node.as_integer();
+      if (i == nullptr || i->get() < 1 ||
+          static_cast<std::uint64_t>(i->get()) > kMaxConnectionsLimit) {
+        return type_error(k, "an integer from 1 to " + std::to_string(kMaxConnectionsLimit));
+      }
+      (k == "max_connections" ? base.max_connections : base.max_connections_per_peer) =
+          static_cast<std::size_t>(i->get());
     } else {
       return std::unexpected(src + ": [epmd] unknown key \"" + std::string(k) +
                              "\" (known: listen, control, advertise, tcp_registration, "
-                             "broker_addresses, user, log_level, seed)");
+                             "broker_addresses, user, log_level, seed, max_connections, "
+                             "max_connections_per_peer)");
     }
   }
   if (base.listen.empty()) return std::unexpected(src + ": [epmd] listen must not be empty");

@@ -12,6 +12,17 @@
 //   user = "rpcgate"                        # drop root to this user after binding
 //   log_level = "info"                     # trace, debug, info, warn, error
 //   seed = 1                               # deterministic port choice (tests)
+//   max_connections = 16384                # connections held at once (TCP and control socket);
+//                                          # more are accepted and closed at once
+//   max_connections_per_peer = 1024        # per client IP address (TCP); above max_connections
+//                                          # it changes nothing
+//
+// Both limits are integers from 1 to kMaxConnectionsLimit (--max-connections and
+// --max-connections-per-peer override them). Every connection is a file descriptor: at startup
+// the daemon raises its RLIMIT_NOFILE soft limit to the hard limit; when that is still below
+// max_connections + kFdHeadroom it warns and lowers max_connections to the limit - kFdHeadroom
+// (so an extra client is refused at once rather than left unanswered in the listen backlog).
+// Refused connections are logged as one warning per 10 s with their count, never one line each.
 #pragma once
 
 #include <array>
@@ -37,6 +48,13 @@ struct ListenAddress {
 // only: a listener must not depend on name resolution at boot. Error: a sentence naming `text`.
 std::expected<ListenAddress, std::string> parse_listen_address(std::string_view text);
 
+// The largest max_connections / max_connections_per_peer accepted: Linux's default fs.nr_open, the
+// most descriptors one process can have.
+inline constexpr std::size_t kMaxConnectionsLimit = 1'048'576;
+// Descriptors the daemon needs besides one per connection (listeners, control socket, epoll,
+// timers, journal, a brokered port in flight).
+inline constexpr std::size_t kFdHeadroom = 64;
+
 struct Config {
   std::vector<ListenAddress> listen{{"0.0.0.0", 135}, {"::", 135}};
   std::string control = "/run/rpcgate/epmd.sock";
@@ -46,6 +64,9 @@ struct Config {
   std::optional<std::string> user;
   std::string log_level = "info";
   std::optional<std::uint64_t> seed;
+  // runtime::ServerOptions' defaults (config_test checks that they agree).
+  std::size_t max_connections = 16384;
+  std::size_t max_connections_per_peer = 1024;
   // The policy file, if any ("" = embedded default), kept so SIGHUP can read it again.
   std::string policy_file;
 };

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "runtime/server.h"
+
 namespace rpcgate::epmd {
 namespace {
 
@@ -30,6 +32,8 @@ TEST(Config, DefaultsWithoutEpmdTable) {
   EXPECT_EQ(c->control, "/run/rpcgate/epmd.sock");
   EXPECT_TRUE(c->tcp_registration);
   EXPECT_FALSE(c->advertise);
+  EXPECT_EQ(c->max_connections, runtime::ServerOptions{}.max_connections);
+  EXPECT_EQ(c->max_connections_per_peer, runtime::ServerOptions{}.max_connections_per_peer);
 }
 
 TEST(Config, ReadsEveryKey) {
@@ -42,6 +46,8 @@ broker_addresses = ["127.0.0.1"]
 user = "nobody"
 log_level = "debug"
 seed = 7
+max_connections = 20000
+max_connections_per_peer = 5000
 )",
                              "f.toml");
   ASSERT_TRUE(c) << c.error();
@@ -54,6 +60,28 @@ seed = 7
   EXPECT_EQ(*c->user, "nobody");
   EXPECT_EQ(c->log_level, "debug");
   EXPECT_EQ(*c->seed, 7u);
+  EXPECT_EQ(c->max_connections, 20000u);
+  EXPECT_EQ(c->max_connections_per_peer, 5000u);
+}
+
+TEST(Config, ConnectionLimitsAreValidated) {
+  // Either alone; a per-peer limit above the total is allowed (the total is then the limit).
+  auto one = parse_config_toml("[epmd]\nmax_connections = 1\n", "f.toml");
+  ASSERT_TRUE(one) << one.error();
+  EXPECT_EQ(one->max_connections, 1u);
+  EXPECT_EQ(one->max_connections_per_peer, 1024u);
+  auto top = parse_config_toml("[epmd]\nmax_connections_per_peer = 1048576\n", "f.toml");
+  ASSERT_TRUE(top) << top.error();
+  EXPECT_EQ(top->max_connections_per_peer, kMaxConnectionsLimit);
+  for (const char* bad :
+       {"max_connections = 0", "max_connections = -5", "max_connections = 1048577",
+        "max_connections = \"10000\"", "max_connections = 1.5", "max_connections_per_peer = 0",
+        "max_connections_per_peer = 99999999999"}) {
+    auto c = parse_config_toml(std::string("[epmd]\n") + bad + "\n", "f.toml");
+    ASSERT_FALSE(c) << bad;
+    EXPECT_NE(c.error().find("must be an integer from 1 to 1048576"), std::string::npos)
+        << c.error();
+  }
 }
 
 TEST(Config, ErrorsNameTheFileAndKey) {

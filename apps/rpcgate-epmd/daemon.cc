@@ -9,6 +9,7 @@
 #include <pwd.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-journal.h>
@@ -102,6 +103,75 @@ std::expected<void, std::string> drop_privileges(const std::string& user) {
   return {};
 }
 
+// Every connection is a descriptor: take the whole hard limit (the soft default, 1024, would stop
+// accept() long before max_connections). Returns the max_connections to use: the configured one,
+// or what the descriptors allow when that is less (with a warning). Over max_connections the
+// runtime accepts and closes at once; out of descriptors, accept() fails and new clients wait
+// unanswered in the backlog - so the limit must be reached first.
+std::size_t raise_fd_limit(const Config& config) {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) {
+    spdlog::warn("getrlimit(RLIMIT_NOFILE): {}", std::strerror(errno));
+    return config.max_connections;
+  }
+  if (lim.rlim_cur != lim.rlim_max) {
+    const rlim_t was = lim.rlim_cur;
+    lim.rlim_cur = lim.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) {
+      spdlog::warn("cannot raise RLIMIT_NOFILE from {} to {}: {}", was, lim.rlim_max,
+                   std::strerror(errno));
+      lim.rlim_cur = was;
+    }
+  }
+  if (lim.rlim_cur == RLIM_INFINITY || lim.rlim_cur >= config.max_connections + kFdHeadroom) {
+    spdlog::debug("RLIMIT_NOFILE {}: room for max_connections {}", lim.rlim_cur,
+                  config.max_connections);
+    return config.max_connections;
+  }
+  const std::size_t fds = lim.rlim_cur;
+  const std::size_t room = fds > kFdHeadroom + 1 ? fds - kFdHeadroom : 1;
+  spdlog::warn(
+      "only {} file descriptors (RLIMIT_NOFILE hard limit): holding at most {} connections, not "
+      "max_connections {}; raise the limit (LimitNOFILE=, ulimit -Hn) or lower max_connections",
+      fds, room, config.max_connections);
+  return room;
+}
+
+// The runtime closes a connection over max_connections / max_connections_per_peer silently and
+// counts it: say so here, at most one line per kRejectReportEvery however many there were.
+constexpr std::chrono::seconds kRejectReportEvery{10};
+
+class RejectReporter {
+ public:
+  RejectReporter(asio::io_context& io, const runtime::Server& server)
+      : timer_(io), server_(server) {}
+  void start() {
+    timer_.expires_after(kRejectReportEvery);
+    timer_.async_wait([this](const std::error_code& ec) {
+      if (ec) return;
+      report();
+      start();
+    });
+  }
+  void stop() { timer_.cancel(); }
+
+ private:
+  void report() {
+    const auto stats = server_.stats();
+    if (stats.connections_rejected == reported_) return;
+    spdlog::warn(
+        "refused {} connection(s) in the last {} s: over max_connections {} or "
+        "max_connections_per_peer {} ({} held now)",
+        stats.connections_rejected - reported_, kRejectReportEvery.count(),
+        server_.options().max_connections, server_.options().max_connections_per_peer,
+        stats.connections_active);
+    reported_ = stats.connections_rejected;
+  }
+  asio::steady_timer timer_;
+  const runtime::Server& server_;
+  std::uint64_t reported_ = 0;
+};
+
 }  // namespace
 
 std::expected<policy::Policy, std::string> load_policy(const std::string& file) {
@@ -118,7 +188,11 @@ std::expected<policy::Policy, std::string> load_policy(const std::string& file) 
 
 int run(const Config& config, policy::Policy policy) {
   asio::io_context io;
-  runtime::Server server(io);
+  runtime::ServerOptions server_options;
+  server_options.max_connections = raise_fd_limit(config);
+  server_options.max_connections_per_peer = config.max_connections_per_peer;
+  runtime::Server server(io, server_options);
+  RejectReporter rejects(io, server);
 
   epm::EpmConfig epm_config;
   epm_config.advertised_ipv4 = config.advertise;
@@ -249,6 +323,7 @@ int run(const Config& config, policy::Policy policy) {
     if (ec) return;
     spdlog::info("signal {}: stopping", signo);
     sd_notify(0, "STOPPING=1");
+    rejects.stop();
     server.stop();
     io.stop();
   });
@@ -276,6 +351,7 @@ int run(const Config& config, policy::Policy policy) {
   };
   hangup.async_wait(on_hangup);
 
+  rejects.start();
   sd_notify(0, "READY=1");
   io.run();
   return 0;

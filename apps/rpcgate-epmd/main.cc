@@ -30,6 +30,8 @@ int main(int argc, char** argv) {
   std::string log_level;
   bool no_tcp_registration = false;
   std::optional<std::uint64_t> seed;
+  std::optional<std::size_t> max_connections;
+  std::optional<std::size_t> max_connections_per_peer;
   app.add_option("--config,-c", config_file, "rpcgate.toml ([epmd] and [policy] tables)");
   app.add_option("--policy,-p", policy_file,
                  "Port policy: regedit export (.reg) or rpcgate.toml (default: the [policy] of "
@@ -46,6 +48,12 @@ int main(int argc, char** argv) {
   app.add_option("--user,-u", user, "Drop root to this user after opening the listeners");
   app.add_flag("--no-tcp-registration", no_tcp_registration,
                "Refuse ept_insert/ept_delete over TCP, even from loopback");
+  app.add_option("--max-connections", max_connections,
+                 "Connections held at once; more are accepted and closed (default 16384)")
+      ->check(CLI::Range(std::size_t{1}, rpcgate::epmd::kMaxConnectionsLimit));
+  app.add_option("--max-connections-per-peer", max_connections_per_peer,
+                 "Connections held at once per client IP address (default 1024)")
+      ->check(CLI::Range(std::size_t{1}, rpcgate::epmd::kMaxConnectionsLimit));
   app.add_option("--seed", seed, "Deterministic port choice (tests)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
@@ -93,6 +101,8 @@ int main(int argc, char** argv) {
   if (!user.empty()) config.user = user;
   if (no_tcp_registration) config.tcp_registration = false;
   if (seed) config.seed = seed;
+  if (max_connections) config.max_connections = *max_connections;
+  if (max_connections_per_peer) config.max_connections_per_peer = *max_connections_per_peer;
   if (!log_level.empty()) config.log_level = log_level;
 
   spdlog::set_level(spdlog::level::from_str(config.log_level));

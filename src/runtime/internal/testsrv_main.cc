@@ -1,10 +1,16 @@
 // rpcgate-testsrv: serves the runtime test interface (internal/test_interface.h) - under its own
-// UUID or any other - for interop and end-to-end tests with real clients (Impacket) and the real
+// UUID or any others - for interop and end-to-end tests with real clients (Impacket) and the real
 // rpcgate-epmd.
 //
 //   rpcgate-testsrv [--port N] [--listen ADDR]... [--uuid UUID] [--version MAJOR.MINOR]
+//                   [--interface UUID:MAJOR.MINOR]...
 //                   [--epmd PATH [--class default|internet|intranet] [--annotation TEXT]]
 //                   [--max-seconds S]
+//
+// Interfaces: one, --uuid (default the test interface's own) at --version (default 1.0); or, with
+// --interface (repeatable, not together with --uuid/--version), every interface given, all on the
+// one port (the side-by-side benchmark mirrors a Samba rpcd_* that serves several). Each is
+// served by the same test handler; two with the same UUID and major version are a usage error.
 //
 // Standalone (no --epmd): listens on --listen (default 127.0.0.1) port --port (default 0: the
 // kernel chooses), prints `port=N`, serves until SIGTERM/SIGINT, until stdin closes, or for at
@@ -15,18 +21,17 @@
 //   --class C   takes a dynamic port of class C from the broker and serves the listening sockets
 //               it passes (IPv4 and, if the host has it, IPv6; --listen is not allowed), or
 //   --port N    listens itself as in standalone mode (the default: --port 0),
-// registers the interface with ept_insert (ncacn_ip_tcp:0.0.0.0[N], --annotation), prints
-// `port=N`, and serves until SIGTERM/SIGINT (then ept_delete, exit 0), until epmd closes the
-// connection (the registration is gone: exit 1722), or for --max-seconds if given (default: no
-// limit). stdin is not watched in this mode.
+// registers each interface with ept_insert (ncacn_ip_tcp:0.0.0.0[N], --annotation), prints
+// `port=N`, and serves until SIGTERM/SIGINT (then ept_delete of each, exit 0), until epmd closes
+// the connection (the registrations are gone: exit 1722), or for --max-seconds if given
+// (default: no limit). stdin is not watched in this mode.
 //
-// stdout: exactly one line `port=N` (flushed) once the interface is served and registered.
+// stdout: exactly one line `port=N` (flushed) once every interface is served and registered.
 // Errors: one line on stderr, `rpcgate-testsrv: <what failed>: error <code> (<message>)`, with
 // the Windows code of the runtime error (87 invalid port policy, 1721 class exhausted, 5 refused,
 // 1722 epmd unreachable, 1752 EPM refused the registration, ...). The exit status is that code
 // modulo 256, as the OS truncates it (87 -> 87, 1721 -> 185, 1722 -> 186, 1752 -> 216); usage
 // errors exit 2.
-#include <charconv>
 #include <csignal>
 #include <cstdio>
 #include <functional>
@@ -49,6 +54,7 @@
 #include "runtime/epmd_client.h"
 #include "runtime/internal/test_interface.h"
 #include "runtime/registrant.h"
+#include "runtime/rpc_client.h"
 #include "runtime/server.h"
 
 namespace {
@@ -65,20 +71,8 @@ int fail(const std::string& what, std::error_code ec) {
   return exit_status(ec.value());
 }
 
-std::optional<rpcgate::rpc::SyntaxId> parse_interface(const std::string& uuid,
-                                                      const std::string& version) {
-  auto id = rpcgate::common::Uuid::parse(uuid);
-  if (!id) return std::nullopt;
-  const auto dot = version.find('.');
-  if (dot == std::string::npos) return std::nullopt;
-  std::uint16_t major = 0, minor = 0;
-  const char* b = version.data();
-  const char* e = b + version.size();
-  auto r1 = std::from_chars(b, b + dot, major);
-  auto r2 = std::from_chars(b + dot + 1, e, minor);
-  if (r1.ec != std::errc() || r1.ptr != b + dot || r2.ec != std::errc() || r2.ptr != e)
-    return std::nullopt;
-  return rpcgate::rpc::SyntaxId{*id, major, minor};
+std::string describe(const rpcgate::rpc::SyntaxId& id) {
+  return id.uuid.to_string() + " v" + std::to_string(id.major) + "." + std::to_string(id.minor);
 }
 
 }  // namespace
@@ -93,6 +87,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> listen{"127.0.0.1"};
   std::string uuid = rpcgate::runtime::testing::test_syntax().uuid.to_string();
   std::string version = "1.0";
+  std::vector<std::string> interface_texts;
   std::string annotation = "rpcgate-testsrv";
   std::optional<int> max_seconds;
   auto* epmd_opt = app.add_option("--epmd", epmd_path, "rpcgate-epmd control socket");
@@ -103,27 +98,40 @@ int main(int argc, char** argv) {
   auto* listen_opt =
       app.add_option("--listen", listen, "address to listen on (static port; repeatable)");
   class_opt->excludes(port_opt)->excludes(listen_opt);
-  app.add_option("--uuid", uuid, "interface UUID to serve and register");
-  app.add_option("--version", version, "interface version MAJOR.MINOR");
+  auto* uuid_opt = app.add_option("--uuid", uuid, "interface UUID to serve and register");
+  auto* version_opt = app.add_option("--version", version, "interface version MAJOR.MINOR");
+  auto* interface_opt =
+      app.add_option("--interface", interface_texts,
+                     "UUID:MAJOR.MINOR to serve and register (repeatable; all on the one port; "
+                     "instead of --uuid/--version)");
+  interface_opt->excludes(uuid_opt)->excludes(version_opt);
   app.add_option("--annotation", annotation, "EPM annotation (at most 63 characters)")
       ->needs(epmd_opt);
   app.add_option("--max-seconds", max_seconds,
                  "exit after S seconds (0: never; default 120 standalone, 0 with --epmd)");
   if (auto status = rpcgate::common::parse_command_line(app, argc, argv)) return *status;
-  const auto interface = parse_interface(uuid, version);
-  if (!interface) {
-    std::cerr << "rpcgate-testsrv: bad --uuid/--version: " << uuid << " " << version << "\n";
-    return kExitUsage;
+  if (interface_texts.empty()) interface_texts.push_back(uuid + ":" + version);
+  std::vector<rpcgate::rpc::SyntaxId> interfaces;
+  for (const auto& text : interface_texts) {
+    const auto id = rpcgate::runtime::parse_interface(text);
+    if (!id) {
+      std::cerr << "rpcgate-testsrv: bad interface \"" << text
+                << "\" (--interface UUID:MAJOR.MINOR, or --uuid UUID --version MAJOR.MINOR)\n";
+      return kExitUsage;
+    }
+    interfaces.push_back(*id);
   }
   const bool registrant = !epmd_path.empty();
   const int limit = max_seconds.value_or(registrant ? 0 : 120);
 
   asio::io_context io;
   Server server(io);
-  if (!rpcgate::runtime::testing::add_test_interface(server, *interface)) {
-    std::cerr << "rpcgate-testsrv: interface " << uuid << " v" << version
-              << " is already served by the runtime (MGMT?)\n";
-    return kExitUsage;
+  for (const auto& id : interfaces) {
+    if (!rpcgate::runtime::testing::add_test_interface(server, id)) {
+      std::cerr << "rpcgate-testsrv: interface " << describe(id)
+                << " is already served by the runtime (MGMT, or given twice)\n";
+      return kExitUsage;
+    }
   }
 
   std::optional<EpmdClient> epmd;
@@ -159,9 +167,11 @@ int main(int argc, char** argv) {
   }
 
   if (epmd) {
-    if (auto r = epmd->register_endpoint(*interface, served, annotation); !r)
-      return fail("cannot register " + uuid + " v" + version + " at port " + std::to_string(served),
-                  r.error());
+    for (const auto& id : interfaces) {
+      if (auto r = epmd->register_endpoint(id, served, annotation); !r)
+        return fail("cannot register " + describe(id) + " at port " + std::to_string(served),
+                    r.error());
+    }
   }
   std::cout << "port=" << served << std::endl;  // endl: flushed
 
@@ -175,7 +185,8 @@ int main(int argc, char** argv) {
   asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](const asio::error_code& ec, int) {
     if (ec) return;
-    rpcgate::runtime::unregister_on_exit(epmd ? &*epmd : nullptr, *interface, served);
+    for (const auto& id : interfaces)
+      rpcgate::runtime::unregister_on_exit(epmd ? &*epmd : nullptr, id, served);
     quit(0);
   });
   asio::steady_timer timer(io);

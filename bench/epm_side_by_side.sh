@@ -1,0 +1,348 @@
+#!/usr/bin/env bash
+# The endpoint mapper measured side by side: Samba's rpcd_epmapper, rpcgate-epmd and the floor
+# server (rpc-floor-server: canned answers, what the machine allows), all three in one private
+# network namespace, driven by the same client (rpcgate-bench) on the same interface.
+#
+#   bench/epm_side_by_side.sh [--reps N] [--duration S] [--warmup S] [--out DIR] [--smoke]
+#                             [--idle-connections N]
+#
+# Root (unshare -n). What it does, in a new network namespace with only lo up:
+#   1. starts Samba's EPM (bench/samba_epm.sh, 127.0.0.1:135), rpcgate-epmd (127.0.0.1:1135,
+#      control socket in a scratch dir) and rpc-floor-server (127.0.0.1:2135);
+#   2. mirrors Samba's registrations in rpcgate-epmd: for each port in Samba's
+#      DIR/interfaces.txt one rpcgate-testsrv serving and registering every interface of that port
+#      (--interface, --port 0: Samba holds its own ports), then checks with `rpcgate map` that
+#      rpcgate-epmd answers ept_map for each with the port registered (and Samba and the floor
+#      answer for winreg);
+#   3. for REPS rounds, for 1, 16 and 256 connections, for each server in an order that rotates
+#      (by one per connection count and per round): `rpcgate-bench epm-map --json` (ept_map of winreg 338cd001-...:1.0, which Samba
+#      registers) for DURATION s after WARMUP s (before each Samba run one `rpcgate map` wakes
+#      rpcd_epmapper, which exits after 10 s idle); then `rpcgate-bench connect` at 16 connections
+#      the same way;
+#   4. `rpcgate-bench idle` against rpcgate-epmd (when this build has it), and
+#      build/bench/allocator_benchmark (Google Benchmark);
+#   5. prints the table (medians over the rounds, ratios, the issue's targets with PASS/MISS) and
+#      writes OUT/latest.json (every raw number + machine info), OUT/latest.txt (the table) and
+#      OUT/latest.png (gnuplot: calls/s and p99 against connections).
+#
+# OUT is bench/results by default; with --smoke (reps 1, duration 0.3 s, warmup 0.2 s, 200 idle
+# connections, a tiny allocator min time: the CI check that it all runs) a new temp dir unless
+# --out is given. Every flag has an environment form: BENCH_REPS, BENCH_DURATION, BENCH_WARMUP,
+# BENCH_OUT, BENCH_IDLE_CONNECTIONS; BENCH_TIMEOUT bounds the whole run (seconds; default from
+# the parameters). Binaries: RPCGATE_BIN (default build/bin), RPCGATE_BENCH_BIN (default
+# build/bench).
+#
+# Exit status: 0 when every run completed - whether the targets were met or not (it is a
+# measurement, not a test); 1 when something could not start, a check failed or a run failed
+# (the message names it; the scratch dir with every log is kept); 2 bad usage.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+PY=/usr/bin/python3
+WINREG=338cd001-2244-31f1-aaaa-900038001003:1.0
+SAMBA_PORT=135
+EPMD_PORT=1135
+FLOOR_PORT=2135
+# The canned ept_map answer of rpc-floor-server (floor_server.cc).
+FLOOR_MAPPED_PORT=49664
+
+die() { echo "epm_side_by_side: $*" >&2; exit 1; }
+usage() {
+  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
+  exit "${1:-0}"
+}
+bad_usage() { echo "epm_side_by_side: $*" >&2; echo "(--help for usage)" >&2; exit 2; }
+
+REPS=${BENCH_REPS:-}
+DURATION=${BENCH_DURATION:-}
+WARMUP=${BENCH_WARMUP:-}
+OUT=${BENCH_OUT:-}
+IDLE_CONNECTIONS=${BENCH_IDLE_CONNECTIONS:-}
+SMOKE=0
+# Re-executed inside the namespace with the parsed values (see below); never set this yourself.
+IN_NETNS=${EPM_SBS_IN_NETNS:-0}
+
+while [ $# -gt 0 ]; do
+  case $1 in
+    --reps) [ $# -ge 2 ] || bad_usage "--reps needs a value"; REPS=$2; shift 2 ;;
+    --duration) [ $# -ge 2 ] || bad_usage "--duration needs a value"; DURATION=$2; shift 2 ;;
+    --warmup) [ $# -ge 2 ] || bad_usage "--warmup needs a value"; WARMUP=$2; shift 2 ;;
+    --out) [ $# -ge 2 ] || bad_usage "--out needs a value"; OUT=$2; shift 2 ;;
+    --idle-connections)
+      [ $# -ge 2 ] || bad_usage "--idle-connections needs a value"; IDLE_CONNECTIONS=$2; shift 2 ;;
+    --smoke) SMOKE=1; shift ;;
+    -h | --help) usage 0 ;;
+    *) bad_usage "unknown argument: $1" ;;
+  esac
+done
+
+if [ "$SMOKE" = 1 ]; then
+  REPS=${REPS:-1}; DURATION=${DURATION:-0.3}; WARMUP=${WARMUP:-0.2}
+  IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-200}; ALLOCATOR_MIN_TIME=0.001
+else
+  REPS=${REPS:-3}; DURATION=${DURATION:-3}; WARMUP=${WARMUP:-1}
+  IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}; ALLOCATOR_MIN_TIME=0.2
+fi
+[[ $REPS =~ ^[1-9][0-9]?$ ]] || bad_usage "--reps must be 1-99, not '$REPS'"
+[[ $DURATION =~ ^[0-9]+(\.[0-9]+)?$ ]] || bad_usage "--duration must be seconds, not '$DURATION'"
+[[ $WARMUP =~ ^[0-9]+(\.[0-9]+)?$ ]] || bad_usage "--warmup must be seconds, not '$WARMUP'"
+[[ $IDLE_CONNECTIONS =~ ^[1-9][0-9]{0,5}$ ]] ||
+  bad_usage "--idle-connections must be a count, not '$IDLE_CONNECTIONS'"
+
+BIN=${RPCGATE_BIN:-$ROOT/build/bin}
+BENCH_BIN=${RPCGATE_BENCH_BIN:-$ROOT/build/bench}
+
+# ---------------------------------------------------------------------------------------------
+# Outside the namespace: check what is needed, then run this script again under unshare -n,
+# bounded by timeout (which signals the whole process group; the EXIT trap stops Samba, which
+# runs in its own session).
+if [ "$IN_NETNS" != 1 ]; then
+  [ "$(id -u)" = 0 ] || die "needs root (unshare -n, Samba on port 135): run it as root or via 'make bench'"
+  for b in rpcgate-bench rpcgate-epmd rpcgate-testsrv rpc-floor-server rpcgate; do
+    [ -x "$BIN/$b" ] || die "missing $BIN/$b (build it: cmake --build build --target $b; or set RPCGATE_BIN)"
+  done
+  for t in unshare ip ss timeout gnuplot "$PY"; do
+    command -v "$t" >/dev/null || die "missing $t (make deps installs it)"
+  done
+  [ -x /usr/libexec/samba/samba-dcerpcd ] || die "missing Samba (apt-get install samba; make deps)"
+  if [ -z "$OUT" ]; then
+    if [ "$SMOKE" = 1 ]; then OUT=$(mktemp -d /tmp/epm-sbs-smoke.XXXXXX); else OUT=$ROOT/bench/results; fi
+  fi
+  mkdir -p "$OUT" || die "cannot create the output directory $OUT"
+  OUT=$(cd "$OUT" && pwd)
+  # Runs: REPS x (3 connection counts + connect) x 3 servers, each warmup + duration + slack.
+  runs=$((REPS * 12))
+  budget=${BENCH_TIMEOUT:-$("$PY" -c "print(int(90 + $runs * ($WARMUP + $DURATION + 6) + 30 + $IDLE_CONNECTIONS / 100 + (30 if $SMOKE else 90)))")}
+  echo "epm_side_by_side: $runs runs of ${WARMUP}+${DURATION} s, $REPS round(s); at most ${budget} s; results in $OUT" >&2
+  export EPM_SBS_IN_NETNS=1 RPCGATE_BIN="$BIN" RPCGATE_BENCH_BIN="$BENCH_BIN"
+  export BENCH_REPS="$REPS" BENCH_DURATION="$DURATION" BENCH_WARMUP="$WARMUP" BENCH_OUT="$OUT"
+  export BENCH_IDLE_CONNECTIONS="$IDLE_CONNECTIONS" EPM_SBS_SMOKE="$SMOKE"
+  export EPM_SBS_ALLOCATOR_MIN_TIME="$ALLOCATOR_MIN_TIME"
+  rc=0
+  timeout --kill-after=15 "$budget" unshare -n /bin/bash "${BASH_SOURCE[0]}" || rc=$?
+  [ "$rc" != 124 ] || die "did not finish within ${budget} s (BENCH_TIMEOUT); stopped"
+  exit "$rc"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Inside the namespace.
+SMOKE=${EPM_SBS_SMOKE:-0}
+ALLOCATOR_MIN_TIME=${EPM_SBS_ALLOCATOR_MIN_TIME:-0.2}
+ip link set lo up || die "cannot bring lo up in the new namespace"
+# 10000 idle connections need as many descriptors in rpcgate-epmd and in the client.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+S=$(mktemp -d /tmp/epm-sbs.XXXXXX)
+# Other work on the machine skews every number: record the load around the measurement.
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+PIDS=()      # rpcgate-testsrv ..., rpcgate-epmd, rpc-floor-server: stopped in this order
+TESTSRV_PIDS=()
+cleanup() {
+  local rc=$? pid i left
+  set +e
+  trap - EXIT INT TERM HUP
+  for pid in "${TESTSRV_PIDS[@]}" "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  for ((i = 0; i < 50; i++)); do
+    left=0
+    for pid in "${TESTSRV_PIDS[@]}" "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && left=1; done
+    [ "$left" = 0 ] && break
+    sleep 0.1
+  done
+  for pid in "${TESTSRV_PIDS[@]}" "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null; done
+  "$HERE/samba_epm.sh" stop "$S/samba" >/dev/null 2>&1 ||
+    echo "epm_side_by_side: could not stop Samba (see $S/samba/log)" >&2
+  if [ "$rc" = 0 ]; then
+    rm -rf "$S"
+  else
+    echo "epm_side_by_side: failed (exit $rc); logs kept in $S" >&2
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
+
+# $1 = file a started server writes `port=N` to, $2 = its pid, $3 = what it is. Prints N.
+wait_port_line() {
+  local f=$1 pid=$2 what=$3 i
+  for ((i = 0; i < 100; i++)); do
+    if grep -q '^port=' "$f" 2>/dev/null; then
+      sed -n 's/^port=//p' "$f" | head -n 1
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || die "$what exited before it printed port=N: $(tail -n 3 "$f.err" 2>/dev/null)"
+    sleep 0.1
+  done
+  die "$what did not print port=N within 10 s"
+}
+
+# `rpcgate map` of $2 on 127.0.0.1:$1; prints the mapped port.
+map_port() {
+  local out
+  out=$("$BIN/rpcgate" map 127.0.0.1 "$2" --port "$1" --timeout 5 2>"$S/map.err") ||
+    die "rpcgate map $2 on 127.0.0.1:$1 failed: $(cat "$S/map.err")"
+  [[ $out =~ \[([0-9]+)\]$ ]] || die "rpcgate map $2 on 127.0.0.1:$1 answered '$out', not a binding with a port"
+  echo "${BASH_REMATCH[1]}"
+}
+
+# --- start the three servers ---
+echo "== starting Samba's EPM (127.0.0.1:$SAMBA_PORT), rpcgate-epmd (127.0.0.1:$EPMD_PORT), rpc-floor-server (127.0.0.1:$FLOOR_PORT)" >&2
+mkdir -p "$S/samba"
+"$HERE/samba_epm.sh" start "$S/samba" >"$S/samba.out" || die "Samba's endpoint mapper did not start (bench/samba_epm.sh start)"
+grep -q "^${WINREG%:*} ${WINREG#*:} [0-9]*$" "$S/samba/interfaces.txt" ||
+  die "Samba did not register winreg ${WINREG} over TCP (see $S/samba/interfaces.txt)"
+
+"$BIN/rpc-floor-server" --listen "127.0.0.1:$FLOOR_PORT" >"$S/floor.out" 2>"$S/floor.out.err" &
+PIDS+=($!)
+[ "$(wait_port_line "$S/floor.out" "${PIDS[-1]}" rpc-floor-server)" = "$FLOOR_PORT" ] ||
+  die "rpc-floor-server is not on port $FLOOR_PORT"
+
+"$BIN/rpcgate-epmd" --listen "127.0.0.1:$EPMD_PORT" --control "$S/epmd.sock" --log-level warn \
+  >"$S/epmd.log" 2>&1 &
+EPMD_PID=$!
+PIDS=("$EPMD_PID" "${PIDS[@]}")
+for ((i = 0; i < 100; i++)); do
+  [ -S "$S/epmd.sock" ] && [ -n "$(ss -Hltn "sport = :$EPMD_PORT")" ] && break
+  kill -0 "$EPMD_PID" 2>/dev/null || die "rpcgate-epmd exited at startup: $(tail -n 5 "$S/epmd.log")"
+  sleep 0.1
+done
+[ -S "$S/epmd.sock" ] || die "rpcgate-epmd did not create its control socket within 10 s: $(tail -n 5 "$S/epmd.log")"
+
+# Mirror Samba's registrations: one rpcgate-testsrv per Samba port (the EPM's own 135 entry is
+# rpcgate-epmd's own), each serving and registering every interface of that port.
+declare -A GROUP=()     # samba port -> "--interface U:M.m ..."
+declare -A MIRROR=()    # samba port -> rpcgate-testsrv port
+while read -r uuid version port; do
+  [ -n "$port" ] || continue
+  [ "$port" != "$SAMBA_PORT" ] || continue
+  GROUP[$port]+=" --interface $uuid:$version"
+done <"$S/samba/interfaces.txt"
+[ "${#GROUP[@]}" -gt 0 ] || die "no Samba interface outside port $SAMBA_PORT in $S/samba/interfaces.txt"
+for port in "${!GROUP[@]}"; do
+  # shellcheck disable=SC2086 # word splitting of the --interface list is intended
+  "$BIN/rpcgate-testsrv" --epmd "$S/epmd.sock" --port 0 --listen 127.0.0.1 \
+    --annotation "mirror of Samba port $port" ${GROUP[$port]} \
+    >"$S/testsrv.$port.out" 2>"$S/testsrv.$port.out.err" &
+  TESTSRV_PIDS+=($!)
+  MIRROR[$port]=$(wait_port_line "$S/testsrv.$port.out" "${TESTSRV_PIDS[-1]}" "rpcgate-testsrv (mirror of Samba port $port)")
+done
+
+# --- check before measuring ---
+while read -r uuid version port; do
+  if [ -z "$port" ] || [ "$port" = "$SAMBA_PORT" ]; then continue; fi
+  got=$(map_port "$EPMD_PORT" "$uuid:$version")
+  [ "$got" = "${MIRROR[$port]}" ] ||
+    die "rpcgate-epmd maps $uuid v$version to port $got, registered at ${MIRROR[$port]}"
+done <"$S/samba/interfaces.txt"
+samba_winreg=$(awk -v u="${WINREG%:*}" -v v="${WINREG#*:}" '$1 == u && $2 == v {print $3; exit}' "$S/samba/interfaces.txt")
+got=$(map_port "$SAMBA_PORT" "$WINREG")
+[ "$got" = "$samba_winreg" ] || die "Samba maps winreg to port $got, it registered $samba_winreg"
+got=$(map_port "$FLOOR_PORT" "$WINREG")
+[ "$got" = "$FLOOR_MAPPED_PORT" ] || die "rpc-floor-server maps winreg to $got, not its canned $FLOOR_MAPPED_PORT"
+{
+  echo "== checked: ept_map(winreg) answers on all three; rpcgate-epmd mirrors $(grep -vc " $SAMBA_PORT$" "$S/samba/interfaces.txt") Samba interface(s) on ${#GROUP[@]} port(s):"
+  for port in "${!GROUP[@]}"; do echo "   Samba port $port -> rpcgate-testsrv port ${MIRROR[$port]}:${GROUP[$port]//--interface /}"; done
+} >&2
+
+# --- measure ---
+NAMES=(samba rpcgate floor)
+declare -A TARGET=([samba]=127.0.0.1:$SAMBA_PORT [rpcgate]=127.0.0.1:$EPMD_PORT [floor]=127.0.0.1:$FLOOR_PORT)
+mkdir -p "$S/runs"
+: >"$S/runs.txt"
+run_timeout=$("$PY" -c "print(int($WARMUP + $DURATION + 30))")
+total=$((REPS * 12))
+n=0
+# $1 mode, $2 connections, $3 server name, $4 round
+measure() {
+  local mode=$1 conns=$2 name=$3 round=$4 f summary
+  f="$S/runs/$mode.$conns.$name.$round.json"
+  n=$((n + 1))
+  if [ "$name" = samba ]; then
+    # rpcd_epmapper exits after 10 s idle: start it now, not inside the measurement.
+    map_port "$SAMBA_PORT" "$WINREG" >/dev/null
+  fi
+  timeout "$run_timeout" "$BIN/rpcgate-bench" "$mode" --target "${TARGET[$name]}" --interface "$WINREG" \
+    --connections "$conns" --duration "$DURATION" --warmup "$WARMUP" --json >"$f" 2>"$f.err" ||
+    die "run $mode $conns connections against $name (${TARGET[$name]}), round $round failed (exit $?): $(tail -n 3 "$f.err")"
+  echo "$mode $conns $name $round $f" >>"$S/runs.txt"
+  summary=$("$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); print("%.0f calls/s, p99 %.0f us, %d errors" % (j["calls_per_s"], j["p99_us"], j["errors"]))' "$f")
+  printf '  [%2d/%d] round %d  %-7s %3d conns  %-7s  %s\n' "$n" "$total" "$round" "$mode" "$conns" "$name" "$summary" >&2
+}
+
+echo "== measuring: $REPS round(s), ${WARMUP} s warmup + ${DURATION} s per run, ept_map of winreg $WINREG" >&2
+# Who goes first moves on by one from one connection count to the next and from one round to the
+# next, so over 3 rounds each server goes first, second and third once at every count.
+for ((round = 1; round <= REPS; round++)); do
+  ci=0
+  for conns in 1 16 256; do
+    for k in 0 1 2; do
+      measure epm-map "$conns" "${NAMES[$(((round - 1 + ci + k) % 3))]}" "$round"
+    done
+    ci=$((ci + 1))
+  done
+done
+for ((round = 1; round <= REPS; round++)); do
+  for k in 0 1 2; do
+    measure connect 16 "${NAMES[$(((round - 1 + k) % 3))]}" "$round"
+  done
+done
+
+IDLE_JSON=
+# (CLI11 answers --help with the top-level help, exit 0, for a subcommand it does not know: look
+# for the idle mode's own option too.)
+if "$BIN/rpcgate-bench" idle --help 2>/dev/null | grep -q -- --server-pid; then
+  echo "== idle: $IDLE_CONNECTIONS connections held to rpcgate-epmd (pid $EPMD_PID)" >&2
+  IDLE_JSON=$S/idle.json
+  timeout $((60 + IDLE_CONNECTIONS / 50)) "$BIN/rpcgate-bench" idle --target "127.0.0.1:$EPMD_PORT" \
+    --connections "$IDLE_CONNECTIONS" --server-pid "$EPMD_PID" --json >"$IDLE_JSON" 2>"$IDLE_JSON.err" ||
+    die "rpcgate-bench idle with $IDLE_CONNECTIONS connections failed (exit $?): $(tail -n 3 "$IDLE_JSON.err")"
+else
+  echo "== idle: rpcgate-bench idle is not available in this build" >&2
+fi
+
+ALLOCATOR_JSON=
+if [ -x "$BENCH_BIN/allocator_benchmark" ]; then
+  echo "== allocator: $BENCH_BIN/allocator_benchmark (min time ${ALLOCATOR_MIN_TIME} s)" >&2
+  ALLOCATOR_JSON=$S/allocator.json
+  timeout 120 "$BENCH_BIN/allocator_benchmark" --benchmark_format=json \
+    --benchmark_min_time="$ALLOCATOR_MIN_TIME" >"$ALLOCATOR_JSON" 2>"$ALLOCATOR_JSON.err" ||
+    die "allocator_benchmark failed (exit $?): $(tail -n 3 "$ALLOCATOR_JSON.err")"
+else
+  echo "== allocator: no $BENCH_BIN/allocator_benchmark in this build" >&2
+fi
+
+# --- report ---
+cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+samba_version=$(/usr/sbin/smbd --version 2>/dev/null || dpkg-query -W -f='${Version}' samba 2>/dev/null || echo unknown)
+commit=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
+dirty=false
+[ "$commit" = unknown ] || git -C "$ROOT" diff --quiet HEAD 2>/dev/null || dirty=true
+{
+  echo "nproc=$(nproc)"
+  echo "loadavg_start=$LOAD_START"
+  echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "kernel=$(uname -r)"
+  echo "cpu_model=${cpu:-unknown}"
+  echo "samba_version=$samba_version"
+  echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "git_commit=$commit"
+  echo "git_dirty=$dirty"
+  echo "rpcgate_version=$("$BIN/rpcgate" --version 2>/dev/null || echo unknown)"
+  echo "reps=$REPS"
+  echo "duration_s=$DURATION"
+  echo "warmup_s=$WARMUP"
+  echo "smoke=$SMOKE"
+  echo "interface=$WINREG"
+  echo "idle_connections=$IDLE_CONNECTIONS"
+  echo "allocator_min_time_s=$ALLOCATOR_MIN_TIME"
+  echo "samba_interfaces=$S/samba/interfaces.txt"
+  for port in "${!GROUP[@]}"; do echo "mirror=$port ${MIRROR[$port]}"; done
+} >"$S/meta.txt"
+
+"$PY" "$HERE/epm_side_by_side_report.py" --meta "$S/meta.txt" --runs "$S/runs.txt" \
+  --idle "${IDLE_JSON:-}" --allocator "${ALLOCATOR_JSON:-}" --out "$BENCH_OUT" --plot-dir "$S" ||
+  die "the report could not be written (epm_side_by_side_report.py)"
+gnuplot "$S/plot.gp" 2>"$S/gnuplot.err" || die "gnuplot failed: $(tail -n 3 "$S/gnuplot.err")"
+[ -s "$BENCH_OUT/latest.png" ] || die "gnuplot wrote no $BENCH_OUT/latest.png"
+echo "== wrote $BENCH_OUT/latest.json, latest.txt, latest.png" >&2
