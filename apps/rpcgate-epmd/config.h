@@ -12,16 +12,19 @@
 //   user = "rpcgate"                        # drop root to this user after binding
 //   log_level = "info"                     # trace, debug, info, warn, error
 //   seed = 1                               # deterministic port choice (tests)
-//   max_connections = 16384                # connections held at once (TCP and control socket);
-//                                          # more are accepted and closed at once
+//   max_connections = 16384                # TCP connections held at once; more are accepted
+//                                          # and closed at once (the control socket has its own
+//                                          # kLocalConnections, so a flood cannot lock out
+//                                          # registrants)
 //   max_connections_per_peer = 1024        # per client IP address (TCP); above max_connections
 //                                          # it changes nothing
 //
 // Both limits are integers from 1 to kMaxConnectionsLimit (--max-connections and
 // --max-connections-per-peer override them). Every connection is a file descriptor: at startup
 // the daemon raises its RLIMIT_NOFILE soft limit to the hard limit; when that is still below
-// max_connections + kFdHeadroom it warns and lowers max_connections to the limit - kFdHeadroom
-// (so an extra client is refused at once rather than left unanswered in the listen backlog).
+// max_connections + kLocalConnections + kFdHeadroom it warns and lowers max_connections to the
+// limit - kLocalConnections - kFdHeadroom (so an extra client is refused at once rather than left
+// unanswered in the listen backlog).
 // Refused connections are logged as one warning per 10 s with their count, never one line each.
 #pragma once
 
@@ -54,6 +57,9 @@ inline constexpr std::size_t kMaxConnectionsLimit = 1'048'576;
 // Descriptors the daemon needs besides one per connection (listeners, control socket, epoll,
 // timers, journal, a brokered port in flight).
 inline constexpr std::size_t kFdHeadroom = 64;
+// Control-socket connections held at once (registrants: one lease connection per served
+// process; port-broker and rpcgate CLI clients), apart from max_connections.
+inline constexpr std::size_t kLocalConnections = 128;
 
 struct Config {
   std::vector<ListenAddress> listen{{"0.0.0.0", 135}, {"::", 135}};

@@ -123,13 +123,15 @@ std::size_t raise_fd_limit(const Config& config) {
       lim.rlim_cur = was;
     }
   }
-  if (lim.rlim_cur == RLIM_INFINITY || lim.rlim_cur >= config.max_connections + kFdHeadroom) {
+  if (lim.rlim_cur == RLIM_INFINITY ||
+      lim.rlim_cur >= config.max_connections + kLocalConnections + kFdHeadroom) {
     spdlog::debug("RLIMIT_NOFILE {}: room for max_connections {}", lim.rlim_cur,
                   config.max_connections);
     return config.max_connections;
   }
   const std::size_t fds = lim.rlim_cur;
-  const std::size_t room = fds > kFdHeadroom + 1 ? fds - kFdHeadroom : 1;
+  const std::size_t reserved = kFdHeadroom + kLocalConnections;
+  const std::size_t room = fds > reserved + 1 ? fds - reserved : 1;
   spdlog::warn(
       "only {} file descriptors (RLIMIT_NOFILE hard limit): holding at most {} connections, not "
       "max_connections {}; raise the limit (LimitNOFILE=, ulimit -Hn) or lower max_connections",
@@ -191,6 +193,7 @@ int run(const Config& config, policy::Policy policy) {
   runtime::ServerOptions server_options;
   server_options.max_connections = raise_fd_limit(config);
   server_options.max_connections_per_peer = config.max_connections_per_peer;
+  server_options.max_local_connections = kLocalConnections;
   runtime::Server server(io, server_options);
   RejectReporter rejects(io, server);
 

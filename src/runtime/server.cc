@@ -104,6 +104,9 @@ class Listener : public std::enable_shared_from_this<Listener> {
   bool closed_ = false;
 
  private:
+  std::chrono::steady_clock::time_point last_accept_warning_{};
+  std::uint64_t accept_failures_ = 0;
+
   void on_ready() {
     // Bounded per wakeup so a connection flood cannot monopolise the loop.
     for (int i = 0; i < 64 && !closed_; ++i) {
@@ -115,8 +118,18 @@ class Listener : public std::enable_shared_from_this<Listener> {
         int e = errno;
         if (e == EAGAIN || e == EWOULDBLOCK) break;
         if (e == EINTR || e == ECONNABORTED || e == EPROTO) continue;
-        // EMFILE/ENFILE/ENOBUFS/ENOMEM: back off instead of spinning on a ready listener.
-        spdlog::warn("rpc listener: accept failed: {}", std::strerror(e));
+        // EMFILE/ENFILE/ENOBUFS/ENOMEM: back off instead of spinning on a ready listener, and
+        // say so once per 10 s, not at every retry.
+        ++accept_failures_;
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_accept_warning_ >= std::chrono::seconds(10)) {
+          spdlog::warn(
+              "rpc listener: accept failed: {} ({} failure(s) since the last warning; "
+              "new clients wait in the backlog)",
+              std::strerror(e), accept_failures_);
+          accept_failures_ = 0;
+          last_accept_warning_ = now;
+        }
         retry_.expires_after(std::chrono::milliseconds(100));
         retry_.async_wait([self = shared_from_this()](const asio::error_code& ec) {
           if (!ec && !self->closed_) self->start();
@@ -718,9 +731,10 @@ void Server::accepted(detail::Listener& listener, int fd) {
     info.local = "unix:" + listener.unix_path_;
   }
 
-  bool over =
-      connections_.size() >= options_.max_connections ||
-      (!info.peer_key.empty() && per_peer_[info.peer_key] >= options_.max_connections_per_peer);
+  const bool is_local = info.transport == Transport::kUnix;
+  bool over = is_local ? local_connections_ >= options_.max_local_connections
+                       : tcp_connections_ >= options_.max_connections ||
+                             per_peer_[info.peer_key] >= options_.max_connections_per_peer;
   if (over) {
     ++stats_.connections_rejected;
     if (!info.peer_key.empty() && per_peer_[info.peer_key] == 0) per_peer_.erase(info.peer_key);
@@ -745,6 +759,7 @@ void Server::accepted(detail::Listener& listener, int fd) {
                                  : std::filesystem::path(listener.unix_path_).filename().string();
 
   if (!info.peer_key.empty()) ++per_peer_[info.peer_key];
+  ++(is_local ? local_connections_ : tcp_connections_);
   ++stats_.connections_active;
   auto id = info.id;
   auto c = std::make_shared<detail::Connection>(*this, std::move(info), fd, listener.family_,
@@ -764,6 +779,11 @@ void Server::connection_closed(detail::Connection& c, CloseReason reason, std::e
   } else {
     spdlog::debug("rpc connection {} from {} closed: {}{}{}", info.id, info.peer, to_string(reason),
                   why ? ": " : "", why ? why.message() : std::string());
+  }
+  if (info.transport == Transport::kUnix) {
+    if (local_connections_ > 0) --local_connections_;
+  } else if (tcp_connections_ > 0) {
+    --tcp_connections_;
   }
   if (!info.peer_key.empty()) {
     auto it = per_peer_.find(info.peer_key);

@@ -157,8 +157,11 @@ inline void fault_op_range(Responder& r) {
 }
 
 struct ServerOptions {
-  std::size_t max_connections = 16384;
-  std::size_t max_connections_per_peer = 1024;  // per peer IP address (TCP); Unix peers: total only
+  std::size_t max_connections = 16384;          // TCP connections
+  std::size_t max_connections_per_peer = 1024;  // per peer IP address (TCP)
+  // Unix-socket (local) connections have their own budget, so a TCP flood that fills
+  // max_connections cannot lock out local registrants and port-broker clients.
+  std::size_t max_local_connections = 1024;
   // Before bind a client has little reason to wait. After bind Windows keeps idle connections
   // open indefinitely (clients cache them); 5 minutes bounds what a silent client costs while
   // outlasting every realistic pause between calls of one client.
@@ -278,6 +281,8 @@ class Server {
   std::vector<std::shared_ptr<detail::Listener>> listeners_;
   std::unordered_map<std::uint64_t, std::shared_ptr<detail::Connection>> connections_;
   std::unordered_map<std::string, std::size_t> per_peer_;
+  std::size_t tcp_connections_ = 0;
+  std::size_t local_connections_ = 0;
   std::vector<std::function<void(std::uint64_t)>> close_hooks_;
   std::vector<std::uint8_t> read_buffer_;  // shared by all connections (single thread)
   ServerStats stats_;

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "epm/mgmt.h"
 #include "ndr/ndr.h"
@@ -387,6 +388,42 @@ TEST(ServerLimits, PerPeerLimitRejectsExtraConnections) {
   ASSERT_TRUE(extra);
   EXPECT_TRUE(extra->wait_closed(2s));
   EXPECT_EQ(st.on_io([&] { return st.server().stats().connections_rejected; }), 1u);
+}
+
+// A TCP flood that fills max_connections must not lock out local (Unix socket) clients: they
+// have their own budget, max_local_connections.
+TEST(ServerLimits, LocalConnectionsHaveTheirOwnBudget) {
+  ServerOptions o = short_timeouts();
+  o.max_connections = 3;
+  o.max_local_connections = 2;
+  ServerThread st(o);
+  testing::add_test_interface(st.server());
+  auto port = st.server().listen_tcp({kLoopback}, 0);
+  ASSERT_TRUE(port);
+  const std::string path = "/tmp/rpcgate-server-test-" + std::to_string(::getpid()) + ".sock";
+  ASSERT_TRUE(st.server().listen_unix(path));
+  st.start();
+  std::vector<RawConn> conns;
+  for (int i = 0; i < 3; ++i)
+    conns.push_back(*RawConn::tcp(*port));
+  auto wait_count = [&](std::size_t n) {
+    auto deadline = Clock::now() + 2s;
+    while (st.on_io([&] { return st.server().connection_count(); }) < n && Clock::now() < deadline)
+      std::this_thread::sleep_for(10ms);
+    return st.on_io([&] { return st.server().connection_count(); });
+  };
+  ASSERT_EQ(wait_count(3), 3u);
+  auto tcp_extra = RawConn::tcp(*port);
+  ASSERT_TRUE(tcp_extra);
+  EXPECT_TRUE(tcp_extra->wait_closed(2s));  // TCP is full...
+  for (int i = 0; i < 2; ++i)
+    conns.push_back(*RawConn::unix_socket(path));
+  EXPECT_EQ(wait_count(5), 5u);  // ...local clients still get in,
+  auto local_extra = RawConn::unix_socket(path);
+  ASSERT_TRUE(local_extra);
+  EXPECT_TRUE(local_extra->wait_closed(2s));  // up to their own limit.
+  EXPECT_EQ(st.on_io([&] { return st.server().stats().connections_rejected; }), 2u);
+  ::unlink(path.c_str());
 }
 
 }  // namespace
