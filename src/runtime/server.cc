@@ -8,9 +8,11 @@
 
 #include <asio/basic_socket_acceptor.hpp>
 #include <asio/generic/stream_protocol.hpp>
+#include <asio/posix/stream_descriptor.hpp>
 #include <asio/steady_timer.hpp>
 #include <netinet/in.h>
 #include <spdlog/spdlog.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -156,34 +158,45 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool may_register = false;
   };
 
-  Connection(Server& server, Info info, int fd, int family, rpc::ServerConfig config)
+  Connection(Server& server, Info info, int fd, rpc::ServerConfig config)
       : server_(server),
         info_(std::move(info)),
-        socket_(server.io()),
+        fd_(fd),
         timer_(server.io()),
         framer_(server.options().max_frag_before_bind),
         assoc_(std::move(config)),
-        last_activity_(Clock::now()) {
-    asio::error_code ec;
-    socket_.assign(generic_stream(family, 0), fd, ec);
-    if (ec) ::close(fd);
-  }
+        last_activity_(Clock::now()) {}
 
   const Info& info() const { return info_; }
   bool closed() const { return closed_; }
 
   void start() {
-    pump_input();
+    update_interest();
     update_timer();
+  }
+
+  // Readiness from the server's epoll set (Server::on_poller_ready).
+  void on_events(std::uint32_t events) {
+    if (events & EPOLLOUT) on_writable();
+    if (closed_) return;
+    if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
+    if (paused()) {
+      // Level-triggered: a hang-up or error keeps being reported while input is paused, and
+      // output cannot drain to a peer that is gone. Nothing more can be done for it.
+      if (events & (EPOLLHUP | EPOLLERR))
+        close((events & EPOLLERR) ? CloseReason::kReadError : CloseReason::kEof);
+      return;
+    }
+    on_readable();
   }
 
   void close(CloseReason reason, std::error_code why = {}) {
     if (closed_) return;
     auto self = shared_from_this();
     closed_ = true;
-    asio::error_code ec;
     timer_.cancel();
-    socket_.close(ec);
+    fd_.reset();  // also leaves the epoll set (the only reference to the open file)
+    interest_ = 0;
     for (auto& m : out_.pending())
       close_all(m.fds);
     out_.clear();
@@ -266,7 +279,22 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void after_state_change() {
     if (closed_) return;
     pump_input();
+    update_interest();
     update_timer();
+  }
+
+  // The epoll interest follows the state: EPOLLIN unless input is paused, EPOLLOUT while output
+  // waits for the socket. One epoll_ctl when it changes, none per call.
+  void update_interest() {
+    if (closed_) return;
+    const std::uint32_t want =
+        (paused() ? 0u : std::uint32_t{EPOLLIN}) | (writing_ ? EPOLLOUT : 0u);
+    if (registered_ && want == interest_) return;
+    if (!server_.watch(fd_.get(), info_.id, want, !registered_)) {
+      return close(CloseReason::kReadError, {errno, std::system_category()});
+    }
+    registered_ = true;
+    interest_ = want;
   }
 
   void send_fault(const rpc::Call& call, std::uint32_t status) {
@@ -285,37 +313,29 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (closed_ || paused()) return;
     }
     refresh_pdu_deadline();
-    if (reading_) return;
-    reading_ = true;
-    // async_receive, not async_wait + recv(): asio 1.22 re-arms epoll (EPOLL_CTL_MOD) for every
-    // async_wait, one extra syscall per call; a receive op needs no re-arm - asio performs the
-    // recv() itself when epoll reports the socket readable (try_speculative_ bookkeeping).
-    socket_.async_receive(asio::buffer(inline_read_),
-                          [self = shared_from_this()](const asio::error_code& ec, std::size_t n) {
-                            self->reading_ = false;
-                            if (self->closed_) return;
-                            self->on_received(ec, n);
-                          });
   }
 
-  void on_received(const asio::error_code& ec, std::size_t n) {
-    if (ec == asio::error::eof) return close(CloseReason::kEof);
-    if (ec) return close(CloseReason::kReadError, ec);
-    last_activity_ = Clock::now();
-    process(std::span<const std::uint8_t>(inline_read_.data(), n));
-    // A full inline buffer: more is probably waiting (a large fragment, pipelined calls); take
-    // it in one recv() into the shared buffer rather than kInlineRead bytes at a time.
-    if (n == inline_read_.size() && !closed_ && !paused()) {
-      auto& buf = server_.read_buffer_;
-      ssize_t m = ::recv(socket_.native_handle(), buf.data(), buf.size(), MSG_DONTWAIT);
-      if (m == 0) return close(CloseReason::kEof);
-      if (m < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-          return close(CloseReason::kReadError, {errno, std::system_category()});
-      } else {
-        process(std::span<const std::uint8_t>(buf.data(), static_cast<std::size_t>(m)));
-      }
+  // One recv() per readiness into the server's shared buffer: level-triggered epoll reports the
+  // socket again if more is waiting, so no recv() ends in EAGAIN (an asio receive op costs one
+  // such recv() per call: asio 1.22 retries speculatively after every completed read).
+  void on_readable() {
+    auto& buf = server_.read_buffer_;
+    ssize_t n = ::recv(fd_.get(), buf.data(), buf.size(), MSG_DONTWAIT);
+    if (n == 0) return close(CloseReason::kEof);
+    if (n < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        return close(CloseReason::kReadError, {errno, std::system_category()});
+    } else {
+      last_activity_ = Clock::now();
+      process(std::span<const std::uint8_t>(buf.data(), static_cast<std::size_t>(n)));
     }
+    after_state_change();
+  }
+
+  void on_writable() {
+    if (!writing_ || closed_) return;
+    writing_ = false;
+    flush();
     after_state_change();
   }
 
@@ -397,20 +417,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (writing_ || closed_) return;
     while (!out_.empty()) {
       Out& m = out_.front();
-      auto n = send_with_fds(socket_.native_handle(),
-                             std::span<const std::uint8_t>(m.bytes).subspan(m.off),
+      auto n = send_with_fds(fd_.get(), std::span<const std::uint8_t>(m.bytes).subspan(m.off),
                              m.off == 0 ? std::span<const int>(m.fds) : std::span<const int>());
       if (!n) {
         if (n.error() == std::errc::resource_unavailable_try_again ||
             n.error() == std::errc::operation_would_block) {
           writing_ = true;
-          socket_.async_wait(asio::socket_base::wait_write,
-                             [self = shared_from_this()](const asio::error_code& ec) {
-                               self->writing_ = false;
-                               if (ec || self->closed_) return;
-                               self->flush();
-                               self->after_state_change();
-                             });
+          update_interest();
           update_timer();
           return;
         }
@@ -475,14 +488,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   Server& server_;
   Info info_;
-  generic_stream::socket socket_;
+  Fd fd_;
   asio::steady_timer timer_;
   rpc::Framer framer_;
   rpc::ServerAssociation assoc_;
-  // Where asio's pending receive lands. Small: it is held by every idle connection, and a
-  // request PDU of the EPM (ept_map: 156 bytes, a bind: 72-200) fits whole.
-  static constexpr std::size_t kInlineRead = 1024;
-  std::array<std::uint8_t, kInlineRead> inline_read_;
   OutQueue out_;
   std::size_t out_bytes_ = 0;
   std::vector<std::uint8_t> pending_in_;  // input held back while paused
@@ -495,7 +504,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   CloseReason closing_reason_ = CloseReason::kProtocol;
   std::error_code closing_why_;
   bool timer_armed_ = false;
-  bool reading_ = false;
+  bool registered_ = false;     // in the server's epoll set
+  std::uint32_t interest_ = 0;  // its events there
   bool writing_ = false;
   bool in_process_ = false;
   bool closing_ = false;
@@ -594,6 +604,13 @@ void detail::Connection::dispatch(rpc::DispatchCall dc) {
 
 Server::Server(asio::io_context& io, ServerOptions options)
     : io_(io), options_(options), read_buffer_(64 * 1024) {
+  // Connection sockets live in this epoll set (level-triggered); the io_context watches the set
+  // itself (arm_poller). A failure here (EMFILE at startup) shows at the first connection.
+  const int ep = ::epoll_create1(EPOLL_CLOEXEC);
+  if (ep >= 0) {
+    epoll_fd_ = ep;
+    poller_ = std::make_unique<asio::posix::stream_descriptor>(io_, ep);
+  }
   if (!options_.export_mgmt) return;
   mgmt_ = std::make_unique<epm::MgmtService>([this] {
     epm::MgmtInfo info;
@@ -762,8 +779,7 @@ void Server::accepted(detail::Listener& listener, int fd) {
   ++(is_local ? local_connections_ : tcp_connections_);
   ++stats_.connections_active;
   auto id = info.id;
-  auto c = std::make_shared<detail::Connection>(*this, std::move(info), fd, listener.family_,
-                                                std::move(config));
+  auto c = std::make_shared<detail::Connection>(*this, std::move(info), fd, std::move(config));
   connections_.emplace(id, c);
   c->start();
 }
@@ -800,6 +816,45 @@ void Server::connection_closed(detail::Connection& c, CloseReason reason, std::e
     hook(id);
 }
 
+bool Server::watch(int fd, std::uint64_t id, std::uint32_t events, bool add) {
+  if (!poller_) {
+    errno = EBADF;
+    return false;
+  }
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.u64 = id;
+  if (::epoll_ctl(epoll_fd_, add ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev) != 0) return false;
+  if (!poller_armed_) arm_poller();
+  return true;
+}
+
+void Server::arm_poller() {
+  if (stopped_ || !poller_) return;
+  poller_armed_ = true;
+  // `this` is touched only on success: a Server destroyed with the wait pending gets
+  // operation_aborted (the destructor closes the descriptor) and the handler returns at once.
+  poller_->async_wait(asio::posix::descriptor_base::wait_read, [this](const asio::error_code& ec) {
+    if (ec) return;
+    poller_armed_ = false;
+    on_poller_ready();
+  });
+}
+
+void Server::on_poller_ready() {
+  // Bounded per wakeup like accept: timers and listeners get their turn between batches; what
+  // is left is reported again at once (level-triggered).
+  std::array<epoll_event, 64> events;
+  const int n = ::epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), 0);
+  for (int i = 0; i < n; ++i) {
+    auto it = connections_.find(events[i].data.u64);
+    if (it == connections_.end()) continue;  // closed earlier in this batch
+    auto c = it->second;                     // kept alive through its own close
+    c->on_events(events[i].events);
+  }
+  arm_poller();
+}
+
 void Server::stop() {
   if (stopped_) return;
   stopped_ = true;
@@ -812,6 +867,12 @@ void Server::stop() {
     all.push_back(c);
   for (auto& c : all)
     c->close(CloseReason::kServerStop);
+  // No wait left behind: io_context::run() returns once the rest of its work is done.
+  if (poller_) {
+    asio::error_code ec;
+    poller_->cancel(ec);
+    poller_armed_ = false;
+  }
 }
 
 ServerStats Server::stats() const {
