@@ -16,21 +16,28 @@ TEST_PKGS  := python3 python3-impacket tshark iproute2 procps nftables util-linu
 # and gnuplot-nox for the PNG plot it writes (bench/results/latest.png; no X needed).
 BENCH_PKGS := samba gnuplot-nox
 PKGS := $(BUILD_PKGS) $(TEST_PKGS) $(BENCH_PKGS)
+# Profile: what bench/profile_epmd.sh uses (`make profile`); not needed by build, test or bench.
+PROFILE_PKGS := valgrind linux-perf strace
 
-.PHONY: all deps configure build test unit asan fuzz-build fuzz-smoke run bench format format-check clean
+.PHONY: all deps profile configure build test unit asan fuzz-build fuzz-smoke run bench format format-check clean
 
 all: build
 
+# $(call install_missing,PACKAGES): apt-get installs those dpkg does not list as installed.
 # Idempotent and quick when everything is present: dpkg-query decides whether apt runs at all.
-deps:
-	@missing=$$(for p in $(PKGS); do \
+define install_missing
+	@missing=$$(for p in $(1); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; \
 	  done); \
 	if [ -n "$$missing" ]; then \
-	  echo "deps: installing:" $$missing; \
+	  echo "installing:" $$missing; \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq && apt-get install -y -q --no-install-recommends $$missing; \
-	else echo "deps: all $(words $(PKGS)) packages present"; fi
+	else echo "deps: all $(words $(1)) packages present"; fi
+endef
+
+deps:
+	$(call install_missing,$(PKGS))
 
 configure: deps
 	@[ -f build/build.ninja ] || cmake --preset default
@@ -75,6 +82,12 @@ run: build
 BENCH_ARGS ?=
 bench: build
 	bench/epm_side_by_side.sh $(BENCH_ARGS)
+
+# Where rpcgate-epmd spends an ept_map (root): MODE=callgrind (instructions per call), perf
+# (kernel/user share, top symbols) or syscalls (strace -c per call). CONNS= connections.
+profile: build
+	$(call install_missing,$(PROFILE_PKGS))
+	bench/profile_epmd.sh $(or $(MODE),callgrind) $(CONNS)
 
 format:
 	git ls-files '*.cc' '*.h' | xargs clang-format -i

@@ -847,7 +847,8 @@ void Server::on_poller_ready() {
   std::array<epoll_event, 64> events;
   const int n = ::epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), 0);
   for (int i = 0; i < n; ++i) {
-    auto it = connections_.find(events[i].data.u64);
+    const std::uint64_t id = events[i].data.u64;  // a copy: epoll_event is packed on x86-64
+    auto it = connections_.find(id);
     if (it == connections_.end()) continue;  // closed earlier in this batch
     auto c = it->second;                     // kept alive through its own close
     c->on_events(events[i].events);
