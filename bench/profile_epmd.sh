@@ -47,9 +47,9 @@ callgrind)
   sleep 2; register
   n=$(load 4 | calls)
   kill -INT $EPMD; wait $EPMD 2>/dev/null || true
-  total=$(callgrind_annotate "$D/callgrind.out" | awk "/PROGRAM TOTALS/ {gsub(\",\",\"\",\$1); print \$1}")
+  total=$(callgrind_annotate "$D/callgrind.out" 2>/dev/null | awk "/PROGRAM TOTALS/ {gsub(\",\",\"\",\$1); print \$1}")
   echo "== $n ept_map calls at $CONNS connections: $(( total / n )) instructions per call in the event loop"
-  callgrind_annotate --inclusive=yes "$D/callgrind.out" | grep -E "^ *[0-9,]+ \(" | sed -n "1,40p" | cut -c1-160
+  callgrind_annotate --inclusive=yes "$D/callgrind.out" 2>/dev/null | grep -E "^ *[0-9,]+ \(" | sed -n "1,40p" | cut -c1-160
   ;;
 perf)
   start_epmd; register
