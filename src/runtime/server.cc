@@ -195,7 +195,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     auto self = shared_from_this();
     closed_ = true;
     timer_.cancel();
-    fd_.reset();  // also leaves the epoll set (the only reference to the open file)
+    // Out of the epoll set explicitly: closing leaves it only when no other descriptor refers to
+    // the same open file, and a stale level-triggered entry would be reported forever.
+    if (registered_) server_.unwatch(fd_.get());
+    fd_.reset();
     interest_ = 0;
     for (auto& m : out_.pending())
       close_all(m.fds);
@@ -827,6 +830,10 @@ bool Server::watch(int fd, std::uint64_t id, std::uint32_t events, bool add) {
   if (::epoll_ctl(epoll_fd_, add ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev) != 0) return false;
   if (!poller_armed_) arm_poller();
   return true;
+}
+
+void Server::unwatch(int fd) {
+  if (poller_) ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
 }
 
 void Server::arm_poller() {

@@ -286,6 +286,7 @@ class Server {
   void connection_closed(detail::Connection& c, CloseReason reason, std::error_code why);
   // Connection readiness: epoll_ctl ADD/MOD of `fd` (data = connection id) in epoll_fd_.
   bool watch(int fd, std::uint64_t id, std::uint32_t events, bool add);
+  void unwatch(int fd);
   void arm_poller();
   void on_poller_ready();
   std::uint32_t next_assoc_group_id();
