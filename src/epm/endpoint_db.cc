@@ -20,18 +20,31 @@ bool is_host_floor(const ndr::Floor& f) {
 // RPC_C_NUM_RPC_FLOORS + 1 floors to know the protseq.
 constexpr std::size_t kMinFloors = 4;
 
+// What DCE's tower_to_fields accepts, over a scanned tower: at least kMinFloors, uuid floors 1-2
+// and an RPC protocol floor 3 (view_tower_head), neither UUID nil. The one rule for registered
+// towers (decode_checked) and ept_map's (parse_map_tower).
+std::expected<ndr::TowerView, std::uint32_t> checked_head(std::span<const std::uint8_t> octets,
+                                                          ndr::TowerRef& scanned) {
+  auto s = ndr::scan_tower(octets);  // default TowerLimits: 3..6 floors
+  if (!s || s->count < kMinFloors) return std::unexpected(st::kEptSInvalidEntry);
+  scanned = *s;
+  auto head = ndr::view_tower_head(scanned);
+  if (!head || head->interface.uuid.is_nil() || head->transfer_syntax.uuid.is_nil())
+    return std::unexpected(st::kEptSInvalidEntry);
+  return *head;
+}
+
+// A registered tower: checked_head, plus its floors copied (the Entry keeps them).
 struct Decoded {
   ndr::Tower tower;
-  ndr::TowerView view;
+  ndr::TowerView view;  // floors 1-3; address_floors left empty
 };
 
 std::expected<Decoded, std::uint32_t> decode_checked(std::span<const std::uint8_t> octets) {
-  auto tower = ndr::decode_tower(octets);  // default TowerLimits: 3..6 floors
-  if (!tower || tower->floors.size() < kMinFloors) return std::unexpected(st::kEptSInvalidEntry);
-  auto view = ndr::view_tower(*tower);
-  if (!view || view->interface.uuid.is_nil() || view->transfer_syntax.uuid.is_nil())
-    return std::unexpected(st::kEptSInvalidEntry);
-  return Decoded{std::move(*tower), std::move(*view)};
+  ndr::TowerRef scanned;
+  auto head = checked_head(octets, scanned);
+  if (!head) return std::unexpected(head.error());
+  return Decoded{ndr::copy_tower(scanned), std::move(*head)};
 }
 
 std::vector<std::uint8_t> protseq_of(const std::vector<ndr::Floor>& address_floors) {
@@ -171,7 +184,7 @@ std::expected<Entry, std::uint32_t> make_entry(const ndr::epm::EptEntry& wire) {
   e.tower = std::move(decoded->tower);
   e.tower_octets = *wire.tower;
   e.annotation = wire.annotation;
-  e.protseq_ids = protseq_of(decoded->view.address_floors);
+  e.protseq_ids = protseq_of({e.tower.floors.begin() + 3, e.tower.floors.end()});
   e.rendered = ndr::encode_tower(e.tower);
   // Offsets of each floor's rhs in the encoding: u16 count, then {u16 len, lhs, u16 len, rhs}.
   std::size_t at = 2;
@@ -187,21 +200,18 @@ std::expected<Entry, std::uint32_t> make_entry(const ndr::epm::EptEntry& wire) {
 
 std::expected<MapQuery, std::uint32_t> parse_map_tower(const std::optional<Octets>& tower,
                                                        const std::optional<common::Uuid>& object) {
-  // decode_checked's checks over views (scan_tower = decode_tower, view_tower_head = view_tower).
   if (!tower) return std::unexpected(st::kEptSInvalidEntry);
-  auto scanned = ndr::scan_tower(*tower);  // default TowerLimits: 3..6 floors
-  if (!scanned || scanned->count < kMinFloors) return std::unexpected(st::kEptSInvalidEntry);
-  auto head = ndr::view_tower_head(*scanned);
-  if (!head || head->interface.uuid.is_nil() || head->transfer_syntax.uuid.is_nil())
-    return std::unexpected(st::kEptSInvalidEntry);
+  ndr::TowerRef scanned;
+  auto head = checked_head(*tower, scanned);  // no copy: this runs for every ept_map
+  if (!head) return std::unexpected(head.error());
   MapQuery q;
   q.object = object.value_or(common::Uuid{});
   q.interface = head->interface;
   q.transfer_syntax = head->transfer_syntax;
   q.rpc_protocol = head->rpc_protocol;
-  q.protseq.reserve(scanned->count - 3);
-  for (std::size_t i = 3; i < scanned->count; ++i)
-    q.protseq.push_back(scanned->floors[i].protocol_id());
+  q.protseq.reserve(scanned.count - 3);
+  for (std::size_t i = 3; i < scanned.count; ++i)
+    q.protseq.push_back(scanned.floors[i].protocol_id());
   return q;
 }
 

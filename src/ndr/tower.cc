@@ -164,14 +164,18 @@ Result<TowerRef> scan_tower(std::span<const std::uint8_t> octets, const TowerLim
   return t;
 }
 
+Tower copy_tower(const TowerRef& tower) {
+  Tower t;
+  t.floors.reserve(tower.count);
+  for (const auto& f : tower.all())
+    t.floors.push_back(Floor{{f.lhs.begin(), f.lhs.end()}, {f.rhs.begin(), f.rhs.end()}});
+  return t;
+}
+
 Result<Tower> decode_tower(std::span<const std::uint8_t> octets, const TowerLimits& limits) {
   auto scanned = scan_tower(octets, limits);
   if (!scanned) return std::unexpected(scanned.error());
-  Tower t;
-  t.floors.reserve(scanned->count);
-  for (const auto& f : scanned->all())
-    t.floors.push_back(Floor{{f.lhs.begin(), f.lhs.end()}, {f.rhs.begin(), f.rhs.end()}});
-  return t;
+  return copy_tower(*scanned);
 }
 
 std::vector<std::uint8_t> encode_tower(const Tower& tower) {

@@ -99,6 +99,8 @@ struct TowerRef {
 };
 // Exactly decode_tower's checks and errors; the views point into `octets`.
 Result<TowerRef> scan_tower(std::span<const std::uint8_t> octets, const TowerLimits& limits = {});
+// The floors copied out of their octets (decode_tower = scan_tower + copy_tower).
+Tower copy_tower(const TowerRef& tower);
 
 // Decodes a whole tower octet string. Errors: kTruncated (a length or body runs past the end;
 // nothing is read out of bounds), kTowerFloorCount, kTowerFloorLength (lhs_len 0, or lengths
