@@ -390,6 +390,43 @@ TEST(ServerLimits, PerPeerLimitRejectsExtraConnections) {
   EXPECT_EQ(st.on_io([&] { return st.server().stats().connections_rejected; }), 1u);
 }
 
+// Input is paused while max_outstanding_calls are running. A client that resets meanwhile must
+// be closed at once: the epoll set is level-triggered, so its hang-up would otherwise be
+// reported on every wakeup (a busy loop) until the slow call ended.
+TEST(ServerPause, PausedConnectionThatResetsIsClosedAtOnce) {
+  ServerOptions o = short_timeouts();
+  o.max_outstanding_calls = 1;
+  ServerThread st(o);
+  testing::add_test_interface(st.server());
+  auto port = st.server().listen_tcp({kLoopback}, 0);
+  ASSERT_TRUE(port);
+  st.start();
+  auto count = [&] { return st.on_io([&] { return st.server().connection_count(); }); };
+  {
+    auto c = RawConn::tcp(*port);
+    ASSERT_TRUE(c);
+    auto input = testing::bind_pdu("6b1d9f8e-3c57-4a8e-9d0a-2f1c4e5b7a01", 1, 0);
+    for (std::uint32_t id : {2u, 3u}) {
+      rpc::Request q;
+      q.opnum = 1;                  // SleepEcho
+      q.stub = {0xb8, 0x0b, 0, 0};  // 3000 ms
+      auto b = *rpc::encode_pdu(rpc::make_pdu(q, id));
+      input.insert(input.end(), b.begin(), b.end());
+    }
+    ASSERT_TRUE(c->send(input));
+    ASSERT_TRUE(c->read_pdu());  // bind_ack; call 2 is sleeping, call 3 waits: input paused
+    std::this_thread::sleep_for(100ms);
+    ASSERT_EQ(count(), 1u);
+    linger reset{1, 0};
+    ASSERT_EQ(::setsockopt(c->fd(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset), 0);
+  }  // closed with RST
+  const auto start = Clock::now();
+  while (count() != 0 && Clock::now() - start < 2s)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(count(), 0u);
+  EXPECT_LT(Clock::now() - start, 1s);  // not when the 3 s call ends
+}
+
 // A TCP flood that fills max_connections must not lock out local (Unix socket) clients: they
 // have their own budget, max_local_connections.
 TEST(ServerLimits, LocalConnectionsHaveTheirOwnBudget) {
