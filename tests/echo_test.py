@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import rpcgate_testlib  # noqa: E402
 from rpcgate_testlib import (BIN, INTERNET, INTRANET, POLICY, Daemon, hept_lookup,  # noqa: E402
-                             hept_map, wait_for)
+                             hept_map, stop_process, wait_for)
 
 rpcgate_testlib.enter_private_netns("50000-50199")
 
@@ -91,13 +91,7 @@ class Echo:
         self.banner = self.proc.stdout.readline().strip() if self.port else ""
 
     def stop(self, sig=signal.SIGTERM):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, sig)
         self.proc.stdout.close()
         self.proc.stderr.close()
 
@@ -121,12 +115,7 @@ class Capture:
     def stop(self):
         if self.proc.poll() is None:
             time.sleep(0.5)  # let the last packets reach the capture
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, signal.SIGINT, timeout=10)
         self.proc.stderr.close()
 
 

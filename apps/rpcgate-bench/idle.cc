@@ -99,8 +99,6 @@ std::expected<runtime::Fd, std::string> connect_from(const sockaddr_in& source,
   return std::move(fd);
 }
 
-enum class Failure { kConnect, kBind, kProtocol, kTimeout, kClosed };
-
 // One connection being opened or held. The receive buffer exists only during the handshake.
 struct Conn {
   runtime::Fd fd;
@@ -130,7 +128,7 @@ class Opener {
   void on_writable(Conn& c);
   void on_readable(Conn& c);
   void send_bind(Conn& c);
-  void fail(Conn& c, Failure f);
+  void fail(Conn& c, ErrorKind f);
   void held(Conn& c);
   void finished(Conn& c);
 
@@ -143,25 +141,8 @@ class Opener {
   unsigned in_flight_ = 0;
 };
 
-void Opener::fail(Conn& c, Failure f) {
-  auto& k = result_.failures;
-  switch (f) {
-    case Failure::kConnect:
-      ++k.connect;
-      break;
-    case Failure::kBind:
-      ++k.bind;
-      break;
-    case Failure::kProtocol:
-      ++k.protocol;
-      break;
-    case Failure::kTimeout:
-      ++k.timeout;
-      break;
-    case Failure::kClosed:
-      ++k.closed;
-      break;
-  }
+void Opener::fail(Conn& c, ErrorKind f) {
+  result_.failures.count(f);
   ++result_.connections_failed;
   const bool was_in_flight =
       c.state == Conn::State::kConnecting || c.state == Conn::State::kBinding;
@@ -189,13 +170,13 @@ void Opener::start(std::size_t i, TimePoint now) {
   ++in_flight_;
   c.state = Conn::State::kConnecting;
   auto s = start_connect(source_address(static_cast<unsigned>(i % cfg_.sources)), target_);
-  if (!s) return fail(c, Failure::kConnect);
+  if (!s) return fail(c, ErrorKind::kConnect);
   c.fd = std::move(s->first);
   epoll_event ev{};
   ev.events = EPOLLOUT | EPOLLIN;
   ev.data.u64 = i;
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, c.fd.get(), &ev) != 0)
-    return fail(c, Failure::kConnect);
+    return fail(c, ErrorKind::kConnect);
   if (s->second) send_bind(c);
 }
 
@@ -215,7 +196,7 @@ void Opener::on_writable(Conn& c) {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;  // EPOLLOUT again
-    return fail(c, Failure::kClosed);
+    return fail(c, ErrorKind::kClosed);
   }
   epoll_event ev{};
   ev.events = EPOLLIN;
@@ -226,29 +207,29 @@ void Opener::on_writable(Conn& c) {
 void Opener::on_readable(Conn& c) {
   for (;;) {
     const ssize_t n = ::recv(c.fd.get(), c.in.get() + c.have, kMaxFrag - c.have, MSG_DONTWAIT);
-    if (n == 0) return fail(c, Failure::kClosed);
+    if (n == 0) return fail(c, ErrorKind::kClosed);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      return fail(c, Failure::kClosed);
+      return fail(c, ErrorKind::kClosed);
     }
     c.have += static_cast<std::size_t>(n);
     if (c.have < rpc::kCommonHeaderSize) continue;
     const std::span<const std::uint8_t> got(c.in.get(), c.have);
     auto h = rpc::decode_header(got);
     if (!h || h->frag_length > kMaxFrag || h->call_id != kBindCallId)
-      return fail(c, Failure::kProtocol);
+      return fail(c, ErrorKind::kProtocol);
     if (c.have < h->frag_length) continue;
-    if (c.have > h->frag_length) return fail(c, Failure::kProtocol);  // nothing was asked
+    if (c.have > h->frag_length) return fail(c, ErrorKind::kProtocol);  // nothing was asked
     auto pdu = rpc::decode_pdu(got);
-    if (!pdu) return fail(c, Failure::kProtocol);
+    if (!pdu) return fail(c, ErrorKind::kProtocol);
     if (const auto* ack = std::get_if<rpc::BindAck>(&pdu->body)) {
-      if (ack->results.empty() || ack->results[0].result != 0) return fail(c, Failure::kBind);
+      if (ack->results.empty() || ack->results[0].result != 0) return fail(c, ErrorKind::kBind);
       return held(c);
     }
     return fail(c, h->ptype == static_cast<std::uint8_t>(rpc::PType::kBindNak)
-                       ? Failure::kBind
-                       : Failure::kProtocol);
+                       ? ErrorKind::kBind
+                       : ErrorKind::kProtocol);
   }
 }
 
@@ -266,7 +247,7 @@ std::expected<void, std::string> Opener::run() {
       for (auto& c : conns_) {
         if (c.state == Conn::State::kConnecting || c.state == Conn::State::kBinding ||
             c.state == Conn::State::kNotStarted)
-          fail(c, Failure::kTimeout);
+          fail(c, ErrorKind::kTimeout);
       }
       break;
     }
@@ -277,7 +258,7 @@ std::expected<void, std::string> Opener::run() {
         Conn& c = conns_[i];
         if ((c.state == Conn::State::kConnecting || c.state == Conn::State::kBinding) &&
             now - c.started > cfg_.step_timeout)
-          fail(c, Failure::kTimeout);
+          fail(c, ErrorKind::kTimeout);
       }
       next_scan = now + kScanEvery;
     }
@@ -292,7 +273,7 @@ std::expected<void, std::string> Opener::run() {
         socklen_t len = sizeof err;
         ::getsockopt(c.fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
         if (err != 0 || (ev & (EPOLLERR | EPOLLHUP)) != 0) {
-          fail(c, Failure::kConnect);
+          fail(c, ErrorKind::kConnect);
           continue;
         }
         if ((ev & EPOLLOUT) == 0) continue;

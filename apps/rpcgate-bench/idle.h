@@ -41,6 +41,7 @@
 #include <asio/ip/address_v4.hpp>
 #include <sys/types.h>
 
+#include "load.h"
 #include "rpc/pdu.h"
 
 namespace rpcgate::bench {
@@ -67,20 +68,15 @@ struct IdleConfig {
   std::chrono::milliseconds hold{0};              // after the probes, before closing
 };
 
-// Why a connection was not held.
-struct IdleFailures {
-  std::uint64_t connect = 0;   // socket/bind/connect failed (refused, EADDRNOTAVAIL, EMFILE...)
-  std::uint64_t bind = 0;      // bind_nak or a rejected context
-  std::uint64_t protocol = 0;  // not a bind_ack, undecodable, over-long fragment
-  std::uint64_t timeout = 0;   // handshake over step_timeout, or not finished within timeout
-  std::uint64_t closed = 0;    // the server closed or reset it during the handshake (a limit)
-  std::uint64_t total() const { return connect + bind + protocol + timeout + closed; }
-};
-
 struct IdleResult {
   unsigned connections_held = 0;
   unsigned connections_failed = 0;
-  IdleFailures failures;
+  // Why connections were not held: connect (socket/bind/connect failed: refused,
+  // EADDRNOTAVAIL, EMFILE...), bind (bind_nak or a rejected context), protocol (not a bind_ack,
+  // undecodable, over-long fragment), timeout (handshake over step_timeout, or not finished
+  // within timeout), closed (the server closed or reset it during the handshake: a limit).
+  // fault and status stay 0 (no call is made on a held connection).
+  ErrorCounts failures;
   unsigned sources = 0;
   std::string probe_source;  // "127.0.0.21"
   std::optional<std::uint64_t> rss_before_kib;

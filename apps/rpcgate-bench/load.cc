@@ -148,8 +148,6 @@ std::expected<Plan, std::string> make_plan(const LoadConfig& c) {
 
 enum class State { kIdle, kConnecting, kBinding, kCalling, kRetry, kDone };
 
-enum class ErrorKind { kConnect, kBind, kFault, kStatus, kProtocol, kTimeout, kClosed };
-
 struct Conn {
   runtime::Fd fd;
   State state = State::kIdle;
@@ -222,30 +220,7 @@ class Worker {
 };
 
 void Worker::count(ErrorKind kind) {
-  auto& e = result_.errors;
-  switch (kind) {
-    case ErrorKind::kConnect:
-      ++e.connect;
-      break;
-    case ErrorKind::kBind:
-      ++e.bind;
-      break;
-    case ErrorKind::kFault:
-      ++e.fault;
-      break;
-    case ErrorKind::kStatus:
-      ++e.status;
-      break;
-    case ErrorKind::kProtocol:
-      ++e.protocol;
-      break;
-    case ErrorKind::kTimeout:
-      ++e.timeout;
-      break;
-    case ErrorKind::kClosed:
-      ++e.closed;
-      break;
-  }
+  result_.errors.count(kind);
 }
 
 void Worker::set_fatal(std::string message) {
@@ -577,6 +552,32 @@ void Worker::run() {
 }
 
 }  // namespace
+
+void ErrorCounts::count(ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::kConnect:
+      ++connect;
+      break;
+    case ErrorKind::kBind:
+      ++bind;
+      break;
+    case ErrorKind::kFault:
+      ++fault;
+      break;
+    case ErrorKind::kStatus:
+      ++status;
+      break;
+    case ErrorKind::kProtocol:
+      ++protocol;
+      break;
+    case ErrorKind::kTimeout:
+      ++timeout;
+      break;
+    case ErrorKind::kClosed:
+      ++closed;
+      break;
+  }
+}
 
 void ErrorCounts::add(const ErrorCounts& o) {
   connect += o.connect;

@@ -64,6 +64,8 @@ struct LoadConfig {
   std::chrono::milliseconds call_timeout{5000};
 };
 
+enum class ErrorKind { kConnect, kBind, kFault, kStatus, kProtocol, kTimeout, kClosed };
+
 struct ErrorCounts {
   std::uint64_t connect = 0;   // connect failed (refused, unreachable, ...)
   std::uint64_t bind = 0;      // bind_nak or a rejected presentation context
@@ -76,6 +78,7 @@ struct ErrorCounts {
     return connect + bind + fault + status + protocol + timeout + closed;
   }
   void add(const ErrorCounts& o);
+  void count(ErrorKind kind);  // +1 for that kind
 };
 
 struct LoadResult {

@@ -92,17 +92,12 @@ int main(int argc, char** argv) {
     served = *p;
     served_class = class_name;
   } else {
-    std::vector<asio::ip::address> addresses;
-    for (const auto& text : listen) {
-      asio::error_code ec;
-      auto a = asio::ip::make_address(text, ec);
-      if (ec) {
-        std::cerr << "rpcgate-echo: bad --listen address: " << text << "\n";
-        return kExitUsage;
-      }
-      addresses.push_back(a);
+    auto addresses = rpcgate::runtime::parse_addresses(listen);
+    if (!addresses) {
+      std::cerr << "rpcgate-echo: bad --listen address: " << addresses.error() << "\n";
+      return kExitUsage;
     }
-    auto p = server.listen_tcp(addresses, *port);
+    auto p = server.listen_tcp(*addresses, *port);
     if (!p) {
       // ERROR_INVALID_PARAMETER for a port we cannot take, as the broker reports it.
       std::cerr << "rpcgate-echo: cannot listen on port " << *port << ": " << p.error().message()

@@ -185,7 +185,6 @@ std::expected<Entry, std::uint32_t> make_entry(const ndr::epm::EptEntry& wire) {
   e.tower_octets = *wire.tower;
   e.annotation = wire.annotation;
   e.protseq_ids = protseq_of({e.tower.floors.begin() + 3, e.tower.floors.end()});
-  e.rendered = ndr::encode_tower(e.tower);
   // Offsets of each floor's rhs in the encoding: u16 count, then {u16 len, lhs, u16 len, rhs}.
   std::size_t at = 2;
   for (const auto& f : e.tower.floors) {
@@ -336,12 +335,10 @@ std::size_t EndpointDb::count_for(std::uint64_t owner) const {
       entries_.begin(), entries_.end(), [&](const auto& kv) { return kv.second.owner == owner; }));
 }
 
-void render_tower_into(Octets& out, const Entry& entry, const std::optional<SyntaxId>& interface,
-                       const Ipv4& host) {
-  const auto base = out.size();
-  out.insert(out.end(), entry.rendered.begin(), entry.rendered.end());
-  std::uint8_t* t = out.data() + base;
-  if (interface && entry.rendered.size() >= 27) {
+Octets render_tower(const Entry& entry, const std::optional<SyntaxId>& interface,
+                    const Ipv4& host) {
+  Octets out = entry.tower_octets;
+  if (interface && out.size() >= 27) {
     // Floor 1 is a uuid floor (make_entry checked): u16 count, u16 19, {0x0d, uuid, u16 major},
     // u16 2, u16 minor - all little-endian whatever the stub's byte order.
     common::ByteWriter w(common::Endian::kLittle);
@@ -349,17 +346,10 @@ void render_tower_into(Octets& out, const Entry& entry, const std::optional<Synt
     w.u16(interface->major);
     w.u16(2);
     w.u16(interface->minor);
-    std::copy(w.buffer().begin(), w.buffer().end(), t + 5);
+    std::copy(w.buffer().begin(), w.buffer().end(), out.begin() + 5);
   }
   for (auto at : entry.wildcard_ipv4)
-    std::copy(host.begin(), host.end(), t + at);
-}
-
-Octets render_tower(const Entry& entry, const std::optional<SyntaxId>& interface,
-                    const Ipv4& host) {
-  Octets out;
-  out.reserve(entry.rendered.size());
-  render_tower_into(out, entry, interface, host);
+    std::copy(host.begin(), host.end(), out.begin() + static_cast<std::ptrdiff_t>(at));
   return out;
 }
 

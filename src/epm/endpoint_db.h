@@ -54,14 +54,13 @@ struct Entry {
   SyntaxId transfer_syntax;              // tower floor 2
   std::uint8_t rpc_protocol = 0;         // floor 3 id: 0x0a ncadg, 0x0b ncacn, 0x0c ncalrpc
   std::uint16_t rpc_protocol_minor = 0;  // floor 3 rhs
-  ndr::Tower tower;                      // as registered (re-rendered for answers)
+  ndr::Tower tower;                      // as registered
   Octets tower_octets;                   // as registered (exact-duplicate test, ept_delete)
   std::string annotation;                // <= 63 characters, no NUL
   std::uint64_t owner = kPersistentOwner;
   // Computed by make_entry for the per-call path (ept_map answers without re-encoding):
   std::vector<std::uint8_t> protseq_ids;   // see protseq()
-  Octets rendered;                         // encode_tower(tower): what render_tower starts from
-  std::vector<std::size_t> wildcard_ipv4;  // offsets in `rendered` of 0.0.0.0 IPv4 floor values
+  std::vector<std::size_t> wildcard_ipv4;  // offsets in tower_octets of 0.0.0.0 IPv4 floor values
 
   // Protocol ids of floors 4..n (e.g. {0x07, 0x09} for ncacn_ip_tcp): the "protseq" C706 maps on.
   const std::vector<std::uint8_t>& protseq() const { return protseq_ids; }
@@ -200,11 +199,9 @@ class EndpointDb {
 // wildcard 0.0.0.0 replaced by `host` (Samba srv_epmapper.c: the address the client reached the
 // endpoint mapper on, or the configured advertised address; 0.0.0.0 when the client came over
 // IPv6, since towers have no IPv6 floor). A specific registered address is kept.
-// Built from entry.rendered by patching bytes in place (the floors keep their lengths): no
-// decode or encode per answer. `entry` must come from make_entry.
+// Built from entry.tower_octets (equal to encode_tower(entry.tower): decoding is lossless) by
+// patching bytes in place - the floors keep their lengths - so no decode or encode per answer.
+// `entry` must come from make_entry.
 Octets render_tower(const Entry& entry, const std::optional<SyntaxId>& interface, const Ipv4& host);
-// Appends the same bytes to `out` (for encoders that write the answer in place).
-void render_tower_into(Octets& out, const Entry& entry, const std::optional<SyntaxId>& interface,
-                       const Ipv4& host);
 
 }  // namespace rpcgate::epm

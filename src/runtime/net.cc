@@ -84,6 +84,19 @@ std::string ListenError::message() const {
   return "cannot listen on " + address + ": " + code.message();
 }
 
+std::expected<std::vector<asio::ip::address>, std::string> parse_addresses(
+    const std::vector<std::string>& texts) {
+  std::vector<asio::ip::address> out;
+  out.reserve(texts.size());
+  for (const auto& text : texts) {
+    asio::error_code ec;
+    auto a = asio::ip::make_address(text, ec);
+    if (ec) return std::unexpected(text);
+    out.push_back(a);
+  }
+  return out;
+}
+
 std::string format_endpoint(const asio::ip::address& address, std::uint16_t port) {
   if (address.is_v6()) return "[" + address.to_string() + "]:" + std::to_string(port);
   return address.to_string() + ":" + std::to_string(port);

@@ -62,6 +62,11 @@ struct TcpListeners {
   std::uint16_t port = 0;
 };
 
+// Numeric IPv4/IPv6 addresses ("127.0.0.1", "::1"), as a server's --listen options take them.
+// Error: the first text that is not one.
+std::expected<std::vector<asio::ip::address>, std::string> parse_addresses(
+    const std::vector<std::string>& texts);
+
 // "1.2.3.4:5" / "[::1]:5".
 std::string format_endpoint(const asio::ip::address& address, std::uint16_t port);
 

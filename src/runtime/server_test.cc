@@ -27,6 +27,15 @@ using Clock = std::chrono::steady_clock;
 
 const asio::ip::address kLoopback = asio::ip::make_address("127.0.0.1");
 
+// The server's connection count once it equals `n`, or whatever it is after `limit`.
+std::size_t wait_for_connections(ServerThread& st, std::size_t n,
+                                 std::chrono::milliseconds limit = 2s) {
+  auto count = [&] { return st.on_io([&] { return st.server().connection_count(); }); };
+  for (auto deadline = Clock::now() + limit; count() != n && Clock::now() < deadline;)
+    std::this_thread::sleep_for(10ms);
+  return count();
+}
+
 ServerOptions short_timeouts() {
   ServerOptions o;
   o.idle_timeout_before_bind = 400ms;
@@ -290,10 +299,7 @@ TEST_F(ServerTest, HooksRunOnceOnEofAndOnStop) {
   auto a = RawConn::tcp(port_);
   auto b = RawConn::tcp(port_);
   ASSERT_TRUE(a && b);
-  deadline = Clock::now() + 2s;
-  while (st_->on_io([this] { return st_->server().connection_count(); }) < 2 &&
-         Clock::now() < deadline)
-    std::this_thread::sleep_for(10ms);
+  wait_for_connections(*st_, 2);
   st_->stop();
   EXPECT_EQ(closed_, 3);
   EXPECT_TRUE(a->wait_closed(1s));
@@ -381,9 +387,7 @@ TEST(ServerLimits, PerPeerLimitRejectsExtraConnections) {
   std::vector<RawConn> conns;
   for (int i = 0; i < 5; ++i)
     conns.push_back(*RawConn::tcp(*port));
-  auto deadline = Clock::now() + 2s;
-  while (st.on_io([&] { return st.server().connection_count(); }) < 5 && Clock::now() < deadline)
-    std::this_thread::sleep_for(10ms);
+  wait_for_connections(st, 5);
   auto extra = RawConn::tcp(*port);
   ASSERT_TRUE(extra);
   EXPECT_TRUE(extra->wait_closed(2s));
@@ -401,7 +405,6 @@ TEST(ServerPause, PausedConnectionThatResetsIsClosedAtOnce) {
   auto port = st.server().listen_tcp({kLoopback}, 0);
   ASSERT_TRUE(port);
   st.start();
-  auto count = [&] { return st.on_io([&] { return st.server().connection_count(); }); };
   {
     auto c = RawConn::tcp(*port);
     ASSERT_TRUE(c);
@@ -416,14 +419,12 @@ TEST(ServerPause, PausedConnectionThatResetsIsClosedAtOnce) {
     ASSERT_TRUE(c->send(input));
     ASSERT_TRUE(c->read_pdu());  // bind_ack; call 2 is sleeping, call 3 waits: input paused
     std::this_thread::sleep_for(100ms);
-    ASSERT_EQ(count(), 1u);
+    ASSERT_EQ(wait_for_connections(st, 1), 1u);
     linger reset{1, 0};
     ASSERT_EQ(::setsockopt(c->fd(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset), 0);
   }  // closed with RST
   const auto start = Clock::now();
-  while (count() != 0 && Clock::now() - start < 2s)
-    std::this_thread::sleep_for(10ms);
-  EXPECT_EQ(count(), 0u);
+  EXPECT_EQ(wait_for_connections(st, 0), 0u);
   EXPECT_LT(Clock::now() - start, 1s);  // not when the 3 s call ends
 }
 
@@ -443,19 +444,13 @@ TEST(ServerLimits, LocalConnectionsHaveTheirOwnBudget) {
   std::vector<RawConn> conns;
   for (int i = 0; i < 3; ++i)
     conns.push_back(*RawConn::tcp(*port));
-  auto wait_count = [&](std::size_t n) {
-    auto deadline = Clock::now() + 2s;
-    while (st.on_io([&] { return st.server().connection_count(); }) < n && Clock::now() < deadline)
-      std::this_thread::sleep_for(10ms);
-    return st.on_io([&] { return st.server().connection_count(); });
-  };
-  ASSERT_EQ(wait_count(3), 3u);
+  ASSERT_EQ(wait_for_connections(st, 3), 3u);
   auto tcp_extra = RawConn::tcp(*port);
   ASSERT_TRUE(tcp_extra);
   EXPECT_TRUE(tcp_extra->wait_closed(2s));  // TCP is full...
   for (int i = 0; i < 2; ++i)
     conns.push_back(*RawConn::unix_socket(path));
-  EXPECT_EQ(wait_count(5), 5u);  // ...local clients still get in,
+  EXPECT_EQ(wait_for_connections(st, 5), 5u);  // ...local clients still get in,
   auto local_extra = RawConn::unix_socket(path);
   ASSERT_TRUE(local_extra);
   EXPECT_TRUE(local_extra->wait_closed(2s));  // up to their own limit.

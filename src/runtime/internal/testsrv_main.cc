@@ -148,17 +148,12 @@ int main(int argc, char** argv) {
     if (!p) return fail("cannot allocate a port of class " + class_name, p.error());
     served = *p;
   } else {
-    std::vector<asio::ip::address> addresses;
-    for (const auto& text : listen) {
-      asio::error_code ec;
-      auto a = asio::ip::make_address(text, ec);
-      if (ec) {
-        std::cerr << "rpcgate-testsrv: bad --listen address: " << text << "\n";
-        return kExitUsage;
-      }
-      addresses.push_back(a);
+    auto addresses = rpcgate::runtime::parse_addresses(listen);
+    if (!addresses) {
+      std::cerr << "rpcgate-testsrv: bad --listen address: " << addresses.error() << "\n";
+      return kExitUsage;
     }
-    auto p = server.listen_tcp(addresses, port);
+    auto p = server.listen_tcp(*addresses, port);
     if (!p) {
       std::cerr << "rpcgate-testsrv: cannot listen: " << p.error().message() << "\n";
       return 1;
