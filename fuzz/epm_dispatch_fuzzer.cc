@@ -69,7 +69,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       continue;
     }
     const auto endian = (flags & 0x02) ? common::Endian::kBig : common::Endian::kLittle;
-    epm::CallerInfo caller{conn, (flags & 0x01) != 0, std::nullopt, "fuzz"};
+    epm::CallerInfo caller{conn, (flags & 0x01) != 0, std::nullopt, "fuzz", std::nullopt, ""};
     if (!(flags & 0x08)) caller.local_ipv4 = epm::Ipv4{10, 0, 0, static_cast<std::uint8_t>(conn)};
 
     const auto r =

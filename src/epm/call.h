@@ -42,6 +42,12 @@ struct CallerInfo {
   std::optional<std::array<std::uint8_t, 4>> local_ipv4;
   // For logs only ("198.51.100.7:50312", "uid 0 via /run/rpcgate/epm.sock").
   std::string_view peer;
+  // The caller's uid when the transport knows it (SO_PEERCRED on the control socket, the owner
+  // of the peer socket for loopback TCP); nullopt for a network peer. Entry ownership and the
+  // per-uid quotas are judged on it.
+  std::optional<std::uint32_t> uid;
+  // The per-peer budget key (the client's IP address, an IPv6 client's /64); "" for local callers.
+  std::string_view peer_key;
 };
 
 }  // namespace rpcgate::epm

@@ -33,10 +33,10 @@ EpmConfig seeded(std::uint64_t seed) {
 }
 
 CallerInfo net(std::uint64_t id) {
-  return CallerInfo{id, false, Ipv4{127, 0, 0, 1}, "test"};
+  return CallerInfo{id, false, Ipv4{127, 0, 0, 1}, "test", std::nullopt, ""};
 }
 CallerInfo local(std::uint64_t id) {
-  return CallerInfo{id, true, std::nullopt, "unix"};
+  return CallerInfo{id, true, std::nullopt, "unix", 0u, ""};
 }
 
 EpmService samr_service(EpmConfig config = {}) {

@@ -16,6 +16,8 @@ epm::CallerInfo caller_info(const CallContext& ctx) {
   caller.connection_id = ctx.connection_id;
   caller.may_register = ctx.may_register;
   caller.local_ipv4 = ctx.local_ipv4;
+  caller.uid = ctx.peer_uid;
+  caller.peer_key = ctx.peer_key;
   caller.peer = ctx.peer_address;
   return caller;
 }

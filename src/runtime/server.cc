@@ -155,6 +155,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::uint16_t local_port = 0;
     std::optional<std::array<std::uint8_t, 4>> local_ipv4;
     std::optional<ucred> cred;
+    std::optional<std::uint32_t> uid;  // cred->uid, or the loopback TCP peer's socket owner
     bool may_register = false;
   };
 
@@ -592,6 +593,8 @@ void detail::Connection::dispatch(rpc::DispatchCall dc) {
   ctx.local_port = info_.local_port;
   ctx.local_ipv4 = info_.local_ipv4;
   ctx.peer_cred = info_.cred;
+  ctx.peer_uid = info_.uid;
+  ctx.peer_key = info_.peer_key;
   ctx.may_register = info_.may_register;
   try {
     handler(ctx, std::move(responder));
@@ -764,6 +767,7 @@ void Server::accepted(detail::Listener& listener, int fd) {
   if (info.transport == Transport::kUnix) {
     info.cred = peer_credentials(fd);
     info.may_register = info.cred && listener.policy_.may_register(*info.cred);
+    if (info.cred) info.uid = info.cred->uid;
     if (info.cred)
       info.peer =
           "unix:pid=" + std::to_string(info.cred->pid) + ",uid=" + std::to_string(info.cred->uid);

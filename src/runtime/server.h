@@ -122,6 +122,12 @@ struct CallContext {
   std::uint16_t local_port = 0;  // TCP only
   std::optional<std::array<std::uint8_t, 4>> local_ipv4;  // when the client came over IPv4
   std::optional<ucred> peer_cred;                         // Unix only
+  // The uid of the process that owns the peer socket, when the kernel tells: SO_PEERCRED on a
+  // Unix socket; for loopback TCP the owner of the peer's socket (NETLINK_SOCK_DIAG by the
+  // 4-tuple). nullopt for a network peer or when it could not be established.
+  std::optional<std::uint32_t> peer_uid;
+  // The key of the per-peer budgets: the client's IP address (IPv6: its /64), "" for Unix.
+  std::string peer_key;
   bool may_register = false;  // Unix peer allowed by the listener's PeerPolicy; always false on TCP
 };
 
