@@ -13,6 +13,7 @@
 
 #include <array>
 #include <string>
+#include <vector>
 
 #include "common/error.h"
 #include "policy/internal/text.h"
@@ -194,7 +195,8 @@ Policy resolve(const PolicyInput& input) {
   if (ports.strings.empty()) {
     return invalid(std::move(p), kPorts, std::nullopt, "Ports has no entries");
   }
-  PortSet listed;
+  std::vector<PortRange> ranges;  // merged as intervals: entries may overlap (65536 x "0-65535")
+  ranges.reserve(ports.strings.size());
   for (std::size_t i = 0; i < ports.strings.size(); ++i) {
     const auto verdict = judge_entry(ports.strings[i]);
     if (!verdict.range) {
@@ -202,8 +204,9 @@ Policy resolve(const PolicyInput& input) {
                      "Ports entry " + std::to_string(i + 1) + " " +
                          quote_for_message(ports.strings[i]) + ": " + verdict.why);
     }
-    listed.add(*verdict.range);
+    ranges.push_back(*verdict.range);
   }
+  PortSet listed = PortSet::from_ranges(std::move(ranges));
 
   // A kString always carries exactly one string; an empty vector (a hand-built input) is judged
   // like an empty string.

@@ -1,5 +1,6 @@
 #include "policy/port_set.h"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 
@@ -50,6 +51,23 @@ void PortSet::add(PortRange r) {
       ++count_;
     }
   }
+}
+
+PortSet PortSet::from_ranges(std::vector<PortRange> ranges) {
+  std::sort(ranges.begin(), ranges.end(),
+            [](const PortRange& a, const PortRange& b) { return a.lo < b.lo; });
+  PortSet out;
+  std::optional<PortRange> run;
+  for (const auto& r : ranges) {
+    if (run && r.lo <= static_cast<std::size_t>(run->hi) + 1) {
+      run->hi = std::max(run->hi, r.hi);
+      continue;
+    }
+    if (run) out.add(*run);
+    run = r;
+  }
+  if (run) out.add(*run);
+  return out;
 }
 
 void PortSet::remove(PortRange r) {

@@ -39,8 +39,13 @@ class PortSet {
     return s;
   }
 
+  // Sets every port of `r`: O(r.size()).
   void add(PortRange r);
   void add(std::uint16_t port) { add(PortRange{port, port}); }
+  // The union of `ranges` (any order, overlapping or not) in O(n log n + 65536): the ranges are
+  // sorted and merged as intervals first, so each port is set once however many entries cover
+  // it. A registry value of 65536 entries "0-65535" would cost 2^32 bit operations through add().
+  static PortSet from_ranges(std::vector<PortRange> ranges);
   void remove(PortRange r);
   bool contains(std::uint16_t port) const { return bits_.test(port); }
   std::size_t count() const { return count_; }

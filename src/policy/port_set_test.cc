@@ -1,5 +1,7 @@
 #include "policy/port_set.h"
 
+#include <vector>
+
 #include <gtest/gtest.h>
 
 namespace rpcgate::policy {
@@ -48,6 +50,23 @@ TEST(PortSet, EdgesOfThePortSpace) {
   EXPECT_TRUE(s.contains(0));
   EXPECT_TRUE(s.contains(65535));
   EXPECT_TRUE(s.complement_within({0, 65535}).empty());
+}
+
+TEST(PortSet, FromRangesIsTheUnionOfAdds) {
+  // Overlapping, adjacent, nested, unordered and duplicate ranges, the port space's edges.
+  const std::vector<PortRange> ranges = {{50, 60},       {0, 0},     {61, 70},   {55, 58},
+                                         {65535, 65535}, {100, 200}, {150, 300}, {0, 10},
+                                         {65000, 65535}, {50, 60},   {302, 302}, {64999, 64999}};
+  PortSet added;
+  for (const auto& r : ranges)
+    added.add(r);
+  const PortSet merged = PortSet::from_ranges(ranges);
+  EXPECT_EQ(merged, added);
+  EXPECT_EQ(merged.count(), added.count());
+  EXPECT_EQ(merged.to_string(), "0-10,50-70,100-300,302,64999-65535");
+  EXPECT_TRUE(PortSet::from_ranges({}).empty());
+  EXPECT_EQ(PortSet::from_ranges(std::vector<PortRange>(65536, PortRange{0, 65535})).count(),
+            65536u);
 }
 
 }  // namespace
