@@ -153,3 +153,168 @@ class Server:
         stop_process(self.proc, sig)
         self.proc.stdout.close()
         self.proc.stderr.close()
+
+
+# ---- raw endpoint-mapper calls over any stream socket (control socket, TCP from a chosen
+# source address), for the ownership and budget tests. Impacket does the PDUs and the bind; the
+# stubs are NDR20 built here with struct (Impacket 0.10.0 has no ept_insert / ept_delete /
+# ept_mgmt_delete calls, and its NDR is too slow for thousands of entries).
+
+EPM_UUID = "e1af8308-5d1f-11c9-91a4-08002b14a0fa"
+NDR20 = "8a885d04-1ceb-11c9-9fe8-08002b104860"
+EPT_S_CANT_PERFORM_OP = 0x16C9A0CD
+EPT_S_NOT_REGISTERED = 0x16C9A0D6
+
+
+def epm_dce(unix=None, tcp=None, source=None, timeout=5, bind=True):
+    """A DCERPC_v5 connected to the endpoint mapper over the Unix socket `unix` or TCP
+    (host, port) from source address `source`; bound to the EPM interface when `bind`."""
+    import socket as _socket
+    from impacket.dcerpc.v5 import epm
+    from impacket.dcerpc.v5.rpcrt import DCERPCException
+    from impacket.dcerpc.v5.transport import DCERPCTransport
+
+    class StreamTransport(DCERPCTransport):
+        def __init__(self):
+            DCERPCTransport.__init__(self, "localhost", 135)
+            self.sock = None
+
+        def connect(self):
+            if unix:
+                self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+                self.sock.settimeout(timeout)
+                self.sock.connect(unix)
+            else:
+                self.sock = _socket.create_connection(
+                    tcp, timeout, source_address=(source, 0) if source else None)
+            return 1
+
+        def disconnect(self):
+            self.sock.close()
+            return 1
+
+        def send(self, data, forceWriteAndx=0, forceRecv=0):
+            self.sock.sendall(data)
+
+        def recv(self, forceRecv=0, count=0):
+            if not count:
+                return self.sock.recv(8192)
+            buf = b""
+            while len(buf) < count:
+                chunk = self.sock.recv(count - len(buf))
+                if not chunk:
+                    raise DCERPCException("connection closed")
+                buf += chunk
+            return buf
+
+        def get_socket(self):
+            return self.sock
+
+    dce = StreamTransport().get_dce_rpc()
+    dce.connect()
+    if bind:
+        dce.bind(epm.MSRPC_UUID_PORTMAP)
+    return dce
+
+
+def tower_bytes(uuid, port, host="0.0.0.0", version=(1, 0)):
+    """Tower octets for ncacn_ip_tcp:HOST[PORT] of interface UUID vMAJOR.MINOR, NDR20."""
+    import socket as _socket
+    import struct
+    import uuid as _uuid
+
+    def floor(lhs, rhs):
+        return struct.pack("<H", len(lhs)) + lhs + struct.pack("<H", len(rhs)) + rhs
+
+    floors = [
+        floor(b"\x0d" + _uuid.UUID(uuid).bytes_le + struct.pack("<H", version[0]),
+              struct.pack("<H", version[1])),
+        floor(b"\x0d" + _uuid.UUID(NDR20).bytes_le + struct.pack("<H", 2), struct.pack("<H", 0)),
+        floor(b"\x0b", struct.pack("<H", 0)),
+        floor(b"\x07", struct.pack(">H", port)),
+        floor(b"\x09", _socket.inet_aton(host)),
+    ]
+    return struct.pack("<H", len(floors)) + b"".join(floors)
+
+
+def _pad4(b):
+    return b + b"\0" * (-len(b) % 4)
+
+
+def _ndr_entries(entries):
+    """entries: [(tower octets, annotation)] with a nil object, or (object16, tower, annotation)."""
+    import struct
+    out = struct.pack("<II", len(entries), len(entries))
+    norm = [e if len(e) == 3 else (b"\0" * 16, e[0], e[1]) for e in entries]
+    for i, (obj, _, annotation) in enumerate(norm):
+        a = annotation.encode() + b"\0"
+        out = _pad4(out + obj + struct.pack("<III", 0x20000 + 4 * i, 0, len(a)) + a)
+    for _, tower, _ in norm:  # deferred twr_t referents; no padding after the last
+        out = _pad4(out) + struct.pack("<II", len(tower), len(tower)) + tower
+    return out
+
+
+def _status_call(dce, opnum, stub):
+    import struct
+    dce.call(opnum, stub)
+    answer = dce.recv()
+    return struct.unpack("<I", answer[-4:])[0]
+
+
+def ept_insert(dce, entries, replace=True):
+    """ept_insert (opnum 0) of [(tower, annotation)]; returns the status."""
+    import struct
+    return _status_call(dce, 0,
+                        _pad4(_ndr_entries(entries)) + struct.pack("<I", 1 if replace else 0))
+
+
+def ept_delete(dce, entries):
+    """ept_delete (opnum 1) of [(tower, annotation)]; returns the status."""
+    return _status_call(dce, 1, _ndr_entries(entries))
+
+
+def ept_mgmt_delete(dce, tower, obj=None):
+    """ept_mgmt_delete (opnum 6); object_speced when `obj` (16 bytes) is given."""
+    import struct
+    stub = struct.pack("<I", 1 if obj else 0)
+    stub += struct.pack("<I", 0x20000) + obj if obj else struct.pack("<I", 0)
+    stub += struct.pack("<III", 0x20004, len(tower), len(tower)) + tower
+    return _status_call(dce, 6, stub)
+
+
+def ept_lookup_all(dce):
+    """Every entry as (object16, tower octets, annotation), paged by ept_lookup (Impacket's
+    types), on a bound `dce`. Towers as the EPM returns them to this caller."""
+    entries, handle = [], epm_lookup_handle()
+    from impacket.dcerpc.v5 import epm
+    for _ in range(1000):
+        req = epm.ept_lookup()
+        req["inquiry_type"] = epm.RPC_C_EP_ALL_ELTS
+        req["object"] = epm.NULL
+        req["Ifid"] = epm.NULL
+        req["vers_option"] = epm.RPC_C_VERS_ALL
+        req["entry_handle"] = handle
+        req["max_ents"] = 500
+        resp = dce.request(req)
+        for i in range(resp["num_ents"]):
+            e = resp["entries"][i]
+            entries.append((e["object"], b"".join(e["tower"]["tower_octet_string"]),
+                            b"".join(e["annotation"]).rstrip(b"\0").decode()))
+        handle = resp["entry_handle"]
+        if handle.isNull():
+            return entries
+    raise AssertionError("ept_lookup does not end")
+
+
+def epm_lookup_handle():
+    from impacket.dcerpc.v5 import epm
+    return epm.ept_lookup_handle_t()
+
+
+def ept_lookup_page(dce, handle=b"\0" * 20, max_ents=1):
+    """One ept_lookup (opnum 2, every element): returns (status, next handle (20 bytes), count)."""
+    import struct
+    stub = struct.pack("<IIII", 0, 0, 0, 1) + handle + struct.pack("<I", max_ents)
+    dce.call(2, stub)
+    answer = dce.recv()
+    return struct.unpack("<I", answer[-4:])[0], answer[:20], struct.unpack("<I", answer[20:24])[0]

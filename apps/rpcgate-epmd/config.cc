@@ -160,11 +160,22 @@ std::expected<Config, std::string> parse_config_toml(std::string_view text, std:
       }
       (k == "max_connections" ? base.max_connections : base.max_connections_per_peer) =
           static_cast<std::size_t>(i->get());
+    } else if (k == "max_entries_per_uid" || k == "max_handles_per_peer" ||
+               k == "max_handles_total") {
+      const auto* i = node.as_integer();
+      if (i == nullptr || i->get() < 1 ||
+          static_cast<std::uint64_t>(i->get()) > kMaxConnectionsLimit) {
+        return type_error(k, "an integer from 1 to " + std::to_string(kMaxConnectionsLimit));
+      }
+      (k == "max_entries_per_uid"    ? base.max_entries_per_uid
+       : k == "max_handles_per_peer" ? base.max_handles_per_peer
+                                     : base.max_handles_total) = static_cast<std::size_t>(i->get());
     } else {
       return std::unexpected(src + ": [epmd] unknown key \"" + std::string(k) +
                              "\" (known: listen, control, advertise, tcp_registration, "
                              "broker_addresses, user, log_level, seed, max_connections, "
-                             "max_connections_per_peer)");
+                             "max_connections_per_peer, max_entries_per_uid, "
+                             "max_handles_per_peer, max_handles_total)");
     }
   }
   if (base.listen.empty()) return std::unexpected(src + ": [epmd] listen must not be empty");

@@ -18,9 +18,18 @@
 //                                          # registrants)
 //   max_connections_per_peer = 1024        # per client IP address (TCP); above max_connections
 //                                          # it changes nothing
+//   max_entries_per_uid = 1024             # endpoint-map entries one non-root uid may hold (all
+//                                          # its connections); the map holds 4096, of which 512
+//                                          # only root and epmd itself may use
+//   max_handles_per_peer = 4096            # ept_lookup / ept_map context handles per client IP
+//                                          # (IPv6 /64; local callers: per uid); beyond it the
+//                                          # peer's least recently used handle is freed
+//   max_handles_total = 65536              # handles in all; beyond it the biggest holder's least
+//                                          # recently used handle is freed (epm_service.h)
 //
-// Both limits are integers from 1 to kMaxConnectionsLimit (--max-connections and
-// --max-connections-per-peer override them). Every connection is a file descriptor: at startup
+// These five limits are integers from 1 to kMaxConnectionsLimit (--max-connections,
+// --max-connections-per-peer, --max-entries-per-uid, --max-handles-per-peer, --max-handles-total
+// override them). Every connection is a file descriptor: at startup
 // the daemon raises its RLIMIT_NOFILE soft limit to the hard limit; when that is still below
 // max_connections + kLocalConnections + kFdHeadroom it warns and lowers max_connections to the
 // limit - kLocalConnections - kFdHeadroom (so an extra client is refused at once rather than left
@@ -73,6 +82,10 @@ struct Config {
   // runtime::ServerOptions' defaults (config_test checks that they agree).
   std::size_t max_connections = 16384;
   std::size_t max_connections_per_peer = 1024;
+  // epm::DbLimits / epm::EpmConfig's defaults (config_test checks that they agree).
+  std::size_t max_entries_per_uid = 1024;
+  std::size_t max_handles_per_peer = 4096;
+  std::size_t max_handles_total = 65536;
   // The policy file, if any ("" = embedded default), kept so SIGHUP can read it again.
   std::string policy_file;
 };

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "epm/epm_service.h"
 #include "runtime/server.h"
 
 namespace rpcgate::epmd {
@@ -81,6 +82,29 @@ TEST(Config, ConnectionLimitsAreValidated) {
     ASSERT_FALSE(c) << bad;
     EXPECT_NE(c.error().find("must be an integer from 1 to 1048576"), std::string::npos)
         << c.error();
+  }
+}
+
+TEST(Config, EndpointMapBudgets) {
+  // Defaults agree with the endpoint mapper's own.
+  auto d = parse_config_toml("", "f.toml");
+  ASSERT_TRUE(d) << d.error();
+  EXPECT_EQ(d->max_entries_per_uid, epm::DbLimits{}.max_entries_per_uid);
+  EXPECT_EQ(d->max_handles_per_peer, epm::EpmConfig{}.max_handles_per_peer);
+  EXPECT_EQ(d->max_handles_total, epm::EpmConfig{}.max_handles_total);
+  auto c = parse_config_toml(
+      "[epmd]\nmax_entries_per_uid = 10\nmax_handles_per_peer = 8\nmax_handles_total = 16\n",
+      "f.toml");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->max_entries_per_uid, 10u);
+  EXPECT_EQ(c->max_handles_per_peer, 8u);
+  EXPECT_EQ(c->max_handles_total, 16u);
+  for (const char* bad : {"max_entries_per_uid = 0", "max_handles_per_peer = -1",
+                          "max_handles_total = 1048577", "max_handles_total = \"16\""}) {
+    auto e = parse_config_toml(std::string("[epmd]\n") + bad + "\n", "f.toml");
+    ASSERT_FALSE(e) << bad;
+    EXPECT_NE(e.error().find("must be an integer from 1 to 1048576"), std::string::npos)
+        << e.error();
   }
 }
 

@@ -200,7 +200,13 @@ int run(const Config& config, policy::Policy policy) {
   epm::EpmConfig epm_config;
   epm_config.advertised_ipv4 = config.advertise;
   if (config.seed) epm_config.seed = config.seed;
+  epm_config.db.max_entries_per_uid = config.max_entries_per_uid;
+  epm_config.max_handles_per_peer = config.max_handles_per_peer;
+  epm_config.max_handles_total = config.max_handles_total;
   epm::EpmService epm(epm_config);
+  epm.on_refusal([](const epm::CallerInfo& caller, const epm::Refusal& r) {
+    spdlog::warn("endpoint map: refused a change by {}: {}", caller.peer, epm::to_string(r));
+  });
 
   // Registration over TCP: only from loopback, and only when enabled (the Unix socket's peers
   // are judged by the listener's PeerPolicy, SO_PEERCRED).
@@ -304,7 +310,8 @@ int run(const Config& config, policy::Policy policy) {
   }
 
   // The endpoint mapper lists itself, as DCE's rpcd and Samba's epmdb do: a lookup on a fresh
-  // daemon is not empty and ept_map for the EPM interface answers. Owner 0: persistent.
+  // daemon is not empty and ept_map for the EPM interface answers. Owner 0: persistent; authority
+  // epmd itself (the insert without a Registrant), so nobody can change them over the wire.
   for (const std::uint16_t bound_port : bound_ports) {
     ndr::StringBinding b{
         std::nullopt, ndr::Protseq::kNcacnIpTcp, "0.0.0.0", std::to_string(bound_port), {}};

@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   std::optional<std::uint64_t> seed;
   std::optional<std::size_t> max_connections;
   std::optional<std::size_t> max_connections_per_peer;
+  std::optional<std::size_t> max_entries_per_uid, max_handles_per_peer, max_handles_total;
   app.add_option("--config,-c", config_file, "rpcgate.toml ([epmd] and [policy] tables)");
   app.add_option("--policy,-p", policy_file,
                  "Port policy: regedit export (.reg) or rpcgate.toml (default: the [policy] of "
@@ -53,6 +54,18 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(std::size_t{1}, rpcgate::epmd::kMaxConnectionsLimit));
   app.add_option("--max-connections-per-peer", max_connections_per_peer,
                  "Connections held at once per client IP address (default 1024)")
+      ->check(CLI::Range(std::size_t{1}, rpcgate::epmd::kMaxConnectionsLimit));
+  app.add_option("--max-entries-per-uid", max_entries_per_uid,
+                 "Endpoint-map entries one non-root uid may hold (default 1024 of 4096; 512 "
+                 "are kept for root)")
+      ->check(CLI::Range(std::size_t{1}, rpcgate::epmd::kMaxConnectionsLimit));
+  app.add_option("--max-handles-per-peer", max_handles_per_peer,
+                 "Lookup context handles per client IP (IPv6 /64) or local uid; more free the "
+                 "peer's least recently used (default 4096)")
+      ->check(CLI::Range(std::size_t{1}, rpcgate::epmd::kMaxConnectionsLimit));
+  app.add_option("--max-handles-total", max_handles_total,
+                 "Lookup context handles in all; more free the biggest holder's least recently "
+                 "used (default 65536)")
       ->check(CLI::Range(std::size_t{1}, rpcgate::epmd::kMaxConnectionsLimit));
   app.add_option("--seed", seed, "Deterministic port choice (tests)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
@@ -103,6 +116,9 @@ int main(int argc, char** argv) {
   if (seed) config.seed = seed;
   if (max_connections) config.max_connections = *max_connections;
   if (max_connections_per_peer) config.max_connections_per_peer = *max_connections_per_peer;
+  if (max_entries_per_uid) config.max_entries_per_uid = *max_entries_per_uid;
+  if (max_handles_per_peer) config.max_handles_per_peer = *max_handles_per_peer;
+  if (max_handles_total) config.max_handles_total = *max_handles_total;
   if (!log_level.empty()) config.log_level = log_level;
 
   spdlog::set_level(spdlog::level::from_str(config.log_level));

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <set>
+#include <span>
+#include <string>
 
 #include "rpc/pdu.h"
 #include "rpc/status.h"
@@ -65,48 +67,48 @@ bool address_floors_equal(const Entry& e, const ndr::Tower& tower) {
   return std::equal(e.tower.floors.begin() + 3, e.tower.floors.end(), tower.floors.begin() + 3);
 }
 
-bool is_replace_candidate(const Entry& existing, const Entry& incoming) {
-  return existing.object == incoming.object && existing.interface.uuid == incoming.interface.uuid &&
-         existing.interface.major == incoming.interface.major &&
-         existing.protseq() == incoming.protseq() &&
-         existing.transfer_syntax == incoming.transfer_syntax &&
-         existing.rpc_protocol == incoming.rpc_protocol &&
-         existing.rpc_protocol_minor == incoming.rpc_protocol_minor;
+void append(std::string& key, std::span<const std::uint8_t> bytes) {
+  key.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
 }
 
-// Applies one validated entry to `entries` (DCE epdb_insert). Returns a status.
-std::uint32_t apply_insert(std::map<std::uint64_t, Entry>& entries, std::uint64_t& next_id,
-                           Entry incoming, bool replace) {
-  if (replace) {
-    for (const auto& [id, e] : entries)
-      if (is_replace_candidate(e, incoming) && e.interface.minor > incoming.interface.minor)
-        return st::kEptSInvalidEntry;
-    const auto address = incoming.network_address();
-    std::erase_if(entries, [&](const auto& kv) {
-      return is_replace_candidate(kv.second, incoming) && kv.second.network_address() == address &&
-             kv.second.tower_octets != incoming.tower_octets;
-    });
-  }
-  for (auto& [id, e] : entries) {
-    if (e.object == incoming.object && e.tower_octets == incoming.tower_octets) {
-      e.annotation = std::move(incoming.annotation);
-      e.owner = incoming.owner;
-      return 0;
-    }
-  }
-  incoming.id = next_id++;
-  const auto id = incoming.id;
-  entries.emplace(id, std::move(incoming));
-  return 0;
+void append_u16(std::string& key, std::uint16_t v) {
+  key.push_back(static_cast<char>(v & 0xff));
+  key.push_back(static_cast<char>(v >> 8));
 }
 
-bool caps_hold(const std::map<std::uint64_t, Entry>& entries, const DbLimits& limits,
-               std::uint64_t owner) {
-  if (entries.size() > limits.max_entries) return false;
-  if (owner == kPersistentOwner) return true;
-  const auto n = std::count_if(entries.begin(), entries.end(),
-                               [&](const auto& kv) { return kv.second.owner == owner; });
-  return static_cast<std::size_t>(n) <= limits.max_entries_per_owner;
+// Object + tower octets: DCE's exact-duplicate test and ept_delete's lookup key.
+std::string exact_key(const common::Uuid& object, std::span<const std::uint8_t> tower) {
+  std::string key;
+  key.reserve(16 + tower.size());
+  append(key, object.bytes());
+  append(key, tower);
+  return key;
+}
+
+// DCE's replace key (epdb_delete_replaceable_entries): object, interface uuid + major, transfer
+// syntax, RPC protocol id + minor, protseq. Every part fixed-size but the protseq, which is last.
+std::string replace_key(const Entry& e) {
+  std::string key;
+  key.reserve(16 + 18 + 20 + 3 + e.protseq().size());
+  append(key, e.object.bytes());
+  append(key, e.interface.uuid.bytes());
+  append_u16(key, e.interface.major);
+  append(key, e.transfer_syntax.uuid.bytes());
+  append_u16(key, e.transfer_syntax.major);
+  append_u16(key, e.transfer_syntax.minor);
+  key.push_back(static_cast<char>(e.rpc_protocol));
+  append_u16(key, e.rpc_protocol_minor);
+  append(key, e.protseq());
+  return key;
+}
+
+std::string address_key(const Entry& e) {
+  const auto a = e.network_address();
+  return std::string(a.begin(), a.end());
+}
+
+std::string authority_name(std::uint64_t a) {
+  return a == kEpmdAuthority ? std::string("epmd") : "uid " + std::to_string(a);
 }
 
 bool lookup_matches(const LookupQuery& q, const Entry& e) {
@@ -226,57 +228,221 @@ bool valid_vers_option(std::uint32_t vers_option) {
   return vers_option >= ndr::epm::kRpcCVersAll && vers_option <= ndr::epm::kRpcCVersUpto;
 }
 
+bool may_change(std::uint64_t caller, std::uint64_t entry) {
+  if (caller == kEpmdAuthority) return true;
+  if (entry == kEpmdAuthority) return false;
+  return caller == kRootAuthority || caller == entry;
+}
+
+std::string to_string(const Refusal& r) {
+  using R = Refusal::Reason;
+  const auto who = authority_name(r.caller);
+  switch (r.reason) {
+    case R::kForeignEntry:
+    case R::kEpmdEntry:
+      return "entry of " + authority_name(r.entry_authority) + " (caller " + who + ")";
+    case R::kNoAuthority:
+      return "caller without a uid";
+    case R::kMaxEntries:
+      return "max_entries " + std::to_string(r.limit) + " (" + who + ")";
+    case R::kRootReserve:
+      return "max_entries - root_reserve " + std::to_string(r.limit) + " (" + who + ")";
+    case R::kPerOwner:
+      return "max_entries_per_owner " + std::to_string(r.limit) + " (" + who + ")";
+    case R::kPerUid:
+      return "max_entries_per_uid " + std::to_string(r.limit) + " (" + who + ")";
+  }
+  return "?";
+}
+
+std::uint32_t EndpointDb::refuse(Refusal r) {
+  last_refusal_ = r;
+  return st::kEptSCantPerformOp;
+}
+
+void EndpointDb::link(Entry e) {
+  const auto id = e.id;
+  by_exact_.emplace(exact_key(e.object, e.tower_octets), id);
+  auto& group = groups_[replace_key(e)];
+  ++group.minors[e.interface.minor];
+  group.by_address[address_key(e)].insert(id);
+  if (e.owner != kPersistentOwner) by_lease_[e.owner].insert(id);
+  ++per_authority_[e.authority];
+  entries_.emplace(id, std::move(e));
+}
+
+Entry EndpointDb::unlink(std::uint64_t id) {
+  auto node = entries_.extract(id);
+  Entry e = std::move(node.mapped());
+  ++work_;
+  by_exact_.erase(exact_key(e.object, e.tower_octets));
+  const auto gk = replace_key(e);
+  auto g = groups_.find(gk);
+  if (auto m = g->second.minors.find(e.interface.minor); --m->second == 0)
+    g->second.minors.erase(m);
+  auto a = g->second.by_address.find(address_key(e));
+  a->second.erase(id);
+  if (a->second.empty()) g->second.by_address.erase(a);
+  if (g->second.minors.empty()) groups_.erase(g);
+  if (e.owner != kPersistentOwner) {
+    auto l = by_lease_.find(e.owner);
+    l->second.erase(id);
+    if (l->second.empty()) by_lease_.erase(l);
+  }
+  if (auto p = per_authority_.find(e.authority); --p->second == 0) per_authority_.erase(p);
+  return e;
+}
+
+std::optional<Refusal> EndpointDb::cap_exceeded(const Registrant& who,
+                                                std::optional<std::size_t> call) const {
+  using R = Refusal::Reason;
+  const bool trusted = who.authority == kRootAuthority || who.authority == kEpmdAuthority;
+  // `call`: only the call's own entries count (the check before any work); else the map now.
+  const auto total = call.value_or(entries_.size());
+  if (total > limits_.max_entries)
+    return Refusal{R::kMaxEntries, limits_.max_entries, who.authority, 0};
+  if (!trusted) {
+    const auto cap = limits_.max_entries - std::min(limits_.root_reserve, limits_.max_entries);
+    if (total > cap) return Refusal{R::kRootReserve, cap, who.authority, 0};
+    if (call.value_or(count_for_authority(who.authority)) > limits_.max_entries_per_uid)
+      return Refusal{R::kPerUid, limits_.max_entries_per_uid, who.authority, 0};
+  }
+  if (who.lease != kPersistentOwner &&
+      call.value_or(count_for(who.lease)) > limits_.max_entries_per_owner)
+    return Refusal{R::kPerOwner, limits_.max_entries_per_owner, who.authority, 0};
+  return std::nullopt;
+}
+
+// One validated entry (DCE epdb_insert), recording what it did in `undo`.
+std::uint32_t EndpointDb::apply(Entry incoming, bool replace, std::uint64_t authority,
+                                std::vector<Undo>& undo) {
+  auto foreign = [&](const Entry& e) {
+    return refuse(Refusal{e.authority == kEpmdAuthority ? Refusal::Reason::kEpmdEntry
+                                                        : Refusal::Reason::kForeignEntry,
+                          0, authority, e.authority});
+  };
+  if (replace) {
+    if (auto g = groups_.find(replace_key(incoming)); g != groups_.end()) {
+      ++work_;
+      if (g->second.minors.rbegin()->first > incoming.interface.minor) return st::kEptSInvalidEntry;
+      if (auto a = g->second.by_address.find(address_key(incoming));
+          a != g->second.by_address.end()) {
+        std::vector<std::uint64_t> doomed;
+        for (const auto id : a->second) {
+          ++work_;
+          const Entry& e = entries_.at(id);
+          if (e.tower_octets == incoming.tower_octets) continue;  // the duplicate, below
+          if (!may_change(authority, e.authority)) return foreign(e);
+          doomed.push_back(id);
+        }
+        for (const auto id : doomed)
+          undo.push_back(Undo{0, unlink(id)});
+      }
+    }
+  }
+  if (auto d = by_exact_.find(exact_key(incoming.object, incoming.tower_octets));
+      d != by_exact_.end()) {
+    ++work_;
+    const Entry& existing = entries_.at(d->second);
+    if (!may_change(authority, existing.authority)) return foreign(existing);
+    Entry old = unlink(d->second);
+    Entry updated = old;
+    updated.annotation = std::move(incoming.annotation);
+    updated.owner = incoming.owner;
+    updated.authority = incoming.authority;
+    undo.push_back(Undo{0, std::move(old)});
+    undo.push_back(Undo{updated.id, std::nullopt});
+    link(std::move(updated));
+    return 0;
+  }
+  incoming.id = next_id_++;
+  undo.push_back(Undo{incoming.id, std::nullopt});
+  link(std::move(incoming));
+  return 0;
+}
+
 std::uint32_t EndpointDb::insert(const std::vector<ndr::epm::EptEntry>& entries, bool replace,
-                                 std::uint64_t owner) {
+                                 Registrant who) {
+  last_refusal_.reset();
+  // Bounded before any work: more entries than the caller could ever hold.
+  if (auto r = cap_exceeded(who, entries.size())) return refuse(*r);
   std::vector<Entry> validated;
   validated.reserve(entries.size());
   for (const auto& wire : entries) {
     auto e = make_entry(wire);
     if (!e) return e.error();
-    e->owner = owner;
+    e->owner = who.lease;
+    e->authority = who.authority;
     validated.push_back(std::move(*e));
   }
-  // All or nothing: apply to a copy (registrations are rare and the map is capped) and swap.
-  auto copy = entries_;
-  auto next_id = next_id_;
+  // All or nothing: apply in place, undo on failure.
+  std::vector<Undo> undo;
+  const auto next_id = next_id_;
+  std::uint32_t status = 0;
   for (auto& e : validated)
-    if (auto status = apply_insert(copy, next_id, std::move(e), replace); status != 0)
-      return status;
-  if (!caps_hold(copy, limits_, owner)) return st::kEptSCantPerformOp;
-  entries_ = std::move(copy);
-  next_id_ = next_id;
-  return 0;
+    if (status = apply(std::move(e), replace, who.authority, undo); status != 0) break;
+  if (status == 0)
+    if (auto r = cap_exceeded(who, std::nullopt)) status = refuse(*r);
+  if (status != 0) {
+    for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
+      if (it->removed)
+        link(std::move(*it->removed));
+      else
+        (void)unlink(it->added);
+    }
+    next_id_ = next_id;
+  }
+  return status;
 }
 
-std::uint32_t EndpointDb::erase(const std::vector<ndr::epm::EptEntry>& entries) {
+std::uint32_t EndpointDb::erase(const std::vector<ndr::epm::EptEntry>& entries,
+                                std::uint64_t authority) {
+  last_refusal_.reset();
   for (const auto& wire : entries) {
     if (!wire.tower) return st::kEptSInvalidEntry;
-    auto it = std::find_if(entries_.begin(), entries_.end(), [&](const auto& kv) {
-      return kv.second.object == wire.object && kv.second.tower_octets == *wire.tower;
-    });
-    if (it == entries_.end()) return st::kEptSNotRegistered;
-    entries_.erase(it);
+    auto it = by_exact_.find(exact_key(wire.object, *wire.tower));
+    if (it == by_exact_.end()) return st::kEptSNotRegistered;
+    const Entry& e = entries_.at(it->second);
+    if (!may_change(authority, e.authority))
+      return refuse(Refusal{e.authority == kEpmdAuthority ? Refusal::Reason::kEpmdEntry
+                                                          : Refusal::Reason::kForeignEntry,
+                            0, authority, e.authority});
+    (void)unlink(it->second);
   }
   return 0;
 }
 
 std::size_t EndpointDb::remove_owner(std::uint64_t owner) {
   if (owner == kPersistentOwner) return 0;
-  return std::erase_if(entries_, [&](const auto& kv) { return kv.second.owner == owner; });
+  auto it = by_lease_.find(owner);
+  if (it == by_lease_.end()) return 0;
+  const std::vector<std::uint64_t> ids(it->second.begin(), it->second.end());
+  for (const auto id : ids)
+    (void)unlink(id);
+  return ids.size();
 }
 
 std::uint32_t EndpointDb::mgmt_delete(bool object_speced, const std::optional<common::Uuid>& object,
-                                      const std::optional<Octets>& tower) {
+                                      const std::optional<Octets>& tower, std::uint64_t authority) {
+  last_refusal_.reset();
   if (!tower) return st::kEptSInvalidEntry;
   auto decoded = decode_checked(*tower);
   if (!decoded) return decoded.error();
   const auto target = object.value_or(common::Uuid{});
-  const auto n = std::erase_if(entries_, [&](const auto& kv) {
-    const Entry& e = kv.second;
-    return (!object_speced || e.object == target) && e.interface == decoded->view.interface &&
-           e.rpc_protocol == decoded->view.rpc_protocol && address_floors_equal(e, decoded->tower);
-  });
-  return n > 0 ? 0 : st::kEptSNotRegistered;
+  std::vector<std::uint64_t> matching;
+  for (const auto& [id, e] : entries_) {
+    if ((!object_speced || e.object == target) && e.interface == decoded->view.interface &&
+        e.rpc_protocol == decoded->view.rpc_protocol && address_floors_equal(e, decoded->tower)) {
+      if (!may_change(authority, e.authority))
+        return refuse(Refusal{e.authority == kEpmdAuthority ? Refusal::Reason::kEpmdEntry
+                                                            : Refusal::Reason::kForeignEntry,
+                              0, authority, e.authority});
+      matching.push_back(id);
+    }
+  }
+  for (const auto id : matching)
+    (void)unlink(id);
+  return matching.empty() ? st::kEptSNotRegistered : 0;
 }
 
 Page<MapCursor> EndpointDb::map(const MapQuery& q, MapCursor from, std::size_t max) const {
@@ -331,8 +497,17 @@ Page<std::uint64_t> EndpointDb::lookup(const LookupQuery& q, std::uint64_t from,
 }
 
 std::size_t EndpointDb::count_for(std::uint64_t owner) const {
-  return static_cast<std::size_t>(std::count_if(
-      entries_.begin(), entries_.end(), [&](const auto& kv) { return kv.second.owner == owner; }));
+  if (owner == kPersistentOwner) {
+    return static_cast<std::size_t>(std::count_if(
+        entries_.begin(), entries_.end(), [](const auto& kv) { return kv.second.owner == 0; }));
+  }
+  auto it = by_lease_.find(owner);
+  return it == by_lease_.end() ? 0 : it->second.size();
+}
+
+std::size_t EndpointDb::count_for_authority(std::uint64_t authority) const {
+  auto it = per_authority_.find(authority);
+  return it == per_authority_.end() ? 0 : it->second;
 }
 
 Octets render_tower(const Entry& entry, const std::optional<SyntaxId>& interface,

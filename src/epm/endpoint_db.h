@@ -16,6 +16,23 @@
 //
 // Statuses are the DCE values of ept.idl / C706 App. E (rpc/status.h): 0, ept_s_not_registered
 // 0x16c9a0d6, ept_s_cant_perform_op 0x16c9a0cd, ept_s_invalid_entry 0x16c9a0d3.
+// Ownership (issue 10): every entry has two owners, kept apart on purpose.
+//   lease      the registration session (connection id) whose close removes the entry
+//              (remove_owner); 0 = persistent. Liveness only, never authority.
+//   authority  who may change the entry over the wire: the uid that inserted it (CallerInfo::uid),
+//              or kEpmdAuthority for epmd's own entries (its EPM towers, configured static
+//              entries), which nobody may change over the wire, root and epmd's own uid included.
+// A change of an entry (ept_delete, ept_mgmt_delete, and ept_insert's replace rule, which removes
+// replaceable entries and rewrites an exact duplicate's annotation and owners) is allowed when the
+// caller's authority equals the entry's, or the caller is root (uid 0) and the entry is not
+// epmd's, or the caller is kEpmdAuthority (the daemon itself, never a wire caller); otherwise
+// ept_s_cant_perform_op and last_refusal() says why.
+//
+// Cost (issue 10 item 4): entries are indexed by (object, tower octets) (exact duplicates,
+// ept_delete), by DCE's replace key and network address (replace), by lease (remove_owner) and
+// counted per authority, so insert, replace and delete cost O(log n) amortized per entry given
+// (each removed entry is paid for by its own insert) and the caps are O(1) counters. ept_map and
+// ept_lookup walk the id-ordered map as before; ept_mgmt_delete, one call, scans it once.
 #pragma once
 
 #include <array>
@@ -24,7 +41,9 @@
 #include <expected>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "common/uuid.h"
@@ -37,27 +56,73 @@ using Octets = std::vector<std::uint8_t>;
 using Ipv4 = std::array<std::uint8_t, 4>;
 using ndr::SyntaxId;
 
-// Owner ids: the registration session (connection) that inserted an entry; 0 = persistent
-// (configured entries, never removed by remove_owner()).
+// Owner ids (leases): the registration session (connection) that inserted an entry; 0 =
+// persistent (configured entries, never removed by remove_owner()).
 inline constexpr std::uint64_t kPersistentOwner = 0;
 
+// Authorities: a uid (0 .. 2^32-1), or epmd itself. Root is uid 0.
+inline constexpr std::uint64_t kEpmdAuthority = std::uint64_t{1} << 32;
+inline constexpr std::uint64_t kRootAuthority = 0;
+
+// Who inserts or asks for a change.
+struct Registrant {
+  std::uint64_t lease = kPersistentOwner;
+  std::uint64_t authority = kEpmdAuthority;
+};
+
+// True if `caller` may change (delete, replace, rewrite) an entry whose authority is `entry`:
+// see "Ownership" above.
+bool may_change(std::uint64_t caller, std::uint64_t entry);
+
+// Caps, all checked on the result of an operation (a replace may free what it takes) but bounded
+// before any work: a call carrying more entries than the caller's smallest cap is refused
+// outright. Every refusal is ept_s_cant_perform_op with nothing changed, and last_refusal()
+// names the cap and its value.
+// Root reserve: a non-root uid may grow the map only up to max_entries - root_reserve; the rest
+// is for root and epmd itself, so that no set of unprivileged users can fill the map and make
+// root's next registration fail (issue 10: `nobody` filled the 4096 entries). Root and epmd are
+// exempt from max_entries_per_uid (they are trusted) but not from max_entries nor, for a
+// non-persistent lease, from max_entries_per_owner.
 struct DbLimits {
   std::size_t max_entries = 4096;           // whole map
-  std::size_t max_entries_per_owner = 256;  // per non-persistent owner
+  std::size_t max_entries_per_owner = 256;  // per non-persistent lease (connection)
+  std::size_t max_entries_per_uid = 1024;   // per non-root uid, over all its connections
+  std::size_t root_reserve = 512;           // of max_entries, usable by root and epmd only
 };
+
+// Why the last mutation answered ept_s_cant_perform_op (for logs and EpmStats).
+struct Refusal {
+  enum class Reason : std::uint8_t {
+    kForeignEntry,  // the change touched an entry of another uid
+    kEpmdEntry,     // ... an entry of epmd itself
+    kNoAuthority,   // the caller has no uid (EpmService: defence in depth)
+    kMaxEntries,    // DbLimits::max_entries
+    kRootReserve,   // max_entries - root_reserve, for a non-root uid
+    kPerOwner,      // DbLimits::max_entries_per_owner
+    kPerUid,        // DbLimits::max_entries_per_uid
+  };
+  Reason reason = Reason::kForeignEntry;
+  std::size_t limit = 0;              // the cap's value (caps only)
+  std::uint64_t caller = 0;           // the caller's authority
+  std::uint64_t entry_authority = 0;  // the touched entry's (ownership refusals only)
+  friend bool operator==(const Refusal&, const Refusal&) = default;
+};
+// "max_entries_per_uid 1024 (uid 65534)", "entry of uid 0 (caller uid 65534)", ...
+std::string to_string(const Refusal& r);
 
 // One registration, with the tower's meaning decoded once at insert.
 struct Entry {
-  std::uint64_t id = 0;                  // insertion order; see "Ordering and paging snapshot"
-  common::Uuid object;                   // nil = no object
-  SyntaxId interface;                    // tower floor 1
-  SyntaxId transfer_syntax;              // tower floor 2
-  std::uint8_t rpc_protocol = 0;         // floor 3 id: 0x0a ncadg, 0x0b ncacn, 0x0c ncalrpc
-  std::uint16_t rpc_protocol_minor = 0;  // floor 3 rhs
-  ndr::Tower tower;                      // as registered
-  Octets tower_octets;                   // as registered (exact-duplicate test, ept_delete)
-  std::string annotation;                // <= 63 characters, no NUL
-  std::uint64_t owner = kPersistentOwner;
+  std::uint64_t id = 0;                      // insertion order; see "Ordering and paging snapshot"
+  common::Uuid object;                       // nil = no object
+  SyntaxId interface;                        // tower floor 1
+  SyntaxId transfer_syntax;                  // tower floor 2
+  std::uint8_t rpc_protocol = 0;             // floor 3 id: 0x0a ncadg, 0x0b ncacn, 0x0c ncalrpc
+  std::uint16_t rpc_protocol_minor = 0;      // floor 3 rhs
+  ndr::Tower tower;                          // as registered
+  Octets tower_octets;                       // as registered (exact-duplicate test, ept_delete)
+  std::string annotation;                    // <= 63 characters, no NUL
+  std::uint64_t owner = kPersistentOwner;    // lease (connection id)
+  std::uint64_t authority = kEpmdAuthority;  // uid that may change it; see "Ownership"
   // Computed by make_entry for the per-call path (ept_map answers without re-encoding):
   std::vector<std::uint8_t> protseq_ids;   // see protseq()
   std::vector<std::size_t> wildcard_ipv4;  // offsets in tower_octets of 0.0.0.0 IPv4 floor values
@@ -71,10 +136,10 @@ struct Entry {
   std::vector<std::uint8_t> endpoint_key() const;
 };
 
-// Validates a wire entry into an Entry (id and owner unset). Errors (ept_s_invalid_entry): no
-// tower, a tower decode_tower() / view_tower() reject (more than 6 floors included), fewer than
-// 4 floors (no protseq), a nil interface or transfer-syntax uuid (DCE epdb_chk_entry), an
-// annotation longer than 63 characters or holding a NUL.
+// Validates a wire entry into an Entry (id, owner and authority unset). Errors
+// (ept_s_invalid_entry): no tower, a tower decode_tower() / view_tower() reject (more than 6 floors
+// included), fewer than 4 floors (no protseq), a nil interface or transfer-syntax uuid (DCE
+// epdb_chk_entry), an annotation longer than 63 characters or holding a NUL.
 std::expected<Entry, std::uint32_t> make_entry(const ndr::epm::EptEntry& wire);
 
 // What an ept_map tower asks for (C706 App. O ept_map; dced tower_to_fields).
@@ -126,25 +191,36 @@ class EndpointDb {
  public:
   explicit EndpointDb(DbLimits limits = {}) : limits_(limits) {}
 
-  // ept_insert: all or nothing. Each entry is validated (make_entry) first; then, in order:
+  // ept_insert by `who`: all or nothing. Each entry is validated (make_entry) first; then, in
+  // order:
   //   replace: entries with the same object, interface uuid + major, protseq, transfer syntax
   //            (uuid, major, minor), RPC protocol (id, minor) and network address are removed
   //            whatever their endpoint; if one of them has a *higher* interface minor than the
   //            new entry, the insert fails with ept_s_invalid_entry (DCE
   //            epdb_delete_replaceable_entries: a server must not downgrade a newer one).
   //   an exact duplicate (same object and the same tower octets) is not stored twice: its
-  //            annotation and owner are updated (DCE epdb_replace_entry; the latest registrant
-  //            owns it, so it lives as long as that session).
+  //            annotation, lease and authority are updated, its id kept (DCE
+  //            epdb_replace_entry; the latest registrant owns it, so it lives as long as that
+  //            session) - with or without `replace`.
   //   otherwise the entry is added with a fresh id.
-  // Caps (DbLimits, checked on the result): ept_s_cant_perform_op, nothing changed. Returns 0 or
-  // the first error status.
+  // Removing a replaceable entry or rewriting a duplicate is a change: an entry `who` may not
+  // change (may_change) fails the whole call with ept_s_cant_perform_op, nothing changed.
+  // Caps (DbLimits): ept_s_cant_perform_op, nothing changed. Returns 0 or the first error.
   std::uint32_t insert(const std::vector<ndr::epm::EptEntry>& entries, bool replace,
-                       std::uint64_t owner);
+                       Registrant who);
+  // The same as epmd itself (authority kEpmdAuthority) with lease `owner`: the daemon's own
+  // entries, configuration, tests.
+  std::uint32_t insert(const std::vector<ndr::epm::EptEntry>& entries, bool replace,
+                       std::uint64_t owner) {
+    return insert(entries, replace, Registrant{owner, kEpmdAuthority});
+  }
 
-  // ept_delete: each entry is found by object + exact tower octets (DCE epdb_lookup_entry);
-  // processed in order, stopping at the first that is not registered (ept_s_not_registered;
-  // the earlier ones stay deleted, as DCE). No tower: ept_s_invalid_entry.
-  std::uint32_t erase(const std::vector<ndr::epm::EptEntry>& entries);
+  // ept_delete by `authority`: each entry is found by object + exact tower octets (DCE
+  // epdb_lookup_entry); processed in order, stopping at the first failure, the earlier ones
+  // staying deleted (as DCE): not registered (ept_s_not_registered), an entry `authority` may
+  // not change (ept_s_cant_perform_op), no tower (ept_s_invalid_entry).
+  std::uint32_t erase(const std::vector<ndr::epm::EptEntry>& entries,
+                      std::uint64_t authority = kEpmdAuthority);
 
   // The registration session `owner` ended: its entries go. Returns how many. Owner 0
   // (persistent) removes nothing.
@@ -154,9 +230,12 @@ class EndpointDb {
   // interface uuid, major and minor equal the tower's, whose RPC protocol and address floors
   // (floors 4..n, endpoint and host) equal the tower's, and, if object_speced, whose object
   // equals `object` (NULL = nil). 0 if any was removed, ept_s_not_registered if none,
-  // ept_s_invalid_entry for a NULL / malformed tower.
+  // ept_s_invalid_entry for a NULL / malformed tower. All or nothing: if `authority` may not
+  // change one of the matching entries, none is removed (ept_s_cant_perform_op) - one call names
+  // one set of entries, and removing only the caller's part of it would be a silent half answer.
   std::uint32_t mgmt_delete(bool object_speced, const std::optional<common::Uuid>& object,
-                            const std::optional<Octets>& tower);
+                            const std::optional<Octets>& tower,
+                            std::uint64_t authority = kEpmdAuthority);
 
   // ept_map matching (C706; DCE map / map_match): an entry matches if its interface uuid and
   // major equal the query's and the query's minor <= the entry's minor, its transfer syntax
@@ -183,14 +262,46 @@ class EndpointDb {
   Page<std::uint64_t> lookup(const LookupQuery& query, std::uint64_t from, std::size_t max) const;
 
   std::size_t size() const { return entries_.size(); }
+  // Entries of lease `owner` / of authority `authority`. O(1).
   std::size_t count_for(std::uint64_t owner) const;
+  std::size_t count_for_authority(std::uint64_t authority) const;
   const std::map<std::uint64_t, Entry>& entries() const { return entries_; }
   const DbLimits& limits() const { return limits_; }
+  // Why the last insert / erase / mgmt_delete answered ept_s_cant_perform_op; nullopt after one
+  // that did not.
+  const std::optional<Refusal>& last_refusal() const { return last_refusal_; }
+  // Stored entries examined or moved by insert, erase and remove_owner since construction: the
+  // complexity tests' witness (linear in the entries given, not in the map's size).
+  std::uint64_t work() const { return work_; }
 
  private:
+  struct ReplaceGroup {
+    std::map<std::uint16_t, std::size_t> minors;  // interface minor -> entries (the max refuses)
+    std::unordered_map<std::string, std::set<std::uint64_t>> by_address;  // network address
+  };
+  // What insert() did, to roll back: an id it added, or an entry it removed.
+  struct Undo {
+    std::uint64_t added = 0;
+    std::optional<Entry> removed;
+  };
+
+  std::uint32_t apply(Entry incoming, bool replace, std::uint64_t authority,
+                      std::vector<Undo>& undo);
+  // The first cap `who` exceeds: counting only a call of `call` entries, or the map as it is.
+  std::optional<Refusal> cap_exceeded(const Registrant& who, std::optional<std::size_t> call) const;
+  std::uint32_t refuse(Refusal r);
+  void link(Entry e);
+  Entry unlink(std::uint64_t id);
+
   DbLimits limits_;
   std::map<std::uint64_t, Entry> entries_;  // by id
   std::uint64_t next_id_ = 1;
+  std::unordered_map<std::string, std::uint64_t> by_exact_;  // object + tower octets -> id
+  std::unordered_map<std::string, ReplaceGroup> groups_;     // DCE's replace key
+  std::unordered_map<std::uint64_t, std::set<std::uint64_t>> by_lease_;
+  std::unordered_map<std::uint64_t, std::size_t> per_authority_;
+  std::optional<Refusal> last_refusal_;
+  std::uint64_t work_ = 0;
 };
 
 // The tower to send for `entry`: its registered floors, with the interface floor replaced by

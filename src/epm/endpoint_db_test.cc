@@ -1,6 +1,9 @@
 #include "epm/endpoint_db.h"
 
 #include <set>
+#include <string>
+#include <tuple>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -323,6 +326,228 @@ TEST(EndpointDbInsert, EraseRemoveOwnerMgmtDelete) {
   EXPECT_EQ(db.remove_owner(1), 2u);
   EXPECT_EQ(db.remove_owner(kPersistentOwner), 0u);
   EXPECT_EQ(db.size(), 1u);
+}
+
+// ---- ownership (issue 10 item 2) ----
+
+constexpr std::uint64_t kNobody = 65534;
+constexpr std::uint64_t kAlice = 1000;
+
+Registrant as(std::uint64_t lease, std::uint64_t uid) {
+  return Registrant{lease, uid};
+}
+
+// Every stored entry as (id, annotation, lease, authority, binding): equal before and after a
+// refused call means nothing changed.
+std::vector<std::tuple<std::uint64_t, std::string, std::uint64_t, std::uint64_t, std::string>>
+snapshot(const EndpointDb& db) {
+  std::vector<std::tuple<std::uint64_t, std::string, std::uint64_t, std::uint64_t, std::string>>
+      out;
+  for (const auto& [id, e] : db.entries())
+    out.emplace_back(id, e.annotation, e.owner, e.authority, binding_of(e.tower_octets));
+  return out;
+}
+
+TEST(EndpointDbOwnership, OnlyTheOwnerUidOrRootChangesAnEntry) {
+  EndpointDb db;
+  const auto root_entry = entry({}, "ncacn_ip_tcp:0.0.0.0[5000]", kSamr10, "root's");
+  ASSERT_EQ(db.insert({root_entry}, true, as(1, kRootAuthority)), 0u);
+  const auto before = snapshot(db);
+  // The attack of issue 10: nobody deletes root's entry, or replaces it with its own port
+  // (same interface, same address: DCE's replace rule), or rewrites it as an exact duplicate
+  // (which would make nobody its owner), or removes it by ept_mgmt_delete.
+  EXPECT_EQ(db.erase({root_entry}, kNobody), st::kEptSCantPerformOp);
+  EXPECT_EQ(db.last_refusal(),
+            (Refusal{Refusal::Reason::kForeignEntry, 0, kNobody, kRootAuthority}));
+  EXPECT_EQ(
+      db.insert({entry({}, "ncacn_ip_tcp:0.0.0.0[6666]", kSamr10, "evil")}, true, as(2, kNobody)),
+      st::kEptSCantPerformOp);
+  auto dup = root_entry;
+  dup.annotation = "mine now";
+  EXPECT_EQ(db.insert({dup}, false, as(2, kNobody)), st::kEptSCantPerformOp);
+  EXPECT_EQ(db.insert({dup}, true, as(2, kNobody)), st::kEptSCantPerformOp);
+  EXPECT_EQ(
+      db.mgmt_delete(false, std::nullopt, tower("ncacn_ip_tcp:0.0.0.0[5000]", kSamr10), kNobody),
+      st::kEptSCantPerformOp);
+  EXPECT_EQ(snapshot(db), before);
+  // The same uid may, on another connection too (the uid is the authority, not the lease).
+  ASSERT_EQ(
+      db.insert({entry({}, "ncacn_ip_tcp:0.0.0.0[7000]", kLsa00, "alice")}, false, as(3, kAlice)),
+      0u);
+  EXPECT_EQ(
+      db.insert({entry({}, "ncacn_ip_tcp:0.0.0.0[7001]", kLsa00, "alice 2")}, true, as(4, kAlice)),
+      0u);
+  EXPECT_EQ(db.count_for_authority(kAlice), 1u);
+  EXPECT_EQ(db.count_for(4), 1u);  // the lease moved with the replace
+  EXPECT_EQ(db.count_for(3), 0u);
+  // Nobody without a registration of its own on the interface: still refused.
+  EXPECT_EQ(db.erase({entry({}, "ncacn_ip_tcp:0.0.0.0[7001]", kLsa00)}, kNobody),
+            st::kEptSCantPerformOp);
+  // Root changes anybody's: an exact duplicate moves the entry to root, keeping its id.
+  const auto alice_id = db.entries().rbegin()->first;
+  ASSERT_EQ(db.insert({entry({}, "ncacn_ip_tcp:0.0.0.0[7001]", kLsa00, "root took it")}, false,
+                      as(5, kRootAuthority)),
+            0u);
+  EXPECT_EQ(db.entries().at(alice_id).authority, kRootAuthority);
+  EXPECT_EQ(db.entries().at(alice_id).owner, 5u);
+  EXPECT_EQ(db.count_for_authority(kAlice), 0u);
+  EXPECT_EQ(db.erase({entry({}, "ncacn_ip_tcp:0.0.0.0[7001]", kLsa00)}, kAlice),
+            st::kEptSCantPerformOp);
+  EXPECT_EQ(db.erase({entry({}, "ncacn_ip_tcp:0.0.0.0[7001]", kLsa00)}, kRootAuthority), 0u);
+  EXPECT_EQ(db.erase({root_entry}, kRootAuthority), 0u);
+  EXPECT_EQ(db.size(), 0u);
+}
+
+TEST(EndpointDbOwnership, EpmdsOwnEntriesAreChangedByNobodyOverTheWire) {
+  EndpointDb db;
+  const auto epm = entry({}, "ncacn_ip_tcp:0.0.0.0[135]", kSamr10, "rpcgate endpoint mapper");
+  ASSERT_EQ(db.insert({epm}, true, kPersistentOwner), 0u);  // the daemon: kEpmdAuthority
+  EXPECT_EQ(db.entries().begin()->second.authority, kEpmdAuthority);
+  const auto before = snapshot(db);
+  for (const std::uint64_t uid : {kRootAuthority, kNobody, kAlice}) {
+    EXPECT_EQ(db.erase({epm}, uid), st::kEptSCantPerformOp) << uid;
+    EXPECT_EQ(db.last_refusal()->reason, Refusal::Reason::kEpmdEntry);
+    EXPECT_EQ(db.insert({entry({}, "ncacn_ip_tcp:0.0.0.0[6666]", kSamr10)}, true, as(9, uid)),
+              st::kEptSCantPerformOp)
+        << uid;
+    EXPECT_EQ(db.insert({epm}, false, as(9, uid)), st::kEptSCantPerformOp) << uid;
+    EXPECT_EQ(db.mgmt_delete(false, std::nullopt, tower("ncacn_ip_tcp:0.0.0.0[135]", kSamr10), uid),
+              st::kEptSCantPerformOp)
+        << uid;
+  }
+  EXPECT_EQ(snapshot(db), before);
+  EXPECT_EQ(to_string(*db.last_refusal()), "entry of epmd (caller uid 1000)");
+  // The daemon itself may.
+  EXPECT_EQ(db.erase({epm}), 0u);
+}
+
+TEST(EndpointDbOwnership, MultiEntryCalls) {
+  EndpointDb db;
+  const auto mine1 = entry({}, "ncacn_ip_tcp:0.0.0.0[1]", kSamr10);
+  const auto mine2 = entry({}, "ncacn_ip_tcp:0.0.0.0[2]", kSamr10);
+  const auto theirs = entry({}, "ncacn_ip_tcp:0.0.0.0[3]", kLsa00);
+  ASSERT_EQ(db.insert({mine1, mine2}, false, as(1, kNobody)), 0u);
+  ASSERT_EQ(db.insert({theirs}, false, as(2, kAlice)), 0u);
+  // ept_delete stops at the first entry it may not delete; the earlier ones stay deleted (DCE's
+  // rule for a missing entry), the later ones stay.
+  EXPECT_EQ(db.erase({mine1, theirs, mine2}, kNobody), st::kEptSCantPerformOp);
+  EXPECT_EQ(db.size(), 2u);
+  EXPECT_EQ(db.count_for_authority(kNobody), 1u);
+  EXPECT_EQ(db.count_for_authority(kAlice), 1u);
+  // ept_insert is all or nothing: a call that replaces its own entries, adds one back, adds one
+  // under another object and then would replace a foreign one is undone entirely (ids, leases,
+  // authorities, annotations).
+  ASSERT_EQ(db.insert({mine1}, false, as(1, kNobody)), 0u);
+  const auto before = snapshot(db);
+  auto mine2_again = mine2;
+  mine2_again.annotation = "rewritten";
+  EXPECT_EQ(db.insert({entry({}, "ncacn_ip_tcp:0.0.0.0[4]", kSamr10), mine2_again,
+                       entry(kObj1, "ncacn_ip_tcp:0.0.0.0[5]", kSamr10),
+                       entry({}, "ncacn_ip_tcp:0.0.0.0[6]", kLsa00)},
+                      true, as(7, kNobody)),
+            st::kEptSCantPerformOp);
+  EXPECT_EQ(snapshot(db), before);
+  EXPECT_EQ(db.count_for(7), 0u);
+  EXPECT_EQ(db.count_for(1), 2u);
+  // The indexes were restored too: each entry is still found and removable.
+  EXPECT_EQ(db.erase({mine1, mine2}, kNobody), 0u);
+  EXPECT_EQ(db.erase({theirs}, kAlice), 0u);
+  EXPECT_EQ(db.size(), 0u);
+  // ept_mgmt_delete: all or nothing when one match is foreign (here: same interface and
+  // endpoint, two objects, two owners).
+  ASSERT_EQ(db.insert({entry({}, "ncacn_ip_tcp:0.0.0.0[8]", kSamr10)}, false, as(1, kNobody)), 0u);
+  ASSERT_EQ(db.insert({entry(kObj1, "ncacn_ip_tcp:0.0.0.0[8]", kSamr10)}, false, as(2, kAlice)),
+            0u);
+  EXPECT_EQ(db.mgmt_delete(false, std::nullopt, tower("ncacn_ip_tcp:0.0.0.0[8]", kSamr10), kNobody),
+            st::kEptSCantPerformOp);
+  EXPECT_EQ(db.size(), 2u);
+  EXPECT_EQ(db.mgmt_delete(true, std::nullopt, tower("ncacn_ip_tcp:0.0.0.0[8]", kSamr10), kNobody),
+            0u);
+  EXPECT_EQ(db.size(), 1u);
+}
+
+TEST(EndpointDbQuota, PerUidAndRootReserve) {
+  // Non-root may use 16 of 20; each uid 5.
+  EndpointDb db(DbLimits{.max_entries = 20,
+                         .max_entries_per_owner = 100,
+                         .max_entries_per_uid = 5,
+                         .root_reserve = 4});
+  auto port = [n = 0]() mutable {
+    return entry({}, "ncacn_ip_tcp:0.0.0.0[" + std::to_string(10000 + n++) + "]", kSamr10);
+  };
+  // Per uid over all its connections.
+  ASSERT_EQ(db.insert({port(), port(), port()}, false, as(1, kNobody)), 0u);
+  ASSERT_EQ(db.insert({port(), port()}, false, as(2, kNobody)), 0u);
+  EXPECT_EQ(db.insert({port()}, false, as(3, kNobody)), st::kEptSCantPerformOp);
+  EXPECT_EQ(db.last_refusal(), (Refusal{Refusal::Reason::kPerUid, 5, kNobody, 0}));
+  EXPECT_EQ(to_string(*db.last_refusal()), "max_entries_per_uid 5 (uid 65534)");
+  // A call bigger than the cap is refused before any work.
+  std::vector<EptEntry> six;
+  for (int i = 0; i < 6; ++i)
+    six.push_back(port());
+  const auto work = db.work();
+  EXPECT_EQ(db.insert(six, false, as(9, 4242)), st::kEptSCantPerformOp);
+  EXPECT_EQ(db.work(), work);
+  // Unprivileged users together reach max_entries - root_reserve, not max_entries.
+  for (std::uint64_t uid = 2000; db.size() < 16; ++uid) {
+    std::vector<EptEntry> batch;
+    for (std::size_t i = 0; i < std::min<std::size_t>(5, 16 - db.size()); ++i)
+      batch.push_back(port());
+    ASSERT_EQ(db.insert(batch, false, as(uid, uid)), 0u);
+  }
+  EXPECT_EQ(db.insert({port()}, false, as(50, 3000)), st::kEptSCantPerformOp);
+  EXPECT_EQ(db.last_refusal(), (Refusal{Refusal::Reason::kRootReserve, 16, 3000, 0}));
+  // Root's next registration succeeds (the issue: nobody filled the map and root's failed),
+  // and root is not held to max_entries_per_uid.
+  ASSERT_EQ(db.insert({port(), port(), port(), port()}, false, as(60, kRootAuthority)), 0u);
+  EXPECT_EQ(db.size(), 20u);
+  EXPECT_EQ(db.insert({port()}, false, as(60, kRootAuthority)), st::kEptSCantPerformOp);
+  EXPECT_EQ(db.last_refusal(), (Refusal{Refusal::Reason::kMaxEntries, 20, 0, 0}));
+  EXPECT_EQ(db.remove_owner(60), 4u);
+  EXPECT_EQ(db.size(), 16u);
+}
+
+// ---- cost (issue 10 item 4): linear in the entries given, not in the map ----
+
+TEST(EndpointDbCost, InsertReplaceDeleteAreLinear) {
+  constexpr std::size_t kN = 4096;
+  DbLimits limits{.max_entries = kN + 1, .max_entries_per_owner = kN, .max_entries_per_uid = kN};
+  auto ports = [](std::size_t n, std::uint16_t base, const SyntaxId& i) {
+    std::vector<EptEntry> v;
+    for (std::size_t k = 0; k < n; ++k)
+      v.push_back(entry({}, "ncacn_ip_tcp:0.0.0.0[" + std::to_string(base + k) + "]", i));
+    return v;
+  };
+  const auto many = ports(kN, 10000, kSamr10);
+  // One entry per call (the issue's 4096 ept_insert calls), new entries of one interface.
+  EndpointDb db(limits);
+  for (const auto& e : many)
+    ASSERT_EQ(db.insert({e}, false, as(1, kRootAuthority)), 0u);
+  EXPECT_EQ(db.size(), kN);
+  EXPECT_LE(db.work(), 2 * kN);  // was kN * kN / 2 comparisons plus a copy of the map per call
+  // Exact duplicates, one per call: found by index.
+  auto w = db.work();
+  for (const auto& e : many)
+    ASSERT_EQ(db.insert({e}, false, as(1, kRootAuthority)), 0u);
+  EXPECT_LE(db.work() - w, 3 * kN);
+  // ept_delete one by one.
+  w = db.work();
+  for (const auto& e : many)
+    ASSERT_EQ(db.erase({e}, kRootAuthority), 0u);
+  EXPECT_LE(db.work() - w, 2 * kN);
+  // Replace: each entry replaces the previous one (same interface and address).
+  EndpointDb r(limits);
+  for (const auto& e : many)
+    ASSERT_EQ(r.insert({e}, true, as(1, kRootAuthority)), 0u);
+  EXPECT_EQ(r.size(), 1u);
+  EXPECT_LE(r.work(), 4 * kN);
+  // The same as one call of 4096, and a connection close removing them all.
+  EndpointDb one(limits);
+  ASSERT_EQ(one.insert(ports(kN, 20000, kLsa00), false, as(1, kRootAuthority)), 0u);
+  EXPECT_LE(one.work(), 2 * kN);
+  w = one.work();
+  EXPECT_EQ(one.remove_owner(1), kN);
+  EXPECT_LE(one.work() - w, 2 * kN);
 }
 
 TEST(EndpointDbRender, HostFloorRule) {

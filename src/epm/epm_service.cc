@@ -15,10 +15,6 @@ CallResult bad_stub() {
   return std::unexpected(Fault{st::kRpcXBadStubData});
 }
 
-ndr::ContextHandle handle_of(const std::optional<common::Uuid>& uuid) {
-  return uuid ? ndr::ContextHandle{0, *uuid} : ndr::ContextHandle{};
-}
-
 std::vector<std::uint8_t> status_stub(std::uint32_t status, common::Endian endian) {
   return encode(EptStatusResponse{status}, endian);
 }
@@ -31,7 +27,9 @@ EpmService::EpmService(EpmConfig config) : config_(config), db_(config.db) {
   else
     random_ = std::make_unique<std::random_device>();
   if (config_.max_results == 0) config_.max_results = 1;
-  if (config_.max_handles_per_connection == 0) config_.max_handles_per_connection = 1;
+  config_.max_handles_per_connection = std::max<std::size_t>(config_.max_handles_per_connection, 1);
+  config_.max_handles_per_peer = std::max<std::size_t>(config_.max_handles_per_peer, 1);
+  config_.max_handles_total = std::max<std::size_t>(config_.max_handles_total, 1);
 }
 
 CallResult EpmService::call(std::uint16_t opnum, std::span<const std::uint8_t> stub,
@@ -74,11 +72,9 @@ CallResult EpmService::ept_insert(std::span<const std::uint8_t> stub, common::En
                                   const CallerInfo& caller) {
   auto req = decode_ept_insert_request(stub, endian, config_.decode_limits);
   if (!req) return bad_stub();
-  if (!caller.may_register) {
-    ++stats_.refused_registrations;
-    return status_stub(st::kEptSCantPerformOp, endian);
-  }
-  const auto status = db_.insert(req->entries, req->replace, caller.connection_id);
+  if (!caller.may_register || !caller.uid) return status_stub(unauthorized(caller), endian);
+  const auto status =
+      counted(caller, db_.insert(req->entries, req->replace, {caller.connection_id, *caller.uid}));
   if (status == 0) ++stats_.registrations;
   return status_stub(status, endian);
 }
@@ -87,11 +83,8 @@ CallResult EpmService::ept_delete(std::span<const std::uint8_t> stub, common::En
                                   const CallerInfo& caller) {
   auto req = decode_ept_delete_request(stub, endian, config_.decode_limits);
   if (!req) return bad_stub();
-  if (!caller.may_register) {
-    ++stats_.refused_registrations;
-    return status_stub(st::kEptSCantPerformOp, endian);
-  }
-  const auto status = db_.erase(req->entries);
+  if (!caller.may_register || !caller.uid) return status_stub(unauthorized(caller), endian);
+  const auto status = counted(caller, db_.erase(req->entries, *caller.uid));
   if (status == 0) ++stats_.unregistrations;
   return status_stub(status, endian);
 }
@@ -100,13 +93,30 @@ CallResult EpmService::ept_mgmt_delete(std::span<const std::uint8_t> stub, commo
                                        const CallerInfo& caller) {
   auto req = decode_ept_mgmt_delete_request(stub, endian, config_.decode_limits);
   if (!req) return bad_stub();
-  if (!caller.may_register) {
-    ++stats_.refused_registrations;
-    return status_stub(st::kEptSCantPerformOp, endian);
-  }
-  const auto status = db_.mgmt_delete(req->object_speced, req->object, req->tower);
+  if (!caller.may_register || !caller.uid) return status_stub(unauthorized(caller), endian);
+  const auto status =
+      counted(caller, db_.mgmt_delete(req->object_speced, req->object, req->tower, *caller.uid));
   if (status == 0) ++stats_.unregistrations;
   return status_stub(status, endian);
+}
+
+std::uint32_t EpmService::unauthorized(const CallerInfo& caller) {
+  ++stats_.refused_registrations;
+  // may_register without a uid: the transport's mistake, worth a log line.
+  if (caller.may_register && on_refusal_)
+    on_refusal_(caller, Refusal{Refusal::Reason::kNoAuthority, 0, 0, 0});
+  return st::kEptSCantPerformOp;
+}
+
+std::uint32_t EpmService::counted(const CallerInfo& caller, std::uint32_t status) {
+  if (status == st::kEptSCantPerformOp && db_.last_refusal()) {
+    const auto& r = *db_.last_refusal();
+    using R = Refusal::Reason;
+    ++(r.reason == R::kForeignEntry || r.reason == R::kEpmdEntry ? stats_.refused_not_owner
+                                                                 : stats_.refused_quota);
+    if (on_refusal_) on_refusal_(caller, r);
+  }
+  return status;
 }
 
 CallResult EpmService::ept_inq_object(std::span<const std::uint8_t> stub, common::Endian endian) {
@@ -162,12 +172,10 @@ CallResult EpmService::ept_lookup(std::span<const std::uint8_t> stub, common::En
 
   std::optional<HandleState> next;
   if (page.next) {
-    next =
-        HandleState{caller.connection_id, HandleKind::kLookup, req->inquiry_type, *page.next, {}};
+    next = HandleState{
+        caller.connection_id, HandleKind::kLookup, req->inquiry_type, *page.next, {}, {}, 0};
   }
-  auto handle = after_page(found, req->entry_handle, state, next);
-  if (!handle) return answer(st::kEptSCantPerformOp);
-  resp.entry_handle = *handle;
+  resp.entry_handle = after_page(caller, found, req->entry_handle, state, next);
   const Ipv4 host = host_for(caller);
   resp.entries.reserve(page.entries.size());
   for (const Entry* e : page.entries)
@@ -211,10 +219,9 @@ CallResult EpmService::ept_map(std::span<const std::uint8_t> stub, common::Endia
   auto page = db_.map(*query, from, std::min(req->max_towers, config_.max_results));
 
   std::optional<HandleState> next;
-  if (page.next) next = HandleState{caller.connection_id, HandleKind::kMap, 0, 0, *page.next};
-  auto handle = after_page(found, req->entry_handle, state, next);
-  if (!handle) return answer(st::kEptSCantPerformOp);
-  resp.entry_handle = *handle;
+  if (page.next)
+    next = HandleState{caller.connection_id, HandleKind::kMap, 0, 0, *page.next, {}, 0};
+  resp.entry_handle = after_page(caller, found, req->entry_handle, state, next);
   const Ipv4 host = host_for(caller);
   const std::optional<SyntaxId> floor1 = is_mgmt_interface(query->interface.uuid)
                                              ? std::optional<SyntaxId>(rpc::kMgmtSyntax)
@@ -225,21 +232,23 @@ CallResult EpmService::ept_map(std::span<const std::uint8_t> stub, common::Endia
   return answer(resp.towers.empty() ? st::kEptSNotRegistered : 0);
 }
 
-std::optional<ndr::ContextHandle> EpmService::after_page(HandleLookup found,
-                                                         const ndr::ContextHandle& current,
-                                                         HandleState* state,
-                                                         const std::optional<HandleState>& next) {
+ndr::ContextHandle EpmService::after_page(const CallerInfo& caller, HandleLookup found,
+                                          const ndr::ContextHandle& current, HandleState* state,
+                                          const std::optional<HandleState>& next) {
   if (!next) {
     if (found == HandleLookup::kFound) free_handle(current.uuid);
     return ndr::ContextHandle{};
   }
   if (found == HandleLookup::kFound) {
+    auto peer = std::move(state->peer);
+    const auto last_use = state->last_use;
     *state = *next;
+    state->peer = std::move(peer);
+    state->last_use = last_use;
+    touch(current.uuid, *state);
     return current;
   }
-  auto uuid = new_handle(next->connection_id, *next);
-  if (!uuid) return std::nullopt;
-  return handle_of(uuid);
+  return ndr::ContextHandle{0, new_handle(caller, *next)};
 }
 
 void EpmService::count_status(std::uint32_t status) {
@@ -269,9 +278,9 @@ CallResult EpmService::ept_lookup_handle_free(std::span<const std::uint8_t> stub
 
 std::size_t EpmService::connection_closed(std::uint64_t connection_id) {
   if (auto it = by_connection_.find(connection_id); it != by_connection_.end()) {
-    for (const auto& uuid : it->second)
-      handles_.erase(uuid);
-    by_connection_.erase(it);
+    const std::vector<common::Uuid> mine(it->second.begin(), it->second.end());
+    for (const auto& uuid : mine)
+      free_handle(uuid);
   }
   const auto removed = db_.remove_owner(connection_id);
   stats_.owner_removals += removed;
@@ -288,26 +297,53 @@ EpmService::HandleLookup EpmService::find_handle(const ndr::ContextHandle& h,
   return HandleLookup::kFound;
 }
 
-std::optional<common::Uuid> EpmService::new_handle(std::uint64_t connection_id, HandleState state) {
-  auto& mine = by_connection_[connection_id];
-  if (mine.size() >= config_.max_handles_per_connection) {
-    handles_.erase(mine.front());
-    mine.pop_front();
+namespace {
+
+// The per-peer handle key: see "Context handles" in the header.
+std::string handle_peer_key(const CallerInfo& caller) {
+  if (!caller.peer_key.empty()) return std::string(caller.peer_key);
+  if (caller.uid) return "uid " + std::to_string(*caller.uid);
+  return "connection " + std::to_string(caller.connection_id);
+}
+
+}  // namespace
+
+common::Uuid EpmService::new_handle(const CallerInfo& caller, HandleState state) {
+  state.peer = handle_peer_key(caller);
+  if (auto c = by_connection_.find(caller.connection_id);
+      c != by_connection_.end() && c->second.size() >= config_.max_handles_per_connection) {
+    free_handle(c->second.front());
     ++stats_.handles_evicted;
   }
-  if (handles_.size() >= config_.max_handles_total) {
-    ++stats_.handles_refused;
-    if (mine.empty()) by_connection_.erase(connection_id);
-    return std::nullopt;
+  if (auto p = by_peer_.find(state.peer);
+      p != by_peer_.end() && p->second.by_use.size() >= config_.max_handles_per_peer) {
+    free_handle(p->second.by_use.begin()->second);
+    ++stats_.handles_evicted_peer;
+  }
+  if (handles_.size() >= config_.max_handles_total && !holders_.empty()) {
+    free_handle(by_peer_.at(holders_.rbegin()->second).by_use.begin()->second);
+    ++stats_.handles_evicted_total;
   }
   common::Uuid uuid;
   do {
     uuid = random_uuid();
   } while (uuid.is_nil() || handles_.contains(uuid));
-  handles_.emplace(uuid, state);
-  mine.push_back(uuid);
+  state.last_use = ++use_clock_;
+  by_connection_[caller.connection_id].push_back(uuid);
+  auto& peer = by_peer_[state.peer];
+  if (!peer.by_use.empty()) holders_.erase({peer.by_use.size(), state.peer});
+  peer.by_use.emplace(state.last_use, uuid);
+  holders_.emplace(peer.by_use.size(), state.peer);
+  handles_.emplace(uuid, std::move(state));
   ++stats_.handles_created;
   return uuid;
+}
+
+void EpmService::touch(const common::Uuid& uuid, HandleState& state) {
+  auto& peer = by_peer_.at(state.peer);
+  peer.by_use.erase(state.last_use);
+  state.last_use = ++use_clock_;
+  peer.by_use.emplace(state.last_use, uuid);
 }
 
 void EpmService::free_handle(const common::Uuid& uuid) {
@@ -316,6 +352,14 @@ void EpmService::free_handle(const common::Uuid& uuid) {
   if (auto c = by_connection_.find(it->second.connection_id); c != by_connection_.end()) {
     std::erase(c->second, uuid);
     if (c->second.empty()) by_connection_.erase(c);
+  }
+  if (auto p = by_peer_.find(it->second.peer); p != by_peer_.end()) {
+    holders_.erase({p->second.by_use.size(), it->second.peer});
+    p->second.by_use.erase(it->second.last_use);
+    if (p->second.by_use.empty())
+      by_peer_.erase(p);
+    else
+      holders_.emplace(p->second.by_use.size(), it->second.peer);
   }
   handles_.erase(it);
 }
@@ -346,6 +390,11 @@ EpmStats EpmService::stats() const {
 std::size_t EpmService::handle_count(std::uint64_t connection_id) const {
   auto it = by_connection_.find(connection_id);
   return it == by_connection_.end() ? 0 : it->second.size();
+}
+
+std::size_t EpmService::peer_handle_count(std::string_view key) const {
+  auto it = by_peer_.find(std::string(key));
+  return it == by_peer_.end() ? 0 : it->second.by_use.size();
 }
 
 }  // namespace rpcgate::epm

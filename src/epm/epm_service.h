@@ -3,9 +3,11 @@
 // of every connection. No sockets, threads or clocks; one owner thread.
 //
 // Operations (C706 App. O ept.idl; epm-and-ports.md §2.3, §5, §6, §7):
-//   0 ept_insert       may_register ? EndpointDb::insert(entries, replace, connection_id)
-//                      : ept_s_cant_perform_op (0x16c9a0cd) in the response (not a fault)
-//   1 ept_delete       may_register ? EndpointDb::erase : ept_s_cant_perform_op
+//   0 ept_insert       may_register and a uid ? EndpointDb::insert(entries, replace,
+//                      {connection_id, uid}) : ept_s_cant_perform_op (0x16c9a0cd) in the
+//                      response (not a fault)
+//   1 ept_delete       may_register and a uid ? EndpointDb::erase(entries, uid)
+//                      : ept_s_cant_perform_op
 //   2 ept_lookup       see "Paging"; bad inquiry_type => rpc_s_invalid_inquiry_type 0x16c9a0a9,
 //                      bad vers_option (types 1 and 3 only, DCE) => rpc_s_invalid_vers_option
 //                      0x16c9a0bd, max_ents 0 => ept_s_cant_perform_op; a handle of another
@@ -19,9 +21,21 @@
 //                      ept_s_invalid_context (null handle returned)
 //   5 ept_inq_object   EpmConfig::ept_object (nil by default) and status 0 (DCE; Windows and
 //                      Samba answer ept_s_cant_perform_op, no client depends on either)
-//   6 ept_mgmt_delete  may_register ? EndpointDb::mgmt_delete : ept_s_cant_perform_op
+//   6 ept_mgmt_delete  may_register and a uid ? EndpointDb::mgmt_delete(..., uid)
+//                      : ept_s_cant_perform_op
 //   7 ept_map_auth, 8 ept_map_auth_async, > 8: fault nca_s_op_rng_error (0x1c010002), as Samba
 //   any stub that does not decode: fault rpc_x_bad_stub_data (0x6f7), as Windows
+//
+// Ownership (issue 10; endpoint_db.h "Ownership"): the operations that change the map act with
+// the caller's uid (CallerInfo::uid) as authority: a caller changes only its own uid's entries,
+// root (uid 0) any but epmd's own, nobody over the wire epmd's own (inserted by the daemon
+// through db() with kEpmdAuthority). A caller without a uid changes nothing, even with
+// may_register (defence in depth: the transport should not grant it then). Every refusal is
+// ept_s_cant_perform_op in the response, counted in EpmStats (refused_registrations,
+// refused_not_owner, refused_quota) and reported to the on_refusal() callback with the cap or
+// the owner that refused, for the log. Multi-entry calls: ept_insert is all or nothing;
+// ept_delete stops at the first entry it may not delete (the earlier ones stay deleted, DCE's
+// rule for a missing entry); ept_mgmt_delete removes nothing if one match is foreign.
 //
 // Paging (ept_lookup and ept_map): up to min(max, 500) results per call (MS-RPCE: range
 // 0..500). If another match follows, the response carries a context handle (a new one on the
@@ -40,21 +54,35 @@
 // fuzzing) with attributes 0; they name a cursor (EndpointDb paging snapshot: the next entry
 // id), never memory. A handle is only valid on the connection that got it: on any other it is
 // ept_s_invalid_context (Windows' runtime would fault nca_s_fault_context_mismatch instead;
-// rpcgate keeps DCE's status, which Impacket reports as a clean error). At most
-// max_handles_per_connection (64) per connection: creating one more frees that connection's
-// oldest (a client that abandons paging, like Impacket which never calls handle_free, keeps
-// working; an abusive one stays bounded). At most max_handles_total overall: beyond it a call
-// that would need a new handle answers ept_s_cant_perform_op with no results.
+// rpcgate keeps DCE's status, which Impacket reports as a clean error). Three caps, each of
+// which makes room by freeing a handle rather than refusing the newcomer (a client that
+// abandons paging, like Impacket which never calls handle_free, keeps working; an abusive one
+// stays bounded), checked in this order when a call needs a new handle:
+//   max_handles_per_connection (64): that connection's oldest (by creation) goes;
+//   max_handles_per_peer (4096): that peer's least recently used goes. The peer is
+//     CallerInfo::peer_key (client IP, IPv6 /64); a local caller (peer_key "") is keyed by its
+//     uid, or by its connection when the uid is unknown;
+//   max_handles_total (65536): the least recently used handle of the biggest holder (the peer
+//     with the most handles; ties: the greatest key) goes - so 1024 connections x 64 handles
+//     from one address cannot stop another client's paging (issue 10 item 5).
+// Every handle is idle between calls (calls are serialised on the owner thread), so "least
+// recently used" is the oldest idle one. A call never fails for want of a handle (a cap of 0 is
+// taken as 1).
 // connection_closed() runs the connection's handles down and removes its registrations.
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <deque>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <span>
+#include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -73,6 +101,7 @@ inline constexpr std::uint16_t kEpmOpnumCount = 9;  // 0..8 exist in MS-RPCE; 0.
 struct EpmConfig {
   DbLimits db;
   std::size_t max_handles_per_connection = 64;
+  std::size_t max_handles_per_peer = 4096;
   std::size_t max_handles_total = 65536;
   std::uint32_t max_results = 500;      // cap on max_ents / max_towers per call
   std::optional<Ipv4> advertised_ipv4;  // NAT: the address clients must use
@@ -92,14 +121,18 @@ struct EpmStats {
   std::uint64_t not_registered = 0;                       // map / lookup answers with no result
   std::uint64_t invalid_context = 0;                      // ept_s_invalid_context answers
   std::uint64_t refused_registrations = 0;  // insert / delete / mgmt_delete without may_register
+                                            // or without a uid
+  std::uint64_t refused_not_owner = 0;      // changes of another uid's / epmd's entries
+  std::uint64_t refused_quota = 0;          // DbLimits caps
   std::uint64_t registrations = 0;          // successful ept_insert calls
   std::uint64_t unregistrations = 0;        // successful ept_delete / ept_mgmt_delete calls
   std::uint64_t owner_removals = 0;         // entries removed by connection_closed()
   std::uint64_t handles_created = 0;
-  std::uint64_t handles_evicted = 0;  // oldest freed at the per-connection cap
-  std::uint64_t handles_refused = 0;  // global cap reached
-  std::size_t entries = 0;            // current
-  std::size_t handles = 0;            // current
+  std::uint64_t handles_evicted = 0;        // oldest freed at the per-connection cap
+  std::uint64_t handles_evicted_peer = 0;   // least recently used freed at the per-peer cap
+  std::uint64_t handles_evicted_total = 0;  // biggest holder's LRU freed at the total cap
+  std::size_t entries = 0;                  // current
+  std::size_t handles = 0;                  // current
 };
 
 class EpmService {
@@ -121,6 +154,12 @@ class EpmService {
   const EndpointDb& db() const { return db_; }
   EpmStats stats() const;
   std::size_t handle_count(std::uint64_t connection_id) const;
+  // Handles held by the peer key `key` (see "Context handles": "uid N" for a local caller).
+  std::size_t peer_handle_count(std::string_view key) const;
+  // Called for each refused change with the caller and why (for the daemon's log).
+  void on_refusal(std::function<void(const CallerInfo&, const Refusal&)> fn) {
+    on_refusal_ = std::move(fn);
+  }
 
  private:
   enum class HandleKind : std::uint8_t { kLookup, kMap };
@@ -130,6 +169,11 @@ class EpmService {
     std::uint32_t inquiry_type = 0;  // kLookup
     std::uint64_t lookup_next = 0;   // kLookup
     MapCursor map_next;              // kMap
+    std::string peer;                // per-peer key (set by new_handle)
+    std::uint64_t last_use = 0;      // use_clock_ at creation or last page
+  };
+  struct PeerHandles {
+    std::map<std::uint64_t, common::Uuid> by_use;  // last_use -> handle, least recent first
   };
   // Result of resolving a request's entry_handle.
   enum class HandleLookup : std::uint8_t { kNull, kFound, kInvalid };
@@ -150,17 +194,21 @@ class EpmService {
 
   HandleLookup find_handle(const ndr::ContextHandle& h, std::uint64_t connection_id,
                            HandleState** out);
-  // A new handle for `connection_id` (evicting its oldest at the cap); nullopt at the global cap.
-  std::optional<common::Uuid> new_handle(std::uint64_t connection_id, HandleState state);
+  // A new handle for the caller, freeing others at the caps (see "Context handles").
+  common::Uuid new_handle(const CallerInfo& caller, HandleState state);
   void free_handle(const common::Uuid& uuid);
+  void touch(const common::Uuid& uuid, HandleState& state);
+  // A change refused before the db (no may_register, or no uid): counted, reported, and
+  // ept_s_cant_perform_op returned.
+  std::uint32_t unauthorized(const CallerInfo& caller);
+  // The db's answer to a change, passed through; a refusal is counted and reported.
+  std::uint32_t counted(const CallerInfo& caller, std::uint32_t status);
   // After a page of ept_lookup / ept_map: when more results remain (`next`), the handle the
   // response carries is the caller's own, moved on to `next`, or a new one for `next`; when done,
-  // the caller's handle (if any) is freed and the null handle returned. nullopt: a new handle
-  // cannot be had (caps), which the caller answers with ept_s_cant_perform_op.
-  std::optional<ndr::ContextHandle> after_page(HandleLookup found,
-                                               const ndr::ContextHandle& current,
-                                               HandleState* state,
-                                               const std::optional<HandleState>& next);
+  // the caller's handle (if any) is freed and the null handle returned.
+  ndr::ContextHandle after_page(const CallerInfo& caller, HandleLookup found,
+                                const ndr::ContextHandle& current, HandleState* state,
+                                const std::optional<HandleState>& next);
   // Counts the statuses EpmStats tracks.
   void count_status(std::uint32_t status);
   common::Uuid random_uuid();
@@ -170,6 +218,10 @@ class EpmService {
   EndpointDb db_;
   std::unordered_map<common::Uuid, HandleState> handles_;
   std::unordered_map<std::uint64_t, std::deque<common::Uuid>> by_connection_;  // oldest first
+  std::unordered_map<std::string, PeerHandles> by_peer_;
+  std::set<std::pair<std::size_t, std::string>> holders_;  // (handles, peer key), biggest last
+  std::uint64_t use_clock_ = 0;
+  std::function<void(const CallerInfo&, const Refusal&)> on_refusal_;
   std::optional<std::mt19937_64> seeded_;
   std::unique_ptr<std::random_device> random_;  // unique_ptr: keeps EpmService movable
   EpmStats stats_;

@@ -48,6 +48,13 @@ EpmService samr_service(EpmConfig config = {}) {
   return s;
 }
 
+std::uint32_t status_of(const CallResult& r) {
+  EXPECT_TRUE(r.has_value());
+  return decode_ept_status_response(r.value_or(std::vector<std::uint8_t>{}), Endian::kLittle)
+      .value_or(EptStatusResponse{0xdeadbeef})
+      .status;
+}
+
 EptMapResponse map(EpmService& s, const EptMapRequest& req, const CallerInfo& c) {
   auto r = s.call(kOpnumEptMap, encode(req, Endian::kLittle), Endian::kLittle, c);
   EXPECT_TRUE(r.has_value());
@@ -179,12 +186,6 @@ TEST(EpmService, FaultsAndStatuses) {
 TEST(EpmService, RegistrationNeedsPermissionAndDiesWithConnection) {
   EpmService s(seeded(1));
   EptInsertRequest ins{{entry({}, "ncacn_ip_tcp:0.0.0.0[50000]", kLsa00, "lsarpc")}, false};
-  auto status_of = [](const CallResult& r) {
-    EXPECT_TRUE(r.has_value());
-    return decode_ept_status_response(r.value_or(std::vector<std::uint8_t>{}), Endian::kLittle)
-        .value_or(EptStatusResponse{0xdeadbeef})
-        .status;
-  };
   const auto stub = encode(ins, Endian::kLittle);
   EXPECT_EQ(status_of(s.call(kOpnumEptInsert, stub, Endian::kLittle, net(5))),
             st::kEptSCantPerformOp);
@@ -218,6 +219,87 @@ TEST(EpmService, RegistrationNeedsPermissionAndDiesWithConnection) {
   EXPECT_EQ(s.db().size(), 0u);
   EXPECT_EQ(s.stats().registrations, 3u);
   EXPECT_EQ(s.stats().unregistrations, 2u);
+}
+
+// ---- ownership (issue 10 item 2) ----
+
+CallerInfo as_uid(std::uint64_t id, std::optional<std::uint32_t> uid) {
+  return CallerInfo{id, true, std::nullopt, "unix", uid, ""};
+}
+
+TEST(EpmService, NobodyCannotChangeRootsOrEpmdsEntries) {
+  EpmService s(seeded(1));
+  std::vector<std::string> log;
+  s.on_refusal([&](const CallerInfo& c, const Refusal& r) {
+    log.push_back(std::to_string(c.uid.value_or(99999)) + ": " + to_string(r));
+  });
+  const auto epm = entry({}, "ncacn_ip_tcp:0.0.0.0[135]", kLsa00, "epm");
+  ASSERT_EQ(s.db().insert({epm}, true, kPersistentOwner), 0u);
+  const auto roots = entry({}, "ncacn_ip_tcp:0.0.0.0[5000]", kSamr10, "root's");
+  auto call = [&](std::uint16_t opnum, const std::vector<std::uint8_t>& stub, const CallerInfo& c) {
+    return status_of(s.call(opnum, stub, Endian::kLittle, c));
+  };
+  auto insert = [&](const EptEntry& e, bool replace, const CallerInfo& c) {
+    return call(kOpnumEptInsert, encode(EptInsertRequest{{e}, replace}, Endian::kLittle), c);
+  };
+  auto erase = [&](const EptEntry& e, const CallerInfo& c) {
+    return call(kOpnumEptDelete, encode(EptDeleteRequest{{e}}, Endian::kLittle), c);
+  };
+  auto mgmt_delete = [&](const EptEntry& e, const CallerInfo& c) {
+    return call(kOpnumEptMgmtDelete,
+                encode(EptMgmtDeleteRequest{false, std::nullopt, e.tower}, Endian::kLittle), c);
+  };
+  ASSERT_EQ(insert(roots, true, as_uid(1, 0)), 0u);
+  const auto nobody = as_uid(2, 65534);
+  EXPECT_EQ(erase(roots, nobody), st::kEptSCantPerformOp);
+  EXPECT_EQ(insert(entry({}, "ncacn_ip_tcp:0.0.0.0[6666]", kSamr10, "hijack"), true, nobody),
+            st::kEptSCantPerformOp);
+  EXPECT_EQ(insert(roots, false, nobody), st::kEptSCantPerformOp);
+  EXPECT_EQ(mgmt_delete(roots, nobody), st::kEptSCantPerformOp);
+  EXPECT_EQ(erase(epm, nobody), st::kEptSCantPerformOp);
+  EXPECT_EQ(erase(epm, as_uid(1, 0)), st::kEptSCantPerformOp);  // not even root
+  EXPECT_EQ(s.stats().refused_not_owner, 6u);
+  EXPECT_EQ(s.db().size(), 2u);
+  EXPECT_EQ(log.front(), "65534: entry of uid 0 (caller uid 65534)");
+  EXPECT_EQ(log.back(), "0: entry of epmd (caller uid 0)");
+  // ept_map still answers root's port.
+  EptMapRequest req{std::nullopt, tower("ncacn_ip_tcp:0.0.0.0[0]", kSamr10), {}, 4};
+  auto m = map(s, req, net(9));
+  ASSERT_EQ(m.towers.size(), 1u);
+  EXPECT_EQ(binding_of(*m.towers[0]), "ncacn_ip_tcp:127.0.0.1[5000]");
+  // Nobody's own entries are its to change; root may delete them.
+  const auto mine = entry({}, "ncacn_ip_tcp:0.0.0.0[7000]", kSamr10, "nobody's");
+  auto other_if = mine;
+  other_if.tower =
+      tower("ncacn_ip_tcp:0.0.0.0[7000]", iface("0a0a0a0a-1234-abcd-ef00-0123456789ab", 1, 0));
+  ASSERT_EQ(insert(other_if, false, nobody), 0u);
+  EXPECT_EQ(erase(other_if, nobody), 0u);
+  ASSERT_EQ(insert(other_if, false, nobody), 0u);
+  EXPECT_EQ(erase(other_if, as_uid(1, 0)), 0u);
+  // A caller without a uid changes nothing, even with may_register (defence in depth).
+  EXPECT_EQ(insert(mine, false, as_uid(3, std::nullopt)), st::kEptSCantPerformOp);
+  EXPECT_EQ(erase(roots, as_uid(3, std::nullopt)), st::kEptSCantPerformOp);
+  EXPECT_EQ(s.stats().refused_registrations, 2u);
+  EXPECT_EQ(log.back(), "99999: caller without a uid");
+  EXPECT_EQ(s.db().size(), 2u);
+}
+
+TEST(EpmService, QuotaRefusalsAreCountedAndReported) {
+  auto config = seeded(2);
+  config.db.max_entries_per_uid = 2;
+  EpmService s(config);
+  std::string last;
+  s.on_refusal([&](const CallerInfo&, const Refusal& r) { last = to_string(r); });
+  for (int i = 0; i < 3; ++i) {
+    const auto stub = encode(
+        EptInsertRequest{
+            {entry({}, "ncacn_ip_tcp:0.0.0.0[" + std::to_string(100 + i) + "]", kSamr10)}, false},
+        Endian::kLittle);
+    EXPECT_EQ(status_of(s.call(kOpnumEptInsert, stub, Endian::kLittle, as_uid(1 + i, 1000))),
+              i < 2 ? 0u : st::kEptSCantPerformOp);
+  }
+  EXPECT_EQ(s.stats().refused_quota, 1u);
+  EXPECT_EQ(last, "max_entries_per_uid 2 (uid 1000)");
 }
 
 // ---- paging ----
@@ -354,10 +436,16 @@ TEST(EpmServicePaging, HandleFreeForeignKindAndCap) {
   EXPECT_EQ(lookup(s, oldest, net(3)).status, st::kEptSInvalidContext);
 }
 
-TEST(EpmServicePaging, GlobalHandleCap) {
+// ---- handle hoarding (issue 10 item 5) ----
+
+CallerInfo from(std::uint64_t id, std::string_view peer_key) {
+  return CallerInfo{id, false, Ipv4{127, 0, 0, 1}, "test", std::nullopt, peer_key};
+}
+
+TEST(EpmServicePaging, GlobalHandleCapEvictsTheBiggestHoldersLeastRecentlyUsed) {
   EpmConfig config;
   config.seed = 9;
-  config.max_handles_total = 2;
+  config.max_handles_total = 4;
   EpmService s(config);
   ASSERT_EQ(s.db().insert({entry({}, "ncacn_ip_tcp:0.0.0.0[1]", kSamr10),
                            entry({}, "ncacn_ip_tcp:0.0.0.0[2]", kSamr10)},
@@ -365,12 +453,99 @@ TEST(EpmServicePaging, GlobalHandleCap) {
             0u);
   EptLookupRequest req;
   req.max_ents = 1;
-  EXPECT_EQ(lookup(s, req, net(1)).status, 0u);
-  EXPECT_EQ(lookup(s, req, net(2)).status, 0u);
-  auto refused = lookup(s, req, net(3));
-  EXPECT_EQ(refused.status, st::kEptSCantPerformOp);
-  EXPECT_TRUE(refused.entries.empty());
-  EXPECT_EQ(s.stats().handles_refused, 1u);
+  // A hoarder at 10.0.0.1 takes 3 handles on 3 connections, 10.0.0.2 one.
+  std::vector<ndr::ContextHandle> hoarded;
+  for (std::uint64_t c = 1; c <= 3; ++c)
+    hoarded.push_back(lookup(s, req, from(c, "10.0.0.1")).entry_handle);
+  const auto other = lookup(s, req, from(4, "10.0.0.2")).entry_handle;
+  EXPECT_EQ(s.stats().handles, 4u);
+  // A newcomer is served; the hoarder's least recently used handle went (not the newcomer's,
+  // not 10.0.0.2's).
+  auto newcomer = lookup(s, req, from(5, "10.0.0.3"));
+  EXPECT_EQ(newcomer.status, 0u);
+  EXPECT_FALSE(newcomer.entry_handle.is_null());
+  EXPECT_EQ(s.stats().handles_evicted_total, 1u);
+  EXPECT_EQ(s.peer_handle_count("10.0.0.1"), 2u);
+  EXPECT_EQ(s.peer_handle_count("10.0.0.2"), 1u);
+  auto again = req;
+  again.entry_handle = hoarded[0];
+  EXPECT_EQ(lookup(s, again, from(1, "10.0.0.1")).status, st::kEptSInvalidContext);
+  // Using a handle makes it recent: the hoarder's next victim is its handle 3, not 2.
+  again.entry_handle = hoarded[1];
+  again.max_ents = 1;
+  s.db().insert({entry({}, "ncacn_ip_tcp:0.0.0.0[3]", kSamr10)}, false, kPersistentOwner);
+  EXPECT_EQ(lookup(s, again, from(2, "10.0.0.1")).status, 0u);  // page 2 of 3, handle kept
+  EXPECT_EQ(lookup(s, req, from(6, "10.0.0.4")).status, 0u);
+  again.entry_handle = hoarded[2];
+  EXPECT_EQ(lookup(s, again, from(3, "10.0.0.1")).status, st::kEptSInvalidContext);
+  again.entry_handle = other;
+  EXPECT_EQ(lookup(s, again, from(4, "10.0.0.2")).status, 0u);
+  EXPECT_EQ(s.stats().handles, 4u);
+}
+
+TEST(EpmServicePaging, PerPeerHandleCap) {
+  EpmConfig config;
+  config.seed = 10;
+  config.max_handles_per_peer = 3;
+  EpmService s(config);
+  ASSERT_EQ(s.db().insert({entry({}, "ncacn_ip_tcp:0.0.0.0[1]", kSamr10),
+                           entry({}, "ncacn_ip_tcp:0.0.0.0[2]", kSamr10)},
+                          false, kPersistentOwner),
+            0u);
+  EptLookupRequest req;
+  req.max_ents = 1;
+  for (std::uint64_t c = 1; c <= 10; ++c)
+    EXPECT_EQ(lookup(s, req, from(c, "2001:db8:1:2::/64")).status, 0u);
+  EXPECT_EQ(s.peer_handle_count("2001:db8:1:2::/64"), 3u);
+  EXPECT_EQ(s.stats().handles_evicted_peer, 7u);
+  // Local callers (no peer key): per uid, else per connection.
+  for (std::uint64_t c = 20; c < 25; ++c)
+    EXPECT_EQ(lookup(s, req, local(c)).status, 0u);
+  EXPECT_EQ(s.peer_handle_count("uid 0"), 3u);
+  for (std::uint64_t c = 30; c < 33; ++c) {
+    auto nouid = local(c);
+    nouid.uid.reset();
+    EXPECT_EQ(lookup(s, req, nouid).status, 0u);
+    EXPECT_EQ(s.peer_handle_count("connection " + std::to_string(c)), 1u);
+  }
+  // Closing the connections returns their handles from every index.
+  for (std::uint64_t c = 1; c < 33; ++c)
+    s.connection_closed(c);
+  EXPECT_EQ(s.stats().handles, 0u);
+  EXPECT_EQ(s.peer_handle_count("uid 0"), 0u);
+  EXPECT_EQ(s.peer_handle_count("2001:db8:1:2::/64"), 0u);
+}
+
+TEST(EpmServicePaging, HoardersFromOneAddressDoNotStopAnotherClientsPaging) {
+  // Scaled down: 64 connections x 4 handles from one address against a table of 32.
+  EpmConfig config;
+  config.seed = 11;
+  config.max_handles_per_connection = 4;
+  config.max_handles_per_peer = 1024;
+  config.max_handles_total = 32;
+  auto s = EpmService(config);
+  std::vector<EptEntry> entries;
+  for (int i = 0; i < 20; ++i)
+    entries.push_back(entry({}, "ncacn_ip_tcp:0.0.0.0[" + std::to_string(1000 + i) + "]", kSamr10,
+                            "e" + std::to_string(i)));
+  ASSERT_EQ(s.db().insert(entries, false, kPersistentOwner), 0u);
+  EptLookupRequest req;
+  req.max_ents = 1;
+  EptLookupRequest victim = req;
+  std::set<std::string> seen;
+  for (int round = 0; round < 64; ++round) {
+    for (int k = 0; k < 4; ++k)
+      ASSERT_EQ(lookup(s, req, from(100 + round, "198.51.100.7")).status, 0u);
+    if (seen.size() < 20) {
+      auto page = lookup(s, victim, from(1, "203.0.113.9"));
+      ASSERT_EQ(page.status, 0u) << "round " << round;
+      seen.insert(page.entries.at(0).annotation);
+      victim.entry_handle = page.entry_handle;
+    }
+    EXPECT_LE(s.stats().handles, 32u);
+  }
+  EXPECT_EQ(seen.size(), 20u);
+  EXPECT_TRUE(victim.entry_handle.is_null());
 }
 
 TEST(EpmServicePaging, ConcurrentInsertDeleteDuringPaging) {
