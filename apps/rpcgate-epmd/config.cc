@@ -55,6 +55,22 @@ std::expected<ListenAddress, std::string> parse_listen_address(std::string_view 
   return ListenAddress{host, static_cast<std::uint16_t>(port)};
 }
 
+std::expected<void, std::string> check_budgets(const Config& config) {
+  if (config.max_reassembly_bytes_per_connection > config.max_reassembly_bytes_per_peer) {
+    return std::unexpected("max_reassembly_bytes_per_connection (" +
+                           std::to_string(config.max_reassembly_bytes_per_connection) +
+                           ") must not exceed max_reassembly_bytes_per_peer (" +
+                           std::to_string(config.max_reassembly_bytes_per_peer) + ")");
+  }
+  if (config.max_reassembly_bytes_per_peer > config.max_reassembly_bytes) {
+    return std::unexpected("max_reassembly_bytes_per_peer (" +
+                           std::to_string(config.max_reassembly_bytes_per_peer) +
+                           ") must not exceed max_reassembly_bytes (" +
+                           std::to_string(config.max_reassembly_bytes) + ")");
+  }
+  return {};
+}
+
 std::optional<std::array<std::uint8_t, 4>> parse_ipv4(std::string_view text) {
   in_addr a{};
   if (inet_pton(AF_INET, std::string(text).c_str(), &a) != 1) return std::nullopt;
@@ -170,15 +186,40 @@ std::expected<Config, std::string> parse_config_toml(std::string_view text, std:
       (k == "max_entries_per_uid"    ? base.max_entries_per_uid
        : k == "max_handles_per_peer" ? base.max_handles_per_peer
                                      : base.max_handles_total) = static_cast<std::size_t>(i->get());
+    } else if (k == "max_reassembly_bytes_per_connection" || k == "max_reassembly_bytes_per_peer" ||
+               k == "max_reassembly_bytes") {
+      const auto* i = node.as_integer();
+      if (i == nullptr || static_cast<std::uint64_t>(i->get()) < kMinReassemblyBytes ||
+          i->get() < 0 || static_cast<std::uint64_t>(i->get()) > kMaxReassemblyBytesLimit) {
+        return type_error(k, "an integer from " + std::to_string(kMinReassemblyBytes) +
+                                 " (the largest endpoint mapper request) to " +
+                                 std::to_string(kMaxReassemblyBytesLimit));
+      }
+      (k == "max_reassembly_bytes_per_connection" ? base.max_reassembly_bytes_per_connection
+       : k == "max_reassembly_bytes_per_peer"     ? base.max_reassembly_bytes_per_peer
+                                                  : base.max_reassembly_bytes) =
+          static_cast<std::size_t>(i->get());
+    } else if (k == "call_timeout_ms") {
+      const auto* i = node.as_integer();
+      if (i == nullptr || i->get() < static_cast<std::int64_t>(kMinCallTimeoutMs) ||
+          i->get() > static_cast<std::int64_t>(kMaxCallTimeoutMs)) {
+        return type_error(k, "an integer from " + std::to_string(kMinCallTimeoutMs) + " to " +
+                                 std::to_string(kMaxCallTimeoutMs));
+      }
+      base.call_timeout_ms = static_cast<std::uint64_t>(i->get());
     } else {
       return std::unexpected(src + ": [epmd] unknown key \"" + std::string(k) +
                              "\" (known: listen, control, advertise, tcp_registration, "
                              "broker_addresses, user, log_level, seed, max_connections, "
                              "max_connections_per_peer, max_entries_per_uid, "
-                             "max_handles_per_peer, max_handles_total)");
+                             "max_handles_per_peer, max_handles_total, "
+                             "max_reassembly_bytes_per_connection, "
+                             "max_reassembly_bytes_per_peer, max_reassembly_bytes, "
+                             "call_timeout_ms)");
     }
   }
   if (base.listen.empty()) return std::unexpected(src + ": [epmd] listen must not be empty");
+  if (auto ok = check_budgets(base); !ok) return std::unexpected(src + ": [epmd] " + ok.error());
   return base;
 }
 

@@ -16,8 +16,8 @@
 //                                          # and closed at once (the control socket has its own
 //                                          # kLocalConnections, so a flood cannot lock out
 //                                          # registrants)
-//   max_connections_per_peer = 1024        # per client IP address (TCP); above max_connections
-//                                          # it changes nothing
+//   max_connections_per_peer = 1024        # per client IP address (TCP; IPv6: per /64); above
+//                                          # max_connections it changes nothing
 //   max_entries_per_uid = 1024             # endpoint-map entries one non-root uid may hold (all
 //                                          # its connections); the map holds 4096, of which 512
 //                                          # only root and epmd itself may use
@@ -26,6 +26,10 @@
 //                                          # peer's least recently used handle is freed
 //   max_handles_total = 65536              # handles in all; beyond it the biggest holder's least
 //                                          # recently used handle is freed (epm_service.h)
+//   max_reassembly_bytes_per_connection = 1048576  # bytes held for unfinished fragmented
+//   max_reassembly_bytes_per_peer = 4194304        # requests: per connection, per client
+//   max_reassembly_bytes = 33554432                # address (IPv6 /64), in all
+//   call_timeout_ms = 5000                 # all fragments of one call within this
 //
 // These five limits are integers from 1 to kMaxConnectionsLimit (--max-connections,
 // --max-connections-per-peer, --max-entries-per-uid, --max-handles-per-peer, --max-handles-total
@@ -35,6 +39,18 @@
 // limit - kLocalConnections - kFdHeadroom (so an extra client is refused at once rather than left
 // unanswered in the listen backlog).
 // Refused connections are logged as one warning per 10 s with their count, never one line each.
+//
+// Reassembly budgets (runtime::ServerOptions; server.h has the whole story). The endpoint
+// mapper's requests are small: each call is capped per interface (EPM epm::kMaxRequestStub,
+// 241'676 bytes - an ept_insert of the most entries one owner may hold; MGMT and the broker 8
+// bytes), and a remote client needs under 1 KiB (ept_map). Over the per-connection budget that
+// connection gets fault 5 and is closed; over the per-peer budget the peer's connection holding
+// the most is closed, over max_reassembly_bytes the daemon's; a call whose fragments take longer
+// than call_timeout_ms closes its connection. Each is one warning naming the budget and its value.
+// Budgets are integers from kMinReassemblyBytes (one largest legitimate call) to
+// kMaxReassemblyBytesLimit with per_connection <= per_peer <= max_reassembly_bytes;
+// call_timeout_ms from kMinCallTimeoutMs to kMaxCallTimeoutMs. Command-line options of the same
+// names (--max-reassembly-bytes-per-connection, ..., --call-timeout-ms) override them.
 #pragma once
 
 #include <array>
@@ -45,6 +61,7 @@
 #include <string_view>
 #include <vector>
 
+#include "epm/epm_service.h"
 #include "policy/policy.h"
 
 namespace rpcgate::epmd {
@@ -69,6 +86,11 @@ inline constexpr std::size_t kFdHeadroom = 64;
 // Control-socket connections held at once (registrants: one lease connection per served
 // process; port-broker and rpcgate CLI clients), apart from max_connections.
 inline constexpr std::size_t kLocalConnections = 128;
+// Bounds of the reassembly keys (see above).
+inline constexpr std::size_t kMinReassemblyBytes = epm::kMaxRequestStub;
+inline constexpr std::size_t kMaxReassemblyBytesLimit = std::size_t{1} << 40;
+inline constexpr std::uint64_t kMinCallTimeoutMs = 100;
+inline constexpr std::uint64_t kMaxCallTimeoutMs = 300'000;  // the idle timeout after bind
 
 struct Config {
   std::vector<ListenAddress> listen{{"0.0.0.0", 135}, {"::", 135}};
@@ -86,6 +108,11 @@ struct Config {
   std::size_t max_entries_per_uid = 1024;
   std::size_t max_handles_per_peer = 4096;
   std::size_t max_handles_total = 65536;
+  // The daemon's own (smaller than a generic runtime::Server's: its interfaces are small).
+  std::size_t max_reassembly_bytes_per_connection = 1u << 20;
+  std::size_t max_reassembly_bytes_per_peer = 4u << 20;
+  std::size_t max_reassembly_bytes = 32u << 20;
+  std::uint64_t call_timeout_ms = 5'000;
   // The policy file, if any ("" = embedded default), kept so SIGHUP can read it again.
   std::string policy_file;
 };
@@ -94,6 +121,10 @@ struct Config {
 // types are errors (a typo must not silently open or close a listener). Error: "FILE: message".
 std::expected<Config, std::string> parse_config_toml(std::string_view text, std::string_view source,
                                                      Config base = {});
+
+// The rules between keys (per_connection <= per_peer <= max_reassembly_bytes), checked by
+// parse_config_toml and again after the command line overrode keys. Error: a sentence.
+std::expected<void, std::string> check_budgets(const Config& config);
 
 // Parses a dotted IPv4 address for `advertise`.
 std::optional<std::array<std::uint8_t, 4>> parse_ipv4(std::string_view text);

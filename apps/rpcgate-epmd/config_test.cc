@@ -108,6 +108,60 @@ TEST(Config, EndpointMapBudgets) {
   }
 }
 
+TEST(Config, ReassemblyBudgetsAndCallTimeout) {
+  auto d = parse_config_toml("", "f.toml");
+  ASSERT_TRUE(d) << d.error();
+  EXPECT_EQ(d->max_reassembly_bytes_per_connection, 1u << 20);
+  EXPECT_EQ(d->max_reassembly_bytes_per_peer, 4u << 20);
+  EXPECT_EQ(d->max_reassembly_bytes, 32u << 20);
+  EXPECT_EQ(d->call_timeout_ms, 5000u);
+  EXPECT_TRUE(check_budgets(*d));
+  // The smallest budget still holds one largest legitimate endpoint mapper call.
+  EXPECT_EQ(kMinReassemblyBytes, epm::kMaxRequestStub);
+  EXPECT_GE(d->max_reassembly_bytes_per_connection, kMinReassemblyBytes);
+
+  auto c = parse_config_toml(R"([epmd]
+max_reassembly_bytes_per_connection = 241676
+max_reassembly_bytes_per_peer = 241676
+max_reassembly_bytes = 1099511627776
+call_timeout_ms = 100
+)",
+                             "f.toml");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->max_reassembly_bytes_per_connection, 241676u);
+  EXPECT_EQ(c->max_reassembly_bytes_per_peer, 241676u);
+  EXPECT_EQ(c->max_reassembly_bytes, kMaxReassemblyBytesLimit);
+  EXPECT_EQ(c->call_timeout_ms, 100u);
+
+  for (const char* bad :
+       {"max_reassembly_bytes_per_connection = 241675", "max_reassembly_bytes_per_peer = -1",
+        "max_reassembly_bytes = 1099511627777", "max_reassembly_bytes = \"1M\"",
+        "max_reassembly_bytes_per_peer = 2.5"}) {
+    auto e = parse_config_toml(std::string("[epmd]\n") + bad + "\n", "f.toml");
+    ASSERT_FALSE(e) << bad;
+    EXPECT_NE(e.error().find("must be an integer from 241676"), std::string::npos) << e.error();
+  }
+  for (const char* bad :
+       {"call_timeout_ms = 99", "call_timeout_ms = 300001", "call_timeout_ms = \"5s\""}) {
+    auto e = parse_config_toml(std::string("[epmd]\n") + bad + "\n", "f.toml");
+    ASSERT_FALSE(e) << bad;
+    EXPECT_NE(e.error().find("call_timeout_ms must be an integer from 100 to 300000"),
+              std::string::npos)
+        << e.error();
+  }
+  // per connection <= per peer <= in all.
+  auto inverted = parse_config_toml("[epmd]\nmax_reassembly_bytes_per_peer = 500000\n", "f.toml");
+  ASSERT_FALSE(inverted);
+  EXPECT_NE(inverted.error().find("max_reassembly_bytes_per_connection (1048576) must not exceed "
+                                  "max_reassembly_bytes_per_peer (500000)"),
+            std::string::npos)
+      << inverted.error();
+  auto total = parse_config_toml("[epmd]\nmax_reassembly_bytes = 2097152\n", "f.toml");
+  ASSERT_FALSE(total);
+  EXPECT_NE(total.error().find("must not exceed max_reassembly_bytes (2097152)"), std::string::npos)
+      << total.error();
+}
+
 TEST(Config, ErrorsNameTheFileAndKey) {
   auto typo = parse_config_toml("[epmd]\nlisten_on = []\n", "f.toml");
   ASSERT_FALSE(typo);

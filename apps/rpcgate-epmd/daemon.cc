@@ -194,6 +194,10 @@ int run(const Config& config, policy::Policy policy) {
   server_options.max_connections = raise_fd_limit(config);
   server_options.max_connections_per_peer = config.max_connections_per_peer;
   server_options.max_local_connections = kLocalConnections;
+  server_options.max_reassembly_bytes_per_connection = config.max_reassembly_bytes_per_connection;
+  server_options.max_reassembly_bytes_per_peer = config.max_reassembly_bytes_per_peer;
+  server_options.max_reassembly_bytes = config.max_reassembly_bytes;
+  server_options.call_timeout = std::chrono::milliseconds(config.call_timeout_ms);
   runtime::Server server(io, server_options);
   RejectReporter rejects(io, server);
 
@@ -212,13 +216,15 @@ int run(const Config& config, policy::Policy policy) {
   // are judged by the listener's PeerPolicy, SO_PEERCRED).
   const bool tcp_registration = config.tcp_registration;
   server.add_interface(
-      rpc::kEpmSyntax, [&epm, tcp_registration](runtime::CallContext& ctx, runtime::Responder r) {
+      rpc::kEpmSyntax,
+      [&epm, tcp_registration](runtime::CallContext& ctx, runtime::Responder r) {
         epm::CallerInfo caller = runtime::caller_info(ctx);
         if (ctx.transport == runtime::Transport::kTcp) {
           caller.may_register = tcp_registration && is_loopback_peer(ctx.peer_address);
         }
         runtime::complete(std::move(r), epm.call(ctx.opnum, ctx.stub, ctx.endian, caller));
-      });
+      },
+      epm::kMaxRequestStub);
   server.on_connection_closed([&epm](std::uint64_t id) {
     if (const auto removed = epm.connection_closed(id); removed > 0) {
       spdlog::info("connection {} closed: unregistered {} endpoint(s)", id, removed);

@@ -33,6 +33,10 @@ int main(int argc, char** argv) {
   std::optional<std::size_t> max_connections;
   std::optional<std::size_t> max_connections_per_peer;
   std::optional<std::size_t> max_entries_per_uid, max_handles_per_peer, max_handles_total;
+  std::optional<std::size_t> max_reassembly_bytes_per_connection;
+  std::optional<std::size_t> max_reassembly_bytes_per_peer;
+  std::optional<std::size_t> max_reassembly_bytes;
+  std::optional<std::uint64_t> call_timeout_ms;
   app.add_option("--config,-c", config_file, "rpcgate.toml ([epmd] and [policy] tables)");
   app.add_option("--policy,-p", policy_file,
                  "Port policy: regedit export (.reg) or rpcgate.toml (default: the [policy] of "
@@ -67,6 +71,22 @@ int main(int argc, char** argv) {
                  "Lookup context handles in all; more free the biggest holder's least recently "
                  "used (default 65536)")
       ->check(CLI::Range(std::size_t{1}, rpcgate::epmd::kMaxConnectionsLimit));
+  const auto budget_range =
+      CLI::Range(rpcgate::epmd::kMinReassemblyBytes, rpcgate::epmd::kMaxReassemblyBytesLimit);
+  app.add_option("--max-reassembly-bytes-per-connection", max_reassembly_bytes_per_connection,
+                 "Bytes held for one connection's unfinished fragmented requests; over it the "
+                 "connection is closed (default 1048576)")
+      ->check(budget_range);
+  app.add_option("--max-reassembly-bytes-per-peer", max_reassembly_bytes_per_peer,
+                 "The same per client IP address (IPv6: per /64); over it the peer's biggest "
+                 "holder is closed (default 4194304)")
+      ->check(budget_range);
+  app.add_option("--max-reassembly-bytes", max_reassembly_bytes,
+                 "The same in all; over it the biggest holder is closed (default 33554432)")
+      ->check(budget_range);
+  app.add_option("--call-timeout-ms", call_timeout_ms,
+                 "All fragments of one call within this many ms of the first (default 5000)")
+      ->check(CLI::Range(rpcgate::epmd::kMinCallTimeoutMs, rpcgate::epmd::kMaxCallTimeoutMs));
   app.add_option("--seed", seed, "Deterministic port choice (tests)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
@@ -119,6 +139,16 @@ int main(int argc, char** argv) {
   if (max_entries_per_uid) config.max_entries_per_uid = *max_entries_per_uid;
   if (max_handles_per_peer) config.max_handles_per_peer = *max_handles_per_peer;
   if (max_handles_total) config.max_handles_total = *max_handles_total;
+  if (max_reassembly_bytes_per_connection)
+    config.max_reassembly_bytes_per_connection = *max_reassembly_bytes_per_connection;
+  if (max_reassembly_bytes_per_peer)
+    config.max_reassembly_bytes_per_peer = *max_reassembly_bytes_per_peer;
+  if (max_reassembly_bytes) config.max_reassembly_bytes = *max_reassembly_bytes;
+  if (call_timeout_ms) config.call_timeout_ms = *call_timeout_ms;
+  if (auto ok = rpcgate::epmd::check_budgets(config); !ok) {
+    std::fprintf(stderr, "rpcgate-epmd: %s\n", ok.error().c_str());
+    return kExitUsage;
+  }
   if (!log_level.empty()) config.log_level = log_level;
 
   spdlog::set_level(spdlog::level::from_str(config.log_level));

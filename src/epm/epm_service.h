@@ -98,6 +98,38 @@ inline constexpr std::uint16_t kOpnumEptMapAuth = 7;
 inline constexpr std::uint16_t kOpnumEptMapAuthAsync = 8;
 inline constexpr std::uint16_t kEpmOpnumCount = 9;  // 0..8 exist in MS-RPCE; 0..6 implemented
 
+// The largest request stub the endpoint mapper can legitimately receive, the per-call cap given
+// to Server::add_interface: an ept_insert (ept_delete is 4 bytes shorter) of the most entries one
+// owner may hold, each with the longest annotation and the longest tower that means anything.
+// Every other request is smaller (ept_map / ept_lookup: one tower and a few fixed fields).
+//   tower (ndr/tower.h TowerLimits: at most 6 floors, MS-RPCE 3.1.3.5.3), little-endian:
+//     floor count u16                                                         2
+//     floors 1-2, interface / transfer syntax: u16 + lhs (0x0d, uuid, u16 major) 19
+//                                              + u16 + rhs (u16 minor) 2 = 25, twice  50
+//     floor 3, RPC protocol: u16 + lhs 1 + u16 + rhs (u16 minor) 2                7
+//     floors 4-6, address: u16 + lhs 1 + u16 + rhs; the longest rhs a real address floor
+//       carries is a string endpoint or host name: kMaxAddressFloorRhs (a named pipe name is
+//       at most 256 characters, a DNS name 253, a Unix socket path 107) -> 261, thrice  783
+//     = 842
+//   ept_insert stub (ndr/epm_types.h), NDR20:
+//     num_ents u32 + the array's max_count u32                                   8
+//     per entry: object uuid 16 + tower referent id 4 + annotation (offset u32,
+//       actual_count u32, at most kMaxAnnotationSize 64 chars) 72             = 92
+//     per entry, deferred twr_t: max_count u32 + tower_length u32 + 842 octets,
+//       padded to 4                                                          = 852
+//     replace u32                                                                4
+//   = 8 + 256 * (92 + 852) + 4 = 241'676 bytes with DbLimits' 256 entries per owner.
+inline constexpr std::size_t kMaxAddressFloorRhs = 256;
+inline constexpr std::size_t kMaxTowerOctets =
+    2 + 2 * (2 + 19 + 2 + 2) + (2 + 1 + 2 + 2) + 3 * (2 + 1 + 2 + kMaxAddressFloorRhs);
+inline constexpr std::size_t kMaxRequestStub =
+    8 +
+    DbLimits{}.max_entries_per_owner * ((16 + 4 + 4 + 4 + ndr::epm::kMaxAnnotationSize) +
+                                        ((4 + 4 + kMaxTowerOctets + 3) & ~std::size_t{3})) +
+    4;
+static_assert(kMaxTowerOctets == 842);
+static_assert(DbLimits{}.max_entries_per_owner != 256 || kMaxRequestStub == 241'676);
+
 struct EpmConfig {
   DbLimits db;
   std::size_t max_handles_per_connection = 64;

@@ -58,6 +58,9 @@ inline constexpr std::uint16_t kOpnumMgmtInqPrincName = 4;
 inline constexpr std::uint32_t kRpcSUnknownAuthnService = 1747;  // RPC_S_UNKNOWN_AUTHN_SERVICE
 inline constexpr std::uint32_t kErrorInsufficientBuffer = 122;
 inline constexpr std::size_t kMgmtStatsCount = 4;  // rpc_c_stats_array_max_size
+// The largest request stub (the per-call cap for Server::add_interface): inq_princ_name's two
+// u32 (authn_proto, princ_name_size); inq_stats has one u32, the others none.
+inline constexpr std::size_t kMgmtMaxRequestStub = 8;
 
 // What the server reports. Indices of `stats`: 0 calls in, 1 calls out, 2 packets in, 3
 // packets out (rpc_c_stats_calls_in ... rpc_c_stats_pkts_out).

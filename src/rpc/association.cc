@@ -180,6 +180,11 @@ ContextResult ServerAssociation::negotiate(const ContextElement& item, bool bind
       entry.transfer_syntax = t;
       entry.state = ContextState::kAccepted;
       result = {status::kResultAcceptance, 0, t};
+      if (config_.stub_limit) {
+        if (auto cap = config_.stub_limit(item.abstract_syntax)) {
+          stub_caps_[item.p_cont_id] = *cap;
+        }
+      }
       break;
     }
   }
@@ -195,14 +200,14 @@ ContextResult ServerAssociation::negotiate(const ContextElement& item, bool bind
   return result;
 }
 
-Decision ServerAssociation::handle(Pdu pdu) {
+Decision ServerAssociation::handle(Pdu pdu, TimePoint now) {
   switch (static_cast<PType>(pdu.header.ptype)) {
     case PType::kBind:
       return handle_bind(pdu);
     case PType::kAlterContext:
       return handle_alter_context(pdu);
     case PType::kRequest:
-      return handle_request(std::move(pdu));
+      return handle_request(std::move(pdu), now);
     case PType::kCoCancel:
     case PType::kOrphaned: {
       if (state_ == State::kClosed) return close(ec(Errc::kAssociationClosed));
@@ -322,7 +327,7 @@ Decision ServerAssociation::handle_alter_context(const Pdu& pdu) {
   return d;
 }
 
-Decision ServerAssociation::handle_request(Pdu pdu) {
+Decision ServerAssociation::handle_request(Pdu pdu, TimePoint now) {
   const auto* q = std::get_if<Request>(&pdu.body);
   const PduHeader& h = pdu.header;
   if (state_ == State::kClosed) return close(ec(Errc::kAssociationClosed));
@@ -346,10 +351,17 @@ Decision ServerAssociation::handle_request(Pdu pdu) {
   }
   const std::uint32_t call_id = h.call_id;
   const std::uint16_t p_cont_id = q->p_cont_id;
-  auto fed = reassembler_.feed(std::move(pdu));
+  std::optional<std::size_t> cap;
+  if (auto it = stub_caps_.find(p_cont_id); it != stub_caps_.end()) cap = it->second;
+  auto fed = reassembler_.feed(std::move(pdu), now, cap);
   if (!fed) {
-    return close(fed.error(), build_fault(call_id, p_cont_id, status::kNcaSProtoError, drep_,
-                                          pfc::kDidNotExecute));
+    // Over a memory cap: Samba's answer (see the header); other rule violations: proto_error.
+    const bool over_cap =
+        fed.error() == Errc::kStubTooLarge || fed.error() == Errc::kReassemblyBudget;
+    return close(fed.error(),
+                 build_fault(call_id, p_cont_id,
+                             over_cap ? status::kRpcSAccessDenied : status::kNcaSProtoError, drep_,
+                             pfc::kDidNotExecute));
   }
   Decision d;
   if (!*fed) return d;  // needs more fragments
@@ -359,6 +371,21 @@ Decision ServerAssociation::handle_request(Pdu pdu) {
   d.action = Decision::Action::kDispatch;
   d.call = DispatchCall{std::move(**fed), c->abstract_syntax, c->transfer_syntax};
   return d;
+}
+
+Decision ServerAssociation::handle_expiry(TimePoint now) {
+  if (state_ == State::kClosed || !reassembler_.expired(now)) return Decision{};
+  return close(ec(Errc::kCallTimeout));
+}
+
+std::size_t ServerAssociation::stub_cap(std::uint16_t p_cont_id) const {
+  auto it = stub_caps_.find(p_cont_id);
+  return it != stub_caps_.end() ? it->second : config_.reassembly.max_stub_size;
+}
+
+void ServerAssociation::abort() {
+  state_ = State::kClosed;
+  reassembler_.clear();
 }
 
 Decision ServerAssociation::handle_malformed(std::error_code error,

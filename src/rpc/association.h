@@ -48,6 +48,13 @@
 // * Other protocol errors after bind (byte order change, fragment rule violations, frag_length
 //   over the negotiated max_recv_frag, too many calls): fault nca_s_proto_error with
 //   PFC_DID_NOT_EXECUTE on that call_id, then close. Before bind: close without a reply.
+// * A request over a memory cap - its stub over the cap of its interface (kStubTooLarge), or the
+//   connection's unfinished calls over ReassemblyLimits::max_held_bytes (kReassemblyBudget):
+//   fault 5 (access denied) with PFC_DID_NOT_EXECUTE, then close. Samba does the same
+//   (dcesrv_core.c: "payload too large" -> DCERPC_FAULT_ACCESS_DENIED and disconnect; its cap is
+//   max_total_request_size, 4 MiB); Samba does not set DID_NOT_EXECUTE, but the call did not run.
+// * A call whose fragments do not all arrive within ReassemblyLimits::call_timeout of its FIRST
+//   fragment: handle_expiry() closes without a reply (kCallTimeout), as a PDU timeout does.
 // * Every bind_nak ends the association (the connection is closed after sending it).
 #pragma once
 
@@ -171,6 +178,10 @@ struct ServerConfig {
   // answered provider_rejection / local_limit_exceeded.
   std::size_t max_contexts = kDefaultMaxContexts;
   ReassemblyLimits reassembly;
+  // The largest request stub of a call on a context bound to `abstract_syntax` (asked once per
+  // accepted context): the interface's own cap. nullopt, or an empty function: reassembly.
+  // max_stub_size. A FIRST fragment decides the context, so it also decides the cap.
+  std::function<std::optional<std::size_t>(const SyntaxId& abstract_syntax)> stub_limit;
 };
 
 // A complete call, with the context it was sent on.
@@ -216,8 +227,9 @@ class ServerAssociation {
 
   explicit ServerAssociation(ServerConfig config);
 
-  // Dispatches on the PDU type (see above).
-  Decision handle(Pdu pdu);
+  // Dispatches on the PDU type (see above). `now`: when the PDU arrived (the call deadline of a
+  // fragmented request counts from its FIRST fragment's `now`).
+  Decision handle(Pdu pdu, TimePoint now = {});
 
   // bind (C706 §12.6.4.3). kSend(bind_ack) or kCloseConnection(bind_nak) with reason:
   // kBindAlreadyDone (reason_not_specified), kUnsupportedVersion (protocol_version_not_supported,
@@ -243,8 +255,23 @@ class ServerAssociation {
   // kContextNotAccepted (fault nca_s_unk_if), kByteOrderChanged, kAuthNotSupported,
   // kFragTooLong (frag_length > negotiated max_recv_frag), and the reassembler's errors
   // (kDuplicateFirstFragment, kUnknownCall, kFragmentMismatch, kStubTooLarge, kTooManyCalls)
-  // - all with fault nca_s_proto_error on the request's call_id.
-  Decision handle_request(Pdu pdu);
+  // - all with fault nca_s_proto_error on the request's call_id - and kStubTooLarge (over the
+  // context's stub_limit) / kReassemblyBudget (over reassembly.max_held_bytes) with fault 5,
+  // access denied.
+  Decision handle_request(Pdu pdu, TimePoint now = {});
+
+  // The call deadline (sans-I/O: the caller owns the timer). call_expiry(): when the oldest
+  // unfinished call's time runs out (nullopt: none open). handle_expiry(now): kCloseConnection
+  // with kCallTimeout and no reply if that time has come at `now`, else kIgnore.
+  std::optional<TimePoint> call_expiry() const { return reassembler_.expiry(); }
+  Decision handle_expiry(TimePoint now);
+  // Bytes allocated for the stubs of unfinished calls (RequestReassembler::held_bytes()).
+  std::size_t reassembly_held_bytes() const { return reassembler_.held_bytes(); }
+  // The stub cap of calls on p_cont_id (stub_limit's answer, else reassembly.max_stub_size).
+  std::size_t stub_cap(std::uint16_t p_cont_id) const;
+  // Closes the association (sticky kClosed) and frees the unfinished calls' buffers: for a
+  // connection the runtime closes on its own (a budget, a timeout).
+  void abort();
 
   // For input that did not decode (the framer's / decode_pdu()'s error and the raw bytes, which
   // may be shorter than a header). A bind whose only fault is its version (kBadVersion) gets
@@ -282,6 +309,8 @@ class ServerAssociation {
   ServerConfig config_;
   State state_ = State::kUnbound;
   ContextTable contexts_;
+  // stub_limit's answer per accepted p_cont_id (bounded by max_contexts).
+  std::unordered_map<std::uint16_t, std::size_t> stub_caps_;
   RequestReassembler reassembler_;
   DataRep drep_;
   std::uint8_t rpc_vers_minor_ = 0;

@@ -680,12 +680,68 @@ TEST(ServerRequest, Limits) {
     config.reassembly = ReassemblyLimits{64, 2};
     ServerAssociation s = bound_epm_server(config);
     expect_fault_close(s.handle(request(1, 0, 3, kWhole, Bytes(65, 0))), Errc::kStubTooLarge,
-                       status::kNcaSProtoError, 1);
+                       status::kRpcSAccessDenied, 1);
   }
   {
     ServerAssociation s = bound_epm_server();
     expect_fault_close(s.handle(vector_pdu("impacket_request_auth")), Errc::kAuthNotSupported,
                        status::kNcaSProtoError, 6);
+  }
+}
+
+// Issue 10 item 1: the cap of the interface a context is bound to, the connection's budget and
+// the call deadline. Over a cap: fault 5 (access denied, Samba's answer), then close.
+TEST(ServerRequest, InterfaceStubCapConnectionBudgetAndCallDeadline) {
+  ServerConfig config = epm_config();
+  config.stub_limit = [](const SyntaxId& s) -> std::optional<std::size_t> {
+    if (s.uuid == kEpmSyntax.uuid) return 100;
+    return std::nullopt;
+  };
+  {
+    ServerAssociation s = bound_epm_server(config);
+    EXPECT_EQ(s.stub_cap(0), 100u);
+    EXPECT_EQ(s.handle(request(2, 0, 3, kFirst, Bytes(60, 0))).action, Action::kIgnore);
+    EXPECT_EQ(s.reassembly_held_bytes(), 60u);
+    EXPECT_EQ(s.handle(request(2, 0, 3, kLast, Bytes(40, 0))).action, Action::kDispatch);
+    EXPECT_EQ(s.reassembly_held_bytes(), 0u);
+    expect_fault_close(s.handle(request(3, 0, 3, kFirst, Bytes(101, 0))), Errc::kStubTooLarge,
+                       status::kRpcSAccessDenied, 3);
+    EXPECT_EQ(s.reassembly_held_bytes(), 0u);
+  }
+  {
+    config.stub_limit = [](const SyntaxId&) -> std::optional<std::size_t> { return std::nullopt; };
+    config.reassembly.max_stub_size = 50;  // the default cap then applies
+    ServerAssociation s = bound_epm_server(config);
+    EXPECT_EQ(s.stub_cap(0), 50u);
+    expect_fault_close(s.handle(request(2, 0, 3, kFirst, Bytes(51, 0))), Errc::kStubTooLarge,
+                       status::kRpcSAccessDenied, 2);
+  }
+  {
+    ServerConfig budget = epm_config();
+    budget.reassembly.max_held_bytes = 64;
+    ServerAssociation s = bound_epm_server(budget);
+    EXPECT_EQ(s.handle(request(2, 0, 3, kFirst, Bytes(40, 0))).action, Action::kIgnore);
+    EXPECT_EQ(s.handle(request(3, 0, 3, kFirst, Bytes(24, 0))).action, Action::kIgnore);
+    expect_fault_close(s.handle(request(4, 0, 3, kFirst, Bytes(1, 0))), Errc::kReassemblyBudget,
+                       status::kRpcSAccessDenied, 4);
+    EXPECT_EQ(s.reassembly_held_bytes(), 0u);  // closing frees every unfinished call
+  }
+  {
+    using std::chrono::milliseconds;
+    ServerConfig timed = epm_config();
+    timed.reassembly.call_timeout = milliseconds(200);
+    ServerAssociation s = bound_epm_server(timed);
+    const TimePoint t0 = TimePoint() + std::chrono::hours(1);
+    EXPECT_FALSE(s.call_expiry());
+    EXPECT_EQ(s.handle(request(2, 0, 3, kFirst), t0).action, Action::kIgnore);
+    EXPECT_EQ(s.handle(request(2, 0, 3, 0), t0 + milliseconds(150)).action, Action::kIgnore);
+    EXPECT_EQ(s.call_expiry(), t0 + milliseconds(200));
+    EXPECT_EQ(s.handle_expiry(t0 + milliseconds(199)).action, Action::kIgnore);
+    const Decision d = s.handle_expiry(t0 + milliseconds(200));
+    expect_close(d, Errc::kCallTimeout);
+    EXPECT_TRUE(d.pdu.empty());
+    EXPECT_EQ(s.state(), ServerAssociation::State::kClosed);
+    EXPECT_EQ(s.reassembly_held_bytes(), 0u);
   }
 }
 

@@ -50,6 +50,10 @@ const char* describe(Errc e) {
       return "too many calls in progress";
     case Errc::kNotARequest:
       return "PDU is not a request";
+    case Errc::kReassemblyBudget:
+      return "unfinished calls would exceed the connection's reassembly budget";
+    case Errc::kCallTimeout:
+      return "a call's fragments did not arrive within the call deadline";
     case Errc::kInvalidArgument:
       return "PDU cannot be encoded (invalid field values)";
     case Errc::kTooLargeToEncode:

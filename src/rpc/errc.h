@@ -48,9 +48,13 @@ enum class Errc : int {
                             // object UUID or packed_drep
   kUnknownCall,             // a non-FIRST fragment for a call_id that is not in progress
   kDuplicateFirstFragment,  // FIRST fragment for a call_id already in progress
-  kStubTooLarge,            // reassembled stub would exceed ReassemblyLimits::max_stub_size
+  kStubTooLarge,            // reassembled stub would exceed the call's cap (its interface's,
+                            // else ReassemblyLimits::max_stub_size)
   kTooManyCalls,            // a new multi-fragment call would exceed max_calls_in_progress
   kNotARequest,             // RequestReassembler::feed was given a PDU that is not a request
+  kReassemblyBudget,        // the open calls' buffers would exceed ReassemblyLimits::
+                            // max_held_bytes (the connection's reassembly budget)
+  kCallTimeout,             // a call's fragments did not all arrive within call_timeout
 
   // --- encode_pdu / split_* (caller errors, not wire errors) -------------------------------
   kInvalidArgument,   // the Pdu cannot be encoded: header.ptype disagrees with the body,

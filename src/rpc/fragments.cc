@@ -1,5 +1,6 @@
 #include "rpc/fragments.h"
 
+#include <algorithm>
 #include <type_traits>
 #include <utility>
 
@@ -60,7 +61,8 @@ std::expected<std::vector<std::vector<std::uint8_t>>, std::error_code> split(
 }  // namespace
 
 template <typename P>
-std::expected<std::optional<Call>, std::error_code> RequestReassembler::feed_impl(P&& pdu) {
+std::expected<std::optional<Call>, std::error_code> RequestReassembler::feed_impl(
+    P&& pdu, TimePoint now, std::optional<std::size_t> stub_cap) {
   auto* q = std::get_if<Request>(&pdu.body);
   if (q == nullptr) return fail(Errc::kNotARequest);
   const PduHeader& h = pdu.header;
@@ -70,10 +72,11 @@ std::expected<std::optional<Call>, std::error_code> RequestReassembler::feed_imp
 
   if (first) {
     if (it != calls_.end()) {
-      calls_.erase(it);
+      forget(it);
       return fail(Errc::kDuplicateFirstFragment);
     }
-    if (q->stub.size() > limits_.max_stub_size) return fail(Errc::kStubTooLarge);
+    const std::size_t cap = stub_cap.value_or(limits_.max_stub_size);
+    if (q->stub.size() > cap) return fail(Errc::kStubTooLarge);
     if (!last && calls_.size() >= limits_.max_calls_in_progress) {
       return fail(Errc::kTooManyCalls);
     }
@@ -84,40 +87,104 @@ std::expected<std::optional<Call>, std::error_code> RequestReassembler::feed_imp
     call.object = q->object;
     call.drep = h.drep;
     call.pfc_flags = h.pfc_flags;
-    if constexpr (std::is_rvalue_reference_v<P&&>) {
-      call.stub = std::move(q->stub);
-    } else {
-      call.stub = q->stub;
+    if (last) {
+      // Handed back at once: nothing is held.
+      if constexpr (std::is_rvalue_reference_v<P&&>) {
+        call.stub = std::move(q->stub);
+      } else {
+        call.stub = q->stub;
+      }
+      return std::optional<Call>(std::move(call));
     }
-    if (last) return std::optional<Call>(std::move(call));
-    calls_.emplace(h.call_id, std::move(call));
+    // A copy sized to the fragment: the decoded PDU's buffer may be larger than its stub.
+    if (limits_.max_held_bytes != 0 &&
+        q->stub.size() > limits_.max_held_bytes - std::min(held_, limits_.max_held_bytes)) {
+      return fail(Errc::kReassemblyBudget);
+    }
+    call.stub.reserve(q->stub.size());
+    call.stub.assign(q->stub.begin(), q->stub.end());
+    const std::size_t held = call.stub.capacity();
+    held_ += held;
+    calls_.emplace(h.call_id, Open{std::move(call), cap, held, now});
     return std::optional<Call>();
   }
 
   if (it == calls_.end()) return fail(Errc::kUnknownCall);
-  Call& call = it->second;
+  Call& call = it->second.call;
   if (call.p_cont_id != q->p_cont_id || call.opnum != q->opnum || call.object != q->object ||
       call.drep != h.drep) {
-    calls_.erase(it);
+    forget(it);
     return fail(Errc::kFragmentMismatch);
   }
-  if (q->stub.size() > limits_.max_stub_size - call.stub.size()) {
-    calls_.erase(it);
+  const std::size_t cap = it->second.cap;
+  if (q->stub.size() > cap - call.stub.size()) {
+    forget(it);
     return fail(Errc::kStubTooLarge);
+  }
+  const std::size_t needed = call.stub.size() + q->stub.size();
+  if (needed > call.stub.capacity()) {
+    // Grow geometrically (amortised O(1) appends) but never past the call's cap, and check the
+    // budget on what will really be allocated before allocating it.
+    const std::size_t old_capacity = it->second.held;
+    const std::size_t grown = std::min(std::max(needed, old_capacity * 2), cap);
+    const std::size_t others = held_ - old_capacity;
+    if (limits_.max_held_bytes != 0 &&
+        (others > limits_.max_held_bytes || grown > limits_.max_held_bytes - others)) {
+      forget(it);
+      return fail(Errc::kReassemblyBudget);
+    }
+    call.stub.reserve(grown);
+    it->second.held = call.stub.capacity();
+    held_ = others + it->second.held;
   }
   call.stub.insert(call.stub.end(), q->stub.begin(), q->stub.end());
   if (!last) return std::optional<Call>();
   std::optional<Call> done(std::move(call));
-  calls_.erase(it);
+  forget(it);
   return done;
 }
 
-std::expected<std::optional<Call>, std::error_code> RequestReassembler::feed(const Pdu& pdu) {
-  return feed_impl(pdu);
+void RequestReassembler::forget(std::unordered_map<std::uint32_t, Open>::iterator it) {
+  held_ -= it->second.held;  // not the stub's capacity: a completed call's stub was moved out
+  calls_.erase(it);
 }
 
-std::expected<std::optional<Call>, std::error_code> RequestReassembler::feed(Pdu&& pdu) {
-  return feed_impl(std::move(pdu));
+bool RequestReassembler::abandon(std::uint32_t call_id) {
+  auto it = calls_.find(call_id);
+  if (it == calls_.end()) return false;
+  forget(it);
+  return true;
+}
+
+void RequestReassembler::clear() {
+  // A fresh table: erase() keeps the buckets.
+  calls_ = {};
+  held_ = 0;
+}
+
+std::optional<TimePoint> RequestReassembler::expiry() const {
+  if (calls_.empty() || limits_.call_timeout <= std::chrono::milliseconds::zero()) {
+    return std::nullopt;
+  }
+  TimePoint earliest = TimePoint::max();
+  for (const auto& [id, open] : calls_)  // at most max_calls_in_progress
+    earliest = std::min(earliest, open.started);
+  return earliest + limits_.call_timeout;
+}
+
+bool RequestReassembler::expired(TimePoint now) const {
+  const auto e = expiry();
+  return e && now >= *e;
+}
+
+std::expected<std::optional<Call>, std::error_code> RequestReassembler::feed(
+    const Pdu& pdu, TimePoint now, std::optional<std::size_t> stub_cap) {
+  return feed_impl(pdu, now, stub_cap);
+}
+
+std::expected<std::optional<Call>, std::error_code> RequestReassembler::feed(
+    Pdu&& pdu, TimePoint now, std::optional<std::size_t> stub_cap) {
+  return feed_impl(std::move(pdu), now, stub_cap);
 }
 
 std::expected<std::vector<std::vector<std::uint8_t>>, std::error_code> split_response(

@@ -6,6 +6,7 @@
 // hint and is never used to allocate.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <expected>
@@ -19,9 +20,22 @@
 
 namespace rpcgate::rpc {
 
+// The reassembler never reads a clock: the caller passes the time in (sans-I/O).
+using TimePoint = std::chrono::steady_clock::time_point;
+
 struct ReassemblyLimits {
-  std::size_t max_stub_size = 4u << 20;    // total stub bytes of one call (4 MiB)
+  // Total stub bytes of one call (4 MiB, Samba's DCERPC_NCACN_REQUEST_DEFAULT_MAX_SIZE) when the
+  // caller gives no cap of its own for the call's context (feed()'s `stub_cap`, e.g. the
+  // interface's: an endpoint mapper request needs far less).
+  std::size_t max_stub_size = 4u << 20;
   std::size_t max_calls_in_progress = 16;  // multi-fragment calls awaiting their LAST fragment
+  // Bytes held for all open calls of this reassembler (one connection), counted as allocated:
+  // the capacity of every open call's stub buffer, not its size. 0 = no budget.
+  std::size_t max_held_bytes = 8u << 20;
+  // FIRST fragment -> LAST fragment of one call, checked by expired(now); zero = no deadline.
+  // Each fragment is a whole PDU, so a per-PDU timeout never fires for a call whose LAST
+  // fragment never comes.
+  std::chrono::milliseconds call_timeout{5000};
 };
 
 // A complete request call.
@@ -45,34 +59,63 @@ struct Call {
 //   kUnknownCall.
 // * a later fragment whose p_cont_id, opnum, object UUID or packed_drep differs from the first:
 //   kFragmentMismatch (firewalls.md B11; the first fragment decides what the call is).
-// * stub total > max_stub_size: kStubTooLarge (also for a single-PDU call).
-// * FIRST-without-LAST when max_calls_in_progress calls are already open: kTooManyCalls. A call
-//   whose LAST never comes stays open until abandon()/clear(); so missing LAST fragments end in
-//   kTooManyCalls, never in unbounded memory.
+// * stub total > the call's cap: kStubTooLarge (also for a single-PDU call). The cap is fixed by
+//   the FIRST fragment: feed()'s `stub_cap` if given (the cap of the interface its context is
+//   bound to), else limits.max_stub_size - so a FIRST fragment of a small interface cannot start
+//   a 4 MiB call.
+// * the bytes held for all open calls (stub buffer capacities) would exceed max_held_bytes:
+//   kReassemblyBudget. Checked before the buffer grows, so the budget is never allocated past.
+// * FIRST-without-LAST when max_calls_in_progress calls are already open: kTooManyCalls.
 // * a PDU that is not a request: kNotARequest.
+// A call whose LAST never comes stays open until abandon()/clear(), or until the caller sees
+// expired(now) (call_timeout after its FIRST fragment) and ends the connection; so missing LAST
+// fragments end in kTooManyCalls / kReassemblyBudget / the deadline, never in unbounded memory.
 // Auth trailers are not part of the stub; verify each fragment's trailer before feeding it.
 class RequestReassembler {
  public:
   explicit RequestReassembler(ReassemblyLimits limits = {}) : limits_(limits) {}
+  RequestReassembler(RequestReassembler&&) = default;
+  RequestReassembler& operator=(RequestReassembler&&) = default;
 
-  // Feeds one decoded PDU. Returns the complete call when `pdu` completes one (a FIRST|LAST
-  // PDU, or the LAST fragment of an open call), std::nullopt while the call needs more fragments.
-  std::expected<std::optional<Call>, std::error_code> feed(const Pdu& pdu);
+  // Feeds one decoded PDU received at `now`. Returns the complete call when `pdu` completes one
+  // (a FIRST|LAST PDU, or the LAST fragment of an open call), std::nullopt while the call needs
+  // more fragments. `stub_cap`: the cap of the call a FIRST fragment starts (ignored on later
+  // fragments: the first fragment decides); nullopt = limits().max_stub_size.
+  std::expected<std::optional<Call>, std::error_code> feed(
+      const Pdu& pdu, TimePoint now = {}, std::optional<std::size_t> stub_cap = std::nullopt);
   // Same, taking the stub by move (no copy for single-fragment calls).
-  std::expected<std::optional<Call>, std::error_code> feed(Pdu&& pdu);
+  std::expected<std::optional<Call>, std::error_code> feed(
+      Pdu&& pdu, TimePoint now = {}, std::optional<std::size_t> stub_cap = std::nullopt);
 
   // Forgets an open call (co_cancel, orphaned). True if it was open.
-  bool abandon(std::uint32_t call_id) { return calls_.erase(call_id) != 0; }
-  void clear() { calls_.clear(); }
+  bool abandon(std::uint32_t call_id);
+  // Forgets every open call and frees their buffers.
+  void clear();
   std::size_t calls_in_progress() const { return calls_.size(); }
+  // Bytes allocated for the stubs of open calls (sum of their buffers' capacities).
+  std::size_t held_bytes() const { return held_; }
+  // The earliest FIRST fragment time of an open call + call_timeout; nullopt when no call is open
+  // or there is no deadline.
+  std::optional<TimePoint> expiry() const;
+  // Whether an open call has passed its deadline at `now`.
+  bool expired(TimePoint now) const;
   const ReassemblyLimits& limits() const { return limits_; }
 
  private:
+  struct Open {
+    Call call;
+    std::size_t cap = 0;   // stub cap fixed by the FIRST fragment
+    std::size_t held = 0;  // call.stub.capacity() as counted in held_
+    TimePoint started;     // when the FIRST fragment came
+  };
   template <typename P>
-  std::expected<std::optional<Call>, std::error_code> feed_impl(P&& pdu);
+  std::expected<std::optional<Call>, std::error_code> feed_impl(P&& pdu, TimePoint now,
+                                                                std::optional<std::size_t> cap);
+  void forget(std::unordered_map<std::uint32_t, Open>::iterator it);
 
   ReassemblyLimits limits_;
-  std::unordered_map<std::uint32_t, Call> calls_;
+  std::unordered_map<std::uint32_t, Open> calls_;
+  std::size_t held_ = 0;
 };
 
 // What every fragment of a split stub repeats.

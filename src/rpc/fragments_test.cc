@@ -115,6 +115,91 @@ TEST(Reassembler, MissingLastEndsInTooManyCalls) {
   EXPECT_TRUE(r.feed(request(100, kFirst, {1})));
 }
 
+TEST(Reassembler, TheFirstFragmentFixesTheCallsCap) {
+  RequestReassembler r;  // default max_stub_size 4 MiB
+  // A FIRST|LAST or FIRST fragment over the cap given for its context.
+  EXPECT_EQ(r.feed(request(1, kFirst | kLast, Bytes(11)), {}, 10).error(), Errc::kStubTooLarge);
+  EXPECT_EQ(r.feed(request(2, kFirst, Bytes(11)), {}, 10).error(), Errc::kStubTooLarge);
+  EXPECT_TRUE(r.feed(request(3, kFirst | kLast, Bytes(10)), {}, 10).value());
+  // Exactly the cap across fragments, then one byte over. A later fragment's cap is ignored.
+  EXPECT_FALSE(r.feed(request(4, kFirst, Bytes(6)), {}, 10).value());
+  auto done = r.feed(request(4, kLast, Bytes(4)), {}, 1000);
+  ASSERT_TRUE(done && *done);
+  EXPECT_EQ((*done)->stub.size(), 10u);
+  EXPECT_FALSE(r.feed(request(5, kFirst, Bytes(6)), {}, 10).value());
+  EXPECT_EQ(r.feed(request(5, 0, Bytes(5)), {}, 1000).error(), Errc::kStubTooLarge);
+  EXPECT_EQ(r.calls_in_progress(), 0u);
+  EXPECT_EQ(r.held_bytes(), 0u);
+}
+
+TEST(Reassembler, HeldBytesCountCapacityAndStayWithinTheBudget) {
+  ReassemblyLimits limits;
+  limits.max_held_bytes = 100;
+  RequestReassembler r(limits);
+  EXPECT_FALSE(r.feed(request(1, kFirst, Bytes(40))).value());
+  EXPECT_FALSE(r.feed(request(2, kFirst, Bytes(40))).value());
+  EXPECT_EQ(r.held_bytes(), 80u);
+  EXPECT_EQ(r.feed(request(3, kFirst, Bytes(21))).error(), Errc::kReassemblyBudget);
+  EXPECT_EQ(r.held_bytes(), 80u);  // nothing allocated for the refused call
+  EXPECT_FALSE(r.feed(request(3, kFirst, Bytes(20))).value());
+  EXPECT_EQ(r.held_bytes(), 100u);  // exactly the budget
+  EXPECT_EQ(r.calls_in_progress(), 3u);
+  // Growing a buffer counts its new capacity: call 1 would need 41 bytes -> refused, forgotten.
+  EXPECT_EQ(r.feed(request(1, 0, Bytes(1))).error(), Errc::kReassemblyBudget);
+  EXPECT_EQ(r.held_bytes(), 60u);
+  // Completion and abandon give the bytes back.
+  auto two = r.feed(request(2, kLast, Bytes(1)));  // 41 bytes: grows within the budget
+  ASSERT_TRUE(two && *two);
+  EXPECT_EQ((*two)->stub.size(), 41u);
+  EXPECT_EQ(r.held_bytes(), 20u);
+  EXPECT_TRUE(r.abandon(3));
+  EXPECT_EQ(r.held_bytes(), 0u);
+  EXPECT_FALSE(r.feed(request(4, kFirst, Bytes(50))).value());
+  r.clear();
+  EXPECT_EQ(r.held_bytes(), 0u);
+  EXPECT_EQ(r.calls_in_progress(), 0u);
+}
+
+TEST(Reassembler, GrowthNeverPassesTheCallsCap) {
+  RequestReassembler r;
+  EXPECT_FALSE(r.feed(request(1, kFirst, Bytes(10)), {}, 16).value());
+  EXPECT_EQ(r.held_bytes(), 10u);
+  EXPECT_FALSE(r.feed(request(1, 0, Bytes(1)), {}, 16).value());
+  EXPECT_EQ(r.held_bytes(), 16u);  // doubling would give 20; the cap is 16
+  EXPECT_FALSE(r.feed(request(1, 0, Bytes(5)), {}, 16).value());
+  EXPECT_EQ(r.held_bytes(), 16u);
+}
+
+TEST(Reassembler, CallDeadlineCountsFromTheFirstFragment) {
+  using std::chrono::milliseconds;
+  ReassemblyLimits limits;
+  limits.call_timeout = milliseconds(500);
+  RequestReassembler r(limits);
+  const TimePoint t0 = TimePoint() + std::chrono::hours(1);
+  EXPECT_FALSE(r.expiry());
+  EXPECT_FALSE(r.feed(request(1, kFirst, Bytes(4)), t0).value());
+  EXPECT_FALSE(r.feed(request(2, kFirst, Bytes(4)), t0 + milliseconds(300)).value());
+  // Later fragments do not move the deadline.
+  EXPECT_FALSE(r.feed(request(1, 0, Bytes(4)), t0 + milliseconds(400)).value());
+  EXPECT_EQ(r.expiry(), t0 + milliseconds(500));
+  EXPECT_FALSE(r.expired(t0 + milliseconds(499)));
+  EXPECT_TRUE(r.expired(t0 + milliseconds(500)));
+  // Once call 1 completes, call 2's deadline is the next.
+  EXPECT_TRUE(r.feed(request(1, kLast, Bytes(4)), t0 + milliseconds(450)).value());
+  EXPECT_EQ(r.expiry(), t0 + milliseconds(800));
+  EXPECT_FALSE(r.expired(t0 + milliseconds(799)));
+  r.clear();
+  EXPECT_FALSE(r.expiry());
+  EXPECT_FALSE(r.expired(t0 + std::chrono::hours(1)));
+  // A single-PDU call is never open, and a zero timeout means no deadline.
+  EXPECT_TRUE(r.feed(request(3, kFirst | kLast, Bytes(4)), t0).value());
+  EXPECT_FALSE(r.expiry());
+  limits.call_timeout = milliseconds(0);
+  RequestReassembler none(limits);
+  EXPECT_FALSE(none.feed(request(1, kFirst, Bytes(4)), t0).value());
+  EXPECT_FALSE(none.expiry());
+}
+
 TEST(Reassembler, NotARequest) {
   RequestReassembler r;
   EXPECT_EQ(r.feed(make_pdu(Response{}, 1)).error(), Errc::kNotARequest);

@@ -24,6 +24,7 @@
 // called over a transport that cannot carry file descriptors (TCP).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <expected>
 #include <span>
@@ -37,6 +38,9 @@ namespace rpcgate::runtime::broker {
 
 inline constexpr std::uint16_t kOpAllocatePort = 0;
 inline constexpr std::uint16_t kOpReleasePort = 1;
+// The largest request stub (the per-call cap given to Server::add_interface): AllocatePort's two
+// u32 (port_class, families); ReleasePort's is one u16.
+inline constexpr std::size_t kMaxRequestStub = 8;
 
 // rpcgate_broker 2cd4ce45-89a0-4180-be18-590cec9bb12f v1.0
 const rpc::SyntaxId& broker_syntax();

@@ -23,7 +23,8 @@ BrokerService::BrokerService(epm::PortBroker& broker, BrokerOptions options)
 }
 
 bool BrokerService::attach(Server& server) {
-  if (!server.add_interface(broker::broker_syntax(), handler())) return false;
+  if (!server.add_interface(broker::broker_syntax(), handler(), broker::kMaxRequestStub))
+    return false;
   server.on_connection_closed([this](std::uint64_t id) { connection_closed(id); });
   return true;
 }

@@ -29,7 +29,8 @@ Handler epm_handler(epm::EpmService& service) {
 }
 
 bool attach_epm_service(Server& server, epm::EpmService& service) {
-  if (!server.add_interface(rpc::kEpmSyntax, epm_handler(service))) return false;
+  if (!server.add_interface(rpc::kEpmSyntax, epm_handler(service), epm::kMaxRequestStub))
+    return false;
   server.on_connection_closed(
       [&service](std::uint64_t id) { (void)service.connection_closed(id); });
   return true;

@@ -1,5 +1,6 @@
 #include "runtime/net.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -123,6 +124,30 @@ std::string format_sockaddr(const sockaddr* sa, socklen_t len) {
     return "unix:" + std::string(sun->sun_path, strnlen(sun->sun_path, path_len));
   }
   return "?";
+}
+
+std::string peer_key(const asio::ip::address& address) {
+  if (address.is_v4()) return address.to_string();
+  const auto v6 = address.to_v6();
+  if (v6.is_v4_mapped()) return asio::ip::make_address_v4(asio::ip::v4_mapped, v6).to_string();
+  auto bytes = v6.to_bytes();
+  std::fill(bytes.begin() + 8, bytes.end(), std::uint8_t{0});
+  return asio::ip::address_v6(bytes).to_string() + "/64";  // no scope id: a /64 is global
+}
+
+std::string peer_key(const sockaddr* sa, socklen_t len) {
+  if (sa == nullptr || len < static_cast<socklen_t>(sizeof(sa_family_t))) return {};
+  if (sa->sa_family == AF_INET && len >= static_cast<socklen_t>(sizeof(sockaddr_in))) {
+    asio::ip::address_v4::bytes_type b;
+    std::memcpy(b.data(), &reinterpret_cast<const sockaddr_in*>(sa)->sin_addr, b.size());
+    return peer_key(asio::ip::address(asio::ip::address_v4(b)));
+  }
+  if (sa->sa_family == AF_INET6 && len >= static_cast<socklen_t>(sizeof(sockaddr_in6))) {
+    asio::ip::address_v6::bytes_type b;
+    std::memcpy(b.data(), &reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr, b.size());
+    return peer_key(asio::ip::address(asio::ip::address_v6(b)));
+  }
+  return {};
 }
 
 std::expected<TcpListeners, ListenError> listen_tcp_same_port(

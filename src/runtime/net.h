@@ -77,6 +77,14 @@ socklen_t make_sockaddr(const asio::ip::address& address, std::uint16_t port, so
 // unnamed ones); "?" for anything else.
 std::string format_sockaddr(const sockaddr* sa, socklen_t len);
 
+// The key of a client's per-peer budgets (connections, reassembly bytes, ...): what one party
+// plausibly controls. IPv4: the address ("192.0.2.7"). IPv6: its /64 ("2001:db8:1:2::/64"), the
+// smallest prefix a site or a host is routinely given (RFC 6177), so one attacker cannot count
+// as 2^64 peers. An IPv4-mapped IPv6 address (::ffff:a.b.c.d, on a dual-stack socket) is the
+// IPv4 peer it maps. peer_key(sockaddr) gives "" for anything that is not AF_INET/AF_INET6.
+std::string peer_key(const asio::ip::address& address);
+std::string peer_key(const sockaddr* sa, socklen_t len);
+
 // Listening TCP sockets (SO_REUSEADDR, IPv6 with IPV6_V6ONLY so IPv4 and IPv6 are separate
 // sockets) on the SAME port on every address of `addresses` (non-empty), all or nothing:
 // * port != 0: bind that port on each address; the first failure closes what was opened and is

@@ -107,5 +107,29 @@ TEST(Net, LocalPortRangeIsSetOrUnsupported) {
   }
 }
 
+// Issue 10 item 9: one IPv6 host or site must not count as 2^64 peers.
+TEST(Net, PeerKeyIsTheIpv4AddressOrTheIpv6Slash64) {
+  auto key = [](const char* text) { return peer_key(asio::ip::make_address(text)); };
+  EXPECT_EQ(key("192.0.2.7"), "192.0.2.7");
+  EXPECT_EQ(key("127.0.0.1"), "127.0.0.1");
+  EXPECT_EQ(key("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+  EXPECT_EQ(key("2001:db8:1:2:ffff:ffff:ffff:ffff"), "2001:db8:1:2::/64");
+  EXPECT_NE(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));  // the next /64 is another peer
+  EXPECT_EQ(key("::1"), "::/64");
+  EXPECT_EQ(key("fe80::1%1"), "fe80::/64");  // no scope id in the key
+  // IPv4-mapped (a dual-stack socket): the IPv4 peer, so both listeners count it once.
+  EXPECT_EQ(key("::ffff:192.0.2.7"), "192.0.2.7");
+  EXPECT_EQ(key("::ffff:192.0.2.7"), key("192.0.2.7"));
+
+  sockaddr_storage ss{};
+  socklen_t len = make_sockaddr(asio::ip::make_address("2001:db8::9"), 135, ss);
+  EXPECT_EQ(peer_key(reinterpret_cast<sockaddr*>(&ss), len), "2001:db8::/64");
+  len = make_sockaddr(asio::ip::make_address("198.51.100.1"), 135, ss);
+  EXPECT_EQ(peer_key(reinterpret_cast<sockaddr*>(&ss), len), "198.51.100.1");
+  sockaddr_storage unix_addr{};
+  unix_addr.ss_family = AF_UNIX;
+  EXPECT_EQ(peer_key(reinterpret_cast<sockaddr*>(&unix_addr), sizeof unix_addr), "");
+}
+
 }  // namespace
 }  // namespace rpcgate::runtime

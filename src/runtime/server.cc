@@ -10,6 +10,7 @@
 #include <asio/generic/stream_protocol.hpp>
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/steady_timer.hpp>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
@@ -46,6 +47,16 @@ std::string_view to_string(CloseReason r) {
       return "write timeout";
     case CloseReason::kServerStop:
       return "server stop";
+    case CloseReason::kCallTooLarge:
+      return "call over its interface's stub cap";
+    case CloseReason::kConnectionBudget:
+      return "reassembly budget per connection";
+    case CloseReason::kPeerBudget:
+      return "reassembly budget per peer";
+    case CloseReason::kServerBudget:
+      return "reassembly budget of the server";
+    case CloseReason::kCallTimeout:
+      return "call deadline";
     case CloseReason::kCount:
       break;
   }
@@ -170,6 +181,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   const Info& info() const { return info_; }
   bool closed() const { return closed_; }
+  // Bytes allocated for this connection's unfinished calls, as last reported to the server.
+  std::size_t reassembly_held() const { return held_; }
 
   void start() {
     update_interest();
@@ -207,6 +220,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     out_bytes_ = 0;
     pending_in_.clear();
     pending_in_.shrink_to_fit();
+    assoc_.abort();  // frees the unfinished calls' buffers now, not when the last ref goes
+    sync_held();
     server_.connection_closed(*this, reason, why);
   }
 
@@ -343,8 +358,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
     after_state_change();
   }
 
+  // Reports a change of the association's reassembly bytes to the server, which enforces the
+  // per-peer and server-wide budgets (and may close this connection or another one).
+  void sync_held() {
+    const std::size_t now_held = assoc_.reassembly_held_bytes();
+    if (now_held == held_) return;
+    const std::size_t before = held_;
+    held_ = now_held;
+    server_.reassembly_changed(*this, before, now_held);
+  }
+
   void process(std::span<const std::uint8_t> data) {
     in_process_ = true;
+    const auto now = Clock::now();
     while (!data.empty() && !closed_) {
       if (paused()) {
         if (!closing_) pending_in_.insert(pending_in_.end(), data.begin(), data.end());
@@ -360,10 +386,27 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (!framer_.ready()) continue;
       ++server_.stats_.pdus_in;
       auto pdu = rpc::decode_pdu(framer_.frame());
-      rpc::Decision d = pdu ? assoc_.handle(std::move(*pdu))
+      std::uint16_t p_cont_id = 0;
+      if (pdu) {
+        if (const auto* q = std::get_if<rpc::Request>(&pdu->body)) p_cont_id = q->p_cont_id;
+      }
+      const std::size_t held_before = held_;
+      rpc::Decision d = pdu ? assoc_.handle(std::move(*pdu), now)
                             : assoc_.handle_malformed(pdu.error(), framer_.frame());
       framer_.pop();
       pdu_deadline_.reset();
+      if (d.action == rpc::Decision::Action::kCloseConnection) {
+        if (d.reason == rpc::Errc::kStubTooLarge) {
+          server_.log_budget_close(info_.id, info_.peer, CloseReason::kCallTooLarge,
+                                   assoc_.stub_cap(p_cont_id), held_before);
+        } else if (d.reason == rpc::Errc::kReassemblyBudget) {
+          server_.log_budget_close(info_.id, info_.peer, CloseReason::kConnectionBudget,
+                                   server_.options().max_reassembly_bytes_per_connection,
+                                   held_before);
+        }
+      }
+      sync_held();
+      if (closed_) break;  // a budget closed this connection
       if (!frag_negotiated_ && assoc_.state() == rpc::ServerAssociation::State::kBound &&
           assoc_.max_recv_frag() != 0) {
         framer_.set_max_frag_length(assoc_.max_recv_frag());
@@ -392,10 +435,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
       case A::kDispatch:
         if (d.call) dispatch(std::move(*d.call));
         break;
-      case A::kCloseConnection:
+      case A::kCloseConnection: {
         if (!d.pdu.empty()) enqueue(std::move(d.pdu));
-        close_after_flush(CloseReason::kProtocol, d.reason);
+        auto reason = CloseReason::kProtocol;
+        if (d.reason == rpc::Errc::kStubTooLarge) reason = CloseReason::kCallTooLarge;
+        if (d.reason == rpc::Errc::kReassemblyBudget) reason = CloseReason::kConnectionBudget;
+        close_after_flush(reason, d.reason);
         break;
+      }
       case A::kIgnore:
         break;
     }
@@ -458,6 +505,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     auto d = Clock::time_point::max();
     if (write_deadline_) d = std::min(d, *write_deadline_);
     if (pdu_deadline_) d = std::min(d, *pdu_deadline_);
+    if (auto call = assoc_.call_expiry()) d = std::min(d, *call);
     if (outstanding_ == 0 && out_.empty()) {
       const auto& o = server_.options();
       bool bound = assoc_.state() == rpc::ServerAssociation::State::kBound;
@@ -486,6 +534,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
     auto now = Clock::now();
     if (write_deadline_ && now >= *write_deadline_) return close(CloseReason::kWriteTimeout);
     if (pdu_deadline_ && now >= *pdu_deadline_) return close(CloseReason::kPduTimeout);
+    if (auto d = assoc_.handle_expiry(now); d.action == rpc::Decision::Action::kCloseConnection) {
+      server_.log_budget_close(info_.id, info_.peer, CloseReason::kCallTimeout,
+                               static_cast<std::size_t>(server_.options().call_timeout.count()),
+                               held_);
+      return close(CloseReason::kCallTimeout, d.reason);
+    }
     if (next_deadline() <= now) return close(CloseReason::kIdleTimeout);
     update_timer();
   }
@@ -505,6 +559,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::optional<Clock::time_point> write_deadline_;
   Clock::time_point armed_at_{};
   std::uint64_t timer_gen_ = 0;
+  std::size_t held_ = 0;  // assoc_.reassembly_held_bytes() as the server last counted it
   CloseReason closing_reason_ = CloseReason::kProtocol;
   std::error_code closing_why_;
   bool timer_armed_ = false;
@@ -630,19 +685,23 @@ Server::Server(asio::io_context& io, ServerOptions options)
     info.listening = true;
     return info;
   });
-  add_interface(rpc::kMgmtSyntax, [this](CallContext& ctx, Responder r) {
-    complete(std::move(r), mgmt_->call(ctx.opnum, ctx.stub, ctx.endian));
-  });
+  add_interface(
+      rpc::kMgmtSyntax,
+      [this](CallContext& ctx, Responder r) {
+        complete(std::move(r), mgmt_->call(ctx.opnum, ctx.stub, ctx.endian));
+      },
+      epm::kMgmtMaxRequestStub);
 }
 
 Server::~Server() {
   stop();
 }
 
-bool Server::add_interface(const rpc::SyntaxId& interface, Handler handler) {
+bool Server::add_interface(const rpc::SyntaxId& interface, Handler handler,
+                           std::optional<std::size_t> max_stub_size) {
   for (const auto& r : interfaces_)
     if (r.interface.uuid == interface.uuid && r.interface.major == interface.major) return false;
-  interfaces_.push_back(Registered{interface, std::move(handler)});
+  interfaces_.push_back(Registered{interface, std::move(handler), max_stub_size});
   return true;
 }
 
@@ -742,8 +801,7 @@ void Server::accepted(detail::Listener& listener, int fd) {
   info.peer = format_sockaddr(reinterpret_cast<sockaddr*>(&peer), plen);
   info.local = format_sockaddr(reinterpret_cast<sockaddr*>(&local), llen);
   if (info.transport == Transport::kTcp) {
-    auto colon = info.peer.rfind(':');
-    info.peer_key = info.peer.substr(0, colon);
+    info.peer_key = peer_key(reinterpret_cast<sockaddr*>(&peer), plen);
     info.local_port = local_port(fd);
     if (local.ss_family == AF_INET) {
       std::array<std::uint8_t, 4> a;
@@ -778,6 +836,13 @@ void Server::accepted(detail::Listener& listener, int fd) {
   config.interfaces = [this](const rpc::SyntaxId& s) { return find_interface(s) != nullptr; };
   config.max_frag = options_.max_frag;
   config.new_assoc_group_id = next_assoc_group_id();
+  config.reassembly.max_stub_size = options_.max_stub_size;
+  config.reassembly.max_held_bytes = options_.max_reassembly_bytes_per_connection;
+  config.reassembly.call_timeout = options_.call_timeout;
+  config.stub_limit = [this](const rpc::SyntaxId& s) -> std::optional<std::size_t> {
+    const auto* r = find_interface(s);
+    return r != nullptr ? r->max_stub_size : std::nullopt;
+  };
   config.secondary_address = info.transport == Transport::kTcp
                                  ? std::to_string(info.local_port)
                                  : std::filesystem::path(listener.unix_path_).filename().string();
@@ -880,6 +945,8 @@ void Server::stop() {
   for (auto& c : all)
     c->close(CloseReason::kServerStop);
   // No wait left behind: io_context::run() returns once the rest of its work is done.
+  if (trim_timer_) trim_timer_->cancel();
+  trim_pending_ = false;
   if (poller_) {
     asio::error_code ec;
     poller_->cancel(ec);
@@ -889,6 +956,97 @@ void Server::stop() {
 
 ServerStats Server::stats() const {
   return stats_;
+}
+
+void Server::reassembly_changed(detail::Connection& c, std::size_t before, std::size_t after) {
+  const std::string& key = c.info().peer_key;
+  stats_.reassembly_bytes = stats_.reassembly_bytes + after - before;
+  stats_.reassembly_bytes_peak = std::max(stats_.reassembly_bytes_peak, stats_.reassembly_bytes);
+  std::size_t peer_held = 0;
+  if (!key.empty()) {
+    auto& held = per_peer_held_[key];
+    held = held + after - before;
+    peer_held = held;
+    if (held == 0) per_peer_held_.erase(key);
+  }
+  if (after < before) {
+    released_since_trim_ += before - after;
+    if (released_since_trim_ >= kTrimAfterReleasedBytes) schedule_trim();
+    return;
+  }
+  // Grew: the peer's budget first (it singles out the peer), then the server's. Each close
+  // releases the victim's bytes (re-entering here with after < before), so the loops end.
+  const std::size_t peer_budget = options_.max_reassembly_bytes_per_peer;
+  while (!key.empty() && peer_budget != 0 && peer_held > peer_budget) {
+    close_biggest(key, CloseReason::kPeerBudget, peer_budget, peer_held);
+    auto it = per_peer_held_.find(key);
+    peer_held = it == per_peer_held_.end() ? 0 : it->second;
+  }
+  const std::size_t budget = options_.max_reassembly_bytes;
+  while (budget != 0 && stats_.reassembly_bytes > budget)
+    close_biggest({}, CloseReason::kServerBudget, budget, stats_.reassembly_bytes);
+}
+
+void Server::close_biggest(const std::string& peer_key, CloseReason reason, std::size_t budget,
+                           std::size_t held) {
+  // A scan, only when a budget is exceeded; the victim holds at least the average, so a scan
+  // frees a large share of what is held.
+  std::shared_ptr<detail::Connection> victim;
+  for (const auto& [id, c] : connections_) {
+    if (c->closed() || (!peer_key.empty() && c->info().peer_key != peer_key)) continue;
+    if (!victim || c->reassembly_held() > victim->reassembly_held()) victim = c;
+  }
+  if (!victim || victim->reassembly_held() == 0) {
+    // Cannot happen (the totals are sums over open connections); never loop on it.
+    stats_.reassembly_bytes = 0;
+    per_peer_held_.clear();
+    return;
+  }
+  log_budget_close(victim->info().id, victim->info().peer, reason, budget, held);
+  victim->close(reason);
+}
+
+void Server::log_budget_close(std::uint64_t id, const std::string& peer, CloseReason reason,
+                              std::size_t budget, std::size_t held) {
+  const auto now = Clock::now();
+  if (now - budget_log_window_ >= kBudgetLogWindow) {
+    budget_log_window_ = now;
+    budget_log_lines_ = 0;
+  }
+  if (budget_log_lines_ >= kBudgetLogBurst) {
+    ++budget_log_suppressed_;
+    return;
+  }
+  ++budget_log_lines_;
+  std::string more;
+  if (budget_log_suppressed_ > 0) {
+    more = " (" + std::to_string(budget_log_suppressed_) + " similar close(s) not logged before)";
+    budget_log_suppressed_ = 0;
+  }
+  if (reason == CloseReason::kCallTimeout) {
+    spdlog::warn("rpc connection {} from {} closed: {} {} ms exceeded, {} bytes held{}", id, peer,
+                 to_string(reason), budget, held, more);
+  } else {
+    spdlog::warn("rpc connection {} from {} closed: {} {} bytes exceeded, {} bytes held{}", id,
+                 peer, to_string(reason), budget, held, more);
+  }
+}
+
+void Server::schedule_trim() {
+  if (trim_pending_ || stopped_) return;
+  trim_pending_ = true;
+  if (!trim_timer_) trim_timer_ = std::make_unique<asio::steady_timer>(io_);
+  // Never inline: the buffers being released may still be in use up the stack (a call's stub
+  // during its handler), and at most once per kTrimInterval whatever the release rate.
+  trim_timer_->expires_at(std::max(Clock::now(), last_trim_ + kTrimInterval));
+  trim_timer_->async_wait([this](const asio::error_code& ec) {
+    if (ec) return;  // cancelled: the Server may be gone
+    trim_pending_ = false;
+    last_trim_ = Clock::now();
+    released_since_trim_ = 0;
+    ++stats_.malloc_trims;
+    ::malloc_trim(0);
+  });
 }
 
 }  // namespace rpcgate::runtime

@@ -48,6 +48,23 @@
 //    read), the connection is not read; write_timeout without write progress closes it;
 //  * max_connections / max_connections_per_peer: over the limit a new connection is accepted and
 //    closed at once (counted in ServerStats::connections_rejected);
+//  * memory held for unfinished (fragmented) requests is budgeted at every level (issue 10):
+//    - per call: the stub cap of the interface the FIRST fragment's context is bound to
+//      (add_interface's max_stub_size, default ServerOptions::max_stub_size); over it the client
+//      gets fault 5 (access denied, as Samba) and the connection closes (kCallTooLarge);
+//    - per connection: max_reassembly_bytes_per_connection, the capacity of every unfinished
+//      call's buffer; over it that connection gets the same fault and closes (kConnectionBudget);
+//    - per peer (Connection::Info::peer_key, net.h peer_key: IPv4 address, IPv6 /64):
+//      max_reassembly_bytes_per_peer; over it the peer's connection holding the most closes
+//      (kPeerBudget, no reply);
+//    - server-wide: max_reassembly_bytes; over it the connection holding the most closes
+//      (kServerBudget, no reply);
+//    - call_timeout: every fragment of a call within it of the FIRST (each fragment is a whole
+//      PDU, so pdu_timeout never fires for a LAST that never comes); else close (kCallTimeout).
+//    Each such close is one warning naming the budget, its value, the peer and the bytes held
+//    (at most kBudgetLogBurst lines per kBudgetLogWindow; the rest are counted in the next).
+//    Memory released this way is given back to the system: once kTrimAfterReleasedBytes of
+//    reassembly memory was released, malloc_trim(0) runs, at most once per kTrimInterval.
 //  * handler exceptions are caught (fault nca_s_fault_unspec), never propagated.
 #pragma once
 
@@ -69,6 +86,7 @@
 #include <asio/io_context.hpp>
 #include <asio/ip/address.hpp>
 #include <asio/posix/stream_descriptor.hpp>
+#include <asio/steady_timer.hpp>
 #include <sys/socket.h>
 
 #include "common/uuid.h"
@@ -192,6 +210,16 @@ struct ServerOptions {
   std::uint16_t max_frag = 5840;                    // ServerConfig::max_frag (Windows' value)
   int listen_backlog = 1024;
   int listen_tries = 16;  // listen_tcp(port 0) retries on EADDRINUSE
+  // Reassembly budgets (see the file comment). max_stub_size: the cap of one call's stub for an
+  // interface added without its own (Samba's default, 4 MiB). Per connection: two such calls.
+  // A budget of 0 means none. The defaults suit a general server; rpcgate-epmd sets its own.
+  std::size_t max_stub_size = 4u << 20;
+  std::size_t max_reassembly_bytes_per_connection = 8u << 20;
+  std::size_t max_reassembly_bytes_per_peer = 64u << 20;
+  std::size_t max_reassembly_bytes = 256u << 20;
+  // FIRST fragment -> LAST fragment of one call (a few fragments of a legitimate call arrive
+  // within milliseconds; a trickle of whole PDUs must not hold memory for the idle timeout).
+  std::chrono::milliseconds call_timeout{5'000};
   // Export the management interface afa8bd80-7d8a-11c9-bef4-08002b102989 v1.0 (epm::MgmtService),
   // as every DCE / Windows / Samba server does (Impacket's rpcmap.py binds it to list a server's
   // interfaces). See Server::Server.
@@ -207,6 +235,12 @@ enum class CloseReason : std::uint8_t {
   kPduTimeout,    // a PDU did not complete within pdu_timeout
   kWriteTimeout,  // output made no progress within write_timeout
   kServerStop,    // stop()
+  // Reassembly budgets (see the file comment):
+  kCallTooLarge,      // a call's stub over its interface's cap (fault 5 sent)
+  kConnectionBudget,  // over max_reassembly_bytes_per_connection (fault 5 sent)
+  kPeerBudget,        // the peer's biggest holder, over max_reassembly_bytes_per_peer
+  kServerBudget,      // the server's biggest holder, over max_reassembly_bytes
+  kCallTimeout,       // a call's fragments did not all arrive within call_timeout
   kCount,
 };
 std::string_view to_string(CloseReason r);
@@ -222,7 +256,22 @@ struct ServerStats {
   std::uint64_t faults = 0;  // fault PDUs sent for dispatched calls
   std::array<std::uint64_t, static_cast<std::size_t>(CloseReason::kCount)> closes{};
   std::map<std::string, std::uint64_t> protocol_closes;  // kProtocol closes by error message
+  // Bytes allocated for unfinished calls' stubs now, in all connections (a gauge), and the most
+  // it has been.
+  std::uint64_t reassembly_bytes = 0;
+  std::uint64_t reassembly_bytes_peak = 0;
+  std::uint64_t malloc_trims = 0;  // malloc_trim(0) calls after reassembly memory was released
 };
+
+// Budget closes are logged at most kBudgetLogBurst times per kBudgetLogWindow (a remote client
+// can cause one per connection); the next logged line counts those left out.
+inline constexpr std::size_t kBudgetLogBurst = 20;
+inline constexpr std::chrono::seconds kBudgetLogWindow{10};
+// malloc_trim(0) after this much reassembly memory was released (closed connections, finished
+// calls), at most once per kTrimInterval: glibc keeps freed memory in the heap otherwise, so a
+// burst of attack connections would leave the daemon's RSS at its peak.
+inline constexpr std::size_t kTrimAfterReleasedBytes = 1u << 20;
+inline constexpr std::chrono::milliseconds kTrimInterval{1'000};
 
 class Server {
  public:
@@ -243,8 +292,12 @@ class Server {
 
   // Registers a Handler for an abstract syntax. Binds are accepted for a registered interface
   // by rpc::interface_matches (same UUID and major, our minor >= the client's). Returns false
-  // (and changes nothing) if the same UUID+major is already registered.
-  bool add_interface(const rpc::SyntaxId& interface, Handler handler);
+  // (and changes nothing) if the same UUID+major is already registered. `max_stub_size`: the
+  // largest request stub the interface can legitimately need (size it from its IDL and its own
+  // limits); a call over it is refused as soon as its fragments pass it. nullopt:
+  // ServerOptions::max_stub_size.
+  bool add_interface(const rpc::SyntaxId& interface, Handler handler,
+                     std::optional<std::size_t> max_stub_size = std::nullopt);
   // The registered interface ids, in registration order (MGMT, registered by the constructor,
   // first when exported).
   std::vector<rpc::SyntaxId> interfaces() const;
@@ -284,6 +337,7 @@ class Server {
   struct Registered {
     rpc::SyntaxId interface;
     Handler handler;
+    std::optional<std::size_t> max_stub_size;
   };
 
   const Registered* find_interface(const rpc::SyntaxId& requested) const;
@@ -296,6 +350,15 @@ class Server {
   void arm_poller();
   void on_poller_ready();
   std::uint32_t next_assoc_group_id();
+  // A connection's reassembly bytes went from `before` to `after`: totals, budgets, trimming.
+  void reassembly_changed(detail::Connection& c, std::size_t before, std::size_t after);
+  // Closes the biggest holder (of `peer_key`'s connections, or of all with "") for `reason`.
+  void close_biggest(const std::string& peer_key, CloseReason reason, std::size_t budget,
+                     std::size_t held);
+  // One warning for a budget close (rate-limited, see kBudgetLogBurst).
+  void log_budget_close(std::uint64_t id, const std::string& peer, CloseReason reason,
+                        std::size_t budget, std::size_t held);
+  void schedule_trim();
 
   asio::io_context& io_;
   ServerOptions options_;
@@ -303,6 +366,14 @@ class Server {
   std::vector<std::shared_ptr<detail::Listener>> listeners_;
   std::unordered_map<std::uint64_t, std::shared_ptr<detail::Connection>> connections_;
   std::unordered_map<std::string, std::size_t> per_peer_;
+  std::unordered_map<std::string, std::size_t> per_peer_held_;  // reassembly bytes per peer
+  std::size_t released_since_trim_ = 0;
+  std::chrono::steady_clock::time_point last_trim_{};
+  std::unique_ptr<asio::steady_timer> trim_timer_;
+  bool trim_pending_ = false;
+  std::chrono::steady_clock::time_point budget_log_window_{};
+  std::size_t budget_log_lines_ = 0;
+  std::size_t budget_log_suppressed_ = 0;
   std::size_t tcp_connections_ = 0;
   std::size_t local_connections_ = 0;
   std::vector<std::function<void(std::uint64_t)>> close_hooks_;

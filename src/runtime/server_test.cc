@@ -458,5 +458,213 @@ TEST(ServerLimits, LocalConnectionsHaveTheirOwnBudget) {
   ::unlink(path.c_str());
 }
 
+// ---- reassembly budgets (issue 10 item 1) -----------------------------------------------------
+
+// One request fragment on context 0 (EPM after impacket_epm_bind), `stub_size` bytes.
+std::vector<std::uint8_t> fragment(std::uint32_t call_id, std::uint8_t flags,
+                                   std::size_t stub_size) {
+  rpc::Request q;
+  q.opnum = 3;
+  q.stub.assign(stub_size, 0x5a);
+  return *rpc::encode_pdu(rpc::make_pdu(std::move(q), call_id, flags));
+}
+constexpr std::uint8_t kFirst = rpc::pfc::kFirstFrag;
+constexpr std::uint8_t kLast = rpc::pfc::kLastFrag;
+
+// A budget test server: EPM (an echo handler) with `epm_cap` as its stub cap.
+struct BudgetServer {
+  explicit BudgetServer(ServerOptions o, std::optional<std::size_t> epm_cap = std::nullopt)
+      : st(o) {
+    st.server().add_interface(
+        rpc::kEpmSyntax, [](CallContext& c, Responder r) { r.reply(c.stub); }, epm_cap);
+    auto p = st.server().listen_tcp({kLoopback}, 0);
+    EXPECT_TRUE(p);
+    port = p.value_or(0);
+    st.start();
+  }
+  // A connection bound to EPM (bind_ack read).
+  RawConn bound() {
+    auto c = RawConn::tcp(port);
+    EXPECT_TRUE(c);
+    EXPECT_TRUE(c->send(testing::impacket_epm_bind()));
+    EXPECT_TRUE(c->read_pdu());
+    return std::move(*c);
+  }
+  ServerStats stats() {
+    return st.on_io([this] { return st.server().stats(); });
+  }
+  std::uint64_t closes(CloseReason r) { return stats().closes[static_cast<std::size_t>(r)]; }
+  ServerThread st;
+  std::uint16_t port = 0;
+};
+
+// The fault a refused call gets: status 5 (access denied, as Samba), the call did not run.
+void expect_access_denied_fault(RawConn& c, std::uint32_t call_id) {
+  auto bytes = c.read_pdu();
+  ASSERT_TRUE(bytes);
+  auto pdu = rpc::decode_pdu(*bytes);
+  ASSERT_TRUE(pdu);
+  const auto* f = std::get_if<rpc::Fault>(&pdu->body);
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(f->status, rpc::status::kRpcSAccessDenied);
+  EXPECT_EQ(pdu->header.call_id, call_id);
+  EXPECT_TRUE(pdu->header.pfc_flags & rpc::pfc::kDidNotExecute);
+}
+
+TEST(ServerBudgets, CallOverItsInterfaceCapIsRefusedFromItsFirstFragment) {
+  BudgetServer b(short_timeouts(), /*epm_cap=*/100);
+  {  // exactly the cap, in two fragments: served
+    auto c = b.bound();
+    auto in = fragment(2, kFirst, 60);
+    auto last = fragment(2, kLast, 40);
+    in.insert(in.end(), last.begin(), last.end());
+    ASSERT_TRUE(c.send(in));
+    auto reply = c.read_pdu();
+    ASSERT_TRUE(reply);
+    auto pdu = rpc::decode_pdu(*reply);
+    ASSERT_TRUE(pdu);
+    ASSERT_NE(std::get_if<rpc::Response>(&pdu->body), nullptr);
+    EXPECT_EQ(std::get<rpc::Response>(pdu->body).stub.size(), 100u);
+  }
+  {  // a FIRST fragment alone over the cap (the server-wide default is 4 MiB)
+    auto c = b.bound();
+    ASSERT_TRUE(c.send(fragment(2, kFirst, 101)));
+    expect_access_denied_fault(c, 2);
+    EXPECT_TRUE(c.wait_closed(2s));
+  }
+  {  // one byte over, on the second fragment
+    auto c = b.bound();
+    auto in = fragment(3, kFirst, 60);
+    auto middle = fragment(3, 0, 41);
+    in.insert(in.end(), middle.begin(), middle.end());
+    ASSERT_TRUE(c.send(in));
+    expect_access_denied_fault(c, 3);
+    EXPECT_TRUE(c.wait_closed(2s));
+  }
+  EXPECT_EQ(b.closes(CloseReason::kCallTooLarge), 2u);
+  EXPECT_EQ(b.stats().reassembly_bytes, 0u);
+}
+
+TEST(ServerBudgets, OverThePerConnectionBudgetThatConnectionIsClosed) {
+  ServerOptions o = short_timeouts();
+  o.max_reassembly_bytes_per_connection = 10'000;
+  BudgetServer b(o);
+  auto c = b.bound();
+  ASSERT_TRUE(c.send(fragment(2, kFirst, 4000)));
+  ASSERT_TRUE(c.send(fragment(3, kFirst, 4000)));
+  ASSERT_TRUE(c.send(fragment(4, kFirst, 2000)));  // 10 000: at the budget, not over
+  auto other = b.bound();                          // another connection has its own budget
+  ASSERT_TRUE(other.send(fragment(2, kFirst, 4000)));
+  for (auto t0 = Clock::now(); b.stats().reassembly_bytes < 14'000 && Clock::now() - t0 < 2s;)
+    std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(b.stats().reassembly_bytes, 14'000u);
+  ASSERT_TRUE(c.send(fragment(5, kFirst, 1)));  // one byte over
+  expect_access_denied_fault(c, 5);
+  EXPECT_TRUE(c.wait_closed(2s));
+  EXPECT_EQ(b.closes(CloseReason::kConnectionBudget), 1u);
+  // The other connection is untouched and completes its call.
+  ASSERT_TRUE(other.send(fragment(2, kLast, 8)));
+  auto reply = other.read_pdu();
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(rpc::decode_pdu(*reply)->header.ptype,
+            static_cast<std::uint8_t>(rpc::PType::kResponse));
+}
+
+TEST(ServerBudgets, OverThePerPeerBudgetThePeersBiggestHolderIsClosed) {
+  ServerOptions o = short_timeouts();
+  o.max_reassembly_bytes_per_connection = 16'000;
+  o.max_reassembly_bytes_per_peer = 20'000;
+  BudgetServer b(o);
+  auto big = b.bound();
+  auto small = b.bound();
+  for (std::uint32_t id : {2u, 3u, 4u, 5u})
+    ASSERT_TRUE(big.send(fragment(id, kFirst, 4000)));  // 16 000
+  ASSERT_TRUE(small.send(fragment(2, kFirst, 4000)));   // 4 000: 20 000, at the budget
+  for (auto t0 = Clock::now(); b.stats().reassembly_bytes < 20'000 && Clock::now() - t0 < 2s;)
+    std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(b.closes(CloseReason::kPeerBudget), 0u);
+  ASSERT_TRUE(small.send(fragment(4, kFirst, 4000)));  // 24 000: the biggest (16 000) goes
+  EXPECT_TRUE(big.wait_closed(2s));
+  EXPECT_EQ(b.closes(CloseReason::kPeerBudget), 1u);
+  ASSERT_TRUE(small.send(fragment(2, kLast, 8)));  // the newcomer that tipped it is served
+  auto reply = small.read_pdu();
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(rpc::decode_pdu(*reply)->header.ptype,
+            static_cast<std::uint8_t>(rpc::PType::kResponse));
+  EXPECT_EQ(b.stats().reassembly_bytes, 4'000u);
+}
+
+TEST(ServerBudgets, OverTheServerBudgetTheBiggestHolderIsClosed) {
+  ServerOptions o = short_timeouts();
+  o.max_reassembly_bytes_per_peer = 0;  // none: only the server-wide budget applies
+  o.max_reassembly_bytes = 10'000;
+  BudgetServer b(o);
+  auto big = b.bound();
+  auto small = b.bound();
+  ASSERT_TRUE(big.send(fragment(2, kFirst, 3000)));
+  ASSERT_TRUE(big.send(fragment(3, kFirst, 3000)));
+  for (auto t0 = Clock::now(); b.stats().reassembly_bytes < 6'000 && Clock::now() - t0 < 2s;)
+    std::this_thread::sleep_for(5ms);
+  ASSERT_TRUE(small.send(fragment(2, kFirst, 4000)));  // 10 000: at the budget
+  ASSERT_TRUE(small.send(fragment(3, kFirst, 100)));   // over: `big` goes, not the newcomer
+  EXPECT_TRUE(big.wait_closed(2s));
+  EXPECT_EQ(b.closes(CloseReason::kServerBudget), 1u);
+  EXPECT_FALSE(small.wait_closed(100ms));
+  EXPECT_EQ(b.stats().reassembly_bytes, 4'100u);
+}
+
+TEST(ServerBudgets, CallDeadlineClosesATrickleOfWholeFragments) {
+  ServerOptions o = short_timeouts();
+  o.call_timeout = 300ms;
+  o.pdu_timeout = 5s;  // every fragment is a whole PDU anyway
+  BudgetServer b(o);
+  auto trickle = b.bound();
+  auto quick = b.bound();
+  const auto t0 = Clock::now();
+  ASSERT_TRUE(trickle.send(fragment(2, kFirst, 100)));
+  bool closed = false;
+  for (int i = 0; i < 20 && !closed; ++i) {  // a middle fragment every 100 ms, never LAST
+    closed = trickle.wait_closed(100ms);
+    if (!closed) trickle.send(fragment(2, 0, 100));
+  }
+  EXPECT_TRUE(closed);
+  EXPECT_GE(Clock::now() - t0, 290ms);
+  EXPECT_LT(Clock::now() - t0, 1500ms);
+  EXPECT_EQ(b.closes(CloseReason::kCallTimeout), 1u);
+  // A call completed within the deadline is served, and its connection stays.
+  ASSERT_TRUE(quick.send(fragment(2, kFirst, 100)));
+  std::this_thread::sleep_for(100ms);
+  ASSERT_TRUE(quick.send(fragment(2, kLast, 100)));
+  ASSERT_TRUE(quick.read_pdu());
+  EXPECT_FALSE(quick.wait_closed(400ms));
+  EXPECT_EQ(b.closes(CloseReason::kCallTimeout), 1u);
+}
+
+TEST(ServerBudgets, ReleasedReassemblyMemoryIsTrimmed) {
+  BudgetServer b(short_timeouts());
+  {
+    std::vector<RawConn> conns;
+    for (int i = 0; i < 4; ++i) {
+      conns.push_back(b.bound());
+      for (int n = 0; n < 128; ++n)  // one call of 128 x 4000 bytes: ~500 KB each
+        ASSERT_TRUE(conns.back().send(fragment(2, n == 0 ? kFirst : 0, 4000)));
+    }
+    for (auto t0 = Clock::now(); b.stats().reassembly_bytes < 2'000'000 && Clock::now() - t0 < 3s;)
+      std::this_thread::sleep_for(5ms);
+    EXPECT_GE(b.stats().reassembly_bytes, 2'000'000u);
+    EXPECT_EQ(b.stats().malloc_trims, 0u);
+  }  // all closed
+  auto done = [&] {
+    auto s = b.stats();
+    return s.malloc_trims > 0 && s.reassembly_bytes == 0;
+  };
+  for (auto t0 = Clock::now(); !done() && Clock::now() - t0 < 3s;)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(b.stats().reassembly_bytes, 0u);
+  EXPECT_GE(b.stats().malloc_trims, 1u);
+  EXPECT_LE(b.stats().malloc_trims, 2u);  // rate-limited, not once per connection
+  EXPECT_GE(b.stats().reassembly_bytes_peak, 2'000'000u);
+}
+
 }  // namespace
 }  // namespace rpcgate::runtime
