@@ -165,9 +165,9 @@ def as_nobody(*args, timeout=20):
     return json.loads(r.stdout.splitlines()[-1])
 
 
-def registered(uuid):
+def registered(uuid, version="1.0"):
     try:
-        return hept_map(uuid)
+        return hept_map(uuid, version=version)
     except DCERPCException as e:
         if "ept_s_not_registered" in str(e):
             return None
@@ -207,7 +207,7 @@ class Registrants(unittest.TestCase):
                                "mgmt_delete": CANT_PERFORM_OP})
         self.assertEqual(registered(ALPHA), f"ncacn_ip_tcp:127.0.0.1[{root_srv.port}]")
         # epmd's own entry stays.
-        self.assertEqual(registered("e1af8308-5d1f-11c9-91a4-08002b14a0fa"),
+        self.assertEqual(registered("e1af8308-5d1f-11c9-91a4-08002b14a0fa", "3.0"),
                          "ncacn_ip_tcp:127.0.0.1[135]")
         # Root over loopback TCP still may (tcp_registration stays on by default).
         got = epm_calls(135, BETA, 50150)
@@ -302,27 +302,28 @@ class Registrants(unittest.TestCase):
     # -- the socket's directory, --user nobody ---------------------------------------------------
 
     def start_failing(self, control, *extra):
+        """The daemon's exit status and its log (stdout and stderr together)."""
         return subprocess.run([os.path.join(BIN, "rpcgate-epmd"), "--listen", "127.0.0.1:135",
-                               "--control", control, *extra], capture_output=True, text=True,
-                              timeout=20)
+                               "--control", control, *extra], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, timeout=20)
 
     def test_a_socket_directory_another_user_controls_is_refused(self):
         foreign = os.path.join(self.workdir, "foreign")
         os.mkdir(foreign)
         os.chown(foreign, NOBODY, NOBODY)
         r = self.start_failing(os.path.join(foreign, "epmd.sock"))
-        self.assertEqual(r.returncode, 1, r.stderr)
-        self.assertIn(f"control socket directory {foreign}: owned by uid {NOBODY}", r.stderr)
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn(f"control socket directory {foreign}: owned by uid {NOBODY}", r.stdout)
         self.assertFalse(os.path.exists(os.path.join(foreign, "epmd.sock")))
         # Even a directory it would create below the foreign one.
         r = self.start_failing(os.path.join(foreign, "sub", "epmd.sock"))
-        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(r.returncode, 1, r.stdout)
         open_dir = os.path.join(self.workdir, "open")
         os.mkdir(open_dir)
         os.chmod(open_dir, 0o777)
         r = self.start_failing(os.path.join(open_dir, "epmd.sock"))
-        self.assertEqual(r.returncode, 1, r.stderr)
-        self.assertIn(f"control socket directory {open_dir}: owned by uid 0, mode 0777", r.stderr)
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn(f"control socket directory {open_dir}: owned by uid 0, mode 0777", r.stdout)
         # Sticky, as /tmp: others cannot rename or remove what is ours.
         os.chmod(open_dir, 0o1777)
         log = open(os.path.join(self.workdir, "sticky.log"), "w")

@@ -140,7 +140,8 @@ bool is_loopback(const sockaddr* sa, socklen_t len);
 // calling process' network namespace, with the uid that created the socket (in the caller's
 // user namespace). One netlink socket, opened at the first lookup, kept open (also after a
 // privilege drop: reading sock_diag needs no privilege); each lookup is one sendto + one recv,
-// answered synchronously by the kernel (about 4 us on loopback, net_test.cc).
+// answered synchronously by the kernel within sendto() - per accepted loopback connection, not
+// per call.
 // Not thread-safe (one per thread).
 class SocketOwners {
  public:
