@@ -1,6 +1,8 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <grp.h>
+#include <pwd.h>
 #include <toml++/toml.h>
 
 namespace rpcgate::epmd {
@@ -69,6 +71,23 @@ std::expected<void, std::string> check_budgets(const Config& config) {
                            std::to_string(config.max_reassembly_bytes) + ")");
   }
   return {};
+}
+
+std::expected<Registrants, std::string> resolve_registrants(const std::vector<std::string>& names) {
+  Registrants out;
+  for (const auto& name : names) {
+    if (!name.empty() && name.front() == '@') {
+      const group* gr = ::getgrnam(name.c_str() + 1);
+      if (gr == nullptr)
+        return std::unexpected("registrants: no such group \"" + name.substr(1) + "\"");
+      out.gids.push_back(gr->gr_gid);
+    } else {
+      const passwd* pw = name.empty() ? nullptr : ::getpwnam(name.c_str());
+      if (pw == nullptr) return std::unexpected("registrants: no such user \"" + name + "\"");
+      out.uids.push_back(pw->pw_uid);
+    }
+  }
+  return out;
 }
 
 std::optional<std::array<std::uint8_t, 4>> parse_ipv4(std::string_view text) {
@@ -207,12 +226,28 @@ std::expected<Config, std::string> parse_config_toml(std::string_view text, std:
                                  std::to_string(kMaxCallTimeoutMs));
       }
       base.call_timeout_ms = static_cast<std::uint64_t>(i->get());
+    } else if (k == "registrants") {
+      if (auto e = string_list(k, base.registrants)) return std::unexpected(*e);
+      for (const auto& name : base.registrants) {
+        if (name.empty() || name == "@") {
+          return std::unexpected(src + ": [epmd] registrants: \"" + name +
+                                 "\" is not a user name or @group");
+        }
+      }
+    } else if (k == "max_local_connections_per_uid" || k == "max_ports_per_uid") {
+      const std::uint64_t limit = k == "max_ports_per_uid" ? 65535 : kLocalConnections;
+      const auto* i = node.as_integer();
+      if (i == nullptr || i->get() < 1 || static_cast<std::uint64_t>(i->get()) > limit)
+        return type_error(k, "an integer from 1 to " + std::to_string(limit));
+      (k == "max_ports_per_uid" ? base.max_ports_per_uid : base.max_local_connections_per_uid) =
+          static_cast<std::size_t>(i->get());
     } else {
       return std::unexpected(src + ": [epmd] unknown key \"" + std::string(k) +
                              "\" (known: listen, control, advertise, tcp_registration, "
                              "broker_addresses, user, log_level, seed, max_connections, "
-                             "max_connections_per_peer, max_entries_per_uid, "
-                             "max_handles_per_peer, max_handles_total, "
+                             "max_connections_per_peer, registrants, "
+                             "max_local_connections_per_uid, max_ports_per_uid, "
+                             "max_entries_per_uid, max_handles_per_peer, max_handles_total, "
                              "max_reassembly_bytes_per_connection, "
                              "max_reassembly_bytes_per_peer, max_reassembly_bytes, "
                              "call_timeout_ms)");

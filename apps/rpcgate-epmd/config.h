@@ -30,6 +30,27 @@
 //   max_reassembly_bytes_per_peer = 4194304        # requests: per connection, per client
 //   max_reassembly_bytes = 33554432                # address (IPv6 /64), in all
 //   call_timeout_ms = 5000                 # all fragments of one call within this
+//   registrants = ["@rpcgate", "svc-foo"]  # who may register and take ports besides root and
+//                                          # epmd's own user (always allowed: either could take
+//                                          # over the daemon anyway): user names and @groups
+//                                          # (primary or supplementary members), resolved at start
+//                                          # (an unknown name is an error, exit 2). Default: none.
+//   max_local_connections_per_uid = 32     # control-socket connections one uid may hold (of
+//                                          # kLocalConnections; root exempt), 1..128
+//   max_ports_per_uid = 256                # broker ports one uid may hold at once (root exempt;
+//                                          # over it AllocatePort answers 1721), 1..65535
+//
+// Who may register: on the control socket the peer's SO_PEERCRED uid (or its process gid); over
+// TCP (tcp_registration) only a loopback peer whose socket's owner uid the kernel reports
+// (NETLINK_SOCK_DIAG), judged by the same rule - a loopback peer of unknown uid may not. The
+// control socket file is owned by epmd's user and, at bind:
+//   * a group listed:                         group = the first listed group, mode 0660;
+//   * no group, no user but root/epmd's user: mode 0600 (nobody else can even connect);
+//   * a listed user the above would lock out: mode 0666 (with a warning naming the user) - then
+//     any local user may connect, but only registrants may register, and each uid holds at
+//     most max_local_connections_per_uid of the socket's connections.
+// Every existing directory above the control socket must be owned by root or epmd's user and
+// not be group/world-writable unless sticky (net.h check_socket_directory), else exit 1.
 //
 // These five limits are integers from 1 to kMaxConnectionsLimit (--max-connections,
 // --max-connections-per-peer, --max-entries-per-uid, --max-handles-per-peer, --max-handles-total
@@ -60,6 +81,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <sys/types.h>
 
 #include "epm/epm_service.h"
 #include "policy/policy.h"
@@ -113,6 +136,9 @@ struct Config {
   std::size_t max_reassembly_bytes_per_peer = 4u << 20;
   std::size_t max_reassembly_bytes = 32u << 20;
   std::uint64_t call_timeout_ms = 5'000;
+  std::vector<std::string> registrants;            // "user" / "@group" (see above)
+  std::size_t max_local_connections_per_uid = 32;  // runtime::ServerOptions' default
+  std::size_t max_ports_per_uid = 256;             // runtime::BrokerOptions' default
   // The policy file, if any ("" = embedded default), kept so SIGHUP can read it again.
   std::string policy_file;
 };
@@ -125,6 +151,13 @@ std::expected<Config, std::string> parse_config_toml(std::string_view text, std:
 // The rules between keys (per_connection <= per_peer <= max_reassembly_bytes), checked by
 // parse_config_toml and again after the command line overrode keys. Error: a sentence.
 std::expected<void, std::string> check_budgets(const Config& config);
+// The registrants list resolved with getpwnam / getgrnam ("@name" is a group).
+struct Registrants {
+  std::vector<uid_t> uids;
+  std::vector<gid_t> gids;  // in the order listed: the first is the control socket's group
+};
+// Error: "registrants: no such user \"x\"" / "... no such group \"x\"".
+std::expected<Registrants, std::string> resolve_registrants(const std::vector<std::string>& names);
 
 // Parses a dotted IPv4 address for `advertise`.
 std::optional<std::array<std::uint8_t, 4>> parse_ipv4(std::string_view text);

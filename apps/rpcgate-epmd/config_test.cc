@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "epm/epm_service.h"
+#include "runtime/broker_service.h"
 #include "runtime/server.h"
 
 namespace rpcgate::epmd {
@@ -35,6 +36,49 @@ TEST(Config, DefaultsWithoutEpmdTable) {
   EXPECT_FALSE(c->advertise);
   EXPECT_EQ(c->max_connections, runtime::ServerOptions{}.max_connections);
   EXPECT_EQ(c->max_connections_per_peer, runtime::ServerOptions{}.max_connections_per_peer);
+  EXPECT_TRUE(c->registrants.empty());
+  EXPECT_EQ(c->max_local_connections_per_uid,
+            runtime::ServerOptions{}.max_local_connections_per_uid);
+  EXPECT_EQ(c->max_ports_per_uid, runtime::BrokerOptions{}.max_ports_per_uid);
+}
+
+TEST(Config, RegistrantsAndPerUidBudgets) {
+  auto c = parse_config_toml(R"([epmd]
+registrants = ["root", "@root", "nobody"]
+max_local_connections_per_uid = 8
+max_ports_per_uid = 16
+)",
+                             "f.toml");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->registrants, (std::vector<std::string>{"root", "@root", "nobody"}));
+  EXPECT_EQ(c->max_local_connections_per_uid, 8u);
+  EXPECT_EQ(c->max_ports_per_uid, 16u);
+  for (const char* bad : {"registrants = \"root\"", "registrants = [\"\"]", "registrants = [\"@\"]",
+                          "registrants = [1]"}) {
+    auto e = parse_config_toml(std::string("[epmd]\n") + bad + "\n", "f.toml");
+    ASSERT_FALSE(e) << bad;
+    EXPECT_NE(e.error().find("registrants"), std::string::npos) << e.error();
+  }
+  for (const char* bad :
+       {"max_local_connections_per_uid = 0", "max_local_connections_per_uid = 129",
+        "max_ports_per_uid = 0", "max_ports_per_uid = 65536", "max_ports_per_uid = \"1\""}) {
+    auto e = parse_config_toml(std::string("[epmd]\n") + bad + "\n", "f.toml");
+    ASSERT_FALSE(e) << bad;
+    EXPECT_NE(e.error().find("must be an integer from 1 to"), std::string::npos) << e.error();
+  }
+}
+
+TEST(Config, RegistrantNamesResolveOrNameTheUnknownOne) {
+  auto r = resolve_registrants({"root", "@root", "nobody"});
+  ASSERT_TRUE(r) << r.error();
+  EXPECT_EQ(r->uids, (std::vector<uid_t>{0, 65534}));
+  EXPECT_EQ(r->gids, (std::vector<gid_t>{0}));
+  auto user = resolve_registrants({"root", "no-such-user-rpcgate"});
+  ASSERT_FALSE(user);
+  EXPECT_EQ(user.error(), "registrants: no such user \"no-such-user-rpcgate\"");
+  auto group = resolve_registrants({"@no-such-group-rpcgate"});
+  ASSERT_FALSE(group);
+  EXPECT_EQ(group.error(), "registrants: no such group \"no-such-group-rpcgate\"");
 }
 
 TEST(Config, ReadsEveryKey) {

@@ -1,5 +1,6 @@
 #include "daemon.h"
 
+#include <array>
 #include <cstdlib>
 #include <functional>
 #include <map>
@@ -86,10 +87,45 @@ void log_invalid_policy(const policy::Policy& p) {
               {"OFFENDING", p.error ? p.error->message : ""}});
 }
 
-bool is_loopback_peer(const std::string& peer) {
-  // "127.x.y.z:port" or "[::1]:port" (an IPv4-mapped loopback arrives on the IPv4 listener).
-  return peer.rfind("127.", 0) == 0 || peer.rfind("[::1]:", 0) == 0 ||
-         peer.rfind("[::ffff:127.", 0) == 0;
+// Who may register (the Unix listener's PeerPolicy, and loopback TCP's), and the control
+// socket's owner, group and mode (config.h says why each).
+struct Access {
+  runtime::PeerPolicy policy;
+  uid_t epmd_uid = 0;
+  std::string warning;  // a listed user the socket's mode would otherwise lock out
+};
+
+std::expected<Access, std::string> resolve_access(const Config& config) {
+  Access a;
+  a.epmd_uid = ::geteuid();
+  gid_t epmd_gid = ::getegid();
+  if (config.user) {
+    const passwd* pw = getpwnam(config.user->c_str());
+    if (pw == nullptr) return std::unexpected("--user: no such user \"" + *config.user + "\"");
+    a.epmd_uid = pw->pw_uid;
+    epmd_gid = pw->pw_gid;
+  }
+  auto listed = resolve_registrants(config.registrants);
+  if (!listed) return std::unexpected(listed.error());
+  auto& p = a.policy;
+  p.allow_root = true;
+  p.allow_same_uid = false;  // explicit: epmd's uid after the privilege drop
+  p.uids = listed->uids;
+  p.uids.push_back(a.epmd_uid);
+  p.gids = listed->gids;
+  p.socket.owner = a.epmd_uid;
+  p.socket.group = p.gids.empty() ? epmd_gid : p.gids.front();
+  p.socket.mode = p.gids.empty() ? 0600 : 0660;
+  for (const uid_t uid : listed->uids) {
+    if (uid == 0 || uid == a.epmd_uid) continue;
+    if (!p.gids.empty() && runtime::uid_in_group(uid, p.gids.front())) continue;
+    p.socket.mode = 0666;
+    a.warning = "registrant uid " + std::to_string(uid) +
+                " is neither epmd's user nor in the control socket's group: the socket is "
+                "mode 0666, any local user may connect (only registrants may register); list "
+                "users through a group to keep it closed";
+  }
+  return a;
 }
 
 std::expected<void, std::string> drop_privileges(const std::string& user) {
@@ -139,8 +175,8 @@ std::size_t raise_fd_limit(const Config& config) {
   return room;
 }
 
-// The runtime closes a connection over max_connections / max_connections_per_peer silently and
-// counts it: say so here, at most one line per kRejectReportEvery however many there were.
+// The runtime closes a connection over a connection budget silently and counts it by budget: say so
+// here, at most one line per kRejectReportEvery however many there were.
 constexpr std::chrono::seconds kRejectReportEvery{10};
 
 class RejectReporter {
@@ -158,20 +194,35 @@ class RejectReporter {
   void stop() { timer_.cancel(); }
 
  private:
+  // "refused 250 connection(s) in the last 10 s: 100 over max_connections_per_peer 100, 150 over
+  // max_connections 150 (300 held now)": only the budgets that refused, with their values.
   void report() {
     const auto stats = server_.stats();
-    if (stats.connections_rejected == reported_) return;
-    spdlog::warn(
-        "refused {} connection(s) in the last {} s: over max_connections {} or "
-        "max_connections_per_peer {} ({} held now)",
-        stats.connections_rejected - reported_, kRejectReportEvery.count(),
-        server_.options().max_connections, server_.options().max_connections_per_peer,
-        stats.connections_active);
-    reported_ = stats.connections_rejected;
+    if (stats.connections_rejected == reported_.connections_rejected) return;
+    const auto& o = server_.options();
+    std::string why;
+    auto add = [&](std::uint64_t now, std::uint64_t before, std::string_view budget,
+                   std::size_t value) {
+      if (now == before) return;
+      why += (why.empty() ? "" : ", ") + std::to_string(now - before) + " over " +
+             std::string(budget) + " " + std::to_string(value);
+    };
+    add(stats.rejected_tcp_per_peer, reported_.rejected_tcp_per_peer, "max_connections_per_peer",
+        o.max_connections_per_peer);
+    add(stats.rejected_tcp_total, reported_.rejected_tcp_total, "max_connections",
+        o.max_connections);
+    add(stats.rejected_local_per_uid, reported_.rejected_local_per_uid,
+        "max_local_connections_per_uid", o.max_local_connections_per_uid);
+    add(stats.rejected_local_total, reported_.rejected_local_total,
+        "max_local_connections (control socket)", o.max_local_connections);
+    spdlog::warn("refused {} connection(s) in the last {} s: {} ({} held now)",
+                 stats.connections_rejected - reported_.connections_rejected,
+                 kRejectReportEvery.count(), why, stats.connections_active);
+    reported_ = stats;
   }
   asio::steady_timer timer_;
   const runtime::Server& server_;
-  std::uint64_t reported_ = 0;
+  runtime::ServerStats reported_;
 };
 
 }  // namespace
@@ -189,6 +240,24 @@ std::expected<policy::Policy, std::string> load_policy(const std::string& file) 
 }
 
 int run(const Config& config, policy::Policy policy) {
+  auto access = resolve_access(config);
+  if (!access) {
+    spdlog::critical("{}", access.error());
+    return 1;
+  }
+  if (!access->warning.empty()) spdlog::warn("{}", access->warning);
+  if (config.user && access->epmd_uid == 65534) {
+    spdlog::warn(
+        "--user {}: every process running as uid 65534 may then connect to the control socket, "
+        "register and take ports (epmd's own user is a registrant); run epmd as a dedicated "
+        "user (useradd --system rpcgate)",
+        *config.user);
+  }
+  const std::array<uid_t, 2> trusted_owners{0, access->epmd_uid};
+  if (auto safe = runtime::check_socket_directory(config.control, trusted_owners); !safe) {
+    spdlog::critical("{}", safe.error().message(trusted_owners));
+    return 1;
+  }
   asio::io_context io;
   runtime::ServerOptions server_options;
   server_options.max_connections = raise_fd_limit(config);
@@ -198,6 +267,10 @@ int run(const Config& config, policy::Policy policy) {
   server_options.max_reassembly_bytes_per_peer = config.max_reassembly_bytes_per_peer;
   server_options.max_reassembly_bytes = config.max_reassembly_bytes;
   server_options.call_timeout = std::chrono::milliseconds(config.call_timeout_ms);
+  server_options.max_local_connections_per_uid = config.max_local_connections_per_uid;
+  // Registration over TCP: only loopback peers whose socket's owner the kernel names, by the
+  // control socket's rule; no lookup at all when it is off.
+  if (config.tcp_registration) server_options.loopback_registrants = access->policy;
   runtime::Server server(io, server_options);
   RejectReporter rejects(io, server);
 
@@ -212,19 +285,9 @@ int run(const Config& config, policy::Policy policy) {
     spdlog::warn("endpoint map: refused a change by {}: {}", caller.peer, epm::to_string(r));
   });
 
-  // Registration over TCP: only from loopback, and only when enabled (the Unix socket's peers
-  // are judged by the listener's PeerPolicy, SO_PEERCRED).
-  const bool tcp_registration = config.tcp_registration;
-  server.add_interface(
-      rpc::kEpmSyntax,
-      [&epm, tcp_registration](runtime::CallContext& ctx, runtime::Responder r) {
-        epm::CallerInfo caller = runtime::caller_info(ctx);
-        if (ctx.transport == runtime::Transport::kTcp) {
-          caller.may_register = tcp_registration && is_loopback_peer(ctx.peer_address);
-        }
-        runtime::complete(std::move(r), epm.call(ctx.opnum, ctx.stub, ctx.endian, caller));
-      },
-      epm::kMaxRequestStub);
+  // may_register: the Unix socket's peers by the listener's PeerPolicy (SO_PEERCRED), loopback
+  // TCP peers by ServerOptions::loopback_registrants (unset without tcp_registration).
+  server.add_interface(rpc::kEpmSyntax, runtime::epm_handler(epm), epm::kMaxRequestStub);
   server.on_connection_closed([&epm](std::uint64_t id) {
     if (const auto removed = epm.connection_closed(id); removed > 0) {
       spdlog::info("connection {} closed: unregistered {} endpoint(s)", id, removed);
@@ -239,6 +302,7 @@ int run(const Config& config, policy::Policy policy) {
     auto addr = asio::ip::make_address(a);
     (addr.is_v4() ? broker_options.ipv4_addresses : broker_options.ipv6_addresses).push_back(addr);
   }
+  broker_options.max_ports_per_uid = config.max_ports_per_uid;
   runtime::BrokerService broker(port_broker, broker_options);
   broker.on_event([](const runtime::BrokerEvent& e) {
     using Kind = runtime::BrokerEvent::Kind;
@@ -276,6 +340,12 @@ int run(const Config& config, policy::Policy policy) {
         }
         break;
       case Kind::kRefused:
+        if (!e.budget.empty()) {
+          spdlog::warn("broker: connection {} {}: status {}: over {}", e.connection_id,
+                       e.peer_address, e.status, e.budget);
+          break;
+        }
+        [[fallthrough]];
       case Kind::kReleaseFailed:
         spdlog::warn("broker: connection {} {}: status {}", e.connection_id, e.peer_address,
                      e.status);
@@ -302,8 +372,7 @@ int run(const Config& config, policy::Policy policy) {
                                     : a.to_string() + ":" + std::to_string(*bound));
     }
   }
-  runtime::PeerPolicy peer_policy;
-  if (auto unix_ok = server.listen_unix(config.control, peer_policy); !unix_ok) {
+  if (auto unix_ok = server.listen_unix(config.control, access->policy); !unix_ok) {
     spdlog::critical("{}", unix_ok.error().message());
     return 1;
   }

@@ -9,9 +9,10 @@
 //                          dies (kill -9 included) leaves no entry and holds no port.
 //
 // Registration (ept_insert / ept_delete / ept_mgmt_delete) is local only (MS-RPCE 3.1.3.5.3):
-// allowed on the Unix socket for peers the PeerPolicy admits (root or epmd's own uid, checked
-// with SO_PEERCRED), and over TCP from loopback addresses when Config::tcp_registration is on;
-// everyone else gets ept_s_cant_perform_op.
+// allowed for registrants (root, epmd's own uid, Config::registrants' users and @groups): on the
+// Unix socket by SO_PEERCRED, and over TCP from loopback peers whose socket's owner uid the
+// kernel reports (NETLINK_SOCK_DIAG) when Config::tcp_registration is on; everyone else - a
+// loopback peer of unknown uid too - gets ept_s_cant_perform_op (the broker: status 5).
 #pragma once
 
 #include <memory>
@@ -29,8 +30,10 @@ namespace rpcgate::epmd {
 std::expected<policy::Policy, std::string> load_policy(const std::string& file);
 
 // Runs the daemon until SIGINT/SIGTERM. Returns the process exit status: 0 after a clean stop,
-// 1 when a listener cannot be opened or privileges cannot be dropped (with one message on stderr
-// naming the address or user).
+// 1 when a listener cannot be opened, privileges cannot be dropped, or a directory above the
+// control socket is not safe (owned by another user than root or epmd's, or writable by others
+// without the sticky bit) - with one message on stderr naming the address, user or directory
+// (its owner and mode).
 int run(const Config& config, policy::Policy policy);
 
 }  // namespace rpcgate::epmd

@@ -37,6 +37,9 @@ int main(int argc, char** argv) {
   std::optional<std::size_t> max_reassembly_bytes_per_peer;
   std::optional<std::size_t> max_reassembly_bytes;
   std::optional<std::uint64_t> call_timeout_ms;
+  std::vector<std::string> registrants;
+  std::optional<std::size_t> max_local_connections_per_uid;
+  std::optional<std::size_t> max_ports_per_uid;
   app.add_option("--config,-c", config_file, "rpcgate.toml ([epmd] and [policy] tables)");
   app.add_option("--policy,-p", policy_file,
                  "Port policy: regedit export (.reg) or rpcgate.toml (default: the [policy] of "
@@ -50,7 +53,19 @@ int main(int argc, char** argv) {
   app.add_option("--advertise", advertise,
                  "IPv4 address put in returned towers (NAT); default: the address the client "
                  "connected to");
-  app.add_option("--user,-u", user, "Drop root to this user after opening the listeners");
+  app.add_option("--user,-u", user,
+                 "Drop root to this user after opening the listeners. Use a dedicated system "
+                 "user (useradd --system rpcgate): epmd's own user may register, so every "
+                 "process running as that user (\"nobody\" would be all of them) could");
+  app.add_option("--registrant", registrants,
+                 "User or @group that may register and take ports besides root and epmd's own "
+                 "user, repeatable (adds to [epmd] registrants)");
+  app.add_option("--max-local-connections-per-uid", max_local_connections_per_uid,
+                 "Control-socket connections one uid may hold (root exempt; default 32)")
+      ->check(CLI::Range(std::size_t{1}, rpcgate::epmd::kLocalConnections));
+  app.add_option("--max-ports-per-uid", max_ports_per_uid,
+                 "Broker ports one uid may hold at once (root exempt; default 256)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{65535}));
   app.add_flag("--no-tcp-registration", no_tcp_registration,
                "Refuse ept_insert/ept_delete over TCP, even from loopback");
   app.add_option("--max-connections", max_connections,
@@ -150,6 +165,14 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
   if (!log_level.empty()) config.log_level = log_level;
+  config.registrants.insert(config.registrants.end(), registrants.begin(), registrants.end());
+  if (max_local_connections_per_uid)
+    config.max_local_connections_per_uid = *max_local_connections_per_uid;
+  if (max_ports_per_uid) config.max_ports_per_uid = *max_ports_per_uid;
+  if (auto r = rpcgate::epmd::resolve_registrants(config.registrants); !r) {
+    std::fprintf(stderr, "rpcgate-epmd: %s\n", r.error().c_str());
+    return kExitUsage;
+  }
 
   spdlog::set_level(spdlog::level::from_str(config.log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");

@@ -60,6 +60,16 @@ void BrokerService::allocate(CallContext& ctx, Responder r) {
     emit(ev);
     return answer(0, ev.status);
   }
+  if (ctx.peer_uid && *ctx.peer_uid != 0) {
+    if (const auto held = held_by_uid(*ctx.peer_uid); held >= options_.max_ports_per_uid) {
+      ev.kind = BrokerEvent::Kind::kRefused;
+      ev.status = broker::kStatusOutOfResources;
+      ev.budget = "max_ports_per_uid " + std::to_string(options_.max_ports_per_uid) + " (uid " +
+                  std::to_string(*ctx.peer_uid) + " holds " + std::to_string(held) + ")";
+      emit(ev);
+      return answer(0, ev.status);
+    }
+  }
   std::vector<asio::ip::address> addresses;
   if (req->families & broker::kFamilyIpv4)
     addresses.insert(addresses.end(), options_.ipv4_addresses.begin(),
@@ -91,6 +101,10 @@ void BrokerService::allocate(CallContext& ctx, Responder r) {
       status = ev.error == policy::Errc::kInvalidParameter ? broker::kStatusInvalidParameter
                                                            : broker::kStatusOutOfResources;
     } else {
+      if (ctx.peer_uid) {
+        connections_by_uid_[*ctx.peer_uid].insert(ctx.connection_id);
+        uid_of_connection_[ctx.connection_id] = *ctx.peer_uid;
+      }
       ev.kind = BrokerEvent::Kind::kAllocated;
       ev.port = *port;
       emit(ev);
@@ -128,7 +142,24 @@ void BrokerService::release(CallContext& ctx, Responder r) {
   r.reply(broker::encode(broker::ReleasePortResponse{status}, ctx.endian));
 }
 
+std::size_t BrokerService::held_by_uid(uid_t uid) const {
+  auto it = connections_by_uid_.find(uid);
+  if (it == connections_by_uid_.end()) return 0;
+  std::size_t held = 0;
+  for (auto id : it->second)
+    held += broker_.holdings(id).size();
+  return held;
+}
+
 void BrokerService::connection_closed(std::uint64_t connection_id) {
+  if (auto it = uid_of_connection_.find(connection_id); it != uid_of_connection_.end()) {
+    auto by_uid = connections_by_uid_.find(it->second);
+    if (by_uid != connections_by_uid_.end()) {
+      by_uid->second.erase(connection_id);
+      if (by_uid->second.empty()) connections_by_uid_.erase(by_uid);
+    }
+    uid_of_connection_.erase(it);
+  }
   for (auto port : broker_.release_owner(connection_id)) {
     BrokerEvent ev;
     ev.kind = BrokerEvent::Kind::kConnectionGone;

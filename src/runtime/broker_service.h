@@ -16,6 +16,11 @@
 // it (PortBroker::release_owner).
 // A stub that does not decode gets fault rpc_x_bad_stub_data; other opnums nca_s_op_rng_error.
 //
+// Per uid (the caller's SO_PEERCRED uid; root exempt): at most BrokerOptions::max_ports_per_uid
+// ports held at once by all of that uid's connections; over it AllocatePort answers 1721
+// (RPC_S_OUT_OF_RESOURCES: what a registrant already treats as "no port for you now") without
+// touching the pool, event kRefused with `budget` naming the limit.
+//
 // ReleasePort: status 0 if the port was held by this connection, else 87.
 //
 // Thread model: the Server's (one io thread); not thread-safe. Lifetimes: the PortBroker and the
@@ -24,7 +29,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -43,6 +50,8 @@ struct BrokerOptions {
   std::vector<asio::ip::address> ipv4_addresses{asio::ip::address_v4::any()};
   std::vector<asio::ip::address> ipv6_addresses{asio::ip::address_v6::any()};
   int backlog = 1024;
+  // Ports one non-root uid may hold at once, over all its connections (see above).
+  std::size_t max_ports_per_uid = 256;
 };
 
 // One broker decision, for the daemon's log.
@@ -50,7 +59,7 @@ struct BrokerEvent {
   enum class Kind : std::uint8_t {
     kAllocated,       // port handed out
     kAllocateFailed,  // status 87 / 1721 (error: policy::Errc; failure: the PortBroker's event)
-    kRefused,         // status 5 / 1702
+    kRefused,         // status 5 / 1702, or 1721 over a per-uid budget (`budget` says which)
     kReleased,        // ReleasePort
     kReleaseFailed,   // ReleasePort of a port not held by the connection (87)
     kConnectionGone,  // released because the connection closed
@@ -63,6 +72,7 @@ struct BrokerEvent {
   std::optional<ucred> peer;
   std::string peer_address;
   std::error_code error;
+  std::string budget;  // kRefused over a budget: "max_ports_per_uid 256 (uid 1000 holds 256)"
   // kAllocateFailed from the PortBroker: event id (RPCGATE-5820 / RPCGATE-1721), the offending
   // policy entry or exhaustion sentence, policy source, pool state (free/held per class). Absent
   // for a request the broker judged itself (unknown class, no family): `error` says 87 then.
@@ -105,8 +115,13 @@ class BrokerService {
     if (sink_) sink_(e);
   }
 
+  // Ports held by all connections of `uid` that allocated through this service.
+  std::size_t held_by_uid(uid_t uid) const;
+
   epm::PortBroker& broker_;
   BrokerOptions options_;
+  std::map<uid_t, std::set<std::uint64_t>> connections_by_uid_;  // that allocated a port
+  std::map<std::uint64_t, uid_t> uid_of_connection_;
   std::function<void(const BrokerEvent&)> sink_;
 };
 

@@ -2,12 +2,17 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -182,7 +187,8 @@ std::expected<TcpListeners, ListenError> listen_tcp_same_port(
   return std::unexpected(last);
 }
 
-std::expected<Fd, ListenError> listen_unix(const std::string& path, unsigned mode, int backlog) {
+std::expected<Fd, ListenError> listen_unix(const std::string& path, UnixSocketAccess access,
+                                           int backlog) {
   auto fail = [&](std::error_code ec) { return std::unexpected(ListenError{ec, path}); };
   sockaddr_un sun{};
   sun.sun_family = AF_UNIX;
@@ -190,12 +196,20 @@ std::expected<Fd, ListenError> listen_unix(const std::string& path, unsigned mod
     return fail(std::make_error_code(std::errc::filename_too_long));
   std::memcpy(sun.sun_path, path.data(), path.size());
 
+  // Missing directories one by one, each 0755 (not create_directories' 0777 & ~umask: a umask of
+  // 077 would lock out a server that dropped root, a umask of 0 would open them to everyone).
   std::error_code ec;
   auto parent = std::filesystem::path(path).parent_path();
   if (!parent.empty() && !std::filesystem::exists(parent, ec)) {
-    std::filesystem::create_directories(parent, ec);
-    if (ec) return fail(ec);
-    ::chmod(parent.c_str(), 0755);
+    std::filesystem::path partial;
+    for (const auto& part : parent) {
+      partial /= part;
+      if (::mkdir(partial.c_str(), 0755) == 0) {
+        ::chmod(partial.c_str(), 0755);
+      } else if (errno != EEXIST) {
+        return fail(last_error());
+      }
+    }
   }
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
@@ -205,11 +219,173 @@ std::expected<Fd, ListenError> listen_unix(const std::string& path, unsigned mod
   }
   Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) return fail(last_error());
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0)
-    return fail(last_error());
-  if (::chmod(path.c_str(), mode) != 0) return fail(last_error());
+  // The mode at bind, not by chmod afterwards: between bind() and a chmod by path the socket
+  // would be open to what the umask allows, and the path could meanwhile name another file.
+  const mode_t old_umask = ::umask(~static_cast<mode_t>(access.mode) & 0777);
+  const int bound = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun);
+  const int bind_errno = errno;
+  ::umask(old_umask);
+  if (bound != 0) return fail({bind_errno, std::system_category()});
+  if (access.owner || access.group) {
+    // Only by path (fchown on a socket descriptor changes the socket inode, not the file). The
+    // file is already no more open than `mode`, and check_socket_directory keeps others from
+    // replacing it in between.
+    if (::fchownat(AT_FDCWD, path.c_str(), access.owner ? *access.owner : static_cast<uid_t>(-1),
+                   access.group ? *access.group : static_cast<gid_t>(-1),
+                   AT_SYMLINK_NOFOLLOW) != 0) {
+      const auto e = last_error();
+      ::unlink(path.c_str());
+      return fail(e);
+    }
+  }
   if (::listen(fd.get(), backlog) != 0) return fail(last_error());
   return fd;
+}
+
+std::string UnsafeDirectory::message(std::span<const uid_t> trusted_owners) const {
+  if (code) return "control socket directory " + path + ": " + code.message();
+  char mode_text[8];
+  std::snprintf(mode_text, sizeof mode_text, "%04o", mode & 07777);
+  std::string owners;
+  for (auto uid : trusted_owners)
+    owners += (owners.empty() ? "" : " or ") + std::string("uid ") + std::to_string(uid);
+  return "control socket directory " + path + ": owned by uid " + std::to_string(owner) +
+         ", mode " + mode_text + ": must be owned by " + owners +
+         " and not writable by group or others (except with the sticky bit)";
+}
+
+std::expected<void, UnsafeDirectory> check_socket_directory(const std::string& socket_path,
+                                                            std::span<const uid_t> trusted_owners) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path dir = fs::absolute(fs::path(socket_path), ec).parent_path();
+  if (ec) return std::unexpected(UnsafeDirectory{socket_path, 0, 0, ec});
+  // The nearest existing ancestor; what is missing will be created by us.
+  while (!dir.empty() && dir != dir.root_path() && !fs::exists(dir, ec))
+    dir = dir.parent_path();
+  // Symbolic links resolved, as OpenSSH's safe_path() does with realpath(): the directories
+  // that matter are those the kernel walks.
+  dir = fs::canonical(dir, ec);
+  if (ec) return std::unexpected(UnsafeDirectory{dir.string(), 0, 0, ec});
+  for (;;) {
+    struct stat st {};
+    if (::lstat(dir.c_str(), &st) != 0)
+      return std::unexpected(UnsafeDirectory{dir.string(), 0, 0, last_error()});
+    const bool trusted_owner =
+        std::find(trusted_owners.begin(), trusted_owners.end(), st.st_uid) != trusted_owners.end();
+    const bool writable_by_others = (st.st_mode & (S_IWGRP | S_IWOTH)) != 0;
+    if (!S_ISDIR(st.st_mode) || !trusted_owner || (writable_by_others && !(st.st_mode & S_ISVTX)))
+      return std::unexpected(
+          UnsafeDirectory{dir.string(), st.st_uid, static_cast<unsigned>(st.st_mode), {}});
+    if (dir == dir.root_path()) break;
+    dir = dir.parent_path();
+  }
+  return {};
+}
+
+bool is_loopback(const sockaddr* sa, socklen_t len) {
+  if (sa == nullptr) return false;
+  if (sa->sa_family == AF_INET && len >= static_cast<socklen_t>(sizeof(sockaddr_in))) {
+    const auto* sin = reinterpret_cast<const sockaddr_in*>(sa);
+    return (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+  }
+  if (sa->sa_family == AF_INET6 && len >= static_cast<socklen_t>(sizeof(sockaddr_in6))) {
+    const auto& a = reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr;
+    if (IN6_IS_ADDR_LOOPBACK(&a)) return true;
+    return IN6_IS_ADDR_V4MAPPED(&a) && a.s6_addr[12] == 127;
+  }
+  return false;
+}
+
+std::expected<uid_t, std::error_code> SocketOwners::tcp_owner(const sockaddr* local,
+                                                              socklen_t local_len,
+                                                              const sockaddr* remote,
+                                                              socklen_t remote_len) {
+  const auto fail = [](std::errc e) { return std::unexpected(std::make_error_code(e)); };
+  if (local == nullptr || remote == nullptr || local->sa_family != remote->sa_family)
+    return fail(std::errc::address_family_not_supported);
+  struct {
+    nlmsghdr nlh;
+    inet_diag_req_v2 req;
+  } msg{};
+  msg.nlh.nlmsg_len = sizeof msg;
+  msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  msg.nlh.nlmsg_flags = NLM_F_REQUEST;
+  msg.nlh.nlmsg_seq = ++seq_;
+  msg.req.sdiag_family = static_cast<std::uint8_t>(local->sa_family);
+  msg.req.sdiag_protocol = IPPROTO_TCP;
+  msg.req.idiag_states = ~0u;
+  msg.req.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
+  msg.req.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+  if (local->sa_family == AF_INET && local_len >= static_cast<socklen_t>(sizeof(sockaddr_in)) &&
+      remote_len >= static_cast<socklen_t>(sizeof(sockaddr_in))) {
+    const auto* l = reinterpret_cast<const sockaddr_in*>(local);
+    const auto* r = reinterpret_cast<const sockaddr_in*>(remote);
+    msg.req.id.idiag_sport = l->sin_port;
+    msg.req.id.idiag_dport = r->sin_port;
+    std::memcpy(msg.req.id.idiag_src, &l->sin_addr, 4);
+    std::memcpy(msg.req.id.idiag_dst, &r->sin_addr, 4);
+  } else if (local->sa_family == AF_INET6 &&
+             local_len >= static_cast<socklen_t>(sizeof(sockaddr_in6)) &&
+             remote_len >= static_cast<socklen_t>(sizeof(sockaddr_in6))) {
+    const auto* l = reinterpret_cast<const sockaddr_in6*>(local);
+    const auto* r = reinterpret_cast<const sockaddr_in6*>(remote);
+    msg.req.id.idiag_sport = l->sin6_port;
+    msg.req.id.idiag_dport = r->sin6_port;
+    std::memcpy(msg.req.id.idiag_src, &l->sin6_addr, 16);
+    std::memcpy(msg.req.id.idiag_dst, &r->sin6_addr, 16);
+  } else {
+    return fail(std::errc::address_family_not_supported);
+  }
+  if (!netlink_) {
+    netlink_.reset(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
+    if (!netlink_) return std::unexpected(last_error());
+  }
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  if (::sendto(netlink_.get(), &msg, sizeof msg, 0, reinterpret_cast<sockaddr*>(&kernel),
+               sizeof kernel) < 0) {
+    const auto e = last_error();
+    netlink_.reset();  // a fresh socket next time (e.g. after ENOBUFS)
+    return std::unexpected(e);
+  }
+  // The kernel answers within sendto(); MSG_DONTWAIT so a missing answer is an error, never a
+  // stalled event loop. Answers to an earlier question (none expected) are skipped by seq.
+  alignas(nlmsghdr) std::uint8_t buf[4096];
+  for (;;) {
+    const ssize_t n = ::recv(netlink_.get(), buf, sizeof buf, MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const auto e = last_error();
+      netlink_.reset();
+      return std::unexpected(e);
+    }
+    auto left = static_cast<int>(n);
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+      if (h->nlmsg_seq != msg.nlh.nlmsg_seq) continue;
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        if (h->nlmsg_len < NLMSG_LENGTH(sizeof(nlmsgerr))) return fail(std::errc::protocol_error);
+        const auto* err = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
+        if (err->error == 0) return fail(std::errc::protocol_error);
+        return std::unexpected(std::error_code(-err->error, std::system_category()));
+      }
+      if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
+          h->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg)))
+        return fail(std::errc::protocol_error);
+      const auto* d = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
+      if (d->id.idiag_sport != msg.req.id.idiag_sport ||
+          d->id.idiag_dport != msg.req.id.idiag_dport)
+        return fail(std::errc::protocol_error);
+      // TIME_WAIT and request (SYN_RECV / NEW_SYN_RECV = 12) minisockets carry no owner: the
+      // kernel reports uid 0 for them, which must not pass for root. A listener is never the
+      // peer of a connection.
+      constexpr std::uint8_t kNewSynRecv = 12;
+      if (d->idiag_state == TCP_TIME_WAIT || d->idiag_state == TCP_SYN_RECV ||
+          d->idiag_state == kNewSynRecv || d->idiag_state == TCP_LISTEN)
+        return fail(std::errc::no_such_file_or_directory);
+      return static_cast<uid_t>(d->idiag_uid);
+    }
+  }
 }
 
 std::expected<std::size_t, std::error_code> send_with_fds(int socket,

@@ -98,11 +98,74 @@ std::expected<TcpListeners, ListenError> listen_tcp_same_port(
     const std::vector<asio::ip::address>& addresses, std::uint16_t port, int backlog = 1024,
     int max_tries = 16);
 
-// A listening Unix stream socket at `path`: creates missing parent directories (mode 0755),
-// replaces a stale socket file (only a socket: any other existing file is EEXIST), chmods the
-// socket to `mode`. Errors name the path. Paths longer than sun_path are ENAMETOOLONG.
-std::expected<Fd, ListenError> listen_unix(const std::string& path, unsigned mode = 0666,
+// Who owns a Unix socket file and who may connect to it (connecting needs write permission).
+struct UnixSocketAccess {
+  unsigned mode = 0666;
+  std::optional<uid_t> owner;  // chown after bind (nullopt: the creating process' euid)
+  std::optional<gid_t> group;  // chown after bind (nullopt: the creating process' egid)
+};
+
+// A listening Unix stream socket at `path`: creates missing parent directories (mode 0755, owned
+// by the caller), replaces a stale socket file (only a socket: any other existing file is
+// EEXIST). The file gets `access.mode` at bind (the umask is set to ~mode around bind(), so the
+// socket is never more open than asked, not even briefly; the umask is process-wide: call this
+// before starting other threads that create files), then `access.owner`/`group` by lchown - by
+// path, so the parent directory must be one only trusted users can write to (see
+// check_socket_directory). Errors name the path. Paths longer than sun_path are ENAMETOOLONG.
+std::expected<Fd, ListenError> listen_unix(const std::string& path, UnixSocketAccess access,
                                            int backlog = 1024);
+inline std::expected<Fd, ListenError> listen_unix(const std::string& path, unsigned mode = 0666,
+                                                  int backlog = 1024) {
+  return listen_unix(path, UnixSocketAccess{mode, {}, {}}, backlog);
+}
+
+// Why check_socket_directory refused a directory.
+struct UnsafeDirectory {
+  std::string path;  // the offending directory (after resolving symbolic links)
+  uid_t owner = 0;
+  unsigned mode = 0;
+  std::error_code code;  // set when the directory could not be examined (then owner/mode are 0)
+  // "control socket directory /x: owned by uid 65534, mode 0777: must be owned by root or by
+  // uid 998 and not writable by group or others (except with the sticky bit)"
+  std::string message(std::span<const uid_t> trusted_owners) const;
+};
+
+// The rule OpenSSH's StrictModes applies to ~/.ssh, for the directories of a socket that grants
+// rights: every existing ancestor of `socket_path` (symbolic links resolved, up to /) must be
+// owned by one of `trusted_owners` and must not be writable by group or others - unless it has
+// the sticky bit (/tmp: others may create names there but not rename or remove ours; the socket
+// itself is only replaced if it is a socket, and lchown never follows a link). Otherwise another
+// user could rename the directory or the socket and put their own in its place. Missing
+// directories are skipped (listen_unix creates them, owned by the caller, mode 0755).
+std::expected<void, UnsafeDirectory> check_socket_directory(const std::string& socket_path,
+                                                            std::span<const uid_t> trusted_owners);
+
+// True for an IPv4 loopback address (127.0.0.0/8), ::1 and IPv4-mapped 127.0.0.0/8.
+bool is_loopback(const sockaddr* sa, socklen_t len);
+
+// The owners of local TCP sockets, asked of the kernel: NETLINK_SOCK_DIAG, an inet_diag_req_v2
+// exact lookup by 4-tuple (what `ss -tnpe` does), answered from the kernel's socket hash in the
+// calling process' network namespace, with the uid that created the socket (in the caller's
+// user namespace). One netlink socket, opened at the first lookup, kept open (also after a
+// privilege drop: reading sock_diag needs no privilege); each lookup is one sendto + one recv,
+// answered synchronously by the kernel within sendto() - per accepted loopback connection, not
+// per call.
+// Not thread-safe (one per thread).
+class SocketOwners {
+ public:
+  // The uid of the TCP socket whose local address is `local` and remote address is `remote`
+  // (both AF_INET, or both AF_INET6 - IPv4-mapped addresses are looked up as IPv4, as the kernel
+  // does). For the peer of an accepted loopback connection pass (its getpeername, its
+  // getsockname). Errors: ENOENT (no such socket, or only a TIME_WAIT / request socket, whose
+  // owner the kernel does not keep), EAFNOSUPPORT (not TCP/IP addresses), EPROTO (an answer that
+  // does not match the question), the errno of socket/sendto/recv.
+  std::expected<uid_t, std::error_code> tcp_owner(const sockaddr* local, socklen_t local_len,
+                                                  const sockaddr* remote, socklen_t remote_len);
+
+ private:
+  Fd netlink_;
+  std::uint32_t seq_ = 0;
+};
 
 // Non-blocking sendmsg(MSG_DONTWAIT | MSG_NOSIGNAL) of `data` with `fds` as one SCM_RIGHTS
 // control message (none if empty; at most 253 fds). Returns bytes sent (the fds travel with the

@@ -10,8 +10,10 @@
 #include <asio/generic/stream_protocol.hpp>
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/steady_timer.hpp>
+#include <grp.h>
 #include <malloc.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -63,11 +65,30 @@ std::string_view to_string(CloseReason r) {
   return "?";
 }
 
-bool PeerPolicy::may_register(const ucred& peer) const {
-  if (allow_root && peer.uid == 0) return true;
-  if (allow_same_uid && peer.uid == ::geteuid()) return true;
-  if (allow_uid && peer.uid == *allow_uid) return true;
-  if (allow_gid && peer.gid == *allow_gid) return true;
+bool uid_in_group(uid_t uid, gid_t gid) {
+  passwd pw{};
+  passwd* found = nullptr;
+  std::vector<char> buf(4096);
+  while (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) == ERANGE && buf.size() < 65536)
+    buf.resize(buf.size() * 2);
+  if (found == nullptr) return false;
+  if (pw.pw_gid == gid) return true;
+  int count = 64;
+  std::vector<gid_t> groups(static_cast<std::size_t>(count));
+  if (::getgrouplist(pw.pw_name, pw.pw_gid, groups.data(), &count) < 0) {
+    groups.resize(static_cast<std::size_t>(count));  // count is now the number needed
+    if (::getgrouplist(pw.pw_name, pw.pw_gid, groups.data(), &count) < 0) return false;
+  }
+  groups.resize(static_cast<std::size_t>(count));
+  return std::find(groups.begin(), groups.end(), gid) != groups.end();
+}
+
+bool PeerPolicy::may_register(uid_t uid, std::optional<gid_t> gid) const {
+  if (allow_root && uid == 0) return true;
+  if (allow_same_uid && uid == ::geteuid()) return true;
+  if (std::find(uids.begin(), uids.end(), uid) != uids.end()) return true;
+  for (const gid_t g : gids)
+    if ((gid && *gid == g) || uid_in_group(uid, g)) return true;
   return false;
 }
 
@@ -758,7 +779,7 @@ std::expected<std::uint16_t, std::error_code> Server::adopt_listener(int raw_fd)
 }
 
 std::expected<void, ListenError> Server::listen_unix(const std::string& path, PeerPolicy policy) {
-  auto fd = runtime::listen_unix(path, policy.socket_mode, options_.listen_backlog);
+  auto fd = runtime::listen_unix(path, policy.socket, options_.listen_backlog);
   if (!fd) return std::unexpected(fd.error());
   auto l = std::make_shared<detail::Listener>(*this, std::move(*fd), AF_UNIX, Transport::kUnix);
   if (l->error_) {
@@ -813,22 +834,50 @@ void Server::accepted(detail::Listener& listener, int fd) {
   }
 
   const bool is_local = info.transport == Transport::kUnix;
-  bool over = is_local ? local_connections_ >= options_.max_local_connections
-                       : tcp_connections_ >= options_.max_connections ||
-                             per_peer_[info.peer_key] >= options_.max_connections_per_peer;
-  if (over) {
+  // A Unix peer without credentials (not expected on Linux) is counted as uid -1.
+  if (is_local) info.cred = peer_credentials(fd);
+  const uid_t local_uid = info.cred ? info.cred->uid : static_cast<uid_t>(-1);
+  std::uint64_t* refused_by = nullptr;
+  if (is_local) {
+    if (local_connections_ >= options_.max_local_connections) {
+      refused_by = &stats_.rejected_local_total;
+    } else if (local_uid != 0) {
+      auto it = per_uid_local_.find(local_uid);
+      if (it != per_uid_local_.end() && it->second >= options_.max_local_connections_per_uid)
+        refused_by = &stats_.rejected_local_per_uid;
+    }
+  } else if (tcp_connections_ >= options_.max_connections) {
+    refused_by = &stats_.rejected_tcp_total;
+  } else if (auto it = per_peer_.find(info.peer_key);
+             it != per_peer_.end() && it->second >= options_.max_connections_per_peer) {
+    refused_by = &stats_.rejected_tcp_per_peer;
+  }
+  if (refused_by != nullptr) {
     ++stats_.connections_rejected;
-    if (!info.peer_key.empty() && per_peer_[info.peer_key] == 0) per_peer_.erase(info.peer_key);
+    ++*refused_by;
     ::close(fd);
     return;
   }
   if (info.transport == Transport::kUnix) {
-    info.cred = peer_credentials(fd);
     info.may_register = info.cred && listener.policy_.may_register(*info.cred);
     if (info.cred) info.uid = info.cred->uid;
     if (info.cred)
       info.peer =
           "unix:pid=" + std::to_string(info.cred->pid) + ",uid=" + std::to_string(info.cred->uid);
+  } else if (options_.loopback_registrants &&
+             is_loopback(reinterpret_cast<sockaddr*>(&peer), plen)) {
+    // Looked up once here rather than at each call (ept_map must not pay a netlink round trip),
+    // and while the peer's socket surely exists (its connect() completed before our accept).
+    // The peer's socket has the peer address as its local one.
+    auto owner = socket_owners_.tcp_owner(reinterpret_cast<sockaddr*>(&peer), plen,
+                                          reinterpret_cast<sockaddr*>(&local), llen);
+    if (owner) {
+      info.uid = *owner;
+      info.may_register = options_.loopback_registrants->may_register(*owner);
+    } else {
+      spdlog::debug("rpc connection from {}: owner of the peer socket unknown: {}", info.peer,
+                    owner.error().message());
+    }
   }
   info.id = next_connection_id_++;
 
@@ -848,6 +897,7 @@ void Server::accepted(detail::Listener& listener, int fd) {
                                  : std::filesystem::path(listener.unix_path_).filename().string();
 
   if (!info.peer_key.empty()) ++per_peer_[info.peer_key];
+  if (is_local) ++per_uid_local_[local_uid];
   ++(is_local ? local_connections_ : tcp_connections_);
   ++stats_.connections_active;
   auto id = info.id;
@@ -870,6 +920,8 @@ void Server::connection_closed(detail::Connection& c, CloseReason reason, std::e
   }
   if (info.transport == Transport::kUnix) {
     if (local_connections_ > 0) --local_connections_;
+    auto it = per_uid_local_.find(info.cred ? info.cred->uid : static_cast<uid_t>(-1));
+    if (it != per_uid_local_.end() && --it->second == 0) per_uid_local_.erase(it);
   } else if (tcp_connections_ > 0) {
     --tcp_connections_;
   }

@@ -46,8 +46,9 @@
 //    read (TCP back-pressure);
 //  * max_output_bytes: while more response bytes than that are queued (a client that does not
 //    read), the connection is not read; write_timeout without write progress closes it;
-//  * max_connections / max_connections_per_peer: over the limit a new connection is accepted and
-//    closed at once (counted in ServerStats::connections_rejected);
+//  * max_connections / max_connections_per_peer (TCP), max_local_connections /
+//    max_local_connections_per_uid (Unix): over a limit a new connection is accepted and closed
+//    at once (counted in ServerStats::connections_rejected and by the budget that refused);
 //  * memory held for unfinished (fragmented) requests is budgeted at every level (issue 10):
 //    - per call: the stub cap of the interface the FIRST fragment's context is bound to
 //      (add_interface's max_stub_size, default ServerOptions::max_stub_size); over it the client
@@ -111,15 +112,27 @@ inline constexpr std::uint32_t kFaultUnspec = 0x1c000012;        // nca_s_fault_
 
 enum class Transport : std::uint8_t { kTcp, kUnix };
 
-// Who may register endpoints / hold ports through a Unix listener (the peer's SO_PEERCRED).
+// Who may register endpoints / hold ports: a Unix listener's peers (by SO_PEERCRED), and loopback
+// TCP peers (by the uid owning the peer's socket, ServerOptions::loopback_registrants).
 struct PeerPolicy {
-  bool allow_root = true;          // uid 0
-  bool allow_same_uid = true;      // the server's effective uid
-  std::optional<gid_t> allow_gid;  // members by primary gid (the peer's process gid)
-  std::optional<uid_t> allow_uid;  // one more uid
-  unsigned socket_mode = 0666;     // chmod of the socket file (connecting needs write access)
-  bool may_register(const ucred& peer) const;
+  bool allow_root = true;      // uid 0
+  bool allow_same_uid = true;  // the server's effective uid (at the time of the check)
+  std::vector<uid_t> uids;     // more uids
+  // Members of these groups: the peer process' gid (Unix: SO_PEERCRED), or the primary or a
+  // supplementary group of the uid's user (getpwuid_r + getgrouplist, asked at each check: a
+  // change to /etc/group applies to the next connection; only asked when the uid itself is not
+  // allowed and a group is listed).
+  std::vector<gid_t> gids;
+  // The socket file (Unix listeners): mode at bind, then owner/group (net.h listen_unix).
+  // Connecting needs write permission.
+  UnixSocketAccess socket{0666, {}, {}};
+  bool may_register(uid_t uid, std::optional<gid_t> gid = std::nullopt) const;
+  bool may_register(const ucred& peer) const { return may_register(peer.uid, peer.gid); }
 };
+
+// True if the user with `uid` has `gid` as primary or supplementary group (NSS: getpwuid_r,
+// getgrouplist). False for a uid without a passwd entry.
+bool uid_in_group(uid_t uid, gid_t gid);
 
 // What a Handler knows about the call. Valid only during the Handler invocation (the stub span
 // points into the connection's reassembly buffer): copy what an asynchronous reply needs.
@@ -142,11 +155,15 @@ struct CallContext {
   std::optional<ucred> peer_cred;                         // Unix only
   // The uid of the process that owns the peer socket, when the kernel tells: SO_PEERCRED on a
   // Unix socket; for loopback TCP the owner of the peer's socket (NETLINK_SOCK_DIAG by the
-  // 4-tuple). nullopt for a network peer or when it could not be established.
+  // 4-tuple, net.h SocketOwners), looked up at accept when ServerOptions::loopback_registrants
+  // is set. nullopt for a network peer or when it could not be established.
   std::optional<std::uint32_t> peer_uid;
   // The key of the per-peer budgets: the client's IP address (IPv6: its /64), "" for Unix.
   std::string peer_key;
-  bool may_register = false;  // Unix peer allowed by the listener's PeerPolicy; always false on TCP
+  // Unix peer allowed by the listener's PeerPolicy; loopback TCP peer whose socket owner
+  // ServerOptions::loopback_registrants allows; false for every other peer (and whenever the
+  // uid is not known).
+  bool may_register = false;
 };
 
 // Completes one call exactly once: reply() or fault(). Move-only. A Responder destroyed without
@@ -197,6 +214,14 @@ struct ServerOptions {
   // Unix-socket (local) connections have their own budget, so a TCP flood that fills
   // max_connections cannot lock out local registrants and port-broker clients.
   std::size_t max_local_connections = 1024;
+  // Of those, one uid may hold at most this many (root is exempt: it is trusted, and it is the
+  // usual registrant), so one local user cannot crowd out the others.
+  std::size_t max_local_connections_per_uid = 32;
+  // Loopback TCP peers (127.0.0.0/8, ::1, ::ffff:127.x): when set, the owner of the peer's socket
+  // is asked of the kernel at accept (net.h SocketOwners: one netlink round trip per accepted
+  // loopback connection, none per call, none for other peers), becomes CallContext::peer_uid,
+  // and this policy sets CallContext::may_register. Unset (the default): neither.
+  std::optional<PeerPolicy> loopback_registrants;
   // Before bind a client has little reason to wait. After bind Windows keeps idle connections
   // open indefinitely (clients cache them); 5 minutes bounds what a silent client costs while
   // outlasting every realistic pause between calls of one client.
@@ -249,7 +274,11 @@ std::string_view to_string(CloseReason r);
 struct ServerStats {
   std::uint64_t connections_accepted = 0;  // including rejected ones
   std::uint64_t connections_active = 0;
-  std::uint64_t connections_rejected = 0;  // over max_connections / max_connections_per_peer
+  std::uint64_t connections_rejected = 0;    // over any connection budget: the sum of these four
+  std::uint64_t rejected_tcp_total = 0;      // over max_connections
+  std::uint64_t rejected_tcp_per_peer = 0;   // over max_connections_per_peer
+  std::uint64_t rejected_local_total = 0;    // over max_local_connections
+  std::uint64_t rejected_local_per_uid = 0;  // over max_local_connections_per_uid
   std::uint64_t pdus_in = 0;
   std::uint64_t pdus_out = 0;
   std::uint64_t calls = 0;   // dispatched to a handler
@@ -311,7 +340,7 @@ class Server {
   // (closed on error too). AF_INET/AF_INET6 -> TCP (returns its port), AF_UNIX -> Unix with a
   // default PeerPolicy (returns 0). Errors: not a listening stream socket (EINVAL), asio errors.
   std::expected<std::uint16_t, std::error_code> adopt_listener(int fd);
-  // ncalrpc over a Unix stream socket at `path` (net.h listen_unix; mode = policy.socket_mode).
+  // ncalrpc over a Unix stream socket at `path` (net.h listen_unix with policy.socket).
   // Peers' SO_PEERCRED is read at accept; `policy` sets CallContext::may_register. The bind_ack
   // secondary address is the file name of `path`. The socket file is unlinked by stop().
   std::expected<void, ListenError> listen_unix(const std::string& path, PeerPolicy policy = {});
@@ -374,6 +403,8 @@ class Server {
   std::chrono::steady_clock::time_point budget_log_window_{};
   std::size_t budget_log_lines_ = 0;
   std::size_t budget_log_suppressed_ = 0;
+  std::unordered_map<uid_t, std::size_t> per_uid_local_;  // Unix connections by peer uid
+  SocketOwners socket_owners_;                            // loopback TCP peers' uids
   std::size_t tcp_connections_ = 0;
   std::size_t local_connections_ = 0;
   std::vector<std::function<void(std::uint64_t)>> close_hooks_;

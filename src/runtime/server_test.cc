@@ -2,10 +2,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <thread>
 
 #include <gtest/gtest.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "epm/mgmt.h"
@@ -455,6 +458,56 @@ TEST(ServerLimits, LocalConnectionsHaveTheirOwnBudget) {
   ASSERT_TRUE(local_extra);
   EXPECT_TRUE(local_extra->wait_closed(2s));  // up to their own limit.
   EXPECT_EQ(st.on_io([&] { return st.server().stats().connections_rejected; }), 2u);
+  EXPECT_EQ(st.on_io([&] { return st.server().stats().rejected_tcp_total; }), 1u);
+  EXPECT_EQ(st.on_io([&] { return st.server().stats().rejected_local_total; }), 1u);
+  ::unlink(path.c_str());
+}
+
+// One uid cannot take every local slot: a non-root uid holds at most
+// max_local_connections_per_uid; root is exempt.
+TEST(ServerLimits, LocalConnectionsPerUid) {
+  if (::geteuid() != 0) GTEST_SKIP() << "another uid needs root";
+  ServerOptions o = short_timeouts();
+  o.idle_timeout_before_bind = 10s;
+  o.max_local_connections = 10;
+  o.max_local_connections_per_uid = 2;
+  ServerThread st(o);
+  const std::string path = "/tmp/rpcgate-server-uid-test-" + std::to_string(::getpid()) + ".sock";
+  ASSERT_TRUE(st.server().listen_unix(path));
+  st.start();
+  int done[2];
+  ASSERT_EQ(::pipe(done), 0);
+  const pid_t child = ::fork();
+  if (child == 0) {  // only system calls between fork and _exit (the parent has threads)
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(1);
+    sockaddr_un sun{};
+    sun.sun_family = AF_UNIX;
+    std::memcpy(sun.sun_path, path.c_str(), path.size());
+    for (int i = 0; i < 4; ++i) {
+      const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+      if (::connect(fd, reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0) ::_exit(2);
+    }
+    char b;
+    (void)!::read(done[0], &b, 1);
+    ::_exit(0);
+  }
+  EXPECT_EQ(wait_for_connections(st, 2), 2u);
+  auto refused = [&] {
+    return st.on_io([&] { return st.server().stats().rejected_local_per_uid; });
+  };
+  for (auto deadline = Clock::now() + 2s; refused() < 2 && Clock::now() < deadline;)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(refused(), 2u);
+  std::vector<RawConn> root;
+  for (int i = 0; i < 3; ++i)
+    root.push_back(*RawConn::unix_socket(path));
+  EXPECT_EQ(wait_for_connections(st, 5), 5u);  // root is not limited per uid
+  (void)!::write(done[1], "x", 1);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  ::close(done[0]);
+  ::close(done[1]);
   ::unlink(path.c_str());
 }
 
