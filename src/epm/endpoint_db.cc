@@ -422,6 +422,11 @@ std::size_t EndpointDb::remove_owner(std::uint64_t owner) {
   return ids.size();
 }
 
+std::optional<Entry> EndpointDb::remove(std::uint64_t id) {
+  if (!entries_.contains(id)) return std::nullopt;
+  return unlink(id);
+}
+
 std::uint32_t EndpointDb::mgmt_delete(bool object_speced, const std::optional<common::Uuid>& object,
                                       const std::optional<Octets>& tower, std::uint64_t authority) {
   last_refusal_.reset();

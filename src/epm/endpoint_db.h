@@ -226,6 +226,10 @@ class EndpointDb {
   // (persistent) removes nothing.
   std::size_t remove_owner(std::uint64_t owner);
 
+  // Removes the entry `id` whatever its owners (the daemon's liveness sweep: it found the
+  // endpoint dead). Returns the removed entry, or nullopt if there is none.
+  std::optional<Entry> remove(std::uint64_t id);
+
   // ept_mgmt_delete (DCE epdb_delete_entries_by_obj_if_addr): removes every entry whose
   // interface uuid, major and minor equal the tower's, whose RPC protocol and address floors
   // (floors 4..n, endpoint and host) equal the tower's, and, if object_speced, whose object

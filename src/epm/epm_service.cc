@@ -73,8 +73,9 @@ CallResult EpmService::ept_insert(std::span<const std::uint8_t> stub, common::En
   auto req = decode_ept_insert_request(stub, endian, config_.decode_limits);
   if (!req) return bad_stub();
   if (!caller.may_register || !caller.uid) return status_stub(unauthorized(caller), endian);
-  const auto status =
-      counted(caller, db_.insert(req->entries, req->replace, {caller.connection_id, *caller.uid}));
+  const std::uint64_t lease =
+      holds_lease(caller.connection_id) ? caller.connection_id : kPersistentOwner;
+  const auto status = counted(caller, db_.insert(req->entries, req->replace, {lease, *caller.uid}));
   if (status == 0) ++stats_.registrations;
   return status_stub(status, endian);
 }
@@ -282,9 +283,14 @@ std::size_t EpmService::connection_closed(std::uint64_t connection_id) {
     for (const auto& uuid : mine)
       free_handle(uuid);
   }
+  leases_.erase(connection_id);
   const auto removed = db_.remove_owner(connection_id);
   stats_.owner_removals += removed;
   return removed;
+}
+
+void EpmService::hold_lease(std::uint64_t connection_id) {
+  if (connection_id != kPersistentOwner) leases_.insert(connection_id);
 }
 
 EpmService::HandleLookup EpmService::find_handle(const ndr::ContextHandle& h,

@@ -4,8 +4,9 @@
 //
 // Operations (C706 App. O ept.idl; epm-and-ports.md §2.3, §5, §6, §7):
 //   0 ept_insert       may_register and a uid ? EndpointDb::insert(entries, replace,
-//                      {connection_id, uid}) : ept_s_cant_perform_op (0x16c9a0cd) in the
-//                      response (not a fault)
+//                      {lease, uid}) : ept_s_cant_perform_op (0x16c9a0cd) in the
+//                      response (not a fault); lease = connection_id if the connection holds a
+//                      lease (hold_lease), else kPersistentOwner: see "Leases" below
 //   1 ept_delete       may_register and a uid ? EndpointDb::erase(entries, uid)
 //                      : ept_s_cant_perform_op
 //   2 ept_lookup       see "Paging"; bad inquiry_type => rpc_s_invalid_inquiry_type 0x16c9a0a9,
@@ -36,6 +37,21 @@
 // the owner that refused, for the log. Multi-entry calls: ept_insert is all or nothing;
 // ept_delete stops at the first entry it may not delete (the earlier ones stay deleted, DCE's
 // rule for a missing entry); ept_mgmt_delete removes nothing if one match is foreign.
+//
+// Leases (issue 11): a registration is either leased or persistent, and the caller chooses.
+//   leased      the connection called hold_lease() (the daemon calls it for a control-socket
+//               connection that took a port with the broker's AllocatePort or asked for a lease
+//               with HoldLease, broker_protocol.h) BEFORE the ept_insert: the entry goes when that
+//               connection closes (connection_closed), as a brokered server's port does. Our own
+//               registrant library (EpmdClient::register_endpoint) always asks first.
+//   persistent  any other ept_insert (a DCE rpc_ep_register, Impacket, `rpcgate register`): the
+//               entry stays after the connection closes, as in DCE's rpcd (C706), until
+//               ept_delete / ept_mgmt_delete by its uid or root, or until the daemon's liveness
+//               sweep (epm/liveness.h) finds its endpoint dead.
+// Entries inserted before hold_lease() stay persistent (a lease is not retroactive: what was
+// inserted is what the registrant asked for then). Persistent entries count against
+// max_entries_per_uid and max_entries like any other, but not against max_entries_per_owner:
+// that cap bounds what one connection's close removes at once, and they outlive the connection.
 //
 // Paging (ept_lookup and ept_map): up to min(max, 500) results per call (MS-RPCE: range
 // 0..500). If another match follows, the response carries a context handle (a new one on the
@@ -84,6 +100,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "common/bytes.h"
@@ -178,8 +195,14 @@ class EpmService {
                   const CallerInfo& caller);
 
   // The connection ended (or its association was torn down): frees its context handles
-  // (rundown) and removes the entries it registered. Returns the number of entries removed.
+  // (rundown), removes the entries it registered under its lease (persistent ones stay) and
+  // forgets the lease. Returns the number of entries removed.
   std::size_t connection_closed(std::uint64_t connection_id);
+
+  // From now on, ept_insert on `connection_id` creates entries leased to that connection (see
+  // "Leases"). Idempotent; ends with connection_closed(connection_id). 0 is ignored.
+  void hold_lease(std::uint64_t connection_id);
+  bool holds_lease(std::uint64_t connection_id) const { return leases_.contains(connection_id); }
 
   // Direct access for the daemon (persistent entries from configuration: owner 0) and tests.
   EndpointDb& db() { return db_; }
@@ -254,6 +277,7 @@ class EpmService {
   std::set<std::pair<std::size_t, std::string>> holders_;  // (handles, peer key), biggest last
   std::uint64_t use_clock_ = 0;
   std::function<void(const CallerInfo&, const Refusal&)> on_refusal_;
+  std::unordered_set<std::uint64_t> leases_;  // connections holding a lease (hold_lease)
   std::optional<std::mt19937_64> seeded_;
   std::unique_ptr<std::random_device> random_;  // unique_ptr: keeps EpmService movable
   EpmStats stats_;

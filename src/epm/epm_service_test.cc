@@ -183,8 +183,36 @@ TEST(EpmService, FaultsAndStatuses) {
 
 // ---- registration through the service ----
 
+// Issue 11: a plain ept_insert (no lease asked for) outlives its connection, as in DCE's rpcd;
+// only ept_delete / ept_mgmt_delete (or the daemon's sweep) remove it. A lease asked for after the
+// insert does not reach back.
+TEST(EpmService, InsertWithoutLeaseIsPersistent) {
+  EpmService s(seeded(1));
+  EptInsertRequest ins{{entry({}, "ncacn_ip_tcp:0.0.0.0[50000]", kLsa00, "lsarpc")}, false};
+  const auto stub = encode(ins, Endian::kLittle);
+  EXPECT_EQ(status_of(s.call(kOpnumEptInsert, stub, Endian::kLittle, local(5))), 0u);
+  s.hold_lease(5);
+  EXPECT_EQ(s.connection_closed(5), 0u);
+  ASSERT_EQ(s.db().size(), 1u);
+  EXPECT_EQ(s.db().entries().begin()->second.owner, kPersistentOwner);
+  EXPECT_EQ(s.db().entries().begin()->second.authority, 0u);
+  EptMapRequest req{std::nullopt, tower("ncacn_ip_tcp:0.0.0.0[0]", kLsa00), {}, 1};
+  EXPECT_EQ(binding_of(*map(s, req, net(9)).towers.at(0)), "ncacn_ip_tcp:127.0.0.1[50000]");
+  // A later connection of the same uid deletes it.
+  const auto del = encode(EptDeleteRequest{ins.entries}, Endian::kLittle);
+  EXPECT_EQ(status_of(s.call(kOpnumEptDelete, del, Endian::kLittle, local(8))), 0u);
+  EXPECT_EQ(s.db().size(), 0u);
+  // The same insert on a leased connection dies with it.
+  s.hold_lease(9);
+  auto leased = local(9);
+  EXPECT_EQ(status_of(s.call(kOpnumEptInsert, stub, Endian::kLittle, leased)), 0u);
+  EXPECT_EQ(s.connection_closed(9), 1u);
+  EXPECT_EQ(s.db().size(), 0u);
+}
+
 TEST(EpmService, RegistrationNeedsPermissionAndDiesWithConnection) {
   EpmService s(seeded(1));
+  s.hold_lease(5);  // a broker client (AllocatePort / HoldLease on connection 5)
   EptInsertRequest ins{{entry({}, "ncacn_ip_tcp:0.0.0.0[50000]", kLsa00, "lsarpc")}, false};
   const auto stub = encode(ins, Endian::kLittle);
   EXPECT_EQ(status_of(s.call(kOpnumEptInsert, stub, Endian::kLittle, net(5))),
@@ -209,6 +237,8 @@ TEST(EpmService, RegistrationNeedsPermissionAndDiesWithConnection) {
   EXPECT_EQ(s.connection_closed(6), 0u);
   EXPECT_EQ(s.connection_closed(5), 1u);
   EXPECT_EQ(map(s, req, net(9)).status, st::kEptSNotRegistered);
+  EXPECT_FALSE(s.holds_lease(5));
+  s.hold_lease(5);
   // ept_delete and ept_mgmt_delete with permission.
   EXPECT_EQ(status_of(s.call(kOpnumEptInsert, stub, Endian::kLittle, local(5))), 0u);
   EXPECT_EQ(status_of(s.call(kOpnumEptDelete, del, Endian::kLittle, local(7))), 0u);
