@@ -120,6 +120,30 @@ class PersistentAndSwept(Base):
                               rf"\(uid 0, annotation \"dce registrant\"\): {FAILURES} consecutive")
         self.assertNotIn(DCE_IF.upper(), rpcdump())
 
+    def test_ncalrpc_socket_path_is_swept(self):
+        d = self.daemon(extra=("--sweep-interval-ms", str(SWEEP_MS),
+                               "--sweep-failures", str(FAILURES)))
+        path = os.path.join(self.workdir, "srv.sock")
+        srv = socket.socket(socket.AF_UNIX)
+        srv.bind(path)
+        srv.listen(16)
+        self.cleanup.append(srv.close)
+        r = rpcgate("register", DCE_IF, f"ncalrpc:[{path}]", "--annotation", "lrpc",
+                    "--control", d.control)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+        def listed():
+            out = rpcgate("lookup", "127.0.0.1").stdout
+            return f"ncalrpc:[{path}]" in out
+
+        time.sleep(SWEEP_MS * (FAILURES + 2) / 1000)
+        self.assertTrue(listed())  # the socket accepts: kept over several sweeps
+        srv.close()
+        os.unlink(path)
+        wait_for(lambda: not listed(), SWEEP_MS * (FAILURES + 1) / 1000 + 2.5,
+                 "the sweep to remove the dead ncalrpc entry")
+        self.assertIn(f"liveness sweep: removed {DCE_IF}:1.0 at {path} (uid 0", d.read_log())
+
     def test_plain_insert_on_control_socket_outlives_connection_until_deleted(self):
         d = self.daemon()  # default sweep: 60 s, nothing swept during this test
         entry = [(tower_bytes(DCE_IF, 50151), "plain")]

@@ -484,6 +484,20 @@ TEST(BrokerTcp, RefusedOverTcpWith1702) {
   ASSERT_TRUE(resp);
   EXPECT_EQ(resp->status, broker::kStatusInvalidBinding);
   EXPECT_TRUE(r->fds.empty());
+  // HoldLease too: a lease is a control-socket connection's (issue 11); over TCP an ept_insert
+  // is always persistent.
+  bool leased = false;
+  st.on_io([&] { broker.on_lease([&](std::uint64_t) { leased = true; }); });
+  auto h = c->call(0, broker::kOpHoldLease,
+                   broker::encode(broker::HoldLeaseRequest{}, common::Endian::kLittle));
+  ASSERT_TRUE(h);
+  auto hold = broker::decode_release_port_response(h->stub, common::Endian::kLittle);
+  ASSERT_TRUE(hold);
+  EXPECT_EQ(hold->status, broker::kStatusInvalidBinding);
+  EXPECT_FALSE(st.on_io([&] { return leased; }));
+  // A stub that is not one u32: fault (nothing granted).
+  auto bad = c->call(0, broker::kOpHoldLease, {});
+  EXPECT_FALSE(bad);
 }
 
 }  // namespace
