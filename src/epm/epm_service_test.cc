@@ -330,6 +330,14 @@ TEST(EpmService, QuotaRefusalsAreCountedAndReported) {
   }
   EXPECT_EQ(s.stats().refused_quota, 1u);
   EXPECT_EQ(last, "max_entries_per_uid 2 (uid 1000)");
+  // Persistent entries (no lease) outlive their connections and still count for their uid
+  // (issue 11): closing the connections frees nothing.
+  EXPECT_EQ(s.connection_closed(1) + s.connection_closed(2), 0u);
+  const auto again = encode(
+      EptInsertRequest{{entry({}, "ncacn_ip_tcp:0.0.0.0[200]", kSamr10)}, false}, Endian::kLittle);
+  EXPECT_EQ(status_of(s.call(kOpnumEptInsert, again, Endian::kLittle, as_uid(9, 1000))),
+            st::kEptSCantPerformOp);
+  EXPECT_EQ(s.stats().refused_quota, 2u);
 }
 
 // ---- paging ----

@@ -96,6 +96,7 @@ void LivenessProber::launch_more() {
       if (!ec) {
         const asio::ip::tcp::endpoint ep(asio::ip::address_v4(t.address), t.port);
         Probe::run(*this, std::move(s), ep, t);
+        stats_.max_in_flight_seen = std::max(stats_.max_in_flight_seen, in_flight_);
         continue;
       }
     } else {
@@ -104,6 +105,7 @@ void LivenessProber::launch_more() {
       if (!ec) {
         const asio::local::stream_protocol::endpoint ep(t.path);
         Probe::run(*this, std::move(s), ep, t);
+        stats_.max_in_flight_seen = std::max(stats_.max_in_flight_seen, in_flight_);
         continue;
       }
     }

@@ -41,6 +41,7 @@ struct SweepStats {
   std::uint64_t probes = 0;
   std::uint64_t probe_failures = 0;
   std::uint64_t removed = 0;
+  std::size_t max_in_flight_seen = 0;  // the most probes open at once (<= max_in_flight)
 };
 
 class LivenessProber {
