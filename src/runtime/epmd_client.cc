@@ -46,6 +46,7 @@ std::expected<AllocatedPort, std::error_code> EpmdClient::allocate_port(policy::
   for (const auto& fd : reply->fds)
     if (local_port(fd.get()) != resp->port)
       return std::unexpected(make_error_code(Errc::kProtocolError));
+  lease_asked_ = true;  // AllocatePort holds the lease: no HoldLease round trip needed
   return AllocatedPort{resp->port, std::move(reply->fds)};
 }
 

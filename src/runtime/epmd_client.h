@@ -74,7 +74,9 @@ class EpmdClient {
   // An epmd without HoldLease (fault nca_s_op_rng_error: it leases every registration) counts as
   // success. Errors: kAccessDenied (5), kInvalidBinding (1702), and the transport errors.
   std::expected<void, std::error_code> hold_lease();
-  // true: register_endpoint() does not ask for a lease; its entries are persistent.
+  // true: register_endpoint() does not ask for a lease; its entries are persistent - unless this
+  // connection already holds one (a successful allocate_port() or hold_lease(): epmd leases
+  // every later entry of a port holder).
   void set_persistent(bool persistent) { persistent_ = persistent; }
 
   // ReleasePort: gives back a port this connection holds (close the listening sockets first, or
