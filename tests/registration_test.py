@@ -266,6 +266,15 @@ class RegisterCommand(Base):
             p.send_signal(sig)
             self.assertEqual(p.wait(5), 0 if sig == signal.SIGTERM else -signal.SIGKILL)
             wait_for(lambda: mapped(CLI_IF) is None, 1.0, f"the leased entry to go ({sig})")
+        # epmd goes away under a --lease: the command says so and exits 3.
+        p = subprocess.Popen([os.path.join(BIN, "rpcgate"), "register", "--lease", CLI_IF,
+                              "ncacn_ip_tcp:0.0.0.0[50183]", "--control", d.control],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.cleanup.append(lambda p=p: stop_process(p, signal.SIGKILL))
+        self.assertIn("leased", p.stdout.readline())
+        stop_process(d.proc)
+        self.assertEqual(p.wait(5), 3)
+        self.assertIn("closed the connection", p.stderr.read())
         # Usage and unreachable epmd.
         self.assertEqual(rpcgate("register", "nonsense", "ncacn_ip_tcp:0.0.0.0[1]").returncode, 2)
         r = rpcgate("register", CLI_IF, "ncacn_ip_tcp:0.0.0.0[1]", "--control",
