@@ -254,6 +254,36 @@ class Registrants(unittest.TestCase):
         self.assertIn(port, INTERNET)
         self.assertEqual(registered(ALPHA), f"ncacn_ip_tcp:127.0.0.1[{port}]")
 
+    def nobody_server(self, daemon, uuid):
+        """rpcgate-testsrv as nobody taking an Internet port from the broker; its port, or None
+        when it failed (and then its stderr)."""
+        srv = subprocess.Popen([*SETPRIV_NOBODY, os.path.join(BIN, "rpcgate-testsrv"), "--epmd",
+                                daemon.control, "--uuid", uuid, "--version", "1.0", "--class",
+                                "internet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+        self.cleanup.append(lambda: stop_process(srv, signal.SIGKILL))
+        line = srv.stdout.readline()
+        if line.startswith("port="):
+            return int(line.split("=", 1)[1]), ""
+        srv.wait(10)
+        return None, srv.stderr.read()
+
+    def test_one_uid_cannot_hold_more_broker_ports_than_its_budget(self):
+        d = self.daemon("ports-per-uid", "--registrant", "nobody", "--max-ports-per-uid", "2")
+        held = [self.nobody_server(d, f"11111111-2222-3333-4444-5555555555b{i}")
+                for i in range(3)]
+        self.assertIn(held[0][0], INTERNET, held[0])
+        self.assertIn(held[1][0], INTERNET, held[1])
+        # The third is refused with 1721 (RPC_S_OUT_OF_RESOURCES), the log names the budget.
+        self.assertIsNone(held[2][0])
+        self.assertIn("1721", held[2][1])
+        wait_for(lambda: "max_ports_per_uid 2 (uid 65534 holds 2)" in d.read_log(), 5,
+                 "the refusal naming the budget")
+        self.assertIsNone(registered("11111111-2222-3333-4444-5555555555b2"))
+        # Root is not held to it, and the Internet pool is far from empty.
+        root_srv = self.server(d, ALPHA)
+        self.assertIn(root_srv.port, INTERNET)
+
     def test_a_listed_group_registers_and_owns_the_socket(self):
         for leftover in (["userdel", USER], ["groupdel", GROUP]):  # of an interrupted run
             subprocess.run(leftover, capture_output=True)
