@@ -11,6 +11,8 @@ reason, this test fails so the change is looked at.
 
 Lookup_terminate_search asks for 2 entries and needs a handle back, so more than two entries must
 be registered: two rpcgate-testsrv servers register besides epmd's own entry.
+Also `rpc.echo` against rpcgate-echo (registered with the daemon; the binding is resolved
+through the endpoint mapper): all ten subtests pass.
 Without smbtorture on the machine the test prints SKIP and passes (`make deps` installs it).
 """
 import os
@@ -61,9 +63,16 @@ class SmbtortureAgainstEpmd(unittest.TestCase):
         ]
         for s in cls.servers:
             assert s.port is not None, cls.daemon.read_log()
+        cls.echo = subprocess.Popen(
+            [os.path.join(BIN, "rpcgate-echo"), "--control", cls.daemon.control, "--class",
+             "intranet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        line = cls.echo.stdout.readline()  # "port=N", or EOF when it fails
+        assert line.startswith("port="), line + cls.daemon.read_log()
 
     @classmethod
     def tearDownClass(cls):
+        rpcgate_testlib.stop_process(cls.echo)
+        cls.echo.stdout.close()
         for s in cls.servers:
             s.stop(signal.SIGKILL)
         cls.daemon.stop()
@@ -86,6 +95,12 @@ class SmbtortureAgainstEpmd(unittest.TestCase):
         self.assertEqual(results.get("mgmt", ("missing",))[0], "success", out)
         # Samba's inq_stats (with its extra u32) is answered, not faulted.
         self.assertNotIn("inq_stats failed", out)
+
+    def test_rpc_echo_against_rpcgate_echo(self):
+        results, out = torture("rpc.echo")
+        echo = {k: v[0] for k, v in results.items() if k.startswith("echo.")}
+        self.assertEqual(len(echo), 10, out)
+        self.assertEqual(set(echo.values()), {"success"}, out)
 
 
 if __name__ == "__main__":
