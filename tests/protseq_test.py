@@ -134,6 +134,18 @@ class ProtseqRoundTrip(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stderr)
             for name, _, binding in vectors:
                 self.assertIn(binding.replace("0.0.0.0", "127.0.0.1"), r.stdout)
+            # rpcgate map asking for each protseq resolves to that protseq's binding (an IP
+            # binding keeps the host asked, as Windows and Impacket do).
+            for protseq, want in [("ncacn_ip_tcp", "ncacn_ip_tcp:127.0.0.1[49664]"),
+                                  ("ncadg_ip_udp", "ncadg_ip_udp:127.0.0.1[49665]"),
+                                  ("ncacn_http", "ncacn_http:127.0.0.1[593]"),
+                                  ("ncacn_np", "ncacn_np:\\\\DC01[\\PIPE\\lsass]"),
+                                  ("ncalrpc", "ncalrpc:[LRPC-0123abcd]")]:
+                r = subprocess.run([os.path.join(BIN, "rpcgate"), "map", "127.0.0.1",
+                                    f"{IFACE}:1.2", "--protseq", protseq, "--json"],
+                                   capture_output=True, text=True, timeout=30)
+                self.assertEqual(r.returncode, 0, protseq + r.stderr)
+                self.assertEqual(json.loads(r.stdout)["binding"], want, protseq)
             # And all of them go again.
             self.assertEqual(ept_delete(reg, [(t, n) for n, t, _ in vectors]), 0)
         finally:
