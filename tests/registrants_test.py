@@ -27,82 +27,18 @@ ALPHA = "11111111-2222-3333-4444-5555555555a1"
 BETA = "11111111-2222-3333-4444-5555555555a2"
 
 
-def tower_for(uuid, port):
-    from impacket.dcerpc.v5 import epm
-    from impacket.uuid import uuidtup_to_bin
-    tower = epm.EPMTower()
-    iface = epm.EPMRPCInterface()
-    iface["InterfaceUUID"] = uuidtup_to_bin((uuid, "1.0"))[:16]
-    iface["MajorVersion"] = 1
-    iface["MinorVersion"] = 0
-    rep = epm.EPMRPCDataRepresentation()
-    rep["DataRepUuid"] = uuidtup_to_bin(("8a885d04-1ceb-11c9-9fe8-08002b104860", "2.0"))[:16]
-    rep["MajorVersion"] = 2
-    rep["MinorVersion"] = 0
-    proto = epm.EPMProtocolIdentifier()
-    proto["ProtIdentifier"] = 0x0b
-    port_floor = epm.EPMPortAddr()
-    port_floor["IpPort"] = port
-    host = epm.EPMHostAddr()
-    host["Ip4addr"] = socket.inet_aton("0.0.0.0")
-    tower["NumberOfFloors"] = 5
-    tower["Floors"] = (iface.getData() + rep.getData() + proto.getData() + port_floor.getData() +
-                       host.getData())
-    return tower.getData()
-
-
 def epm_calls(port_135, uuid, port):
-    """ept_insert, ept_delete and ept_mgmt_delete of `uuid` at `port` over one loopback TCP
-    connection, with Impacket's NDR types (0.10.0 has the types but not these calls). Returns
-    {call: status}."""
-    from impacket.dcerpc.v5 import epm, transport
-    from impacket.dcerpc.v5.dtypes import PUUID, ULONG
-    from impacket.dcerpc.v5.ndr import NDRCALL, NDRUniConformantArray
-
-    class EntryArray(NDRUniConformantArray):
-        item = epm.ept_entry_t
-
-    class EptInsert(NDRCALL):
-        opnum = 0
-        structure = (("num_ents", ULONG), ("entries", EntryArray), ("replace", ULONG))
-
-    class EptDelete(NDRCALL):
-        opnum = 1
-        structure = (("num_ents", ULONG), ("entries", EntryArray))
-
-    class EptMgmtDelete(NDRCALL):
-        opnum = 6
-        structure = (("object_speced", ULONG), ("object", PUUID), ("tower", epm.twr_p_t))
-
-    tower = tower_for(uuid, port)
-    entry = epm.ept_entry_t()
-    entry["object"] = b"\0" * 16
-    entry["tower"]["tower_length"] = len(tower)
-    entry["tower"]["tower_octet_string"] = tower
-    entry["annotation"] = b"attack\0"
-    t = transport.DCERPCTransportFactory(f"ncacn_ip_tcp:127.0.0.1[{port_135}]")
-    t.set_connect_timeout(5)
-    dce = t.get_dce_rpc()
-    dce.connect()
-    dce.bind(epm.MSRPC_UUID_PORTMAP)
-    out = {}
-    insert = EptInsert()
-    insert["num_ents"] = 1
-    insert["entries"].append(entry)
-    insert["replace"] = 1
-    delete = EptDelete()
-    delete["num_ents"] = 1
-    delete["entries"].append(entry)
-    mgmt = EptMgmtDelete()
-    mgmt["object_speced"] = 0
-    mgmt["object"] = None
-    mgmt["tower"]["tower_length"] = len(tower)
-    mgmt["tower"]["tower_octet_string"] = tower
-    for name, req in (("insert", insert), ("delete", delete), ("mgmt_delete", mgmt)):
-        dce.call(req.opnum, req)
-        out[name] = int.from_bytes(dce.recv()[-4:], "little")
-    dce.disconnect()
-    return out
+    """ept_insert (replace), ept_delete and ept_mgmt_delete of `uuid` at `port` over one loopback
+    TCP connection. Returns {call: status}."""
+    from rpcgate_testlib import ept_delete, ept_insert, ept_mgmt_delete, epm_dce, tower_bytes
+    tower = tower_bytes(uuid, port)
+    dce = epm_dce(tcp=("127.0.0.1", port_135))
+    try:
+        return {"insert": ept_insert(dce, [(tower, "attack")], replace=True),
+                "delete": ept_delete(dce, [(tower, "attack")]),
+                "mgmt_delete": ept_mgmt_delete(dce, tower)}
+    finally:
+        dce.disconnect()
 
 
 def hold_control_connections(path, count, seconds):
@@ -243,16 +179,40 @@ class Registrants(unittest.TestCase):
         d = self.daemon("unix-listed", "--registrant", "nobody")
         self.assertIn("neither epmd's user nor in the control socket's group", d.read_log())
         self.assertEqual(os.stat(d.control).st_mode & 0o777, 0o666)
+        port, why = self.nobody_server(d, ALPHA)
+        self.assertIsNotNone(port, why)
+        self.assertIn(port, INTERNET)
+        self.assertEqual(registered(ALPHA), f"ncacn_ip_tcp:127.0.0.1[{port}]")
+
+    def nobody_server(self, daemon, uuid):
+        """rpcgate-testsrv as nobody taking an Internet port from the broker; its port, or None
+        when it failed (and then its stderr)."""
         srv = subprocess.Popen([*SETPRIV_NOBODY, os.path.join(BIN, "rpcgate-testsrv"), "--epmd",
-                                d.control, "--uuid", ALPHA, "--version", "1.0", "--class",
+                                daemon.control, "--uuid", uuid, "--version", "1.0", "--class",
                                 "internet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
         self.cleanup.append(lambda: stop_process(srv, signal.SIGKILL))
         line = srv.stdout.readline()
-        self.assertTrue(line.startswith("port="), (line, srv.stderr.read() if srv.poll() else ""))
-        port = int(line.split("=", 1)[1])
-        self.assertIn(port, INTERNET)
-        self.assertEqual(registered(ALPHA), f"ncacn_ip_tcp:127.0.0.1[{port}]")
+        if line.startswith("port="):
+            return int(line.split("=", 1)[1]), ""
+        srv.wait(10)
+        return None, srv.stderr.read()
+
+    def test_one_uid_cannot_hold_more_broker_ports_than_its_budget(self):
+        d = self.daemon("ports-per-uid", "--registrant", "nobody", "--max-ports-per-uid", "2")
+        held = [self.nobody_server(d, f"11111111-2222-3333-4444-5555555555b{i}")
+                for i in range(3)]
+        self.assertIn(held[0][0], INTERNET, held[0])
+        self.assertIn(held[1][0], INTERNET, held[1])
+        # The third is refused with 1721 (RPC_S_OUT_OF_RESOURCES), the log names the budget.
+        self.assertIsNone(held[2][0])
+        self.assertIn("1721", held[2][1])
+        wait_for(lambda: "max_ports_per_uid 2 (uid 65534 holds 2)" in d.read_log(), 5,
+                 "the refusal naming the budget")
+        self.assertIsNone(registered("11111111-2222-3333-4444-5555555555b2"))
+        # Root is not held to it, and the Internet pool is far from empty.
+        root_srv = self.server(d, ALPHA)
+        self.assertIn(root_srv.port, INTERNET)
 
     def test_a_listed_group_registers_and_owns_the_socket(self):
         for leftover in (["userdel", USER], ["groupdel", GROUP]):  # of an interrupted run

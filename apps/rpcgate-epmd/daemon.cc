@@ -325,6 +325,10 @@ int run(const Config& config, policy::Policy policy) {
   epm.on_refusal([](const epm::CallerInfo& caller, const epm::Refusal& r) {
     spdlog::warn("endpoint map: refused a change by {}: {}", caller.peer, epm::to_string(r));
   });
+  epm.on_trailing_bytes([](const epm::CallerInfo& caller, std::uint16_t opnum, std::size_t n) {
+    spdlog::debug("endpoint map opnum {} from {}: ignored {} byte(s) after the last parameter",
+                  opnum, caller.peer, n);
+  });
 
   // may_register: the Unix socket's peers by the listener's PeerPolicy (SO_PEERCRED), loopback
   // TCP peers by ServerOptions::loopback_registrants (unset without tcp_registration).

@@ -58,7 +58,8 @@ int main(int argc, char** argv) {
   app.add_option("--user,-u", user,
                  "Drop root to this user after opening the listeners. Use a dedicated system "
                  "user (useradd --system rpcgate): epmd's own user may register, so every "
-                 "process running as that user (\"nobody\" would be all of them) could");
+                 "process running as that user could register (with \"nobody\", every process "
+                 "that runs as nobody)");
   app.add_option("--registrant", registrants,
                  "User or @group that may register and take ports besides root and epmd's own "
                  "user, repeatable (adds to [epmd] registrants)");

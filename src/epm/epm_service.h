@@ -26,6 +26,9 @@
 //                      : ept_s_cant_perform_op
 //   7 ept_map_auth, 8 ept_map_auth_async, > 8: fault nca_s_op_rng_error (0x1c010002), as Samba
 //   any stub that does not decode: fault rpc_x_bad_stub_data (0x6f7), as Windows
+//   bytes after the last [in] parameter: ignored, as Windows' and Samba's servers do (issue 11;
+//   ndr/epm_types.h); counted in EpmStats::trailing_bytes_calls and reported to
+//   on_trailing_bytes() for a debug log line. The stub is still bounded by kMaxRequestStub.
 //
 // Ownership (issue 10; endpoint_db.h "Ownership"): the operations that change the map act with
 // the caller's uid (CallerInfo::uid) as authority: a caller changes only its own uid's entries,
@@ -167,8 +170,9 @@ struct EpmStats {
   std::array<std::uint64_t, kEpmOpnumCount + 1> calls{};  // by opnum; [9] = opnum > 8
   std::uint64_t faults_bad_stub = 0;                      // fault 0x6f7
   std::uint64_t faults_op_rng = 0;                        // fault nca_s_op_rng_error
-  std::uint64_t not_registered = 0;                       // map / lookup answers with no result
-  std::uint64_t invalid_context = 0;                      // ept_s_invalid_context answers
+  std::uint64_t trailing_bytes_calls = 0;   // requests with ignored bytes after the last param.
+  std::uint64_t not_registered = 0;         // map / lookup answers with no result
+  std::uint64_t invalid_context = 0;        // ept_s_invalid_context answers
   std::uint64_t refused_registrations = 0;  // insert / delete / mgmt_delete without may_register
                                             // or without a uid
   std::uint64_t refused_not_owner = 0;      // changes of another uid's / epmd's entries
@@ -215,6 +219,12 @@ class EpmService {
   void on_refusal(std::function<void(const CallerInfo&, const Refusal&)> fn) {
     on_refusal_ = std::move(fn);
   }
+  // Called for each request whose stub had `bytes` unread bytes after its last [in] parameter
+  // (ignored; for the daemon's debug log).
+  void on_trailing_bytes(
+      std::function<void(const CallerInfo&, std::uint16_t opnum, std::size_t bytes)> fn) {
+    on_trailing_bytes_ = std::move(fn);
+  }
 
  private:
   enum class HandleKind : std::uint8_t { kLookup, kMap };
@@ -243,7 +253,10 @@ class EpmService {
                      const CallerInfo& caller);
   CallResult ept_lookup_handle_free(std::span<const std::uint8_t> stub, common::Endian endian,
                                     const CallerInfo& caller);
-  CallResult ept_inq_object(std::span<const std::uint8_t> stub, common::Endian endian);
+  CallResult ept_inq_object(std::span<const std::uint8_t> stub, common::Endian endian,
+                            const CallerInfo& caller);
+  // A request had `bytes` > 0 unread bytes after its last parameter: counted and reported.
+  void trailing(const CallerInfo& caller, std::uint16_t opnum, std::size_t bytes);
   CallResult ept_mgmt_delete(std::span<const std::uint8_t> stub, common::Endian endian,
                              const CallerInfo& caller);
 
@@ -278,6 +291,7 @@ class EpmService {
   std::uint64_t use_clock_ = 0;
   std::function<void(const CallerInfo&, const Refusal&)> on_refusal_;
   std::unordered_set<std::uint64_t> leases_;  // connections holding a lease (hold_lease)
+  std::function<void(const CallerInfo&, std::uint16_t, std::size_t)> on_trailing_bytes_;
   std::optional<std::mt19937_64> seeded_;
   std::unique_ptr<std::random_device> random_;  // unique_ptr: keeps EpmService movable
   EpmStats stats_;

@@ -144,12 +144,13 @@ TEST(EpmService, FaultsAndStatuses) {
     EXPECT_EQ(r.error().status, st::kNcaSOpRngError);
   }
   for (std::uint16_t op = 0; op <= 6; ++op) {
+    if (op == kOpnumEptInqObject) continue;  // no [in] parameter: junk is only trailing bytes
     const std::vector<std::uint8_t> junk{1, 2, 3};
     auto r = s.call(op, junk, Endian::kLittle, local(1));
     ASSERT_FALSE(r) << op;
     EXPECT_EQ(r.error().status, st::kRpcXBadStubData) << op;
   }
-  EXPECT_EQ(s.stats().faults_bad_stub, 7u);
+  EXPECT_EQ(s.stats().faults_bad_stub, 6u);
   EXPECT_EQ(s.stats().faults_op_rng, 5u);
   EXPECT_EQ(s.stats().calls[9], 3u);
 
@@ -179,6 +180,39 @@ TEST(EpmService, FaultsAndStatuses) {
   auto r = s.call(kOpnumEptInqObject, {}, Endian::kLittle, net(1));
   ASSERT_TRUE(r);
   EXPECT_EQ(*r, std::vector<std::uint8_t>(20, 0));
+}
+
+// Issue 11: bytes after the last [in] parameter are ignored (Windows, Samba), counted and
+// reported; the answer is the one the exact stub gets.
+TEST(EpmService, TrailingBytesAreIgnoredAndReported) {
+  auto s = samr_service();
+  std::vector<std::pair<std::uint16_t, std::size_t>> reported;
+  s.on_trailing_bytes(
+      [&](const CallerInfo&, std::uint16_t op, std::size_t n) { reported.emplace_back(op, n); });
+  EptMapRequest mr{std::nullopt, tower("ncacn_ip_tcp:0.0.0.0[0]", kSamr10), {}, 1};
+  auto exact = encode(mr, Endian::kLittle);
+  auto longer = exact;
+  longer.insert(longer.end(), {0xde, 0xad, 0xbe, 0xef});
+  auto a = s.call(kOpnumEptMap, exact, Endian::kLittle, net(1));
+  auto b = s.call(kOpnumEptMap, longer, Endian::kLittle, net(1));
+  ASSERT_TRUE(a);
+  ASSERT_TRUE(b);
+  EXPECT_EQ(*a, *b);
+  EXPECT_EQ(decode_ept_map_response(*b, Endian::kLittle).value().towers.size(), 1u);
+  auto r = s.call(kOpnumEptInqObject, std::vector<std::uint8_t>(8, 0), Endian::kLittle, net(1));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(*r, std::vector<std::uint8_t>(20, 0));
+  // Registration too: a delete of nothing, with 4 extra bytes, still answers its status.
+  EptDeleteRequest dr{{entry({}, "ncalrpc:[x]", kSamr10)}};
+  auto del = encode(dr, Endian::kLittle);
+  del.insert(del.end(), 4, 0);
+  EXPECT_EQ(status_of(s.call(kOpnumEptDelete, del, Endian::kLittle, local(2))),
+            st::kEptSNotRegistered);
+  const std::vector<std::pair<std::uint16_t, std::size_t>> want{
+      {kOpnumEptMap, 4}, {kOpnumEptInqObject, 8}, {kOpnumEptDelete, 4}};
+  EXPECT_EQ(reported, want);
+  EXPECT_EQ(s.stats().trailing_bytes_calls, 3u);
+  EXPECT_EQ(s.stats().faults_bad_stub, 0u);
 }
 
 // ---- registration through the service ----

@@ -360,8 +360,13 @@ std::expected<uid_t, std::error_code> SocketOwners::tcp_owner(const sockaddr* lo
       netlink_.reset();
       return std::unexpected(e);
     }
-    auto left = static_cast<int>(n);
-    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+    // NLMSG_OK / NLMSG_NEXT spelled out: the macros compare an int length with the u32
+    // nlmsg_len (clang's -Wsign-compare).
+    const auto total = static_cast<std::size_t>(n);
+    for (std::size_t off = 0, len = 0; off + sizeof(nlmsghdr) <= total; off += NLMSG_ALIGN(len)) {
+      auto* h = reinterpret_cast<nlmsghdr*>(buf + off);
+      len = h->nlmsg_len;
+      if (len < sizeof(nlmsghdr) || len > total - off) break;
       if (h->nlmsg_seq != msg.nlh.nlmsg_seq) continue;
       if (h->nlmsg_type == NLMSG_ERROR) {
         if (h->nlmsg_len < NLMSG_LENGTH(sizeof(nlmsgerr))) return fail(std::errc::protocol_error);
