@@ -62,6 +62,9 @@
 // replaced as one set on SIGHUP (only the [[epmd.entry]] list of --config is re-read then; other
 // [epmd] keys need a restart): an invalid set is refused whole, the old set stays, and the error
 // is logged. At start an invalid entry is exit 2 with "FILE: [[epmd.entry]] #N: why" (N from 1).
+// Being epmd's, a static entry also blocks a registrant's ept_insert that would replace it (same
+// object, interface, protseq and network address: DCE's replace rule, ept_s_cant_perform_op) -
+// give a static entry a specific address, or none for an interface a server registers itself.
 // At most kMaxStaticEntries entries (the map's per-lease cap: they are inserted under one
 // reserved lease, kStaticLease, which is what makes the replacement atomic).
 //
