@@ -379,6 +379,10 @@ class Server {
   void arm_poller();
   void on_poller_ready();
   std::uint32_t next_assoc_group_id();
+  // Association groups (MS-RPCE 3.3.1.5.4) with the number of connections bound in each: a group
+  // exists while one of its connections lives. Bounded by the connection count.
+  void join_assoc_group(std::uint32_t id);
+  void leave_assoc_group(std::uint32_t id);
   // A connection's reassembly bytes went from `before` to `after`: totals, budgets, trimming.
   void reassembly_changed(detail::Connection& c, std::size_t before, std::size_t after);
   // Closes the biggest holder (of `peer_key`'s connections, or of all with "") for `reason`.
@@ -417,6 +421,7 @@ class Server {
   ServerStats stats_;
   std::uint64_t next_connection_id_ = 1;
   std::uint32_t next_assoc_group_ = 0;
+  std::unordered_map<std::uint32_t, std::size_t> assoc_groups_;  // id -> connections bound in it
   bool stopped_ = false;
   std::unique_ptr<epm::MgmtService> mgmt_;  // export_mgmt; its provider reads this Server
 };
