@@ -18,6 +18,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!std::equal(bytes.begin(), bytes.end(), input.begin(), input.end())) std::abort();
   auto again = decode_tower(bytes, limits);
   if (!again || *again != *tower) std::abort();
+  if (describe_floors(*tower).rfind("floors(", 0) != 0) std::abort();  // any tower: a fallback
   if (auto view = view_tower(*tower)) {
     if (encode_tower(make_tower(*view)) != bytes) std::abort();
     if (auto binding = tower_to_binding(*tower)) {

@@ -278,7 +278,9 @@ class Ownership(unittest.TestCase):
         self.assertEqual(len(entries_of(self.daemon.control)), 4081)
         for dce in dces:
             dce.disconnect()
-        wait_for(lambda: len(entries_of(self.daemon.control)) == 1, 5, "the leases to end")
+        # Plain ept_inserts are persistent (issue 11): closing their connections removes nothing.
+        time.sleep(0.3)
+        self.assertEqual(len(entries_of(self.daemon.control)), 4081)
 
 
 class HandleHoarding(unittest.TestCase):

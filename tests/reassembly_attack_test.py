@@ -37,6 +37,11 @@ CALL_TIMEOUT = 5.0
 # to 80 framer buffers and per-connection state, the Python-side nothing. Measured growth with
 # the budgets is a few MiB over the budget; without them it passes this in well under a second.
 SLACK = 24 * MIB
+# Under ASan (the `make asan` build) RSS says nothing about what the daemon holds: freed blocks
+# wait in ASan's quarantine (256 MiB), every allocation carries redzones and shadow memory, and
+# malloc_trim does not apply to ASan's allocator. There the memory assertions (a) and (d) are not
+# made - the run says so - while (b) and (c), the behaviour, are asserted as in the default build.
+SANITIZED = os.environ.get("RPCGATE_SANITIZED") in ("1", "ON", "TRUE")
 EPM = ("e1af8308-5d1f-11c9-91a4-08002b14a0fa", "3.0")
 
 # Impacket's EPM bind (epm-and-ports.md §7.7) offering 5840/5840, so fragments are the largest
@@ -154,7 +159,7 @@ class ReassemblyAttackTest(unittest.TestCase):
         self.tmp.cleanup()
 
     def run_attack(self, sources, per_source, budget, reason):
-        bound = self.baseline_rss + budget + SLACK
+        bound = 1 << 62 if SANITIZED else self.baseline_rss + budget + SLACK
         attack = Attack(self.pid, sources, per_source, bound)
         attack.start()
         try:
@@ -173,23 +178,35 @@ class ReassemblyAttackTest(unittest.TestCase):
               f"{statistics.median(during) * 1e3:.1f} ms / max {max(during) * 1e3:.1f} ms during",
               file=sys.stderr)
         # (a) RSS growth under the budget that applies plus SLACK.
-        self.assertFalse(attack.over_bound, f"RSS passed {bound // 1024} KiB")
-        self.assertLess(peak - self.baseline_rss, budget + SLACK)
-        self.assertGreater(sent, 4 * budget)  # the attack really offered more than the budget
+        if SANITIZED:
+            print("ASan build: RSS bound and return not asserted (quarantine, shadow memory)",
+                  file=sys.stderr)
+        else:
+            self.assertFalse(attack.over_bound, f"RSS passed {bound // 1024} KiB")
+            self.assertLess(peak - self.baseline_rss, budget + SLACK)
+        # The attack really offered more than the budget (ASan's daemon reads ~20x slower).
+        self.assertGreater(sent, (1 if SANITIZED else 4) * budget)
         # (b) The bound: the median under 5 x the baseline median + 20 ms and every call under
         # 1 s. Each probe is a whole Impacket connect/bind/ept_map/close (~5-10 ms here), on 2
         # cores shared with the attacking Python thread; without the budgets the daemon spends
         # its time growing buffers and the probes queue behind the whole backlog.
-        self.assertLess(statistics.median(during), 5 * self.baseline_latency + 0.02)
-        self.assertLess(max(during), 1.0)
+        # Under ASan the daemon does its per-byte work (copying, checking) several times slower
+        # while the probe's Impacket does not, so the bound there is looser: 10 x + 100 ms, 2 s.
+        if SANITIZED:
+            self.assertLess(statistics.median(during), 10 * self.baseline_latency + 0.1)
+            self.assertLess(max(during), 2.0)
+        else:
+            self.assertLess(statistics.median(during), 5 * self.baseline_latency + 0.02)
+            self.assertLess(max(during), 1.0)
         # (c) Closed by the daemon, with the budget named in its log.
         self.assertGreater(attack.closed_by_daemon, 0)
         log = self.daemon.read_log()
         self.assertIn(f"closed: {reason}", log)
         # (d) Once they are gone, RSS falls back near the baseline (malloc_trim).
-        near = self.baseline_rss + 4 * MIB
-        wait_for(lambda: rss(self.pid) < near, 5, f"RSS back under {near // 1024} KiB "
-                 f"(now {rss(self.pid) // 1024} KiB)")
+        if not SANITIZED:
+            near = self.baseline_rss + 4 * MIB
+            wait_for(lambda: rss(self.pid) < near, 5, f"RSS back under {near // 1024} KiB "
+                     f"(now {rss(self.pid) // 1024} KiB)")
         self.assertEqual(self.daemon.proc.poll(), None)
         return log
 

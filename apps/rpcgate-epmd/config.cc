@@ -5,6 +5,10 @@
 #include <pwd.h>
 #include <toml++/toml.h>
 
+#include "epm/endpoint_db.h"
+#include "ndr/binding.h"
+#include "ndr/tower.h"
+
 namespace rpcgate::epmd {
 namespace {
 
@@ -15,6 +19,72 @@ bool is_ipv6_literal(const std::string& host) {
 bool is_ipv4_literal(const std::string& host) {
   in_addr a{};
   return inet_pton(AF_INET, host.c_str(), &a) == 1;
+}
+
+// One [[epmd.entry]] (index from 1). Error: "[[epmd.entry]] #N: why".
+std::expected<StaticEntry, std::string> parse_static_entry(const toml::table& t,
+                                                           std::size_t index) {
+  const std::string where = "[[epmd.entry]] #" + std::to_string(index);
+  auto fail = [&](const std::string& why) { return std::unexpected(where + ": " + why); };
+  std::optional<common::Uuid> interface;
+  std::optional<common::Uuid> object;
+  std::uint16_t major = 0, minor = 0;
+  std::string version_text = "0.0";
+  std::optional<std::string> binding_text;
+  std::string annotation;
+  for (const auto& [key, node] : t) {
+    const std::string_view k = key.str();
+    const auto* str = node.as_string();
+    if (k != "interface" && k != "version" && k != "object" && k != "binding" && k != "annotation")
+      return fail("unknown key \"" + std::string(k) +
+                  "\" (known: interface, version, object, binding, annotation)");
+    if (str == nullptr) return fail(std::string(k) + " must be a string");
+    const std::string& v = str->get();
+    if (k == "interface" || k == "object") {
+      auto u = common::Uuid::parse(v);
+      if (!u) return fail(std::string(k) + " \"" + v + "\" is not a UUID");
+      (k == "interface" ? interface : object) = *u;
+    } else if (k == "version") {
+      const auto dot = v.find('.');
+      auto number = [](std::string_view n, std::uint16_t& out) {
+        if (n.empty() || n.size() > 5) return false;
+        unsigned x = 0;
+        for (char c : n) {
+          if (c < '0' || c > '9') return false;
+          x = x * 10 + static_cast<unsigned>(c - '0');
+        }
+        if (x > 65535) return false;
+        out = static_cast<std::uint16_t>(x);
+        return true;
+      };
+      if (dot == std::string::npos || !number(std::string_view(v).substr(0, dot), major) ||
+          !number(std::string_view(v).substr(dot + 1), minor))
+        return fail("version \"" + v + "\" is not \"major.minor\" (0-65535 each)");
+      version_text = v;
+    } else if (k == "binding") {
+      binding_text = v;
+    } else {
+      annotation = v;
+    }
+  }
+  if (!interface) return fail("interface is required");
+  if (interface->is_nil()) return fail("interface must not be the nil UUID");
+  if (!binding_text) return fail("binding is required (e.g. \"ncacn_ip_tcp:0.0.0.0[5000]\")");
+  auto b = ndr::parse_binding(*binding_text);
+  if (!b) return fail("binding \"" + *binding_text + "\": " + b.error().message());
+  if (b->object) return fail("binding \"" + *binding_text + "\": give the object as object = ...");
+  if (annotation.size() >= ndr::epm::kMaxAnnotationSize ||
+      annotation.find('\0') != std::string::npos)
+    return fail("annotation longer than 63 characters");
+  const ndr::SyntaxId syntax{*interface, major, minor};
+  auto tower = ndr::binding_to_tower(*b, syntax);
+  if (!tower)
+    return fail("binding \"" + *binding_text + "\" cannot be a tower: " + tower.error().message());
+  StaticEntry out;
+  out.entry = {object.value_or(common::Uuid{}), ndr::encode_tower(*tower), annotation};
+  if (auto e = epm::make_entry(out.entry); !e) return fail("not a valid endpoint map entry");
+  out.text = interface->to_string() + ":" + version_text + " at " + *binding_text;
+  return out;
 }
 
 }  // namespace
@@ -241,6 +311,40 @@ std::expected<Config, std::string> parse_config_toml(std::string_view text, std:
         return type_error(k, "an integer from 1 to " + std::to_string(limit));
       (k == "max_ports_per_uid" ? base.max_ports_per_uid : base.max_local_connections_per_uid) =
           static_cast<std::size_t>(i->get());
+    } else if (k == "sweep_interval_ms") {
+      const auto* i = node.as_integer();
+      if (i == nullptr ||
+          (i->get() != 0 && (i->get() < static_cast<std::int64_t>(kMinSweepIntervalMs) ||
+                             i->get() > static_cast<std::int64_t>(kMaxSweepIntervalMs)))) {
+        return type_error(k, "0 (no sweep) or an integer from " +
+                                 std::to_string(kMinSweepIntervalMs) + " to " +
+                                 std::to_string(kMaxSweepIntervalMs));
+      }
+      base.sweep_interval_ms = static_cast<std::uint64_t>(i->get());
+    } else if (k == "sweep_failures") {
+      const auto* i = node.as_integer();
+      if (i == nullptr || i->get() < 1 || i->get() > kMaxSweepFailures)
+        return type_error(k, "an integer from 1 to " + std::to_string(kMaxSweepFailures));
+      base.sweep_failures = static_cast<std::uint32_t>(i->get());
+    } else if (k == "entry") {
+      const auto* arr = node.as_array();
+      if (arr == nullptr) return type_error(k, "an array of tables ([[epmd.entry]])");
+      if (arr->size() > kMaxStaticEntries) {
+        return std::unexpected(src + ": [[epmd.entry]]: " + std::to_string(arr->size()) +
+                               " entries, at most " + std::to_string(kMaxStaticEntries));
+      }
+      base.static_entries.clear();
+      std::size_t index = 0;
+      for (const auto& n : *arr) {
+        ++index;
+        const auto* t = n.as_table();
+        if (t == nullptr)
+          return std::unexpected(src + ": [[epmd.entry]] #" + std::to_string(index) +
+                                 ": must be a table");
+        auto e = parse_static_entry(*t, index);
+        if (!e) return std::unexpected(src + ": " + e.error());
+        base.static_entries.push_back(std::move(*e));
+      }
     } else {
       return std::unexpected(src + ": [epmd] unknown key \"" + std::string(k) +
                              "\" (known: listen, control, advertise, tcp_registration, "
@@ -250,7 +354,7 @@ std::expected<Config, std::string> parse_config_toml(std::string_view text, std:
                              "max_entries_per_uid, max_handles_per_peer, max_handles_total, "
                              "max_reassembly_bytes_per_connection, "
                              "max_reassembly_bytes_per_peer, max_reassembly_bytes, "
-                             "call_timeout_ms)");
+                             "call_timeout_ms, sweep_interval_ms, sweep_failures, entry)");
     }
   }
   if (base.listen.empty()) return std::unexpected(src + ": [epmd] listen must not be empty");

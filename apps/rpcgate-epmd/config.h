@@ -39,6 +39,34 @@
 //                                          # kLocalConnections; root exempt), 1..128
 //   max_ports_per_uid = 256                # broker ports one uid may hold at once (root exempt;
 //                                          # over it AllocatePort answers 1721), 1..65535
+//   sweep_interval_ms = 60000              # liveness sweep of persistent registrations
+//                                          # (epm/liveness.h): every this often, 0 = never,
+//                                          # else kMinSweepIntervalMs..kMaxSweepIntervalMs
+//   sweep_failures = 3                     # consecutive failed probes before an entry is
+//                                          # removed, 1..100
+//
+//   [[epmd.entry]]                         # a static entry, for a server that registers nothing
+//   interface = "12345778-1234-abcd-ef00-0123456789ab"   # required
+//   version = "0.0"                        # "major.minor", default "0.0"
+//   object = "6b29fc40-ca47-1067-b31d-00dd010662da"      # optional (default: nil)
+//   binding = "ncacn_ip_tcp:0.0.0.0[5000]" # required: a string binding, as `rpcgate lookup`
+//                                          # prints (a uuid@ object inside it is refused: use
+//                                          # object); any protseq ndr::binding_to_tower encodes
+//   annotation = "lsarpc"                  # optional, at most 63 characters
+//
+// Registration (issue 11; epm_service.h "Leases"): a plain ept_insert is persistent (kept after
+// its connection closes, until ept_delete / ept_mgmt_delete or the liveness sweep); a control-
+// socket connection that took a port (AllocatePort) or asked for a lease (HoldLease) holds a
+// lease and its later entries go when it closes. Static entries belong to epmd itself (authority
+// kEpmdAuthority: nobody changes them over the wire, root included), are never swept, and are
+// replaced as one set on SIGHUP (only the [[epmd.entry]] list of --config is re-read then; other
+// [epmd] keys need a restart): an invalid set is refused whole, the old set stays, and the error
+// is logged. At start an invalid entry is exit 2 with "FILE: [[epmd.entry]] #N: why" (N from 1).
+// Being epmd's, a static entry also blocks a registrant's ept_insert that would replace it (same
+// object, interface, protseq and network address: DCE's replace rule, ept_s_cant_perform_op) -
+// give a static entry a specific address, or none for an interface a server registers itself.
+// At most kMaxStaticEntries entries (the map's per-lease cap: they are inserted under one
+// reserved lease, kStaticLease, which is what makes the replacement atomic).
 //
 // Who may register: on the control socket the peer's SO_PEERCRED uid (or its process gid); over
 // TCP (tcp_registration) only a loopback peer whose socket's owner uid the kernel reports
@@ -85,6 +113,7 @@
 #include <sys/types.h>
 
 #include "epm/epm_service.h"
+#include "ndr/epm_types.h"
 #include "policy/policy.h"
 
 namespace rpcgate::epmd {
@@ -114,6 +143,20 @@ inline constexpr std::size_t kMinReassemblyBytes = epm::kMaxRequestStub;
 inline constexpr std::size_t kMaxReassemblyBytesLimit = std::size_t{1} << 40;
 inline constexpr std::uint64_t kMinCallTimeoutMs = 100;
 inline constexpr std::uint64_t kMaxCallTimeoutMs = 300'000;  // the idle timeout after bind
+inline constexpr std::uint64_t kMinSweepIntervalMs = 100;
+inline constexpr std::uint64_t kMaxSweepIntervalMs = 86'400'000;  // a day
+inline constexpr std::uint32_t kMaxSweepFailures = 100;
+inline constexpr std::size_t kMaxStaticEntries = epm::DbLimits{}.max_entries_per_owner;
+// The lease static entries are inserted under: no connection id reaches it (the Server counts
+// up from 1), so no close removes them; a reload removes and re-inserts exactly this set.
+inline constexpr std::uint64_t kStaticLease = ~std::uint64_t{0};
+
+// One [[epmd.entry]], validated (epm::make_entry accepts it).
+struct StaticEntry {
+  ndr::epm::EptEntry entry;
+  std::string text;  // "12345778-...:0.0 at ncacn_ip_tcp:0.0.0.0[5000]", for logs
+  friend bool operator==(const StaticEntry&, const StaticEntry&) = default;
+};
 
 struct Config {
   std::vector<ListenAddress> listen{{"0.0.0.0", 135}, {"::", 135}};
@@ -141,6 +184,10 @@ struct Config {
   std::size_t max_ports_per_uid = 256;             // runtime::BrokerOptions' default
   // The policy file, if any ("" = embedded default), kept so SIGHUP can read it again.
   std::string policy_file;
+  std::uint64_t sweep_interval_ms = 60'000;  // runtime::SweepOptions' default; 0 = no sweep
+  std::uint32_t sweep_failures = 3;          // runtime::SweepOptions' default
+  std::vector<StaticEntry> static_entries;   // [[epmd.entry]]
+  std::string config_file;                   // --config, re-read on SIGHUP for static_entries
 };
 
 // Reads the [epmd] table of an rpcgate.toml (absent table: defaults). Unknown keys and wrong

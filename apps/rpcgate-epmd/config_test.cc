@@ -4,6 +4,7 @@
 
 #include "epm/epm_service.h"
 #include "runtime/broker_service.h"
+#include "runtime/liveness_prober.h"
 #include "runtime/server.h"
 
 namespace rpcgate::epmd {
@@ -221,6 +222,100 @@ TEST(Config, ErrorsNameTheFileAndKey) {
   auto syntax = parse_config_toml("[epmd\n", "f.toml");
   ASSERT_FALSE(syntax);
   EXPECT_NE(syntax.error().find("f.toml:1"), std::string::npos);
+}
+
+TEST(Config, SweepKeys) {
+  auto d = parse_config_toml("", "f.toml");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->sweep_interval_ms,
+            static_cast<std::uint64_t>(runtime::SweepOptions{}.interval.count()));
+  EXPECT_EQ(d->sweep_failures, runtime::SweepOptions{}.failures);
+  auto c = parse_config_toml("[epmd]\nsweep_interval_ms = 1000\nsweep_failures = 2\n", "f.toml");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->sweep_interval_ms, 1000u);
+  EXPECT_EQ(c->sweep_failures, 2u);
+  EXPECT_EQ(parse_config_toml("[epmd]\nsweep_interval_ms = 0\n", "f.toml")->sweep_interval_ms, 0u);
+  for (const char* bad :
+       {"sweep_interval_ms = 50", "sweep_interval_ms = -1", "sweep_interval_ms = 86400001",
+        "sweep_failures = 0", "sweep_failures = 101", "sweep_failures = \"3\""}) {
+    auto e = parse_config_toml(std::string("[epmd]\n") + bad + "\n", "f.toml");
+    ASSERT_FALSE(e) << bad;
+    EXPECT_NE(e.error().find(std::string(bad).substr(0, std::string(bad).find(' '))),
+              std::string::npos)
+        << e.error();
+  }
+}
+
+TEST(Config, StaticEntries) {
+  auto c = parse_config_toml(R"([epmd]
+[[epmd.entry]]
+interface = "12345778-1234-abcd-ef00-0123456789ab"
+version = "1.2"
+binding = "ncacn_ip_tcp:0.0.0.0[5000]"
+annotation = "lsarpc"
+[[epmd.entry]]
+interface = "12345778-1234-abcd-ef00-0123456789ac"
+object = "6b29fc40-ca47-1067-b31d-00dd010662da"
+binding = "ncacn_ip_tcp:127.0.0.1[5001]"
+)",
+                             "f.toml");
+  ASSERT_TRUE(c) << c.error();
+  ASSERT_EQ(c->static_entries.size(), 2u);
+  EXPECT_EQ(c->static_entries[0].text,
+            "12345778-1234-abcd-ef00-0123456789ab:1.2 at ncacn_ip_tcp:0.0.0.0[5000]");
+  EXPECT_EQ(c->static_entries[0].entry.annotation, "lsarpc");
+  EXPECT_TRUE(c->static_entries[0].entry.object.is_nil());
+  EXPECT_EQ(c->static_entries[1].entry.object.to_string(), "6b29fc40-ca47-1067-b31d-00dd010662da");
+  // Each entry is what the map accepts; version 0.0 by default.
+  auto e = epm::make_entry(c->static_entries[1].entry);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->interface.major, 0);
+  epm::EndpointDb db;
+  EXPECT_EQ(db.insert({c->static_entries[0].entry, c->static_entries[1].entry}, false,
+                      epm::Registrant{kStaticLease, epm::kEpmdAuthority}),
+            0u);
+}
+
+TEST(Config, InvalidStaticEntryNamesFileIndexAndWhy) {
+  const std::string ok =
+      "interface = \"12345778-1234-abcd-ef00-0123456789ab\"\n"
+      "binding = \"ncacn_ip_tcp:0.0.0.0[5000]\"\n";
+  struct Case {
+    std::string body;
+    std::string_view why;
+  };
+  const Case cases[] = {
+      {"binding = \"ncacn_ip_tcp:0.0.0.0[5000]\"\n", "interface is required"},
+      {"interface = \"12345778-1234-abcd-ef00-0123456789ab\"\n", "binding is required"},
+      {"interface = \"not-a-uuid\"\nbinding = \"ncacn_ip_tcp:0.0.0.0[5000]\"\n",
+       "interface \"not-a-uuid\" is not a UUID"},
+      {"interface = \"00000000-0000-0000-0000-000000000000\"\n"
+       "binding = \"ncacn_ip_tcp:0.0.0.0[5000]\"\n",
+       "nil UUID"},
+      {ok + "version = \"1\"\n", "major.minor"},
+      {ok + "version = \"1.70000\"\n", "major.minor"},
+      {ok + "annotation = \"" + std::string(64, 'a') + "\"\n", "63 characters"},
+      {ok + "port = 5\n", "unknown key \"port\""},
+      {ok + "version = 1\n", "version must be a string"},
+      {"interface = \"12345778-1234-abcd-ef00-0123456789ab\"\nbinding = \"bogus:x\"\n",
+       "binding \"bogus:x\""},
+      {"interface = \"12345778-1234-abcd-ef00-0123456789ab\"\n"
+       "binding = \"6b29fc40-ca47-1067-b31d-00dd010662da@ncacn_ip_tcp:0.0.0.0[5000]\"\n",
+       "object = "},
+  };
+  for (const auto& c : cases) {
+    const std::string text = "[epmd]\n[[epmd.entry]]\n" + ok + "[[epmd.entry]]\n" + c.body;
+    auto e = parse_config_toml(text, "rpcgate.toml");
+    ASSERT_FALSE(e) << c.body;
+    EXPECT_NE(e.error().find("rpcgate.toml: [[epmd.entry]] #2: "), std::string::npos) << e.error();
+    EXPECT_NE(e.error().find(c.why), std::string::npos) << e.error();
+  }
+  std::string many = "[epmd]\n";
+  for (std::size_t i = 0; i <= kMaxStaticEntries; ++i)
+    many += "[[epmd.entry]]\n" + ok;
+  auto e = parse_config_toml(many, "f.toml");
+  ASSERT_FALSE(e);
+  EXPECT_NE(e.error().find("at most " + std::to_string(kMaxStaticEntries)), std::string::npos);
 }
 
 }  // namespace

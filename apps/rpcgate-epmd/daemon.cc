@@ -1,9 +1,12 @@
 #include "daemon.h"
 
 #include <array>
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <map>
+#include <sstream>
 
 #include <asio.hpp>
 #include <grp.h>
@@ -24,6 +27,7 @@
 #include "runtime/broker_protocol.h"
 #include "runtime/broker_service.h"
 #include "runtime/epm_host.h"
+#include "runtime/liveness_prober.h"
 #include "runtime/server.h"
 
 namespace rpcgate::epmd {
@@ -225,6 +229,43 @@ class RejectReporter {
   runtime::ServerStats reported_;
 };
 
+// Replaces the static entries (lease kStaticLease) with `fresh`, all or nothing: when the map
+// refuses the new set (a cap, or a replace conflict), the old set is put back. Error: why.
+std::expected<void, std::string> apply_static_entries(epm::EpmService& epm,
+                                                      const std::vector<StaticEntry>& old,
+                                                      const std::vector<StaticEntry>& fresh) {
+  auto wire = [](const std::vector<StaticEntry>& set) {
+    std::vector<ndr::epm::EptEntry> out;
+    for (const auto& e : set)
+      out.push_back(e.entry);
+    return out;
+  };
+  const epm::Registrant epmd{kStaticLease, epm::kEpmdAuthority};
+  epm.db().remove_owner(kStaticLease);
+  if (fresh.empty()) return {};
+  if (const auto status = epm.db().insert(wire(fresh), /*replace=*/false, epmd); status != 0) {
+    const auto refusal = epm.db().last_refusal();
+    epm.db().remove_owner(kStaticLease);
+    if (!old.empty()) (void)epm.db().insert(wire(old), false, epmd);
+    char code[16];
+    std::snprintf(code, sizeof code, "0x%08x", status);
+    return std::unexpected(std::string("the endpoint map refused the set: status ") + code +
+                           (refusal ? " (" + epm::to_string(*refusal) + ")" : std::string()));
+  }
+  return {};
+}
+
+// The [[epmd.entry]] list of `file` as it is now. Error: "FILE: ..." as at start.
+std::expected<std::vector<StaticEntry>, std::string> read_static_entries(const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return std::unexpected("cannot read " + file);
+  std::stringstream text;
+  text << in.rdbuf();
+  auto parsed = parse_config_toml(text.str(), file);
+  if (!parsed) return std::unexpected(parsed.error());
+  return std::move(parsed->static_entries);
+}
+
 }  // namespace
 
 std::expected<policy::Policy, std::string> load_policy(const std::string& file) {
@@ -284,6 +325,10 @@ int run(const Config& config, policy::Policy policy) {
   epm.on_refusal([](const epm::CallerInfo& caller, const epm::Refusal& r) {
     spdlog::warn("endpoint map: refused a change by {}: {}", caller.peer, epm::to_string(r));
   });
+  epm.on_trailing_bytes([](const epm::CallerInfo& caller, std::uint16_t opnum, std::size_t n) {
+    spdlog::debug("endpoint map opnum {} from {}: ignored {} byte(s) after the last parameter",
+                  opnum, caller.peer, n);
+  });
 
   // may_register: the Unix socket's peers by the listener's PeerPolicy (SO_PEERCRED), loopback
   // TCP peers by ServerOptions::loopback_registrants (unset without tcp_registration).
@@ -317,6 +362,10 @@ int run(const Config& config, policy::Policy policy) {
         break;
       case Kind::kReleased:
         spdlog::info("broker: port {} released by connection {}", e.port, e.connection_id);
+        break;
+      case Kind::kLeaseHeld:
+        spdlog::info("broker: connection {} {} holds a lease: its registrations go when it closes",
+                     e.connection_id, e.peer_address);
         break;
       case Kind::kAllocateFailed:
         if (e.failure) {
@@ -352,6 +401,9 @@ int run(const Config& config, policy::Policy policy) {
         break;
     }
   });
+  // Leases (epm_service.h "Leases"): a connection that took a port, or asked with HoldLease,
+  // registers leased entries; every other ept_insert is persistent.
+  broker.on_lease([&epm](std::uint64_t id) { epm.hold_lease(id); });
   broker.attach(server);
 
   // Listeners: the same port on every address of a port group (e.g. 0.0.0.0:135 and [::]:135).
@@ -396,6 +448,29 @@ int run(const Config& config, policy::Policy policy) {
     epm.db().insert({entry}, /*replace=*/true, /*owner=*/0);
   }
 
+  // Static entries ([[epmd.entry]]): epmd's own, under kStaticLease, never swept.
+  std::vector<StaticEntry> static_entries;
+  if (auto ok = apply_static_entries(epm, {}, config.static_entries); !ok) {
+    spdlog::critical("{}: [[epmd.entry]]: {}", config.config_file, ok.error());
+    return 2;
+  }
+  static_entries = config.static_entries;
+  for (const auto& e : static_entries)
+    spdlog::info("static entry: {}", e.text);
+
+  // The liveness sweep of persistent registrations (epm/liveness.h).
+  runtime::SweepOptions sweep_options;
+  sweep_options.interval = std::chrono::milliseconds(config.sweep_interval_ms);
+  sweep_options.failures = config.sweep_failures;
+  runtime::LivenessProber sweeper(io, epm, sweep_options);
+  sweeper.on_removed([](const epm::Entry& e, const epm::ProbeTarget& t, std::uint32_t failures) {
+    spdlog::info(
+        "liveness sweep: removed {}:{}.{} at {} (uid {}, annotation \"{}\"): {} consecutive "
+        "failed probes (sweep_failures {})",
+        e.interface.uuid.to_string(), e.interface.major, e.interface.minor, t.to_string(),
+        e.authority, e.annotation, failures, failures);
+  });
+
   std::string listening_text;
   for (const auto& l : listening)
     listening_text += (listening_text.empty() ? "" : ", ") + l;
@@ -409,6 +484,7 @@ int run(const Config& config, policy::Policy policy) {
     spdlog::info("signal {}: stopping", signo);
     sd_notify(0, "STOPPING=1");
     rejects.stop();
+    sweeper.stop();
     server.stop();
     io.stop();
   });
@@ -431,12 +507,27 @@ int run(const Config& config, policy::Policy policy) {
                    report.dropped.size());
       log_invalid_policy(policy);
     }
+    if (!config.config_file.empty()) {
+      auto fresh_entries = read_static_entries(config.config_file);
+      if (!fresh_entries) {
+        spdlog::error("SIGHUP: static entries not reloaded, keeping the {} loaded: {}",
+                      static_entries.size(), fresh_entries.error());
+      } else if (auto ok = apply_static_entries(epm, static_entries, *fresh_entries); !ok) {
+        spdlog::error("SIGHUP: static entries not reloaded, keeping the {} loaded: {}",
+                      static_entries.size(), ok.error());
+      } else {
+        static_entries = std::move(*fresh_entries);
+        spdlog::info("SIGHUP: {} static entr{} loaded from {}", static_entries.size(),
+                     static_entries.size() == 1 ? "y" : "ies", config.config_file);
+      }
+    }
     sd_notify(0, "READY=1");
     hangup.async_wait(on_hangup);
   };
   hangup.async_wait(on_hangup);
 
   rejects.start();
+  if (config.sweep_interval_ms > 0) sweeper.start();
   sd_notify(0, "READY=1");
   io.run();
   return 0;

@@ -4,9 +4,13 @@
 // What it wires together (each piece documents its own contract):
 //   runtime::Server        listeners, connections, associations, the management interface
 //   epm::EpmService        ept_* operations over the endpoint database
-//   runtime::BrokerService AllocatePort / ReleasePort over the policy's allocator
+//   runtime::BrokerService AllocatePort / ReleasePort / HoldLease over the policy's allocator
 //   connection close  ->   EpmService::connection_closed + broker release: a registrant that
-//                          dies (kill -9 included) leaves no entry and holds no port.
+//                          held a lease (AllocatePort / HoldLease) and dies (kill -9 included)
+//                          leaves no entry and holds no port.
+//   runtime::LivenessProber the sweep of persistent entries (plain ept_insert: epm_service.h
+//                          "Leases"), every sweep_interval_ms; static [[epmd.entry]] entries
+//                          loaded at start and replaced as a set on SIGHUP (config.h).
 //
 // Registration (ept_insert / ept_delete / ept_mgmt_delete) is local only (MS-RPCE 3.1.3.5.3):
 // allowed for registrants (root, epmd's own uid, Config::registrants' users and @groups): on the

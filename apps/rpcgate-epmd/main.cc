@@ -37,6 +37,8 @@ int main(int argc, char** argv) {
   std::optional<std::size_t> max_reassembly_bytes_per_peer;
   std::optional<std::size_t> max_reassembly_bytes;
   std::optional<std::uint64_t> call_timeout_ms;
+  std::optional<std::uint64_t> sweep_interval_ms;
+  std::optional<std::uint32_t> sweep_failures;
   std::vector<std::string> registrants;
   std::optional<std::size_t> max_local_connections_per_uid;
   std::optional<std::size_t> max_ports_per_uid;
@@ -103,6 +105,13 @@ int main(int argc, char** argv) {
   app.add_option("--call-timeout-ms", call_timeout_ms,
                  "All fragments of one call within this many ms of the first (default 5000)")
       ->check(CLI::Range(rpcgate::epmd::kMinCallTimeoutMs, rpcgate::epmd::kMaxCallTimeoutMs));
+  app.add_option("--sweep-interval-ms", sweep_interval_ms,
+                 "Probe persistent registrations' endpoints this often; 0 = never (default 60000)")
+      ->check(CLI::Range(std::uint64_t{0}, rpcgate::epmd::kMaxSweepIntervalMs));
+  app.add_option("--sweep-failures", sweep_failures,
+                 "Remove a persistent registration after this many failed probes in a row "
+                 "(default 3)")
+      ->check(CLI::Range(1u, rpcgate::epmd::kMaxSweepFailures));
   app.add_option("--seed", seed, "Deterministic port choice (tests)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
@@ -125,6 +134,7 @@ int main(int argc, char** argv) {
     }
     config = *parsed;
     config.policy_file = config_file;  // its [policy] table, unless --policy overrides
+    config.config_file = config_file;  // its [[epmd.entry]] list, re-read on SIGHUP
   }
   if (!policy_file.empty()) config.policy_file = policy_file;
   if (!listen.empty()) {
@@ -161,6 +171,15 @@ int main(int argc, char** argv) {
     config.max_reassembly_bytes_per_peer = *max_reassembly_bytes_per_peer;
   if (max_reassembly_bytes) config.max_reassembly_bytes = *max_reassembly_bytes;
   if (call_timeout_ms) config.call_timeout_ms = *call_timeout_ms;
+  if (sweep_interval_ms) {
+    if (*sweep_interval_ms != 0 && *sweep_interval_ms < rpcgate::epmd::kMinSweepIntervalMs) {
+      std::fprintf(stderr, "rpcgate-epmd: --sweep-interval-ms: 0 or at least %llu\n",
+                   static_cast<unsigned long long>(rpcgate::epmd::kMinSweepIntervalMs));
+      return kExitUsage;
+    }
+    config.sweep_interval_ms = *sweep_interval_ms;
+  }
+  if (sweep_failures) config.sweep_failures = *sweep_failures;
   if (auto ok = rpcgate::epmd::check_budgets(config); !ok) {
     std::fprintf(stderr, "rpcgate-epmd: %s\n", ok.error().c_str());
     return kExitUsage;

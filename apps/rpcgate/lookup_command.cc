@@ -175,7 +175,7 @@ int run_lookup(const LookupArgs& a) {
       r.protseq = std::string(ndr::to_string(b->protseq));
       r.endpoint = b->endpoint;
     } else {
-      r.binding = "(tower of an unsupported protocol sequence)";
+      r.binding = ndr::describe_floors(*tower);  // unknown protocol ids: shown, not guessed
     }
     rows.push_back(std::move(r));
   }

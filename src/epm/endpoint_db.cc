@@ -23,15 +23,19 @@ bool is_host_floor(const ndr::Floor& f) {
 constexpr std::size_t kMinFloors = 4;
 
 // What DCE's tower_to_fields accepts, over a scanned tower: at least kMinFloors, uuid floors 1-2
-// and an RPC protocol floor 3 (view_tower_head), neither UUID nil. The one rule for registered
-// towers (decode_checked) and ept_map's (parse_map_tower).
+// and an RPC protocol floor 3 (view_tower_head), a non-nil transfer syntax, and a non-nil
+// interface unless `nil_interface_ok`. The one rule for registered towers (decode_checked) and
+// ept_map's (parse_map_tower).
+enum class NilInterface : bool { kRefused, kAllowed };
 std::expected<ndr::TowerView, std::uint32_t> checked_head(std::span<const std::uint8_t> octets,
-                                                          ndr::TowerRef& scanned) {
+                                                          ndr::TowerRef& scanned,
+                                                          NilInterface nil_interface) {
   auto s = ndr::scan_tower(octets);  // default TowerLimits: 3..6 floors
   if (!s || s->count < kMinFloors) return std::unexpected(st::kEptSInvalidEntry);
   scanned = *s;
   auto head = ndr::view_tower_head(scanned);
-  if (!head || head->interface.uuid.is_nil() || head->transfer_syntax.uuid.is_nil())
+  if (!head || head->transfer_syntax.uuid.is_nil() ||
+      (nil_interface == NilInterface::kRefused && head->interface.uuid.is_nil()))
     return std::unexpected(st::kEptSInvalidEntry);
   return *head;
 }
@@ -44,7 +48,11 @@ struct Decoded {
 
 std::expected<Decoded, std::uint32_t> decode_checked(std::span<const std::uint8_t> octets) {
   ndr::TowerRef scanned;
-  auto head = checked_head(octets, scanned);
+  // A registration may name the nil interface: Samba's dcerpc_binding_build_tower() puts the
+  // binding's (nil) object there, and smbtorture's Insert_noreplace registers such a tower;
+  // Windows and Samba store it (DCE's epdb_chk_entry refused it). It can be listed and deleted;
+  // ept_map still refuses a nil interface, so nothing is ever mapped to it.
+  auto head = checked_head(octets, scanned, NilInterface::kAllowed);
   if (!head) return std::unexpected(head.error());
   return Decoded{ndr::copy_tower(scanned), std::move(*head)};
 }
@@ -203,7 +211,8 @@ std::expected<MapQuery, std::uint32_t> parse_map_tower(const std::optional<Octet
                                                        const std::optional<common::Uuid>& object) {
   if (!tower) return std::unexpected(st::kEptSInvalidEntry);
   ndr::TowerRef scanned;
-  auto head = checked_head(*tower, scanned);  // no copy: this runs for every ept_map
+  // No copy: this runs for every ept_map.
+  auto head = checked_head(*tower, scanned, NilInterface::kRefused);
   if (!head) return std::unexpected(head.error());
   MapQuery q;
   q.object = object.value_or(common::Uuid{});
@@ -420,6 +429,11 @@ std::size_t EndpointDb::remove_owner(std::uint64_t owner) {
   for (const auto id : ids)
     (void)unlink(id);
   return ids.size();
+}
+
+std::optional<Entry> EndpointDb::remove(std::uint64_t id) {
+  if (!entries_.contains(id)) return std::nullopt;
+  return unlink(id);
 }
 
 std::uint32_t EndpointDb::mgmt_delete(bool object_speced, const std::optional<common::Uuid>& object,

@@ -138,8 +138,14 @@ struct Entry {
 
 // Validates a wire entry into an Entry (id, owner and authority unset). Errors
 // (ept_s_invalid_entry): no tower, a tower decode_tower() / view_tower() reject (more than 6 floors
-// included), fewer than 4 floors (no protseq), a nil interface or transfer-syntax uuid (DCE
-// epdb_chk_entry), an annotation longer than 63 characters or holding a NUL.
+// included), fewer than 4 floors (no protseq), a nil transfer-syntax uuid (DCE epdb_chk_entry),
+// an annotation longer than 63 characters or holding a NUL. A nil interface uuid is accepted
+// (unlike DCE, like Windows and Samba: Samba's tools build such towers, smbtorture registers
+// one); ept_map never matches it (parse_map_tower refuses a nil interface).
+// Every protocol sequence is stored (issue 11): floors 4..n may be any well-formed floors -
+// ncacn_ip_tcp, ncadg_ip_udp, ncacn_http (port + IPv4), ncacn_np (pipe + NetBIOS host),
+// ncalrpc (port name), ncacn_unix_stream, or protocol ids rpcgate does not know, kept as opaque
+// floors (scan_tower's count and length rules still apply).
 std::expected<Entry, std::uint32_t> make_entry(const ndr::epm::EptEntry& wire);
 
 // What an ept_map tower asks for (C706 App. O ept_map; dced tower_to_fields).
@@ -225,6 +231,10 @@ class EndpointDb {
   // The registration session `owner` ended: its entries go. Returns how many. Owner 0
   // (persistent) removes nothing.
   std::size_t remove_owner(std::uint64_t owner);
+
+  // Removes the entry `id` whatever its owners (the daemon's liveness sweep: it found the
+  // endpoint dead). Returns the removed entry, or nullopt if there is none.
+  std::optional<Entry> remove(std::uint64_t id);
 
   // ept_mgmt_delete (DCE epdb_delete_entries_by_obj_if_addr): removes every entry whose
   // interface uuid, major and minor equal the tower's, whose RPC protocol and address floors

@@ -1,6 +1,8 @@
 #include "epm/endpoint_db.h"
 
+#include <fstream>
 #include <set>
+#include <sstream>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -162,6 +164,125 @@ TEST(EndpointDbMap, MgmtOneTowerPerEndpoint) {
   const auto octets = render_tower(*all.entries[0], rpc::kMgmtSyntax, {127, 0, 0, 1});
   EXPECT_EQ(interface_of(octets), rpc::kMgmtSyntax);
   EXPECT_EQ(binding_of(octets), "ncacn_ip_tcp:127.0.0.1[1000]");
+}
+
+// Issue 11: towers of every protocol sequence are stored, listed and mapped on their own protseq;
+// unknown protocol ids are kept as opaque floors; render_tower touches only IPv4 host floors.
+TEST(EndpointDbMap, EveryProtseqInsertLookupMap) {
+  const char* bindings_in[] = {"ncacn_ip_tcp:0.0.0.0[49664]", "ncadg_ip_udp:0.0.0.0[49665]",
+                               "ncacn_http:0.0.0.0[593]",     "ncacn_np:\\\\HOST[\\PIPE\\samr]",
+                               "ncalrpc:[LRPC-1234]",         "ncacn_unix_stream:[/run/samr.sock]"};
+  // An unknown id (0x42, rhs 00000000) after the TCP floor, in place of the IPv4 floor.
+  ndr::Tower odd = *ndr::decode_tower(tower("ncacn_ip_tcp:0.0.0.0[49666]", kSamr10));
+  odd.floors[4] = ndr::Floor{{0x42}, {0, 0, 0, 0}};
+  const auto odd_octets = ndr::encode_tower(odd);
+  EndpointDb db;
+  std::vector<EptEntry> wire;
+  for (const char* b : bindings_in)
+    wire.push_back(entry({}, b, kSamr10, b));
+  wire.push_back(EptEntry{{}, odd_octets, "unknown"});
+  ASSERT_EQ(db.insert(wire, false, Registrant{1, 1000}), 0u);
+  // ept_lookup returns every one, towers as registered.
+  auto all = db.lookup(LookupQuery{}, 0, 100);
+  ASSERT_EQ(all.entries.size(), wire.size());
+  for (std::size_t i = 0; i < wire.size(); ++i)
+    EXPECT_EQ(all.entries[i]->tower_octets, *wire[i].tower) << i;
+  // ept_map on each protseq finds exactly its own entry; the host floor of the request is
+  // ignored, and only a 0.0.0.0 IPv4 floor is rewritten.
+  const Ipv4 host{192, 0, 2, 7};
+  const char* map_with[] = {"ncacn_ip_tcp:10.9.9.9[1]",
+                            "ncadg_ip_udp:0.0.0.0[0]",
+                            "ncacn_http:0.0.0.0[0]",
+                            "ncacn_np:\\\\X[\\PIPE\\y]",
+                            "ncalrpc:[z]",
+                            "ncacn_unix_stream:[/q]"};
+  const char* rendered[] = {"ncacn_ip_tcp:192.0.2.7[49664]", "ncadg_ip_udp:192.0.2.7[49665]",
+                            "ncacn_http:192.0.2.7[593]",     "ncacn_np:\\\\HOST[\\PIPE\\samr]",
+                            "ncalrpc:[LRPC-1234]",           "ncacn_unix_stream:[/run/samr.sock]"};
+  for (std::size_t i = 0; i < std::size(map_with); ++i) {
+    auto page = db.map(query({}, map_with[i], kSamr10), {}, 10);
+    ASSERT_EQ(page.entries.size(), 1u) << map_with[i];
+    EXPECT_EQ(page.entries[0]->annotation, bindings_in[i]);
+    EXPECT_EQ(binding_of(render_tower(*page.entries[0], std::nullopt, host)), rendered[i]);
+  }
+  // The opaque tower: mapped by its own protseq {0x07, 0x42}, its 00000000 rhs left alone.
+  auto q = parse_map_tower(odd_octets, std::nullopt);
+  ASSERT_TRUE(q);
+  EXPECT_EQ(q->protseq, (std::vector<std::uint8_t>{0x07, 0x42}));
+  auto page = db.map(*q, {}, 10);
+  ASSERT_EQ(page.entries.size(), 1u);
+  EXPECT_EQ(render_tower(*page.entries[0], std::nullopt, host), odd_octets);
+  // Each deletes by its exact tower.
+  EXPECT_EQ(db.erase(wire, 1000), 0u);
+  EXPECT_EQ(db.size(), 0u);
+}
+
+// smbtorture's Insert_noreplace: Samba builds `ncalrpc:[SMBTORTURE]` with the nil interface in
+// floor 1 (the binding's object). Stored and deletable like Windows and Samba; never mapped.
+TEST(EndpointDbMap, NilInterfaceRegistrationIsStoredButNotMapped) {
+  // The ept_insert stub smbtorture 4.17 (Debian samba-testsuite) sends, captured with tshark.
+  const auto stub =
+      hex("01000000 01000000 00000000000000000000000000000000 01000000 00000000 14000000"
+          "736d62746f727475726520656e64706f696e7400 4b000000 4b000000"
+          "040013000d00000000000000000000000000000000000002000000"
+          "13000d045d888aeb1cc9119fe808002b104860020002000000"
+          "01000c02000000 0100100b00534d42544f525455524500 00 00000000");
+  auto req = ndr::epm::decode_ept_insert_request(stub, common::Endian::kLittle);
+  ASSERT_TRUE(req) << req.error().message();
+  ASSERT_EQ(req->entries.size(), 1u);
+  EXPECT_EQ(req->trailing_bytes, 0u);
+  EXPECT_FALSE(req->replace);
+  const auto t = *req->entries[0].tower;
+  EXPECT_EQ(t, tower("ncalrpc:[SMBTORTURE]", SyntaxId{}));  // what binding_to_tower builds too
+  EndpointDb db;
+  ASSERT_EQ(db.insert({EptEntry{{}, t, "smbtorture endpoint"}}, false, Registrant{1, 0}), 0u);
+  EXPECT_EQ(db.size(), 1u);
+  EXPECT_EQ(parse_map_tower(t, std::nullopt).error(), st::kEptSInvalidEntry);
+  EXPECT_EQ(db.mgmt_delete(false, std::nullopt, t, 0), 0u);
+  ASSERT_EQ(db.insert({EptEntry{{}, t, ""}}, false, Registrant{1, 0}), 0u);
+  EXPECT_EQ(db.erase({EptEntry{{}, t, ""}}, 0), 0u);
+  EXPECT_EQ(db.size(), 0u);
+  // A nil transfer syntax is still refused (DCE epdb_chk_entry).
+  EXPECT_EQ(db.insert({EptEntry{{}, tower("ncalrpc:[x]", kSamr10, SyntaxId{}), ""}}, false, 1),
+            st::kEptSInvalidEntry);
+}
+
+// Samba's towers (src/epm/testdata/samba_towers.txt, captured from smbtorture 4.17): each
+// decodes, re-encodes byte-exact and reads as expected; every one with an interface is a valid
+// ept_map tower, and registered, it is found by mapping it. The UDP one is Samba's own mix
+// (ncacn 0x0b over UDP 0x08, not ncadg): kept as opaque floors, mapped on exactly that protseq.
+TEST(EndpointDbMap, SambaTowers) {
+  std::ifstream in(std::string(RPCGATE_SOURCE_DIR) + "/src/epm/testdata/samba_towers.txt");
+  ASSERT_TRUE(in) << "missing testdata";
+  std::string line;
+  int count = 0;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream fields(line);
+    std::string name, octets_hex, reading;
+    std::getline(fields, name, '\t');
+    std::getline(fields, octets_hex, '\t');
+    std::getline(fields, reading, '\t');
+    const auto octets = hex(octets_hex);
+    auto t = ndr::decode_tower(octets);
+    ASSERT_TRUE(t) << name;
+    EXPECT_EQ(ndr::encode_tower(*t), octets) << name;
+    auto b = ndr::tower_to_binding(*t);
+    EXPECT_EQ(b ? ndr::format_binding(*b) : ndr::describe_floors(*t), reading) << name;
+    EndpointDb db;
+    ASSERT_EQ(db.insert({EptEntry{{}, octets, name}}, false, Registrant{1, 0}), 0u) << name;
+    auto q = parse_map_tower(octets, std::nullopt);
+    if (name == "insert_ncalrpc_nil_interface") {
+      EXPECT_FALSE(q) << name;
+    } else {
+      ASSERT_TRUE(q) << name;
+      auto page = db.map(*q, {}, 10);
+      ASSERT_EQ(page.entries.size(), 1u) << name;
+      EXPECT_EQ(page.entries[0]->tower_octets, octets) << name;
+    }
+    ++count;
+  }
+  EXPECT_EQ(count, 7);
 }
 
 TEST(EndpointDbMap, MalformedAndOversizedTowers) {

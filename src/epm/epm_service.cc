@@ -53,7 +53,7 @@ CallResult EpmService::call(std::uint16_t opnum, std::span<const std::uint8_t> s
       r = ept_lookup_handle_free(stub, endian, caller);
       break;
     case kOpnumEptInqObject:
-      r = ept_inq_object(stub, endian);
+      r = ept_inq_object(stub, endian, caller);
       break;
     case kOpnumEptMgmtDelete:
       r = ept_mgmt_delete(stub, endian, caller);
@@ -72,9 +72,11 @@ CallResult EpmService::ept_insert(std::span<const std::uint8_t> stub, common::En
                                   const CallerInfo& caller) {
   auto req = decode_ept_insert_request(stub, endian, config_.decode_limits);
   if (!req) return bad_stub();
+  trailing(caller, kOpnumEptInsert, req->trailing_bytes);
   if (!caller.may_register || !caller.uid) return status_stub(unauthorized(caller), endian);
-  const auto status =
-      counted(caller, db_.insert(req->entries, req->replace, {caller.connection_id, *caller.uid}));
+  const std::uint64_t lease =
+      holds_lease(caller.connection_id) ? caller.connection_id : kPersistentOwner;
+  const auto status = counted(caller, db_.insert(req->entries, req->replace, {lease, *caller.uid}));
   if (status == 0) ++stats_.registrations;
   return status_stub(status, endian);
 }
@@ -83,6 +85,7 @@ CallResult EpmService::ept_delete(std::span<const std::uint8_t> stub, common::En
                                   const CallerInfo& caller) {
   auto req = decode_ept_delete_request(stub, endian, config_.decode_limits);
   if (!req) return bad_stub();
+  trailing(caller, kOpnumEptDelete, req->trailing_bytes);
   if (!caller.may_register || !caller.uid) return status_stub(unauthorized(caller), endian);
   const auto status = counted(caller, db_.erase(req->entries, *caller.uid));
   if (status == 0) ++stats_.unregistrations;
@@ -93,6 +96,7 @@ CallResult EpmService::ept_mgmt_delete(std::span<const std::uint8_t> stub, commo
                                        const CallerInfo& caller) {
   auto req = decode_ept_mgmt_delete_request(stub, endian, config_.decode_limits);
   if (!req) return bad_stub();
+  trailing(caller, kOpnumEptMgmtDelete, req->trailing_bytes);
   if (!caller.may_register || !caller.uid) return status_stub(unauthorized(caller), endian);
   const auto status =
       counted(caller, db_.mgmt_delete(req->object_speced, req->object, req->tower, *caller.uid));
@@ -119,8 +123,15 @@ std::uint32_t EpmService::counted(const CallerInfo& caller, std::uint32_t status
   return status;
 }
 
-CallResult EpmService::ept_inq_object(std::span<const std::uint8_t> stub, common::Endian endian) {
-  if (!decode_ept_inq_object_request(stub)) return bad_stub();
+void EpmService::trailing(const CallerInfo& caller, std::uint16_t opnum, std::size_t bytes) {
+  if (bytes == 0) return;
+  ++stats_.trailing_bytes_calls;
+  if (on_trailing_bytes_) on_trailing_bytes_(caller, opnum, bytes);
+}
+
+CallResult EpmService::ept_inq_object(std::span<const std::uint8_t> stub, common::Endian endian,
+                                      const CallerInfo& caller) {
+  trailing(caller, kOpnumEptInqObject, decode_ept_inq_object_request(stub));
   return encode(EptInqObjectResponse{config_.ept_object, 0}, endian);
 }
 
@@ -128,6 +139,7 @@ CallResult EpmService::ept_lookup(std::span<const std::uint8_t> stub, common::En
                                   const CallerInfo& caller) {
   auto req = decode_ept_lookup_request(stub, endian, config_.decode_limits);
   if (!req) return bad_stub();
+  trailing(caller, kOpnumEptLookup, req->trailing_bytes);
   EptLookupResponse resp;
   resp.max_count = std::min(req->max_ents, config_.max_results);
   auto answer = [&](std::uint32_t status) -> CallResult {
@@ -188,6 +200,7 @@ CallResult EpmService::ept_map(std::span<const std::uint8_t> stub, common::Endia
                                const CallerInfo& caller) {
   auto req = decode_ept_map_request(stub, endian, config_.decode_limits);
   if (!req) return bad_stub();
+  trailing(caller, kOpnumEptMap, req->trailing_bytes);
   EptMapResponse resp;
   resp.max_count = std::min(req->max_towers, config_.max_results);
   auto answer = [&](std::uint32_t status) -> CallResult {
@@ -260,6 +273,7 @@ CallResult EpmService::ept_lookup_handle_free(std::span<const std::uint8_t> stub
                                               common::Endian endian, const CallerInfo& caller) {
   auto req = decode_ept_lookup_handle_free_request(stub, endian, config_.decode_limits);
   if (!req) return bad_stub();
+  trailing(caller, kOpnumEptLookupHandleFree, req->trailing_bytes);
   HandleState* state = nullptr;
   EptLookupHandleFreeResponse resp;  // handle always returned null
   switch (find_handle(req->entry_handle, caller.connection_id, &state)) {
@@ -282,9 +296,14 @@ std::size_t EpmService::connection_closed(std::uint64_t connection_id) {
     for (const auto& uuid : mine)
       free_handle(uuid);
   }
+  leases_.erase(connection_id);
   const auto removed = db_.remove_owner(connection_id);
   stats_.owner_removals += removed;
   return removed;
+}
+
+void EpmService::hold_lease(std::uint64_t connection_id) {
+  if (connection_id != kPersistentOwner) leases_.insert(connection_id);
 }
 
 EpmService::HandleLookup EpmService::find_handle(const ndr::ContextHandle& h,

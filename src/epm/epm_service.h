@@ -4,8 +4,9 @@
 //
 // Operations (C706 App. O ept.idl; epm-and-ports.md §2.3, §5, §6, §7):
 //   0 ept_insert       may_register and a uid ? EndpointDb::insert(entries, replace,
-//                      {connection_id, uid}) : ept_s_cant_perform_op (0x16c9a0cd) in the
-//                      response (not a fault)
+//                      {lease, uid}) : ept_s_cant_perform_op (0x16c9a0cd) in the
+//                      response (not a fault); lease = connection_id if the connection holds a
+//                      lease (hold_lease), else kPersistentOwner: see "Leases" below
 //   1 ept_delete       may_register and a uid ? EndpointDb::erase(entries, uid)
 //                      : ept_s_cant_perform_op
 //   2 ept_lookup       see "Paging"; bad inquiry_type => rpc_s_invalid_inquiry_type 0x16c9a0a9,
@@ -25,6 +26,9 @@
 //                      : ept_s_cant_perform_op
 //   7 ept_map_auth, 8 ept_map_auth_async, > 8: fault nca_s_op_rng_error (0x1c010002), as Samba
 //   any stub that does not decode: fault rpc_x_bad_stub_data (0x6f7), as Windows
+//   bytes after the last [in] parameter: ignored, as Windows' and Samba's servers do (issue 11;
+//   ndr/epm_types.h); counted in EpmStats::trailing_bytes_calls and reported to
+//   on_trailing_bytes() for a debug log line. The stub is still bounded by kMaxRequestStub.
 //
 // Ownership (issue 10; endpoint_db.h "Ownership"): the operations that change the map act with
 // the caller's uid (CallerInfo::uid) as authority: a caller changes only its own uid's entries,
@@ -36,6 +40,21 @@
 // the owner that refused, for the log. Multi-entry calls: ept_insert is all or nothing;
 // ept_delete stops at the first entry it may not delete (the earlier ones stay deleted, DCE's
 // rule for a missing entry); ept_mgmt_delete removes nothing if one match is foreign.
+//
+// Leases (issue 11): a registration is either leased or persistent, and the caller chooses.
+//   leased      the connection called hold_lease() (the daemon calls it for a control-socket
+//               connection that took a port with the broker's AllocatePort or asked for a lease
+//               with HoldLease, broker_protocol.h) BEFORE the ept_insert: the entry goes when that
+//               connection closes (connection_closed), as a brokered server's port does. Our own
+//               registrant library (EpmdClient::register_endpoint) always asks first.
+//   persistent  any other ept_insert (a DCE rpc_ep_register, Impacket, `rpcgate register`): the
+//               entry stays after the connection closes, as in DCE's rpcd (C706), until
+//               ept_delete / ept_mgmt_delete by its uid or root, or until the daemon's liveness
+//               sweep (epm/liveness.h) finds its endpoint dead.
+// Entries inserted before hold_lease() stay persistent (a lease is not retroactive: what was
+// inserted is what the registrant asked for then). Persistent entries count against
+// max_entries_per_uid and max_entries like any other, but not against max_entries_per_owner:
+// that cap bounds what one connection's close removes at once, and they outlive the connection.
 //
 // Paging (ept_lookup and ept_map): up to min(max, 500) results per call (MS-RPCE: range
 // 0..500). If another match follows, the response carries a context handle (a new one on the
@@ -84,6 +103,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "common/bytes.h"
@@ -150,8 +170,9 @@ struct EpmStats {
   std::array<std::uint64_t, kEpmOpnumCount + 1> calls{};  // by opnum; [9] = opnum > 8
   std::uint64_t faults_bad_stub = 0;                      // fault 0x6f7
   std::uint64_t faults_op_rng = 0;                        // fault nca_s_op_rng_error
-  std::uint64_t not_registered = 0;                       // map / lookup answers with no result
-  std::uint64_t invalid_context = 0;                      // ept_s_invalid_context answers
+  std::uint64_t trailing_bytes_calls = 0;   // requests with ignored bytes after the last param.
+  std::uint64_t not_registered = 0;         // map / lookup answers with no result
+  std::uint64_t invalid_context = 0;        // ept_s_invalid_context answers
   std::uint64_t refused_registrations = 0;  // insert / delete / mgmt_delete without may_register
                                             // or without a uid
   std::uint64_t refused_not_owner = 0;      // changes of another uid's / epmd's entries
@@ -178,8 +199,14 @@ class EpmService {
                   const CallerInfo& caller);
 
   // The connection ended (or its association was torn down): frees its context handles
-  // (rundown) and removes the entries it registered. Returns the number of entries removed.
+  // (rundown), removes the entries it registered under its lease (persistent ones stay) and
+  // forgets the lease. Returns the number of entries removed.
   std::size_t connection_closed(std::uint64_t connection_id);
+
+  // From now on, ept_insert on `connection_id` creates entries leased to that connection (see
+  // "Leases"). Idempotent; ends with connection_closed(connection_id). 0 is ignored.
+  void hold_lease(std::uint64_t connection_id);
+  bool holds_lease(std::uint64_t connection_id) const { return leases_.contains(connection_id); }
 
   // Direct access for the daemon (persistent entries from configuration: owner 0) and tests.
   EndpointDb& db() { return db_; }
@@ -191,6 +218,12 @@ class EpmService {
   // Called for each refused change with the caller and why (for the daemon's log).
   void on_refusal(std::function<void(const CallerInfo&, const Refusal&)> fn) {
     on_refusal_ = std::move(fn);
+  }
+  // Called for each request whose stub had `bytes` unread bytes after its last [in] parameter
+  // (ignored; for the daemon's debug log).
+  void on_trailing_bytes(
+      std::function<void(const CallerInfo&, std::uint16_t opnum, std::size_t bytes)> fn) {
+    on_trailing_bytes_ = std::move(fn);
   }
 
  private:
@@ -220,7 +253,10 @@ class EpmService {
                      const CallerInfo& caller);
   CallResult ept_lookup_handle_free(std::span<const std::uint8_t> stub, common::Endian endian,
                                     const CallerInfo& caller);
-  CallResult ept_inq_object(std::span<const std::uint8_t> stub, common::Endian endian);
+  CallResult ept_inq_object(std::span<const std::uint8_t> stub, common::Endian endian,
+                            const CallerInfo& caller);
+  // A request had `bytes` > 0 unread bytes after its last parameter: counted and reported.
+  void trailing(const CallerInfo& caller, std::uint16_t opnum, std::size_t bytes);
   CallResult ept_mgmt_delete(std::span<const std::uint8_t> stub, common::Endian endian,
                              const CallerInfo& caller);
 
@@ -254,6 +290,8 @@ class EpmService {
   std::set<std::pair<std::size_t, std::string>> holders_;  // (handles, peer key), biggest last
   std::uint64_t use_clock_ = 0;
   std::function<void(const CallerInfo&, const Refusal&)> on_refusal_;
+  std::unordered_set<std::uint64_t> leases_;  // connections holding a lease (hold_lease)
+  std::function<void(const CallerInfo&, std::uint16_t, std::size_t)> on_trailing_bytes_;
   std::optional<std::mt19937_64> seeded_;
   std::unique_ptr<std::random_device> random_;  // unique_ptr: keeps EpmService movable
   EpmStats stats_;

@@ -144,12 +144,13 @@ TEST(EpmService, FaultsAndStatuses) {
     EXPECT_EQ(r.error().status, st::kNcaSOpRngError);
   }
   for (std::uint16_t op = 0; op <= 6; ++op) {
+    if (op == kOpnumEptInqObject) continue;  // no [in] parameter: junk is only trailing bytes
     const std::vector<std::uint8_t> junk{1, 2, 3};
     auto r = s.call(op, junk, Endian::kLittle, local(1));
     ASSERT_FALSE(r) << op;
     EXPECT_EQ(r.error().status, st::kRpcXBadStubData) << op;
   }
-  EXPECT_EQ(s.stats().faults_bad_stub, 7u);
+  EXPECT_EQ(s.stats().faults_bad_stub, 6u);
   EXPECT_EQ(s.stats().faults_op_rng, 5u);
   EXPECT_EQ(s.stats().calls[9], 3u);
 
@@ -181,10 +182,71 @@ TEST(EpmService, FaultsAndStatuses) {
   EXPECT_EQ(*r, std::vector<std::uint8_t>(20, 0));
 }
 
+// Issue 11: bytes after the last [in] parameter are ignored (Windows, Samba), counted and
+// reported; the answer is the one the exact stub gets.
+TEST(EpmService, TrailingBytesAreIgnoredAndReported) {
+  auto s = samr_service();
+  std::vector<std::pair<std::uint16_t, std::size_t>> reported;
+  s.on_trailing_bytes(
+      [&](const CallerInfo&, std::uint16_t op, std::size_t n) { reported.emplace_back(op, n); });
+  EptMapRequest mr{std::nullopt, tower("ncacn_ip_tcp:0.0.0.0[0]", kSamr10), {}, 1};
+  auto exact = encode(mr, Endian::kLittle);
+  auto longer = exact;
+  longer.insert(longer.end(), {0xde, 0xad, 0xbe, 0xef});
+  auto a = s.call(kOpnumEptMap, exact, Endian::kLittle, net(1));
+  auto b = s.call(kOpnumEptMap, longer, Endian::kLittle, net(1));
+  ASSERT_TRUE(a);
+  ASSERT_TRUE(b);
+  EXPECT_EQ(*a, *b);
+  EXPECT_EQ(decode_ept_map_response(*b, Endian::kLittle).value().towers.size(), 1u);
+  auto r = s.call(kOpnumEptInqObject, std::vector<std::uint8_t>(8, 0), Endian::kLittle, net(1));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(*r, std::vector<std::uint8_t>(20, 0));
+  // Registration too: a delete of nothing, with 4 extra bytes, still answers its status.
+  EptDeleteRequest dr{{entry({}, "ncalrpc:[x]", kSamr10)}};
+  auto del = encode(dr, Endian::kLittle);
+  del.insert(del.end(), 4, 0);
+  EXPECT_EQ(status_of(s.call(kOpnumEptDelete, del, Endian::kLittle, local(2))),
+            st::kEptSNotRegistered);
+  const std::vector<std::pair<std::uint16_t, std::size_t>> want{
+      {kOpnumEptMap, 4}, {kOpnumEptInqObject, 8}, {kOpnumEptDelete, 4}};
+  EXPECT_EQ(reported, want);
+  EXPECT_EQ(s.stats().trailing_bytes_calls, 3u);
+  EXPECT_EQ(s.stats().faults_bad_stub, 0u);
+}
+
 // ---- registration through the service ----
+
+// Issue 11: a plain ept_insert (no lease asked for) outlives its connection, as in DCE's rpcd;
+// only ept_delete / ept_mgmt_delete (or the daemon's sweep) remove it. A lease asked for after the
+// insert does not reach back.
+TEST(EpmService, InsertWithoutLeaseIsPersistent) {
+  EpmService s(seeded(1));
+  EptInsertRequest ins{{entry({}, "ncacn_ip_tcp:0.0.0.0[50000]", kLsa00, "lsarpc")}, false};
+  const auto stub = encode(ins, Endian::kLittle);
+  EXPECT_EQ(status_of(s.call(kOpnumEptInsert, stub, Endian::kLittle, local(5))), 0u);
+  s.hold_lease(5);
+  EXPECT_EQ(s.connection_closed(5), 0u);
+  ASSERT_EQ(s.db().size(), 1u);
+  EXPECT_EQ(s.db().entries().begin()->second.owner, kPersistentOwner);
+  EXPECT_EQ(s.db().entries().begin()->second.authority, 0u);
+  EptMapRequest req{std::nullopt, tower("ncacn_ip_tcp:0.0.0.0[0]", kLsa00), {}, 1};
+  EXPECT_EQ(binding_of(*map(s, req, net(9)).towers.at(0)), "ncacn_ip_tcp:127.0.0.1[50000]");
+  // A later connection of the same uid deletes it.
+  const auto del = encode(EptDeleteRequest{ins.entries}, Endian::kLittle);
+  EXPECT_EQ(status_of(s.call(kOpnumEptDelete, del, Endian::kLittle, local(8))), 0u);
+  EXPECT_EQ(s.db().size(), 0u);
+  // The same insert on a leased connection dies with it.
+  s.hold_lease(9);
+  auto leased = local(9);
+  EXPECT_EQ(status_of(s.call(kOpnumEptInsert, stub, Endian::kLittle, leased)), 0u);
+  EXPECT_EQ(s.connection_closed(9), 1u);
+  EXPECT_EQ(s.db().size(), 0u);
+}
 
 TEST(EpmService, RegistrationNeedsPermissionAndDiesWithConnection) {
   EpmService s(seeded(1));
+  s.hold_lease(5);  // a broker client (AllocatePort / HoldLease on connection 5)
   EptInsertRequest ins{{entry({}, "ncacn_ip_tcp:0.0.0.0[50000]", kLsa00, "lsarpc")}, false};
   const auto stub = encode(ins, Endian::kLittle);
   EXPECT_EQ(status_of(s.call(kOpnumEptInsert, stub, Endian::kLittle, net(5))),
@@ -209,6 +271,8 @@ TEST(EpmService, RegistrationNeedsPermissionAndDiesWithConnection) {
   EXPECT_EQ(s.connection_closed(6), 0u);
   EXPECT_EQ(s.connection_closed(5), 1u);
   EXPECT_EQ(map(s, req, net(9)).status, st::kEptSNotRegistered);
+  EXPECT_FALSE(s.holds_lease(5));
+  s.hold_lease(5);
   // ept_delete and ept_mgmt_delete with permission.
   EXPECT_EQ(status_of(s.call(kOpnumEptInsert, stub, Endian::kLittle, local(5))), 0u);
   EXPECT_EQ(status_of(s.call(kOpnumEptDelete, del, Endian::kLittle, local(7))), 0u);
@@ -300,6 +364,14 @@ TEST(EpmService, QuotaRefusalsAreCountedAndReported) {
   }
   EXPECT_EQ(s.stats().refused_quota, 1u);
   EXPECT_EQ(last, "max_entries_per_uid 2 (uid 1000)");
+  // Persistent entries (no lease) outlive their connections and still count for their uid
+  // (issue 11): closing the connections frees nothing.
+  EXPECT_EQ(s.connection_closed(1) + s.connection_closed(2), 0u);
+  const auto again = encode(
+      EptInsertRequest{{entry({}, "ncacn_ip_tcp:0.0.0.0[200]", kSamr10)}, false}, Endian::kLittle);
+  EXPECT_EQ(status_of(s.call(kOpnumEptInsert, again, Endian::kLittle, as_uid(9, 1000))),
+            st::kEptSCantPerformOp);
+  EXPECT_EQ(s.stats().refused_quota, 2u);
 }
 
 // ---- paging ----

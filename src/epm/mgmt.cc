@@ -12,10 +12,13 @@ CallResult bad_stub() {
   return std::unexpected(Fault{st::kRpcXBadStubData});
 }
 
-// Reads the u32 [in] parameters of an operation; nullopt unless the stub holds exactly them.
+// Reads the u32 [in] parameters of an operation; nullopt if the stub is shorter. Bytes after
+// them are not read; their count goes to `trailing` (see the header: ignored, as Samba and
+// Windows do).
 template <std::size_t N>
 std::optional<std::array<std::uint32_t, N>> read_u32s(std::span<const std::uint8_t> stub,
-                                                      common::Endian endian) {
+                                                      common::Endian endian,
+                                                      std::size_t& trailing) {
   ndr::Decoder d(stub, endian);
   std::array<std::uint32_t, N> out{};
   for (auto& v : out) {
@@ -23,7 +26,7 @@ std::optional<std::array<std::uint32_t, N>> read_u32s(std::span<const std::uint8
     if (!r) return std::nullopt;
     v = *r;
   }
-  if (!d.expect_end()) return std::nullopt;
+  trailing = d.remaining();
   return out;
 }
 
@@ -92,15 +95,26 @@ ndr::Result<InqIfIdsResponse> decode_inq_if_ids_response(std::span<const std::ui
 
 CallResult MgmtService::call(std::uint16_t opnum, std::span<const std::uint8_t> stub,
                              common::Endian endian) {
+  std::size_t trailing = 0;
+  auto result = dispatch(opnum, stub, endian, trailing);
+  if (trailing != 0) {
+    ++trailing_bytes_calls_;
+    if (on_trailing_bytes_) on_trailing_bytes_(opnum, trailing);
+  }
+  return result;
+}
+
+CallResult MgmtService::dispatch(std::uint16_t opnum, std::span<const std::uint8_t> stub,
+                                 common::Endian endian, std::size_t& trailing) {
   ndr::Encoder e(endian);
   switch (opnum) {
     case kOpnumMgmtInqIfIds: {
-      if (!read_u32s<0>(stub, endian)) return bad_stub();
+      if (!read_u32s<0>(stub, endian, trailing)) return bad_stub();
       MgmtInfo info = provider_();
       return encode_inq_if_ids_response(InqIfIdsResponse{std::move(info.if_ids), 0}, endian);
     }
     case kOpnumMgmtInqStats: {
-      auto in = read_u32s<1>(stub, endian);
+      auto in = read_u32s<1>(stub, endian, trailing);
       if (!in) return bad_stub();
       const MgmtInfo info = provider_();
       const auto n = static_cast<std::uint32_t>(std::min<std::size_t>((*in)[0], kMgmtStatsCount));
@@ -112,17 +126,17 @@ CallResult MgmtService::call(std::uint16_t opnum, std::span<const std::uint8_t> 
       return e.take();
     }
     case kOpnumMgmtIsServerListening: {
-      if (!read_u32s<0>(stub, endian)) return bad_stub();
+      if (!read_u32s<0>(stub, endian, trailing)) return bad_stub();
       e.u32(0);                                // *status
       e.u32(provider_().listening ? 1u : 0u);  // boolean32 result
       return e.take();
     }
     case kOpnumMgmtStopServerListening:
-      if (!read_u32s<0>(stub, endian)) return bad_stub();
+      if (!read_u32s<0>(stub, endian, trailing)) return bad_stub();
       e.u32(st::kRpcSAccessDenied);
       return e.take();
     case kOpnumMgmtInqPrincName: {
-      auto in = read_u32s<2>(stub, endian);
+      auto in = read_u32s<2>(stub, endian, trailing);
       if (!in) return bad_stub();
       const auto [authn_proto, size] = *in;
       const MgmtInfo info = provider_();

@@ -31,8 +31,11 @@
 //       value). A name that does not fit with its NUL in princ_name_size => "" and
 //       ERROR_INSUFFICIENT_BUFFER (122) (never a truncated name). princ_name_size 0 cannot
 //       even hold the NUL: max_count 0, actual_count 0.
-//   > 4: fault nca_s_op_rng_error (0x1c010002). A stub that does not decode (including trailing
-//       bytes after the expected parameters): fault rpc_x_bad_stub_data (0x6f7).
+//   > 4: fault nca_s_op_rng_error (0x1c010002). A stub shorter than the [in] parameters: fault
+//       rpc_x_bad_stub_data (0x6f7). Bytes after the last [in] parameter are ignored, as
+//       Windows' and Samba's servers do: Samba's client sends inq_stats with an extra u32
+//       (issue 11). They are counted (trailing_bytes_calls) and reported to
+//       on_trailing_bytes(); the stub stays bounded by kMgmtMaxRequestStub at the transport.
 #pragma once
 
 #include <array>
@@ -59,7 +62,8 @@ inline constexpr std::uint32_t kRpcSUnknownAuthnService = 1747;  // RPC_S_UNKNOW
 inline constexpr std::uint32_t kErrorInsufficientBuffer = 122;
 inline constexpr std::size_t kMgmtStatsCount = 4;  // rpc_c_stats_array_max_size
 // The largest request stub (the per-call cap for Server::add_interface): inq_princ_name's two
-// u32 (authn_proto, princ_name_size); inq_stats has one u32, the others none.
+// u32 (authn_proto, princ_name_size); inq_stats has one u32, the others none. So Samba's
+// inq_stats (count + one extra u32) fits, and no request is ever read past 8 bytes.
 inline constexpr std::size_t kMgmtMaxRequestStub = 8;
 
 // What the server reports. Indices of `stats`: 0 calls in, 1 calls out, 2 packets in, 3
@@ -97,8 +101,21 @@ class MgmtService {
 
   CallResult call(std::uint16_t opnum, std::span<const std::uint8_t> stub, common::Endian endian);
 
+  // Called for each request with `bytes` ignored bytes after its last [in] parameter (for a
+  // debug log line).
+  void on_trailing_bytes(std::function<void(std::uint16_t opnum, std::size_t bytes)> fn) {
+    on_trailing_bytes_ = std::move(fn);
+  }
+  // Requests that had such bytes, since construction.
+  std::uint64_t trailing_bytes_calls() const { return trailing_bytes_calls_; }
+
  private:
+  CallResult dispatch(std::uint16_t opnum, std::span<const std::uint8_t> stub,
+                      common::Endian endian, std::size_t& trailing);
+
   MgmtProvider provider_;
+  std::function<void(std::uint16_t, std::size_t)> on_trailing_bytes_;
+  std::uint64_t trailing_bytes_calls_ = 0;
 };
 
 }  // namespace rpcgate::epm

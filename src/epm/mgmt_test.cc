@@ -61,11 +61,33 @@ TEST(MgmtService, FaultsAndEdges) {
     EXPECT_EQ(r.error().status, st::kNcaSOpRngError);
   }
   const std::vector<std::uint8_t> one{0};
-  for (std::uint16_t op = 0; op <= 4; ++op) {
-    auto r = s.call(op, one, Endian::kLittle);  // trailing / truncated input
+  std::vector<std::pair<std::uint16_t, std::size_t>> reported;
+  s.on_trailing_bytes([&](std::uint16_t op, std::size_t n) { reported.emplace_back(op, n); });
+  for (std::uint16_t op : {kOpnumMgmtInqStats, kOpnumMgmtInqPrincName}) {
+    auto r = s.call(op, one, Endian::kLittle);  // shorter than the [in] parameters
     ASSERT_FALSE(r) << op;
     EXPECT_EQ(r.error().status, st::kRpcXBadStubData);
   }
+  EXPECT_TRUE(reported.empty());
+  // No [in] parameter: a byte after it is ignored (as Windows and Samba), and reported.
+  for (std::uint16_t op :
+       {kOpnumMgmtInqIfIds, kOpnumMgmtIsServerListening, kOpnumMgmtStopServerListening}) {
+    auto with = s.call(op, one, Endian::kLittle);
+    auto without = s.call(op, {}, Endian::kLittle);
+    ASSERT_TRUE(with) << op;
+    EXPECT_EQ(*with, *without) << op;
+  }
+  // Samba's client (smbtorture 4.17 rpc.mgmt, captured with tshark; issue 11): inq_stats with
+  // max_count 4 and an extra u32.
+  auto samba = s.call(kOpnumMgmtInqStats, hex("04000000 00000000"), Endian::kLittle);
+  ASSERT_TRUE(samba);
+  EXPECT_EQ(*samba, hex("04000000 04000000 0a000000 14000000 1e000000 28000000 00000000"));
+  const std::vector<std::pair<std::uint16_t, std::size_t>> want{{kOpnumMgmtInqIfIds, 1},
+                                                                {kOpnumMgmtIsServerListening, 1},
+                                                                {kOpnumMgmtStopServerListening, 1},
+                                                                {kOpnumMgmtInqStats, 4}};
+  EXPECT_EQ(reported, want);
+  EXPECT_EQ(s.trailing_bytes_calls(), 4u);
   // inq_stats asks for more than exist: 4 returned.
   auto r = s.call(kOpnumMgmtInqStats, hex("ffffffff"), Endian::kLittle);
   ASSERT_TRUE(r);

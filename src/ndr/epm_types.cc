@@ -121,7 +121,7 @@ Result<EptMapRequest> decode_ept_map_request(Decoder& d) {
   v.entry_handle = *handle;
   NDR_TRY(max_towers, d.u32());
   v.max_towers = *max_towers;
-  if (auto r = d.expect_end(); !r) return std::unexpected(r.error());
+  v.trailing_bytes = d.remaining();  // ignored, as Windows and Samba (header)
   return v;
 }
 
@@ -169,7 +169,7 @@ Result<EptLookupRequest> decode_ept_lookup_request(Decoder& d) {
   v.entry_handle = *handle;
   NDR_TRY(max_ents, d.u32());
   v.max_ents = *max_ents;
-  if (auto r = d.expect_end(); !r) return std::unexpected(r.error());
+  v.trailing_bytes = d.remaining();
   return v;
 }
 
@@ -201,8 +201,7 @@ Result<EptLookupResponse> decode_ept_lookup_response(Decoder& d) {
 
 Result<EptLookupHandleFreeRequest> decode_ept_lookup_handle_free_request(Decoder& d) {
   NDR_TRY(handle, d.context_handle());
-  if (auto r = d.expect_end(); !r) return std::unexpected(r.error());
-  return EptLookupHandleFreeRequest{*handle};
+  return EptLookupHandleFreeRequest{*handle, d.remaining()};
 }
 
 Result<EptLookupHandleFreeResponse> decode_ept_lookup_handle_free_response(Decoder& d) {
@@ -339,7 +338,7 @@ Result<EptInsertRequest> decode_ept_insert_request(std::span<const std::uint8_t>
   v.entries = std::move(*entries);
   NDR_TRY(replace, d.u32());
   v.replace = *replace != 0;
-  if (auto r = d.expect_end(); !r) return std::unexpected(r.error());
+  v.trailing_bytes = d.remaining();
   return v;
 }
 
@@ -347,8 +346,7 @@ Result<EptDeleteRequest> decode_ept_delete_request(std::span<const std::uint8_t>
                                                    Endian endian, const DecodeLimits& limits) {
   Decoder d(stub, endian, limits);
   NDR_TRY(entries, read_entries(d));
-  if (auto r = d.expect_end(); !r) return std::unexpected(r.error());
-  return EptDeleteRequest{std::move(*entries)};
+  return EptDeleteRequest{std::move(*entries), d.remaining()};
 }
 
 Result<EptStatusResponse> decode_ept_status_response(std::span<const std::uint8_t> stub,
@@ -359,9 +357,8 @@ Result<EptStatusResponse> decode_ept_status_response(std::span<const std::uint8_
   return EptStatusResponse{*status};
 }
 
-Result<void> decode_ept_inq_object_request(std::span<const std::uint8_t> stub) {
-  if (!stub.empty()) return fail(Errc::kTrailingBytes);
-  return {};
+std::size_t decode_ept_inq_object_request(std::span<const std::uint8_t> stub) {
+  return stub.size();  // no [in] parameter: every byte is trailing
 }
 
 Result<EptInqObjectResponse> decode_ept_inq_object_response(std::span<const std::uint8_t> stub,
@@ -395,7 +392,7 @@ Result<EptMgmtDeleteRequest> decode_ept_mgmt_delete_request(std::span<const std:
     NDR_TRY(octets, decode_twr(d));
     v.tower = std::move(*octets);
   }
-  if (auto r = d.expect_end(); !r) return std::unexpected(r.error());
+  v.trailing_bytes = d.remaining();
   return v;
 }
 

@@ -6,7 +6,13 @@
 // Golden layouts: reference epm-and-ports.md §7.3-7.5.
 //
 // Decoding contract: the span is exactly the stub (the PDU layer strips the header, auth
-// verifier and auth pad); every byte must be consumed (kTrailingBytes). Pad bytes may hold any
+// verifier and auth pad). Requests (what a server decodes): bytes after the last [in] parameter
+// are not read and not an error - their count is the request's `trailing_bytes` - because
+// Windows' and Samba's servers ignore them and Samba's own client sends some (mgmt_inq_stats
+// with an extra u32; issue 11); everything up to the last parameter is checked as before, and
+// the stub itself stays bounded by the interface's per-call cap (kMaxRequestStub). Responses
+// (what our client decodes): every byte must be consumed (kTrailingBytes) - a server that
+// appends bytes to an answer is not one we want to trust the towers of. Pad bytes may hold any
 // value (Impacket sends 0xaa/0xab); encoders write zero pad, so a peer's stub re-encodes
 // byte-exact except for its pad bytes. Referent ids: requests' top-level object / map_tower /
 // Ifid pointers are unique pointers (any non-zero id). The twr_p_t elements of a response are
@@ -74,6 +80,7 @@ struct EptMapRequest {
   std::optional<Octets> map_tower;     // twr_t octets; NULL = nullopt
   ContextHandle entry_handle;
   std::uint32_t max_towers = 0;
+  std::size_t trailing_bytes = 0;  // after the last [in] parameter: ignored (header)
   friend bool operator==(const EptMapRequest&, const EptMapRequest&) = default;
 };
 
@@ -94,6 +101,7 @@ struct EptLookupRequest {
   std::uint32_t vers_option = kRpcCVersAll;
   ContextHandle entry_handle;
   std::uint32_t max_ents = 0;
+  std::size_t trailing_bytes = 0;  // after the last [in] parameter: ignored (header)
   friend bool operator==(const EptLookupRequest&, const EptLookupRequest&) = default;
 };
 
@@ -117,6 +125,7 @@ struct EptLookupResponse {
 // ept_lookup_handle_free: [in, out] entry_handle; [out] status.
 struct EptLookupHandleFreeRequest {
   ContextHandle entry_handle;
+  std::size_t trailing_bytes = 0;  // after the last [in] parameter: ignored (header)
   friend bool operator==(const EptLookupHandleFreeRequest&,
                          const EptLookupHandleFreeRequest&) = default;
 };
@@ -184,12 +193,14 @@ std::vector<std::uint8_t> encode(const EptLookupHandleFreeResponse& v, Endian en
 // referent inline. The responses of insert, delete and mgmt_delete are one u32 status.
 
 struct EptInsertRequest {
-  std::vector<EptEntry> entries;  // num_ents = entries.size()
-  bool replace = false;           // boolean32: any non-zero value is TRUE
+  std::vector<EptEntry> entries;   // num_ents = entries.size()
+  bool replace = false;            // boolean32: any non-zero value is TRUE
+  std::size_t trailing_bytes = 0;  // after the last [in] parameter: ignored (header)
   friend bool operator==(const EptInsertRequest&, const EptInsertRequest&) = default;
 };
 struct EptDeleteRequest {
   std::vector<EptEntry> entries;
+  std::size_t trailing_bytes = 0;  // after the last [in] parameter: ignored (header)
   friend bool operator==(const EptDeleteRequest&, const EptDeleteRequest&) = default;
 };
 // The [out] of insert, delete and mgmt_delete.
@@ -207,6 +218,7 @@ struct EptMgmtDeleteRequest {
   bool object_speced = false;
   std::optional<common::Uuid> object;  // NULL pointer = nullopt
   std::optional<Octets> tower;         // NULL pointer = nullopt
+  std::size_t trailing_bytes = 0;      // after the last [in] parameter: ignored (header)
   friend bool operator==(const EptMgmtDeleteRequest&, const EptMgmtDeleteRequest&) = default;
 };
 
@@ -217,8 +229,9 @@ Result<EptDeleteRequest> decode_ept_delete_request(std::span<const std::uint8_t>
 Result<EptStatusResponse> decode_ept_status_response(std::span<const std::uint8_t> stub,
                                                      Endian endian,
                                                      const DecodeLimits& limits = {});
-// Errors: kTrailingBytes for a non-empty stub.
-Result<void> decode_ept_inq_object_request(std::span<const std::uint8_t> stub);
+// ept_inq_object has no [in] parameter: never fails; returns the stub's size, all of it
+// trailing bytes (ignored, see the header).
+std::size_t decode_ept_inq_object_request(std::span<const std::uint8_t> stub);
 Result<EptInqObjectResponse> decode_ept_inq_object_response(std::span<const std::uint8_t> stub,
                                                             Endian endian,
                                                             const DecodeLimits& limits = {});

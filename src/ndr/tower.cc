@@ -260,6 +260,26 @@ Result<StringBinding> tower_to_binding(const Tower& tower) {
   return b;
 }
 
+std::string describe_floors(const Tower& tower) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  auto byte = [](std::string& out, std::uint8_t b) {
+    out += kHex[b >> 4];
+    out += kHex[b & 0xf];
+  };
+  std::string out = "floors(";
+  for (std::size_t i = 2; i < tower.floors.size(); ++i) {
+    const auto& f = tower.floors[i];
+    if (i > 2) out += "; ";
+    out += "0x";
+    byte(out, f.protocol_id());
+    if (i == 2) continue;  // the RPC protocol floor: its minor version says nothing here
+    out += ':';
+    for (auto b : f.rhs)
+      byte(out, b);
+  }
+  return out + ")";
+}
+
 Result<Tower> binding_to_tower(const StringBinding& binding, const SyntaxId& interface,
                                const SyntaxId& transfer_syntax) {
   const ProtseqIds* p = nullptr;

@@ -143,6 +143,11 @@ Tower make_tower(const TowerView& view);
 // kTowerUnsupported when floors 3.. are not one of the Protseq id sequences, kTowerFloorLength
 // for a string floor that is not NUL-terminated.
 Result<StringBinding> tower_to_binding(const Tower& tower);
+// A readable fallback for a tower tower_to_binding() cannot name (an unknown protocol id, an
+// unusual floor sequence): its RPC protocol id and floors 4..n as `id:rhs-hex`, e.g.
+// "floors(0x0b; 0x07:c202; 0x42:00000000)". Never fails; bytes are shown, never interpreted.
+// For a tower with fewer than 3 floors: "floors()".
+std::string describe_floors(const Tower& tower);
 // Builds a tower for `interface` over `binding`'s protseq with the given transfer syntax. IP
 // protseqs need a dotted IPv4 address or an empty one (0.0.0.0; towers cannot carry IPv6 or
 // host names: kTowerUnsupported) and a numeric endpoint (empty = port 0).

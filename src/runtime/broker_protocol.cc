@@ -98,4 +98,20 @@ std::expected<ReleasePortResponse, std::error_code> decode_release_port_response
   });
 }
 
+std::vector<std::uint8_t> encode(const HoldLeaseRequest& v, common::Endian endian) {
+  ByteWriter w(endian);
+  w.u32(v.flags);
+  return w.take();
+}
+
+std::expected<HoldLeaseRequest, std::error_code> decode_hold_lease_request(
+    std::span<const std::uint8_t> stub, common::Endian endian) {
+  return read_exact<HoldLeaseRequest>(stub, endian, [](ByteReader& r, HoldLeaseRequest& o) {
+    auto f = r.u32();
+    if (!f) return false;
+    o = {*f};
+    return true;
+  });
+}
+
 }  // namespace rpcgate::runtime::broker

@@ -10,6 +10,7 @@
 //   opnum 0  AllocatePort([in] u32 port_class, [in] u32 families,
 //                         [out] u16 port, [out] u32 status)
 //   opnum 1  ReleasePort([in] u16 port, [out] u32 status)
+//   opnum 2  HoldLease([in] u32 flags, [out] u32 status)
 //
 // AllocatePort: epmd picks a port of the class from the policy (policy::PortAllocator), binds and
 // listens on it itself for every requested address family, and passes the listening sockets to
@@ -17,6 +18,12 @@
 // There is no window in which another process can take the port between allocation and listen.
 // The port stays held by the calling connection: when that connection closes (the process exits
 // or is killed), epmd releases the port and unregisters every endpoint the connection inserted.
+//
+// HoldLease (issue 11): the endpoints this connection registers from now on are leased to it -
+// removed when it closes - instead of persistent (epm_service.h "Leases"). AllocatePort implies
+// it. For a server that registers a port it did not take from the broker (a static port, or
+// `rpcgate register --lease` wrapping one). flags must be 0 (reserved). Refused like AllocatePort:
+// 1702 over TCP, 5 without may_register.
 //
 // status: 0 success; 87 ERROR_INVALID_PARAMETER (the policy is invalid); 1721
 // RPC_S_OUT_OF_RESOURCES (every port of the class is held or cannot be bound); 5 access denied
@@ -38,6 +45,7 @@ namespace rpcgate::runtime::broker {
 
 inline constexpr std::uint16_t kOpAllocatePort = 0;
 inline constexpr std::uint16_t kOpReleasePort = 1;
+inline constexpr std::uint16_t kOpHoldLease = 2;
 // The largest request stub (the per-call cap given to Server::add_interface): AllocatePort's two
 // u32 (port_class, families); ReleasePort's is one u16.
 inline constexpr std::size_t kMaxRequestStub = 8;
@@ -74,6 +82,12 @@ struct ReleasePortResponse {
   friend bool operator==(const ReleasePortResponse&, const ReleasePortResponse&) = default;
 };
 
+struct HoldLeaseRequest {
+  std::uint32_t flags = 0;  // reserved, 0 (anything else: status 87)
+  friend bool operator==(const HoldLeaseRequest&, const HoldLeaseRequest&) = default;
+};
+// The response is a ReleasePortResponse (one u32 status).
+
 // Stub codecs (NDR20 in `endian`). Decoders require the exact stub: truncated input or trailing
 // bytes are errors (std::errc::bad_message), an unknown port_class is accepted here and judged
 // by the broker.
@@ -81,6 +95,9 @@ std::vector<std::uint8_t> encode(const AllocatePortRequest& v, common::Endian en
 std::vector<std::uint8_t> encode(const AllocatePortResponse& v, common::Endian endian);
 std::vector<std::uint8_t> encode(const ReleasePortRequest& v, common::Endian endian);
 std::vector<std::uint8_t> encode(const ReleasePortResponse& v, common::Endian endian);
+std::vector<std::uint8_t> encode(const HoldLeaseRequest& v, common::Endian endian);
+std::expected<HoldLeaseRequest, std::error_code> decode_hold_lease_request(
+    std::span<const std::uint8_t> stub, common::Endian endian);
 std::expected<AllocatePortRequest, std::error_code> decode_allocate_port_request(
     std::span<const std::uint8_t> stub, common::Endian endian);
 std::expected<AllocatePortResponse, std::error_code> decode_allocate_port_response(

@@ -36,6 +36,8 @@ Handler BrokerService::handler() {
         return allocate(ctx, std::move(r));
       case broker::kOpReleasePort:
         return release(ctx, std::move(r));
+      case broker::kOpHoldLease:
+        return hold_lease(ctx, std::move(r));
       default:
         return fault_op_range(r);
     }
@@ -107,6 +109,7 @@ void BrokerService::allocate(CallContext& ctx, Responder r) {
       }
       ev.kind = BrokerEvent::Kind::kAllocated;
       ev.port = *port;
+      if (lease_) lease_(ctx.connection_id);
       emit(ev);
       return answer(*port, broker::kStatusOk, std::move(fds));
     }
@@ -140,6 +143,29 @@ void BrokerService::release(CallContext& ctx, Responder r) {
   ev.status = status;
   emit(ev);
   r.reply(broker::encode(broker::ReleasePortResponse{status}, ctx.endian));
+}
+
+void BrokerService::hold_lease(CallContext& ctx, Responder r) {
+  auto req = broker::decode_hold_lease_request(ctx.stub, ctx.endian);
+  if (!req) return r.fault(kFaultBadStubData);
+  BrokerEvent ev;
+  ev.connection_id = ctx.connection_id;
+  ev.peer = ctx.peer_cred;
+  ev.peer_address = ctx.peer_address;
+  if (ctx.transport != Transport::kUnix || !ctx.may_register) {
+    ev.kind = BrokerEvent::Kind::kRefused;
+    ev.status = ctx.transport != Transport::kUnix ? broker::kStatusInvalidBinding
+                                                  : broker::kStatusAccessDenied;
+  } else if (req->flags != 0) {
+    ev.kind = BrokerEvent::Kind::kRefused;
+    ev.status = broker::kStatusInvalidParameter;
+  } else {
+    ev.kind = BrokerEvent::Kind::kLeaseHeld;
+    ev.status = broker::kStatusOk;
+    if (lease_) lease_(ctx.connection_id);
+  }
+  emit(ev);
+  r.reply(broker::encode(broker::ReleasePortResponse{ev.status}, ctx.endian));
 }
 
 std::size_t BrokerService::held_by_uid(uid_t uid) const {

@@ -23,6 +23,11 @@
 //
 // ReleasePort: status 0 if the port was held by this connection, else 87.
 //
+// Leases (issue 11, epm_service.h "Leases"): a successful AllocatePort, and HoldLease (status 0;
+// refused as AllocatePort: 1702 over TCP, 5 without may_register; 87 for flags != 0), call the
+// on_lease() callback with the connection id; the daemon makes that connection's later
+// ept_insert entries leased (EpmService::hold_lease). Event kLeaseHeld for HoldLease.
+//
 // Thread model: the Server's (one io thread); not thread-safe. Lifetimes: the PortBroker and the
 // BrokerService must outlive the Server they are attached to (or that Server's stop()).
 #pragma once
@@ -63,6 +68,7 @@ struct BrokerEvent {
     kReleased,        // ReleasePort
     kReleaseFailed,   // ReleasePort of a port not held by the connection (87)
     kConnectionGone,  // released because the connection closed
+    kLeaseHeld,       // HoldLease granted
   };
   Kind kind = Kind::kAllocated;
   std::uint64_t connection_id = 0;
@@ -103,6 +109,9 @@ class BrokerService {
   // Every decision, for the daemon's log (journal / stderr). Called on the io thread, during
   // the call; must not throw.
   void on_event(std::function<void(const BrokerEvent&)> sink) { sink_ = std::move(sink); }
+  // Called (io thread, during the call) with the connection id of every successful AllocatePort
+  // and HoldLease; must not throw.
+  void on_lease(std::function<void(std::uint64_t)> fn) { lease_ = std::move(fn); }
   std::size_t held_by(std::uint64_t connection_id) const {
     return broker_.holdings(connection_id).size();
   }
@@ -111,6 +120,7 @@ class BrokerService {
  private:
   void allocate(CallContext& ctx, Responder r);
   void release(CallContext& ctx, Responder r);
+  void hold_lease(CallContext& ctx, Responder r);
   void emit(const BrokerEvent& e) const {
     if (sink_) sink_(e);
   }
@@ -123,6 +133,7 @@ class BrokerService {
   std::map<uid_t, std::set<std::uint64_t>> connections_by_uid_;  // that allocated a port
   std::map<std::uint64_t, uid_t> uid_of_connection_;
   std::function<void(const BrokerEvent&)> sink_;
+  std::function<void(std::uint64_t)> lease_;
 };
 
 }  // namespace rpcgate::runtime

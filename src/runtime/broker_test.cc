@@ -57,6 +57,7 @@ class BrokerTest : public ::testing::Test {
       events_.push_back(e);
     });
     epm_ = std::make_unique<epm::EpmService>();
+    service_->on_lease([this](std::uint64_t id) { epm_->hold_lease(id); });  // as the daemon
     st_ = std::make_unique<testing::ServerThread>();
     ASSERT_TRUE(service_->attach(st_->server()));
     ASSERT_TRUE(attach_epm_service(st_->server(), *epm_));
@@ -265,6 +266,39 @@ TEST_F(BrokerTest, InvalidPolicyIs87AndTheEventNamesTheEntry) {
   EXPECT_LE(b->port, 27209);
 }
 
+// Issue 11: EpmdClient asks for a lease (HoldLease) before registering, so its entries go with
+// its connection even without a broker port; set_persistent(true) entries stay.
+TEST_F(BrokerTest, HoldLeaseMakesEntriesLeasedAndPersistentOnesStay) {
+  start(policy_of({27190, 27199}));
+  const auto iface = testing::test_syntax();
+  {
+    auto client = EpmdClient::connect(path_, 2s);
+    ASSERT_TRUE(client);
+    ASSERT_TRUE(client->register_endpoint(iface, 27191, "leased"));
+    EXPECT_EQ(entries(), 1u);
+    auto evs = events();
+    ASSERT_FALSE(evs.empty());
+    EXPECT_EQ(evs.back().kind, BrokerEvent::Kind::kLeaseHeld);
+    EXPECT_EQ(evs.back().status, 0u);
+  }
+  const auto deadline = Clock::now() + 2s;
+  while (entries() != 0 && Clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(entries(), 0u);
+  {
+    auto client = EpmdClient::connect(path_, 2s);
+    ASSERT_TRUE(client);
+    client->set_persistent(true);
+    ASSERT_TRUE(client->register_endpoint(iface, 27192, "persistent"));
+  }
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(entries(), 1u);
+  auto client = EpmdClient::connect(path_, 2s);
+  ASSERT_TRUE(client);
+  EXPECT_TRUE(client->unregister_endpoint(iface, 27192));
+  EXPECT_EQ(entries(), 0u);
+}
+
 TEST_F(BrokerTest, PeerPolicyRefusalIs5AndPeerCredIsVisible) {
   PeerPolicy nobody;
   nobody.allow_root = false;
@@ -275,6 +309,9 @@ TEST_F(BrokerTest, PeerPolicyRefusalIs5AndPeerCredIsVisible) {
   auto a = client->allocate_port(policy::PortClass::kInternet);
   ASSERT_FALSE(a);
   EXPECT_EQ(a.error(), Errc::kAccessDenied);
+  auto lease = client->hold_lease();
+  ASSERT_FALSE(lease);
+  EXPECT_EQ(lease.error(), Errc::kAccessDenied);
   auto reg = client->register_endpoint(testing::test_syntax(), 27185);
   ASSERT_FALSE(reg);
   EXPECT_EQ(reg.error(), Errc::kEptCantPerformOp);
@@ -447,6 +484,20 @@ TEST(BrokerTcp, RefusedOverTcpWith1702) {
   ASSERT_TRUE(resp);
   EXPECT_EQ(resp->status, broker::kStatusInvalidBinding);
   EXPECT_TRUE(r->fds.empty());
+  // HoldLease too: a lease is a control-socket connection's (issue 11); over TCP an ept_insert
+  // is always persistent.
+  bool leased = false;
+  st.on_io([&] { broker.on_lease([&](std::uint64_t) { leased = true; }); });
+  auto h = c->call(0, broker::kOpHoldLease,
+                   broker::encode(broker::HoldLeaseRequest{}, common::Endian::kLittle));
+  ASSERT_TRUE(h);
+  auto hold = broker::decode_release_port_response(h->stub, common::Endian::kLittle);
+  ASSERT_TRUE(hold);
+  EXPECT_EQ(hold->status, broker::kStatusInvalidBinding);
+  EXPECT_FALSE(st.on_io([&] { return leased; }));
+  // A stub that is not one u32: fault (nothing granted).
+  auto bad = c->call(0, broker::kOpHoldLease, {});
+  EXPECT_FALSE(bad);
 }
 
 }  // namespace

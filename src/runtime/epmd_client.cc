@@ -46,6 +46,7 @@ std::expected<AllocatedPort, std::error_code> EpmdClient::allocate_port(policy::
   for (const auto& fd : reply->fds)
     if (local_port(fd.get()) != resp->port)
       return std::unexpected(make_error_code(Errc::kProtocolError));
+  lease_asked_ = true;  // AllocatePort holds the lease: no HoldLease round trip needed
   return AllocatedPort{resp->port, std::move(reply->fds)};
 }
 
@@ -55,6 +56,22 @@ std::expected<void, std::error_code> EpmdClient::release_port(std::uint16_t port
       client_.call(kBrokerContext, broker::kOpReleasePort,
                    broker::encode(broker::ReleasePortRequest{port}, common::Endian::kLittle));
   if (!reply) return std::unexpected(reply.error());
+  auto resp = broker::decode_release_port_response(reply->stub, common::Endian::kLittle);
+  if (!resp) return std::unexpected(make_error_code(Errc::kProtocolError));
+  last_status_ = resp->status;
+  if (resp->status != broker::kStatusOk) return std::unexpected(status_error(resp->status));
+  return {};
+}
+
+std::expected<void, std::error_code> EpmdClient::hold_lease() {
+  last_status_.reset();
+  auto reply = client_.call(kBrokerContext, broker::kOpHoldLease,
+                            broker::encode(broker::HoldLeaseRequest{}, common::Endian::kLittle));
+  if (!reply) {
+    // An older epmd: no HoldLease, and every registration is leased anyway.
+    if (reply.error() == Errc::kCallFailed && client_.last_fault() == 0x1c010002u) return {};
+    return std::unexpected(reply.error());
+  }
   auto resp = broker::decode_release_port_response(reply->stub, common::Endian::kLittle);
   if (!resp) return std::unexpected(make_error_code(Errc::kProtocolError));
   last_status_ = resp->status;
@@ -103,13 +120,18 @@ ndr::StringBinding tcp_wildcard(std::uint16_t port) {
 std::expected<void, std::error_code> EpmdClient::register_endpoint(
     const rpc::SyntaxId& interface, const ndr::StringBinding& binding, std::string_view annotation,
     std::optional<common::Uuid> object) {
+  if (!persistent_ && !lease_asked_) {
+    lease_asked_ = true;
+    // A refusal (5: not a registrant) is left to the insert to report; a dead connection is not.
+    if (auto l = hold_lease(); !l && !client_.usable()) return std::unexpected(l.error());
+  }
   return ept_change(true, interface, binding, annotation, object);
 }
 
 std::expected<void, std::error_code> EpmdClient::register_endpoint(
     const rpc::SyntaxId& interface, std::uint16_t port, std::string_view annotation,
     std::optional<common::Uuid> object) {
-  return ept_change(true, interface, tcp_wildcard(port), annotation, object);
+  return register_endpoint(interface, tcp_wildcard(port), annotation, object);
 }
 
 std::expected<void, std::error_code> EpmdClient::unregister_endpoint(

@@ -8,6 +8,10 @@
 // connection closes, whether the process exits, crashes or is killed (the kernel closes the
 // socket; epmd sees EOF). Closing or destroying the EpmdClient therefore gives everything back;
 // unregister_endpoint() / release_port() are only needed to give something back earlier.
+// epmd leases registrations only to a connection that asked (issue 11: a plain ept_insert is
+// persistent, as in DCE): register_endpoint() asks (HoldLease) before its first insert, unless
+// set_persistent(true) - then the entries stay after the connection closes, until
+// unregister_endpoint() (by any connection of the same uid, or root) or epmd's liveness sweep.
 //
 // Synchronous, every operation bounded by the client's timeout (connect's `timeout`, and the same
 // value per call afterwards; set_timeout() changes it). Meant for process startup. Not
@@ -65,6 +69,16 @@ class EpmdClient {
   std::expected<AllocatedPort, std::error_code> allocate_port(
       policy::PortClass cls, std::uint32_t families = broker::kFamilyIpv4 | broker::kFamilyIpv6);
 
+  // HoldLease (broker_protocol.h): the endpoints registered from now on are removed when this
+  // connection closes. register_endpoint() calls it itself (once) unless set_persistent(true).
+  // An epmd without HoldLease (fault nca_s_op_rng_error: it leases every registration) counts as
+  // success. Errors: kAccessDenied (5), kInvalidBinding (1702), and the transport errors.
+  std::expected<void, std::error_code> hold_lease();
+  // true: register_endpoint() does not ask for a lease; its entries are persistent - unless this
+  // connection already holds one (a successful allocate_port() or hold_lease(): epmd leases
+  // every later entry of a port holder).
+  void set_persistent(bool persistent) { persistent_ = persistent; }
+
   // ReleasePort: gives back a port this connection holds (close the listening sockets first, or
   // the next holder cannot listen). Errors: kInvalidParameter (87: not held by this connection),
   // and the transport errors above.
@@ -76,7 +90,9 @@ class EpmdClient {
   // ept_map with the address the mapping client connected to (or its configured advertised
   // address). replace = TRUE removes this process' earlier entries for the same interface
   // uuid+major, object and protseq (a restarted server replaces its old port). The entry lives
-  // until unregister_endpoint() or until this connection closes.
+  // until unregister_endpoint() or until this connection closes (a lease is asked for first,
+  // see hold_lease(); a refused HoldLease is not an error here: the insert's answer is the
+  // result). With set_persistent(true) it outlives the connection.
   // Errors: kInvalidParameter (the binding cannot be a tower: IPv6 / host name / non-numeric
   // port; or an annotation over 63 characters), kEptCantPerformOp (1752: epmd's PeerPolicy does
   // not let this process register, or a registration cap is reached), kEptInvalidEntry (1751),
@@ -120,6 +136,8 @@ class EpmdClient {
                                                   const std::optional<common::Uuid>& object);
   SyncClient client_;
   std::optional<std::uint32_t> last_status_;
+  bool persistent_ = false;
+  bool lease_asked_ = false;
 };
 
 }  // namespace rpcgate::runtime

@@ -717,6 +717,9 @@ Server::Server(asio::io_context& io, ServerOptions options)
     info.listening = true;
     return info;
   });
+  mgmt_->on_trailing_bytes([](std::uint16_t opnum, std::size_t bytes) {
+    spdlog::debug("mgmt opnum {}: ignored {} byte(s) after the last parameter", opnum, bytes);
+  });
   add_interface(
       rpc::kMgmtSyntax,
       [this](CallContext& ctx, Responder r) {
