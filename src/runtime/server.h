@@ -51,8 +51,10 @@
 //    at once (counted in ServerStats::connections_rejected and by the budget that refused);
 //  * memory held for unfinished (fragmented) requests is budgeted at every level (issue 10):
 //    - per call: the stub cap of the interface the FIRST fragment's context is bound to
-//      (add_interface's max_stub_size, default ServerOptions::max_stub_size); over it the client
-//      gets fault 5 (access denied, as Samba) and the connection closes (kCallTooLarge);
+//      (add_interface's max_stub_size, default ServerOptions::max_stub_size; never below one
+//      full fragment's stub, 5816 bytes, rpc/association.h); over it the client gets fault 5
+//      (access denied, as Samba) and the connection closes (kCallTooLarge); one call per
+//      connection is reassembled at a time (Windows' rule);
 //    - per connection: max_reassembly_bytes_per_connection, the capacity of every unfinished
 //      call's buffer; over it that connection gets the same fault and closes (kConnectionBudget);
 //    - per peer (Connection::Info::peer_key, net.h peer_key: IPv4 address, IPv6 /64):
