@@ -56,8 +56,8 @@
 //   exactly that). rpcgate accepted every acceptable item before.
 // * An item without transfer syntaxes: bind_nak reason_not_specified in a bind, fault
 //   nca_s_proto_error in an alter_context, then close (Windows; rpcgate rejected the item before).
-// * Second bind: bind_nak reason_not_specified, then close (Samba's answer; Windows treats it as
-//   a protocol error and closes).
+// * Second bind: bind_nak reason_not_specified, then close (Windows and Samba: raw_protocol
+//   test_no_auth_valid_valid_request; this comment said Windows closed without one before).
 // * Authenticated bind: bind_nak authentication_type_not_recognized (8) for auth_level
 //   connect..privacy, reason_not_specified (0) for any other level (as Windows), then close,
 //   until authentication exists. A bind whose auth_length does not fit (no trailer): bind_nak
