@@ -93,9 +93,10 @@ def map_latencies(n, spacing=0.0):
 
 
 class Attack(threading.Thread):
-    """Holds `per_source` connections from each of `sources`, each sending FIRST and middle
-    fragments round-robin over 16 calls (the most a connection may have open), never LAST; a
-    connection the daemon closes is replaced. Stops at stop() or when `rss_bound` is passed."""
+    """Holds `per_source` connections from each of `sources`, each sending one call's FIRST and
+    then middle fragments, never LAST (the daemon reassembles one call per connection at a time,
+    as Windows: a second call's fragment would only close the connection); a connection the
+    daemon closes is replaced. Stops at stop() or when `rss_bound` is passed."""
 
     def __init__(self, pid, sources, per_source, rss_bound):
         super().__init__(daemon=True)
@@ -115,8 +116,8 @@ class Attack(threading.Thread):
         while not self.stopping.is_set():
             for i, c in enumerate(self.conns):
                 n = c["next"]
-                call_id = 2 + n % 16
-                flags = 0x01 if n < 16 else 0x00
+                call_id = 2
+                flags = 0x01 if n == 0 else 0x00
                 try:
                     c["sock"].sendall(fragment(call_id, flags))
                     self.bytes_sent += MAX_FRAG
@@ -215,8 +216,10 @@ class ReassemblyAttackTest(unittest.TestCase):
         self.assertNotIn("reassembly budget of the server", log)
 
     def test_connections_from_many_addresses_hit_the_server_budget(self):
-        sources = [f"127.0.0.{i}" for i in range(2, 14)]  # 12 peers x 4 MiB > 32 MiB
-        self.run_attack(sources, 8, SERVER_WIDE,
+        # 40 peers x 4 connections, each call growing toward EPM's 236 KiB stub cap: about 1 MiB
+        # per peer (under its 4 MiB), 40 MiB in all (over the server's 32 MiB).
+        sources = [f"127.0.0.{i}" for i in range(2, 42)]
+        self.run_attack(sources, 4, SERVER_WIDE,
                         f"reassembly budget of the server {SERVER_WIDE} bytes exceeded")
 
     def test_trickle_of_whole_fragments_is_closed_by_the_call_deadline(self):

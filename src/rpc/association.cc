@@ -13,11 +13,23 @@ std::error_code ec(Errc e) {
   return make_error_code(e);
 }
 
-bool is_complete_pdu(std::uint8_t pfc_flags) {
-  // FIRST|LAST is a whole PDU; 0x00 too (Windows Server 2022 accepts a bind without either,
-  // Suricata #8457, firewalls.md B9). One without the other is a fragment of a PDU that C706
-  // never fragments (bind/alter_context), firewalls.md B10.
-  return ((pfc_flags & pfc::kFirstFrag) != 0) == ((pfc_flags & pfc::kLastFrag) != 0);
+// MS-RPCE 2.2.1.1.8 authentication levels.
+constexpr std::uint8_t kAuthLevelConnect = 2;
+constexpr std::uint8_t kAuthLevelPrivacy = 6;
+
+// pfc_flags of a bind_ack / alter_context_resp: FIRST|LAST plus the client's SUPPORT_HEADER_SIGN
+// (MS-RPCE 3.3.1.5.2.2: the server echoes it when it supports header signing) and CONC_MPX when
+// it was granted. Windows answers so whatever else the client set (raw_protocol
+// test_no_auth_request_{bind,alter}_pfc_*).
+std::uint8_t ack_pfc_flags(std::uint8_t request_flags, bool mpx_granted) {
+  return static_cast<std::uint8_t>(pfc::kFirstFrag | pfc::kLastFrag |
+                                   (request_flags & pfc::kSupportHeaderSign) |
+                                   (mpx_granted ? pfc::kConcMpx : 0));
+}
+
+std::size_t accepted_count(const ContextTable& t) {
+  return static_cast<std::size_t>(
+      std::ranges::count(t.entries(), ContextState::kAccepted, &PresentationContext::state));
 }
 
 // Byte order, character and float format (bytes 0-1); bytes 2-3 are reserved (C706 §14.1).
@@ -25,9 +37,11 @@ bool same_format(const DataRep& a, const DataRep& b) {
   return a.bytes[0] == b.bytes[0] && a.bytes[1] == b.bytes[1];
 }
 
+// MS-RPCE 3.3.1.5.3 as Windows applies it: only the first transfer syntax of an item counts
+// (raw_protocol test_no_auth_bind_time_only_first).
 bool offers_features(const ContextElement& item) {
-  return std::ranges::any_of(item.transfer_syntaxes,
-                             [](const SyntaxId& t) { return bind_time_features(t).has_value(); });
+  return !item.transfer_syntaxes.empty() &&
+         bind_time_features(item.transfer_syntaxes.front()).has_value();
 }
 
 bool same_definition(const ContextElement& a, const ContextElement& b) {
@@ -71,9 +85,15 @@ std::expected<void, std::error_code> ContextTable::check_offer(
       }
     }
     if (const auto* c = accepted(items[i].p_cont_id)) {
-      if (c->abstract_syntax != items[i].abstract_syntax ||
-          std::ranges::find(items[i].transfer_syntaxes, c->transfer_syntax) ==
-              items[i].transfer_syntaxes.end()) {
+      // Another abstract syntax, or another NDR flavour than the accepted one (a transfer syntax
+      // Windows knows, so it would have to switch): a protocol error, as Windows answers
+      // (raw_protocol test_no_auth_presentation_ctx_invalid4). Syntaxes nobody knows are only a
+      // per-item rejection (test_no_auth_presentation_ctx_valid2).
+      const auto& offered = items[i].transfer_syntaxes;
+      const bool keeps = std::ranges::find(offered, c->transfer_syntax) != offered.end();
+      const bool switches = std::ranges::any_of(
+          offered, [](const SyntaxId& t) { return t == kNdr20Syntax || t == kNdr64Syntax; });
+      if (c->abstract_syntax != items[i].abstract_syntax || (!keeps && switches)) {
         return std::unexpected(ec(Errc::kContextRedefined));
       }
     }
@@ -108,6 +128,9 @@ std::vector<std::uint8_t> build_fault(std::uint32_t call_id, std::uint16_t p_con
   Fault f;
   f.p_cont_id = p_cont_id;
   f.status = status;
+  // Windows and Samba send a non-zero alloc_hint in a fault (Samba: 24, the fault body's
+  // size); raw_protocol asserts it is not 0.
+  f.alloc_hint = 24;
   const auto flags = static_cast<std::uint8_t>(pfc::kFirstFrag | pfc::kLastFrag | extra_pfc_flags);
   if (validate_drep(drep).has_value() == false) drep = DataRep::little_endian();
   auto bytes = encode_pdu(make_pdu(std::move(f), call_id, flags, drep));
@@ -139,6 +162,9 @@ Decision ServerAssociation::nak(std::uint32_t call_id, DataRep drep, std::uint16
   BindNak n;
   n.provider_reject_reason = reject_reason;
   n.versions = {RtVersion{5, 0}};
+  // Windows pads the body to a multiple of 4 with zeros (3 bytes for one version; Samba's NDR
+  // and raw_protocol expect them).
+  n.trailing.assign((4 - (3 + 2 * n.versions.size()) % 4) % 4, 0);
   if (!validate_drep(drep)) drep = DataRep::little_endian();
   auto bytes = encode_pdu(make_pdu(std::move(n), call_id, pfc::kFirstFrag | pfc::kLastFrag, drep));
   return close(why, bytes ? std::move(*bytes) : std::vector<std::uint8_t>{});
@@ -150,6 +176,16 @@ Decision ServerAssociation::proto_fault(const Pdu& pdu, std::uint32_t status, st
   return close(why, build_fault(pdu.header.call_id, p_cont_id, status, drep_, pfc::kDidNotExecute));
 }
 
+std::size_t ServerAssociation::single_fragment_stub() const {
+  constexpr std::size_t kRequestHeaderSize = 24;  // C706 §12.6.4.9, without object UUID
+  return server_max_frag() - kRequestHeaderSize;
+}
+
+std::uint16_t ServerAssociation::server_max_frag() const {
+  return static_cast<std::uint16_t>(
+      std::clamp<std::uint32_t>(config_.max_frag, kMinNegotiatedFrag, kMaxFragLength) & ~7u);
+}
+
 bool ServerAssociation::drep_matches(const DataRep& drep) const {
   return same_format(drep, drep_);
 }
@@ -159,41 +195,70 @@ bool ServerAssociation::transfer_acceptable(const SyntaxId& transfer) const {
 }
 
 ContextResult ServerAssociation::negotiate(const ContextElement& item, bool bind_time,
-                                           bool& features_answered) {
+                                           bool& accepted_one) {
+  const bool known = config_.interfaces && config_.interfaces(item.abstract_syntax);
+  const ContextResult not_this_one{status::kResultProviderRejection,
+                                   known ? status::kReasonProposedTransferSyntaxesNotSupported
+                                         : status::kReasonAbstractSyntaxNotSupported,
+                                   {}};
+  // MS-RPCE 3.3.1.5.3: only the FIRST transfer syntax of an item names bind-time features
+  // (handle_bind() already refused a bind with two such items). Such an item is never a
+  // presentation context, whatever else it lists.
+  if (bind_time && !item.transfer_syntaxes.empty()) {
+    if (auto requested = bind_time_features(item.transfer_syntaxes.front())) {
+      if (!contexts_.has_room_for(item.p_cont_id) || contexts_.accepted(item.p_cont_id)) {
+        return {status::kResultProviderRejection, status::kReasonLocalLimitExceeded, {}};
+      }
+      features_ = *requested & config_.supported_features & 0xffff;
+      PresentationContext entry{
+          item.p_cont_id, item.abstract_syntax, {}, ContextState::kNegotiateAck};
+      [[maybe_unused]] auto recorded = contexts_.record(entry);
+      assert(recorded);  // has_room_for() and not accepted
+      return {status::kResultNegotiateAck, static_cast<std::uint16_t>(features_), {}};
+    }
+  }
   if (!contexts_.has_room_for(item.p_cont_id)) {
     return {status::kResultProviderRejection, status::kReasonLocalLimitExceeded, {}};
   }
-  // check_offer() passed, so an accepted id is re-offered with the same definition: idempotent.
+  // Windows accepts at most one presentation context per bind / alter_context: every item after
+  // the first accepted one is rejected (proposed_transfer_syntaxes_not_supported, or
+  // abstract_syntax_not_supported for an interface not offered), even one that re-offers a
+  // context accepted earlier, which stays usable (test_no_auth_presentation_ctx_no_ndr64).
+  if (accepted_one) {
+    if (contexts_.find(item.p_cont_id) == nullptr) {
+      [[maybe_unused]] auto recorded = contexts_.record(
+          PresentationContext{item.p_cont_id, item.abstract_syntax, {}, ContextState::kRejected});
+      assert(recorded);  // has_room_for()
+    }
+    return not_this_one;
+  }
+  // check_offer() passed, so an accepted id is re-offered with the same abstract syntax: it is
+  // accepted again if its transfer syntax is among the offered ones, else this item is rejected
+  // and the context keeps its definition (Windows; test_no_auth_presentation_ctx_valid2).
   if (const auto* c = contexts_.accepted(item.p_cont_id)) {
+    if (std::ranges::find(item.transfer_syntaxes, c->transfer_syntax) ==
+        item.transfer_syntaxes.end()) {
+      return not_this_one;
+    }
+    accepted_one = true;
     return {status::kResultAcceptance, 0, c->transfer_syntax};
   }
-  const bool known = config_.interfaces && config_.interfaces(item.abstract_syntax);
   PresentationContext entry{item.p_cont_id, item.abstract_syntax, {}, ContextState::kRejected};
-  ContextResult result{status::kResultProviderRejection,
-                       known ? status::kReasonProposedTransferSyntaxesNotSupported
-                             : status::kReasonAbstractSyntaxNotSupported,
-                       {}};
-  std::optional<std::uint64_t> requested_features;
+  ContextResult result = not_this_one;
   for (const auto& t : item.transfer_syntaxes) {
-    if (!requested_features) requested_features = bind_time_features(t);
     if (known && transfer_acceptable(t)) {
       entry.transfer_syntax = t;
       entry.state = ContextState::kAccepted;
       result = {status::kResultAcceptance, 0, t};
+      accepted_one = true;
       if (config_.stub_limit) {
         if (auto cap = config_.stub_limit(item.abstract_syntax)) {
-          stub_caps_[item.p_cont_id] = *cap;
+          // Never below one full fragment's stub: see ServerConfig::stub_limit.
+          stub_caps_[item.p_cont_id] = std::max<std::size_t>(*cap, single_fragment_stub());
         }
       }
       break;
     }
-  }
-  if (entry.state != ContextState::kAccepted && requested_features && bind_time &&
-      !features_answered) {
-    features_answered = true;
-    features_ = *requested_features & config_.supported_features & 0xffff;
-    entry.state = ContextState::kNegotiateAck;
-    result = {status::kResultNegotiateAck, static_cast<std::uint16_t>(features_), {}};
   }
   [[maybe_unused]] auto recorded = contexts_.record(entry);
   assert(recorded);  // has_room_for() and the accepted case above make this infallible
@@ -216,8 +281,13 @@ Decision ServerAssociation::handle(Pdu pdu, TimePoint now) {
         return proto_fault(pdu, status::kNcaSProtoError, ec(Errc::kByteOrderChanged));
       }
       if (pdu.auth) return proto_fault(pdu, status::kNcaSProtoError, ec(Errc::kAuthNotSupported));
+      // Windows notes a co_cancel / orphaned and otherwise ignores it: a call still being
+      // reassembled goes on (its LAST fragment completes it and it is answered), and one for no
+      // known call is dropped silently (raw_protocol test_co_cancel_*, test_orphaned_*). rpcgate
+      // abandoned the call before, which made the LAST fragment a protocol error.
+      const Call* open = reassembler_.open_call();
       Decision d;
-      if (!reassembler_.abandon(pdu.header.call_id)) d.reason = ec(Errc::kUnknownCall);
+      if (open == nullptr || open->call_id != pdu.header.call_id) d.reason = ec(Errc::kUnknownCall);
       return d;
     }
     default:
@@ -240,28 +310,48 @@ Decision ServerAssociation::handle_bind(const Pdu& pdu) {
                ec(Errc::kUnsupportedVersion));
   }
   if (pdu.auth || h.auth_length != 0) {
-    return nak(h.call_id, h.drep, status::kRejectAuthenticationTypeNotRecognized,
+    // Windows (and Samba, dcesrv_auth_bind): an auth_level outside connect..privacy is
+    // reason_not_specified; a valid level of a type we do not implement (all of them, until
+    // authentication exists) is authentication_type_not_recognized.
+    const std::uint8_t level = pdu.auth ? pdu.auth->auth_level : 0;
+    const bool level_valid = level >= kAuthLevelConnect && level <= kAuthLevelPrivacy;
+    return nak(h.call_id, h.drep,
+               level_valid ? status::kRejectAuthenticationTypeNotRecognized
+                           : status::kRejectReasonNotSpecified,
                ec(Errc::kAuthNotSupported));
-  }
-  if (!is_complete_pdu(h.pfc_flags)) {
-    return nak(h.call_id, h.drep, status::kRejectReasonNotSpecified, ec(Errc::kFragmentedBind));
   }
   if (bind->contexts.empty()) {
     return nak(h.call_id, h.drep, status::kRejectReasonNotSpecified, ec(Errc::kNoContextItems));
   }
+  // Windows refuses the whole bind for an item without transfer syntaxes and for a second
+  // bind-time feature item (raw_protocol test_no_auth_presentation_ctx_invalid2,
+  // test_no_auth_bind_time_twice).
+  std::size_t feature_items = 0;
+  for (const auto& item : bind->contexts) {
+    if (item.transfer_syntaxes.empty()) {
+      return nak(h.call_id, h.drep, status::kRejectReasonNotSpecified,
+                 ec(Errc::kNoTransferSyntaxes));
+    }
+    if (offers_features(item) && ++feature_items > 1) {
+      return nak(h.call_id, h.drep, status::kRejectReasonNotSpecified, ec(Errc::kTwoFeatureItems));
+    }
+  }
   if (auto ok = contexts_.check_offer(bind->contexts); !ok) {
     return nak(h.call_id, h.drep, status::kRejectReasonNotSpecified, ok.error());
+  }
+  if (bind->assoc_group_id != 0 && config_.assoc_group_exists &&
+      !config_.assoc_group_exists(bind->assoc_group_id)) {
+    return nak(h.call_id, h.drep, status::kRejectReasonNotSpecified, ec(Errc::kUnknownAssocGroup));
   }
 
   state_ = State::kBound;
   drep_ = h.drep;
   rpc_vers_minor_ = h.rpc_vers_minor;
-  // Samba's rule with C706's floor; see the header.
-  const std::uint32_t server_max =
-      std::clamp<std::uint32_t>(config_.max_frag, kMustRecvFragSize, kMaxFragLength) & ~7u;
+  // Windows' rule (Samba's too); see the header.
+  const std::uint32_t server_max = server_max_frag();
   const std::uint32_t client = std::min(bind->max_xmit_frag, bind->max_recv_frag);
   const auto negotiated = static_cast<std::uint16_t>(
-      std::min<std::uint32_t>(std::max<std::uint32_t>(kMustRecvFragSize, client), server_max) &
+      std::min<std::uint32_t>(std::max<std::uint32_t>(kMinNegotiatedFrag, client), server_max) &
       ~7u);
   max_xmit_frag_ = negotiated;
   max_recv_frag_ = negotiated;
@@ -274,11 +364,14 @@ Decision ServerAssociation::handle_bind(const Pdu& pdu) {
   if (!config_.secondary_address.empty()) {
     ack.sec_addr = BindAckBody::make_sec_addr(config_.secondary_address);
   }
-  bool features_answered = false;
+  bool accepted_one = false;
   for (const auto& item : bind->contexts) {
-    ack.results.push_back(negotiate(item, /*bind_time=*/true, features_answered));
+    ack.results.push_back(negotiate(item, /*bind_time=*/true, accepted_one));
   }
-  Pdu out = make_pdu(std::move(ack), h.call_id, pfc::kFirstFrag | pfc::kLastFrag, drep_);
+  // Concurrent multiplexing (MS-RPCE 3.3.1.5.1) is granted when asked for with a new context, as
+  // Windows (and Samba) do.
+  mpx_ = (h.pfc_flags & pfc::kConcMpx) && accepted_one;
+  Pdu out = make_pdu(std::move(ack), h.call_id, ack_pfc_flags(h.pfc_flags, mpx_), drep_);
   out.header.rpc_vers_minor = rpc_vers_minor_;
   auto bytes = encode_pdu(out);
   if (!bytes) return close(bytes.error());
@@ -300,11 +393,13 @@ Decision ServerAssociation::handle_alter_context(const Pdu& pdu) {
   if (pdu.auth || h.auth_length != 0) {
     return proto_fault(pdu, status::kNcaSProtoError, ec(Errc::kAuthNotSupported));
   }
-  if (!is_complete_pdu(h.pfc_flags)) {
-    return proto_fault(pdu, status::kNcaSProtoError, ec(Errc::kFragmentedBind));
-  }
   if (alter->contexts.empty()) {
     return proto_fault(pdu, status::kNcaSProtoError, ec(Errc::kNoContextItems));
+  }
+  for (const auto& item : alter->contexts) {
+    if (item.transfer_syntaxes.empty()) {
+      return proto_fault(pdu, status::kNcaSProtoError, ec(Errc::kNoTransferSyntaxes));
+    }
   }
   if (auto ok = contexts_.check_offer(alter->contexts); !ok) {
     return proto_fault(pdu, status::kNcaSProtoError, ok.error());
@@ -313,11 +408,18 @@ Decision ServerAssociation::handle_alter_context(const Pdu& pdu) {
   resp.max_xmit_frag = max_xmit_frag_;
   resp.max_recv_frag = max_recv_frag_;
   resp.assoc_group_id = assoc_group_id_;
-  bool features_answered = true;  // not bind time: feature negotiation items are rejected
+  bool accepted_one = false;
+  const std::size_t accepted_before = accepted_count(contexts_);
   for (const auto& item : alter->contexts) {
-    resp.results.push_back(negotiate(item, /*bind_time=*/false, features_answered));
+    resp.results.push_back(negotiate(item, /*bind_time=*/false, accepted_one));
   }
-  Pdu out = make_pdu(std::move(resp), h.call_id, pfc::kFirstFrag | pfc::kLastFrag, drep_);
+  // An alter_context may grant multiplexing too, but only with a NEW context (Windows: a
+  // CONC_MPX alter_context re-offering the bound context gets FIRST|LAST,
+  // test_no_auth_request_alter_pfc_CONC_MPX).
+  const bool mpx_granted =
+      (h.pfc_flags & pfc::kConcMpx) && accepted_count(contexts_) > accepted_before;
+  if (mpx_granted) mpx_ = true;
+  Pdu out = make_pdu(std::move(resp), h.call_id, ack_pfc_flags(h.pfc_flags, mpx_granted), drep_);
   out.header.rpc_vers_minor = rpc_vers_minor_;
   auto bytes = encode_pdu(out);
   if (!bytes) return close(bytes.error());
@@ -337,17 +439,40 @@ Decision ServerAssociation::handle_request(Pdu pdu, TimePoint now) {
     return proto_fault(pdu, status::kNcaSProtoError, ec(Errc::kByteOrderChanged));
   }
   if (pdu.auth || h.auth_length != 0) {
-    return proto_fault(pdu, status::kNcaSProtoError, ec(Errc::kAuthNotSupported));
+    // Windows: a request with an auth trailer on an association without authentication is
+    // fault access_denied (no DID_NOT_EXECUTE) and a disconnect (raw_protocol
+    // test_auth_none_*_request).
+    return close(ec(Errc::kAuthNotSupported),
+                 build_fault(h.call_id, q->p_cont_id, status::kRpcSAccessDenied, drep_));
   }
-  if (h.frag_length > max_recv_frag_) {
-    return proto_fault(pdu, status::kNcaSProtoError, ec(Errc::kFragTooLong));
+  if (h.frag_length > server_max_frag()) {
+    return close(ec(Errc::kFragTooLong), build_fault(h.call_id, 0, status::kNcaSProtoError, drep_));
+  }
+  // Windows reassembles one call at a time (Samba does the same, dcesrv_core.c): a fragment of
+  // another call while one is open is fault nca_s_proto_error (no DID_NOT_EXECUTE), then close.
+  // Without CONC_MPX the fault names the call already open (its call_id and p_cont_id), with it
+  // the new one (raw_protocol test_orphaned_request_after_first_{,mpx_}no_last).
+  const bool first = (h.pfc_flags & pfc::kFirstFrag) != 0;
+  if (const Call* open = reassembler_.open_call();
+      open != nullptr && (first || open->call_id != h.call_id)) {
+    if (!mpx_) {
+      return close(ec(Errc::kInterleavedCall),
+                   build_fault(open->call_id, open->p_cont_id, status::kNcaSProtoError, drep_));
+    }
+    return close(ec(Errc::kInterleavedCall),
+                 build_fault(h.call_id, 0, status::kNcaSProtoError, drep_));
   }
   // The first fragment decides the context (the reassembler makes later ones agree with it);
-  // nothing is buffered for a context that was not accepted.
-  if ((h.pfc_flags & pfc::kFirstFrag) && contexts_.accepted(q->p_cont_id) == nullptr) {
-    return close(
-        ec(Errc::kContextNotAccepted),
-        build_fault(h.call_id, q->p_cont_id, status::kNcaSUnkIf, drep_, pfc::kDidNotExecute));
+  // nothing is buffered for a context that was not accepted. Windows answers nca_s_unk_if on
+  // p_cont_id 0 and keeps the connection (raw_protocol test_no_auth_presentation_ctx_invalid1).
+  // A later fragment with no call open is the same when its context is unknown.
+  if (contexts_.accepted(q->p_cont_id) == nullptr &&
+      (first || reassembler_.calls_in_progress() == 0)) {
+    Decision d;
+    d.action = Decision::Action::kSend;
+    d.reason = ec(Errc::kContextNotAccepted);
+    d.pdu = build_fault(h.call_id, 0, status::kNcaSUnkIf, drep_, pfc::kDidNotExecute);
+    return d;
   }
   const std::uint32_t call_id = h.call_id;
   const std::uint16_t p_cont_id = q->p_cont_id;
@@ -358,10 +483,12 @@ Decision ServerAssociation::handle_request(Pdu pdu, TimePoint now) {
     // Over a memory cap: Samba's answer (see the header); other rule violations: proto_error.
     const bool over_cap =
         fed.error() == Errc::kStubTooLarge || fed.error() == Errc::kReassemblyBudget;
-    return close(fed.error(),
-                 build_fault(call_id, p_cont_id,
-                             over_cap ? status::kRpcSAccessDenied : status::kNcaSProtoError, drep_,
-                             pfc::kDidNotExecute));
+    // A LAST/middle fragment of no call: Windows' fault carries no DID_NOT_EXECUTE.
+    const std::uint8_t flags = fed.error() == Errc::kUnknownCall ? 0 : pfc::kDidNotExecute;
+    return close(
+        fed.error(),
+        build_fault(call_id, p_cont_id,
+                    over_cap ? status::kRpcSAccessDenied : status::kNcaSProtoError, drep_, flags));
   }
   Decision d;
   if (!*fed) return d;  // needs more fragments
@@ -390,14 +517,45 @@ void ServerAssociation::abort() {
 
 Decision ServerAssociation::handle_malformed(std::error_code error,
                                              std::span<const std::uint8_t> raw) {
-  if (state_ == State::kUnbound && error == Errc::kBadVersion && raw.size() >= kCommonHeaderSize &&
-      raw[2] == static_cast<std::uint8_t>(PType::kBind)) {
-    DataRep drep{{raw[4], raw[5], raw[6], raw[7]}};
-    if (!validate_drep(drep)) drep = DataRep::little_endian();
-    common::ByteReader r(raw.subspan(12, 4), drep.endian());
-    const std::uint32_t call_id = r.u32().value_or(0);
-    return nak(call_id, drep, status::kRejectProtocolVersionNotSupported,
-               ec(Errc::kUnsupportedVersion));
+  if (state_ == State::kClosed) return close(ec(Errc::kAssociationClosed));
+  // Only a readable common header gets an answer (version 5 is checked where it matters).
+  if (raw.size() < kCommonHeaderSize) return close(error);
+  DataRep drep{{raw[4], raw[5], raw[6], raw[7]}};
+  if (!validate_drep(drep)) drep = state_ == State::kBound ? drep_ : DataRep::little_endian();
+  common::ByteReader r(raw.subspan(12, 4), drep.endian());
+  const std::uint32_t call_id = r.u32().value_or(0);
+  const auto ptype = static_cast<PType>(raw[2]);
+  const bool auth_error = error == Errc::kAuthLengthInconsistent ||
+                          error == Errc::kAuthTrailerMisaligned || error == Errc::kAuthPadTooLong;
+  const bool body_error = error == Errc::kFragTooShort || error == Errc::kTruncated ||
+                          error == Errc::kTrailingBytes || error == Errc::kTooManyContextItems ||
+                          error == Errc::kTooManyTransferSyntaxes;
+  if (state_ == State::kUnbound && ptype == PType::kBind) {
+    // Windows: a bind of another version, or with an auth_length that does not fit (also when
+    // its body is short), is protocol_version_not_supported (raw_protocol
+    // test_invalid_auth_noctx: 25 bytes, auth_length 8); one whose body does
+    // not parse (e.g. a 25-byte bind without context items, test_no_auth_no_ctx) is
+    // reason_not_specified. Always with the version list.
+    const bool has_auth = raw[10] != 0 || raw[11] != 0;  // auth_length, either byte order
+    if (error == Errc::kBadVersion || auth_error || (body_error && has_auth)) {
+      return nak(call_id, drep, status::kRejectProtocolVersionNotSupported,
+                 error == Errc::kBadVersion ? ec(Errc::kUnsupportedVersion) : error);
+    }
+    if (body_error) return nak(call_id, drep, status::kRejectReasonNotSpecified, error);
+  }
+  if (state_ == State::kBound && raw[0] == kRpcVers) {
+    // A request fragment over the server's limit (the framer refused it): Windows answers
+    // nca_s_proto_error on p_cont_id 0 without DID_NOT_EXECUTE, then disconnects
+    // (raw_protocol _test_neg_xmit_check_values).
+    if (error == Errc::kFragTooLong) {
+      return close(error, build_fault(call_id, 0, status::kNcaSProtoError, drep_));
+    }
+    // An alter_context that does not parse: fault nca_s_proto_error with DID_NOT_EXECUTE, as
+    // for one without context items (test_alter_no_auth_no_ctx).
+    if (ptype == PType::kAlterContext && (body_error || auth_error)) {
+      return close(error,
+                   build_fault(call_id, 0, status::kNcaSProtoError, drep_, pfc::kDidNotExecute));
+    }
   }
   return close(error);
 }
@@ -407,7 +565,7 @@ ServerAssociation::build_response(const Call& call, std::span<const std::uint8_t
   if (state_ != State::kBound) return std::unexpected(ec(Errc::kInvalidArgument));
   FragmentParams params;
   params.call_id = call.call_id;
-  params.p_cont_id = call.p_cont_id;
+  params.p_cont_id = static_cast<std::uint16_t>(call.p_cont_id & 0xff);  // Windows: see header
   params.drep = call.drep;
   params.rpc_vers_minor = rpc_vers_minor_;
   return split_response(params, stub, max_xmit_frag_);
@@ -466,14 +624,13 @@ Verdict AssociationObserver::client_pdu(const Pdu& pdu) {
       return Verdict{Verdict::Action::kAllow, {}, std::nullopt};
     case PType::kCoCancel:
     case PType::kOrphaned:
+      // The server ignores both (the call goes on; an unknown call_id is dropped silently), and
+      // a client's orphaned may legitimately race the response of its call: allowed once bound,
+      // without changing any call's state.
       if (phase_ != Phase::kBound) return drop(ec(Errc::kRequestBeforeBind));
-      if (!live_call(pdu.header.call_id)) return drop(ec(Errc::kUnknownCall));
-      if (pdu.header.ptype == static_cast<std::uint8_t>(PType::kOrphaned)) {
-        // The client abandons the call: no more fragments, and the server need not answer.
-        open_calls_.erase(pdu.header.call_id);
-        outstanding_.erase(pdu.header.call_id);
-      }
-      return Verdict{Verdict::Action::kAllow, {}, std::nullopt};
+      return Verdict{Verdict::Action::kAllow,
+                     live_call(pdu.header.call_id) ? std::error_code{} : ec(Errc::kUnknownCall),
+                     std::nullopt};
     default:
       break;
   }
@@ -481,7 +638,6 @@ Verdict AssociationObserver::client_pdu(const Pdu& pdu) {
 }
 
 Verdict AssociationObserver::offer(const Pdu& pdu, const BindBody& body, bool is_bind) {
-  if (!is_complete_pdu(pdu.header.pfc_flags)) return drop(ec(Errc::kFragmentedBind));
   if (body.contexts.empty()) return drop(ec(Errc::kNoContextItems));
   for (const auto& item : body.contexts) {
     if (item.transfer_syntaxes.empty()) return drop(ec(Errc::kNoTransferSyntaxes));
@@ -509,6 +665,14 @@ Verdict AssociationObserver::answer(const Pdu& pdu, const BindAckBody& body, boo
     const ContextResult& r = body.results[i];
     const ContextElement& item = items[i];
     PresentationContext entry{item.p_cont_id, item.abstract_syntax, {}, ContextState::kRejected};
+    // A rejected re-offer of an accepted context leaves it as it was (the server keeps it).
+    if (r.result != status::kResultAcceptance && next.accepted(item.p_cont_id) != nullptr) {
+      if (r.result != status::kResultUserRejection &&
+          r.result != status::kResultProviderRejection) {
+        return drop(ec(Errc::kInvalidContextResult));
+      }
+      continue;
+    }
     switch (r.result) {
       case status::kResultAcceptance:
         if (bind_time_features(r.transfer_syntax) ||
@@ -547,7 +711,10 @@ Verdict AssociationObserver::request(const Pdu& pdu, const Request& q) {
   if (phase_ == Phase::kIdle || phase_ == Phase::kBindPending) {
     return drop(ec(Errc::kRequestBeforeBind));
   }
-  if (h.frag_length > max_recv_frag_) return drop(ec(Errc::kFragTooLong));
+  // As the server: up to its own limit, whatever the bind_ack said (see association.h).
+  if (h.frag_length > std::max<std::size_t>(max_recv_frag_, limits_.server_max_frag)) {
+    return drop(ec(Errc::kFragTooLong));
+  }
   if (pdu.auth && !authenticated_) return drop(ec(Errc::kAuthNotSupported));
   RequestTarget target;
   target.call_id = h.call_id;
@@ -558,6 +725,8 @@ Verdict AssociationObserver::request(const Pdu& pdu, const Request& q) {
   const bool last = h.pfc_flags & pfc::kLastFrag;
   if (first) {
     if (open_calls_.contains(h.call_id)) return drop(ec(Errc::kDuplicateFirstFragment));
+    // As the server: one call in reassembly at a time.
+    if (!open_calls_.empty()) return drop(ec(Errc::kInterleavedCall));
     if (contexts_.accepted(q.p_cont_id) == nullptr) return drop(ec(Errc::kContextNotAccepted));
     if (!last) {
       if (open_calls_.size() >= limits_.max_calls_in_progress) {

@@ -18,36 +18,74 @@
 //   stops inspecting: after a DROP everything is DROP.
 //
 // Decisions taken here (which peer's behaviour they follow):
-// * Fragment sizes: negotiated = min(max(1432, min(client max_xmit_frag, client max_recv_frag)),
-//   server max (5840)) & ~7, used for both directions. This is Samba's rule (dcesrv_core.c;
-//   epm-and-ports.md §2.4) with C706's MUST_RECV_FRAG_SIZE 1432 as the floor instead of Samba's
-//   2048, so a client that offers 1432..2047 is never sent more than it offered. Impacket offers
-//   4280/4280 and gets 4280 (the golden bind_ack, §7.7).
-// * assoc_group_id: a client's non-zero id is echoed (validating group membership belongs to the
-//   runtime, which owns the groups); 0 gets ServerConfig::new_assoc_group_id (the caller
-//   allocates it; must be non-zero).
+// * Fragment sizes: negotiated = min(max(2048, min(client max_xmit_frag, client max_recv_frag)),
+//   server max (5840)) & ~7, used for both directions. This is what Windows answers (Samba's
+//   raw_protocol test_neg_xmit_*, checked against Windows: 0/0 -> 2048, 3199/0xffff -> 3192,
+//   0xffff/0xffff -> 5840) and Samba's rule (dcesrv_core.c). rpcgate used C706's
+//   MUST_RECV_FRAG_SIZE 1432 as the floor before; it follows Windows now (a client offering less
+//   than 2048 is told 2048, as Windows tells it). Impacket offers 4280/4280 and gets 4280.
+//   Incoming request fragments are accepted up to the server max (5840), whatever was negotiated,
+//   as Windows does; over it: fault nca_s_proto_error on p_cont_id 0 (no DID_NOT_EXECUTE), close.
+// * pfc_flags of bind / alter_context: any combination is a complete PDU (Windows accepts FIRST
+//   alone, LAST alone, 0x00 and 0xff; C706 never fragments them). rpcgate used to bind_nak a
+//   bind with FIRST xor LAST (firewalls.md B10); it follows Windows now. The answer carries
+//   FIRST|LAST plus the client's SUPPORT_HEADER_SIGN, and CONC_MPX when the client asked for it
+//   and this bind / alter_context accepted a new context (multiplexing is then granted, MS-RPCE
+//   3.3.1.5.1; Windows answers a CONC_MPX alter_context that only re-offers with FIRST|LAST).
+// * assoc_group_id: 0 gets ServerConfig::new_assoc_group_id (the caller allocates it; must be
+//   non-zero); a client's non-zero id is echoed if ServerConfig::assoc_group_exists says a live
+//   connection is bound in that group, else bind_nak reason_not_specified and close - Windows'
+//   answer (raw_protocol test_assoc_group_fail1/2; rpcgate echoed any id before).
 // * Transfer syntaxes: per item the first offered syntax the server accepts wins (NDR 2.0
 //   always; NDR64 only with ServerConfig::accept_ndr64, else provider_rejection /
 //   proposed_transfer_syntaxes_not_supported, as Samba does on EPM).
-// * Bind-time feature negotiation (MS-RPCE 3.3.1.5.3): an item whose transfer syntaxes include a
-//   6cb71c2c-9812-4540-... syntax, and none the server accepts, is answered once per bind with
-//   result negotiate_ack and reason = requested & ServerConfig::supported_features (Windows
-//   does this whatever the abstract syntax). Default supported bits: 0x02 "keep connection on
-//   orphan" only - orphaned/co_cancel abandon the call and the connection stays open, which is
-//   what that bit promises; 0x01 "security context multiplexing" is not claimed because there is
-//   no authentication yet. In alter_context (not "bind time") such items are rejected (reason 2).
-// * Second bind: bind_nak reason_not_specified, then close (Samba's answer; Windows treats it as
-//   a protocol error and closes).
-// * Authenticated bind: bind_nak authentication_type_not_recognized (8), then close, until
-//   authentication exists.
-// * alter_context re-defining an accepted p_cont_id: protocol error, close (Windows keeps the old
-//   definition, Samba replaces it; we refuse both, firewalls.md C7). Re-sending the identical
-//   definition is idempotent: acceptance with the transfer syntax accepted before.
-// * Request on a p_cont_id not accepted: fault nca_s_unk_if (0x1c010003, what Windows returns)
-//   with PFC_DID_NOT_EXECUTE, then close. The context is never guessed.
-// * Other protocol errors after bind (byte order change, fragment rule violations, frag_length
-//   over the negotiated max_recv_frag, too many calls): fault nca_s_proto_error with
-//   PFC_DID_NOT_EXECUTE on that call_id, then close. Before bind: close without a reply.
+// * Bind-time feature negotiation (MS-RPCE 3.3.1.5.3): an item whose FIRST transfer syntax is a
+//   6cb71c2c-9812-4540-... syntax is answered negotiate_ack with reason = requested &
+//   ServerConfig::supported_features, whatever its abstract syntax and other syntaxes (Windows:
+//   raw_protocol test_no_auth_bind_time_*; a feature syntax further down the list is an unknown
+//   transfer syntax). Two such items in one bind: bind_nak reason_not_specified (Windows).
+//   Default supported bits: both, as Windows answers: 0x02 "keep connection on orphan" -
+//   orphaned/co_cancel never close the connection - and 0x01 "security
+//   context multiplexing" (rpcgate claimed only 0x02 before; without authentication there is a
+//   single, null, security context, so the promise holds trivially). In alter_context (not
+//   "bind time") such items go through the ordinary rules (no acceptable transfer syntax).
+// * One presentation context per bind / alter_context: the first acceptable item is accepted,
+//   every later item is provider_rejection / proposed_transfer_syntaxes_not_supported (or
+//   abstract_syntax_not_supported for an interface not offered) (Windows,
+//   test_no_auth_presentation_ctx_no_ndr64; a Windows client's NDR64 + NDR + feature bind gets
+//   exactly that). rpcgate accepted every acceptable item before.
+// * An item without transfer syntaxes: bind_nak reason_not_specified in a bind, fault
+//   nca_s_proto_error in an alter_context, then close (Windows; rpcgate rejected the item before).
+// * Second bind: bind_nak reason_not_specified, then close (Windows and Samba: raw_protocol
+//   test_no_auth_valid_valid_request; this comment said Windows closed without one before).
+// * Authenticated bind: bind_nak authentication_type_not_recognized (8) for auth_level
+//   connect..privacy, reason_not_specified (0) for any other level (as Windows), then close,
+//   until authentication exists. A bind whose auth_length does not fit (no trailer): bind_nak
+//   protocol_version_not_supported (4), as Windows. bind_nak bodies are zero-padded to 4 bytes.
+// * alter_context re-offering an accepted p_cont_id: with another abstract syntax, or without
+//   the accepted transfer syntax but with the other NDR flavour, fault nca_s_proto_error and
+//   close (firewalls.md C7; Windows, test_no_auth_presentation_ctx_invalid4 - Samba, without
+//   NDR64, fails that test); with the same abstract syntax it is accepted again with the transfer
+//   syntax accepted before if that one is offered, else (only unknown syntaxes) the item is
+//   rejected (proposed_transfer_syntaxes_not_supported) and the context keeps its definition -
+//   Windows' answer (test_no_auth_presentation_ctx_valid2; rpcgate closed before).
+// * Request on a p_cont_id not accepted: fault nca_s_unk_if (0x1c010003) on p_cont_id 0 with
+//   PFC_DID_NOT_EXECUTE, and the connection stays open: Windows' answer (raw_protocol
+//   test_no_auth_presentation_ctx_invalid1; rpcgate closed before). The context is never guessed.
+// * A request carrying an auth trailer (no authentication negotiated): fault access_denied (5)
+//   without DID_NOT_EXECUTE, then close (Windows).
+// * Faults carry alloc_hint 24 (non-zero, as Windows and Samba).
+// * Other protocol errors after bind (byte order change, fragment rule violations, too many
+//   calls): fault nca_s_proto_error with PFC_DID_NOT_EXECUTE on that call_id (without it for a
+//   fragment of no call, as Windows), then close. Before bind: close without a reply.
+// * One call in reassembly at a time (Windows; rpcgate allowed 16 before): a fragment of another
+//   call while one call's fragments are still coming is fault nca_s_proto_error without
+//   DID_NOT_EXECUTE, then close - on the open call (call_id, p_cont_id) unless multiplexing was
+//   granted, then on the new call with p_cont_id 0 (test_orphaned_request_after_first_*).
+// * co_cancel and orphaned are noted and ignored: the call goes on (Windows; rpcgate abandoned
+//   it before).
+// * A response carries p_cont_id & 0xff: Windows answers a request on p_cont_id 0xffff with
+//   p_cont_id 0x00ff (raw_protocol test_orphaned_*; Samba does the same).
 // * A request over a memory cap - its stub over the cap of its interface (kStubTooLarge), or the
 //   connection's unfinished calls over ReassemblyLimits::max_held_bytes (kReassemblyBudget):
 //   fault 5 (access denied) with PFC_DID_NOT_EXECUTE, then close. Samba does the same
@@ -77,6 +115,9 @@ namespace rpcgate::rpc {
 
 // C706 §12.6.3.1: the fragment size every implementation must be able to receive.
 inline constexpr std::uint16_t kMustRecvFragSize = 1432;
+// The smallest fragment size a bind_ack names: Windows answers at least 2048 whatever the client
+// offered (raw_protocol test_neg_xmit_0_0); ServerConfig::max_frag is clamped to at least this.
+inline constexpr std::uint16_t kMinNegotiatedFrag = 2048;
 // What Windows and Samba offer on ncacn_ip_tcp (epm-and-ports.md §2.4).
 inline constexpr std::uint16_t kDefaultServerMaxFrag = 5840;
 // Accepted contexts are a handful in practice; Suricata stops at 64 (firewalls.md §2.1).
@@ -128,7 +169,9 @@ class ContextTable {
   // * kDuplicateContextId: the same p_cont_id appears twice with a different abstract syntax or
   //   a different transfer syntax list (firewalls.md C5; identical repeats are allowed);
   // * kContextRedefined: a p_cont_id already accepted is offered with a different abstract
-  //   syntax, or without the transfer syntax accepted before (firewalls.md C7).
+  //   syntax, or without the transfer syntax accepted before but with another NDR flavour
+  //   (NDR 2.0 / NDR64) (firewalls.md C7; Windows). Without the accepted syntax and without any
+  //   NDR flavour it passes: the server rejects that item and keeps the context.
   std::expected<void, std::error_code> check_offer(std::span<const ContextElement> items) const;
 
   // Records an outcome. Re-recording an accepted p_cont_id with the identical entry is a no-op;
@@ -150,8 +193,9 @@ class ContextTable {
 
 // ---- Helpers -------------------------------------------------------------------------------
 
-// A 32-byte fault PDU (C706 §12.6.4.7): alloc_hint 0, cancel_count 0, no stub, in `drep`,
-// pfc_flags FIRST|LAST|extra_pfc_flags (e.g. pfc::kDidNotExecute). The golden
+// A 32-byte fault PDU (C706 §12.6.4.7): alloc_hint 24 (non-zero, as Windows and Samba send),
+// cancel_count 0, no stub, in `drep`, pfc_flags FIRST|LAST|extra_pfc_flags (e.g.
+// pfc::kDidNotExecute). The golden
 // nca_s_op_rng_error fault of epm-and-ports.md §7.7 is build_fault(1, 0, 0x1c010002, LE).
 std::vector<std::uint8_t> build_fault(std::uint32_t call_id, std::uint16_t p_cont_id,
                                       std::uint32_t status, DataRep drep,
@@ -166,21 +210,29 @@ struct ServerConfig {
   // NDR64 (kNdr64Syntax) accepted as a transfer syntax. NDR 2.0 always is.
   bool accept_ndr64 = false;
   // Bind-time feature bits answered in negotiate_ack (requested & supported).
-  std::uint64_t supported_features = kBtfnKeepConnectionOnOrphan;
-  // The server's fragment size limit for both directions (clamped to 1432..65535, & ~7).
+  std::uint64_t supported_features = kBtfnSecurityContextMultiplexing | kBtfnKeepConnectionOnOrphan;
+  // The server's fragment size limit for both directions (clamped to 2048..65535, & ~7).
   std::uint16_t max_frag = kDefaultServerMaxFrag;
   // bind_ack secondary address: the port this connection was accepted on, e.g. "135"
   // (sent as sec_addr "135\0"; empty -> sec_addr_len 0).
   std::string secondary_address;
   // assoc_group_id given to a bind with assoc_group_id 0. Must be non-zero.
   std::uint32_t new_assoc_group_id = 1;
+  // Whether a client's non-zero assoc_group_id names a live group (the runtime owns the groups).
+  // false: bind_nak reason_not_specified (kUnknownAssocGroup), as Windows. An empty function
+  // accepts every id (echoed).
+  std::function<bool(std::uint32_t assoc_group_id)> assoc_group_exists;
   // Contexts per association (all states, bind + every alter_context). Items beyond it are
   // answered provider_rejection / local_limit_exceeded.
   std::size_t max_contexts = kDefaultMaxContexts;
   ReassemblyLimits reassembly;
   // The largest request stub of a call on a context bound to `abstract_syntax` (asked once per
   // accepted context): the interface's own cap. nullopt, or an empty function: reassembly.
-  // max_stub_size. A FIRST fragment decides the context, so it also decides the cap.
+  // max_stub_size. A FIRST fragment decides the context, so it also decides the cap. An answer
+  // below one full fragment's stub (server_max_frag() - 24) is raised to it: Windows answers any
+  // call that fits one fragment, ignoring bytes after the last parameter (raw_protocol
+  // test_neg_xmit_*, test_alloc_hint send 5816-byte stubs to MGMT inq_if_ids), and a fragment
+  // is held whole by the framer anyway; the caps bound what several fragments accumulate.
   std::function<std::optional<std::size_t>(const SyntaxId& abstract_syntax)> stub_limit;
 };
 
@@ -213,8 +265,8 @@ struct Decision {
 //
 // Input PDUs come from the client (decode_pdu() output). Per type:
 // * bind -> handle_bind; alter_context -> handle_alter_context; request -> handle_request.
-// * co_cancel / orphaned: a call still being reassembled is abandoned (kIgnore); for any other
-//   call_id kIgnore with reason kUnknownCall (C706 lets the server ignore cancels it cannot
+// * co_cancel / orphaned: kIgnore - a call still being reassembled goes on (Windows); for any
+//   other call_id the reason is kUnknownCall (C706 lets the server ignore cancels it cannot
 //   match). Before bind: close (kRequestBeforeBind).
 // * auth3: close (kUnexpectedPdu) - no authentication was negotiated.
 // * shutdown and every server->client type (response, fault, bind_ack, bind_nak,
@@ -234,9 +286,11 @@ class ServerAssociation {
   // bind (C706 §12.6.4.3). kSend(bind_ack) or kCloseConnection(bind_nak) with reason:
   // kBindAlreadyDone (reason_not_specified), kUnsupportedVersion (protocol_version_not_supported,
   // only for a Pdu not made by decode_pdu, which rejects such versions itself),
-  // kAuthNotSupported (authentication_type_not_recognized), kFragmentedBind, kNoContextItems,
-  // kDuplicateContextId (reason_not_specified). bind_ack: call_id echoed, drep and
-  // rpc_vers_minor mirrored from the bind (as Samba), pfc_flags FIRST|LAST, negotiated frag
+  // kAuthNotSupported (authentication_type_not_recognized, or reason_not_specified for an
+  // invalid auth_level), kNoContextItems, kNoTransferSyntaxes, kTwoFeatureItems,
+  // kDuplicateContextId, kUnknownAssocGroup (reason_not_specified). bind_ack:
+  // call_id echoed, drep and rpc_vers_minor mirrored from the bind (as Samba), pfc_flags
+  // FIRST|LAST plus the bind's SUPPORT_HEADER_SIGN and CONC_MPX if granted, negotiated frag
   // sizes, assoc_group_id, sec_addr, one result per item in order:
   //   acceptance + chosen transfer syntax; negotiate_ack (reason = feature bits);
   //   provider_rejection + abstract_syntax_not_supported / proposed_transfer_syntaxes_not_
@@ -246,14 +300,18 @@ class ServerAssociation {
 
   // alter_context (C706 §12.6.4.1). kSend(alter_context_resp: same result rules, no feature
   // negotiation, empty sec_addr as Windows sends) or kCloseConnection without a reply:
-  // kAlterBeforeBind, kByteOrderChanged, kAuthNotSupported, kFragmentedBind, kNoContextItems,
-  // kDuplicateContextId, kContextRedefined.
+  // kAlterBeforeBind, and with fault nca_s_proto_error: kByteOrderChanged, kAuthNotSupported,
+  // kNoContextItems, kDuplicateContextId, kContextRedefined. Any pfc_flags are accepted.
   Decision handle_alter_context(const Pdu& pdu);
 
   // request (C706 §12.6.4.9): feeds the RequestReassembler. kDispatch when a call completes,
-  // kIgnore while it needs more fragments, kCloseConnection on: kRequestBeforeBind (no reply),
-  // kContextNotAccepted (fault nca_s_unk_if), kByteOrderChanged, kAuthNotSupported,
-  // kFragTooLong (frag_length > negotiated max_recv_frag), and the reassembler's errors
+  // kIgnore while it needs more fragments, kSend(fault nca_s_unk_if, p_cont_id 0) with reason
+  // kContextNotAccepted for a FIRST fragment on a context not accepted (the connection stays),
+  // kCloseConnection on: kRequestBeforeBind (no reply), kAuthNotSupported (fault access denied),
+  // kFragTooLong (frag_length > server_max_frag(): fault proto_error on p_cont_id 0),
+  // kInterleavedCall (a fragment of another call while one is open: fault proto_error on the
+  // open call without CONC_MPX, on this one with it; see the decisions above),
+  // kByteOrderChanged, and the reassembler's errors
   // (kDuplicateFirstFragment, kUnknownCall, kFragmentMismatch, kStubTooLarge, kTooManyCalls)
   // - all with fault nca_s_proto_error on the request's call_id - and kStubTooLarge (over the
   // context's stub_limit) / kReassemblyBudget (over reassembly.max_held_bytes) with fault 5,
@@ -274,9 +332,17 @@ class ServerAssociation {
   void abort();
 
   // For input that did not decode (the framer's / decode_pdu()'s error and the raw bytes, which
-  // may be shorter than a header). A bind whose only fault is its version (kBadVersion) gets
-  // bind_nak protocol_version_not_supported listing 5.0 (C706 §12.6.4.5
-  // p_rt_versions_supported); everything else closes without a reply. Always kCloseConnection.
+  // may be shorter than a header). Always kCloseConnection; answered as Windows does:
+  // * before bind, a bind of another version (kBadVersion) or whose auth_length does not fit
+  //   (kAuthLengthInconsistent, kAuthTrailerMisaligned, kAuthPadTooLong, or a body error below
+  //   with auth_length != 0): bind_nak
+  //   protocol_version_not_supported listing 5.0 (C706 §12.6.4.5 p_rt_versions_supported);
+  //   a bind whose body does not parse (kFragTooShort, kTruncated, kTrailingBytes, too many
+  //   items / syntaxes): bind_nak reason_not_specified;
+  // * once bound, a fragment over server_max_frag() (kFragTooLong): fault nca_s_proto_error on
+  //   p_cont_id 0; an alter_context that does not parse: fault nca_s_proto_error with
+  //   DID_NOT_EXECUTE;
+  // * everything else: no reply.
   Decision handle_malformed(std::error_code error, std::span<const std::uint8_t> raw);
 
   // Encoded response fragments for `call` carrying `stub`, at most max_xmit_frag() bytes each,
@@ -285,8 +351,13 @@ class ServerAssociation {
       const Call& call, std::span<const std::uint8_t> stub) const;
 
   State state() const { return state_; }
+  // config().max_frag clamped to kMinNegotiatedFrag..65535, & ~7.
+  std::uint16_t server_max_frag() const;
+  // The stub of one full request fragment: server_max_frag() - 24. No stub cap is below it.
+  std::size_t single_fragment_stub() const;
   const ContextTable& contexts() const { return contexts_; }
-  // Negotiated sizes (0 before bind). Frame client input with max_recv_frag().
+  // Negotiated sizes (0 before bind). Frame client input with server_max_frag(): Windows accepts
+  // request fragments up to its own limit, not only up to the negotiated one.
   std::uint16_t max_xmit_frag() const { return max_xmit_frag_; }
   std::uint16_t max_recv_frag() const { return max_recv_frag_; }
   std::uint32_t assoc_group_id() const { return assoc_group_id_; }
@@ -302,7 +373,8 @@ class ServerAssociation {
                std::error_code why);
   Decision proto_fault(const Pdu& pdu, std::uint32_t status, std::error_code why);
   // Per-item negotiation; records the outcome in contexts_.
-  ContextResult negotiate(const ContextElement& item, bool bind_time, bool& features_answered);
+  // `accepted_one`: whether an earlier item of this PDU was accepted (Windows accepts one).
+  ContextResult negotiate(const ContextElement& item, bool bind_time, bool& accepted_one);
   bool transfer_acceptable(const SyntaxId& transfer) const;
   bool drep_matches(const DataRep& drep) const;
 
@@ -314,6 +386,7 @@ class ServerAssociation {
   RequestReassembler reassembler_;
   DataRep drep_;
   std::uint8_t rpc_vers_minor_ = 0;
+  bool mpx_ = false;  // PFC_CONC_MPX granted (bind_ack or alter_context_resp)
   std::uint16_t max_xmit_frag_ = 0;
   std::uint16_t max_recv_frag_ = 0;
   std::uint32_t assoc_group_id_ = 0;
@@ -349,6 +422,10 @@ struct ObserverLimits {
   std::size_t max_contexts = kDefaultMaxContexts;
   std::size_t max_calls_in_progress = 16;    // multi-fragment requests awaiting LAST
   std::size_t max_outstanding_calls = 1024;  // requests awaiting a response (Suricata max-tx)
+  // The server's own fragment limit: Windows (and ServerAssociation) accept request fragments up
+  // to it even when the bind_ack negotiated less, so the observer allows up to
+  // max(bind_ack max_recv_frag, server_max_frag).
+  std::size_t server_max_frag = kDefaultServerMaxFrag;
 };
 
 // Watches one connection in both directions, in the order the bytes were seen, and decides per
@@ -356,20 +433,26 @@ struct ObserverLimits {
 // so a caller can never "stop inspecting" and keep forwarding.
 //
 // Client -> server:
-// * bind: DROP if already bound or bind_nak'ed (kBindAlreadyDone), fragmented (kFragmentedBind),
-//   no items (kNoContextItems), an item without transfer syntaxes (kNoTransferSyntaxes),
-//   duplicate p_cont_id with different syntaxes (kDuplicateContextId), more items than the
-//   context limit (kTooManyContexts). pfc_flags 0x00 is a complete bind (Windows 2022 accepts
-//   it, firewalls.md B9). Authenticated binds are allowed; auth3 is then allowed once bound.
+// * bind: DROP if already bound or bind_nak'ed (kBindAlreadyDone), no items (kNoContextItems),
+//   an item without transfer syntaxes (kNoTransferSyntaxes), duplicate p_cont_id with different
+//   syntaxes (kDuplicateContextId), more items than the context limit (kTooManyContexts). Any
+//   pfc_flags make a complete bind (0x00, FIRST alone, LAST alone, 0xff: Windows accepts them
+//   all, and so does ServerAssociation; rpcgate dropped FIRST xor LAST before).
+//   Authenticated binds are allowed; auth3 is then allowed once bound.
 // * alter_context: DROP before bind (kAlterBeforeBind), while a bind/alter is pending
 //   (kPresentationPending), plus the bind checks and kContextRedefined.
 // * request: DROP before bind_ack (kRequestBeforeBind - also for a request pipelined behind the
-//   bind), on a p_cont_id not accepted (kContextNotAccepted), frag_length over the bind_ack's
-//   max_recv_frag (kFragTooLong), and per-call fragment rules as RequestReassembler (first
-//   fragment decides; later ones must agree on p_cont_id, opnum, object: kFragmentMismatch,
-//   kUnknownCall, kDuplicateFirstFragment, kTooManyCalls). ALLOW carries the RequestTarget.
-// * co_cancel / orphaned: only for a live call (being sent or awaiting its response), else
-//   DROP kUnknownCall. auth3: only after an authenticated bind_ack (else kUnexpectedPdu).
+//   bind), on a p_cont_id not accepted (kContextNotAccepted: stricter than the server, which
+//   answers such a request with fault nca_s_unk_if and keeps the connection - no legitimate
+//   client sends one), frag_length over max(bind_ack max_recv_frag,
+//   ObserverLimits::server_max_frag) (kFragTooLong), and per-call fragment rules as
+//   RequestReassembler (first fragment decides; later ones must agree on p_cont_id, opnum, object:
+//   kFragmentMismatch, kUnknownCall, kDuplicateFirstFragment, kTooManyCalls; a FIRST fragment while
+//   another call is still being sent: kInterleavedCall, as the server). ALLOW carries the
+//   RequestTarget.
+// * co_cancel / orphaned: ALLOW once bound, changing no call's state (the server ignores them;
+//   reason kUnknownCall marks one for no live call). auth3: only after an authenticated
+//   bind_ack (else kUnexpectedPdu).
 // * every other type (server types, shutdown): DROP kUnexpectedPdu.
 // Every client PDU after the bind must keep the bind's packed_drep (kByteOrderChanged).
 //

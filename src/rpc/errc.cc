@@ -74,6 +74,12 @@ const char* describe(Errc e) {
       return "bind/alter_context without context items";
     case Errc::kNoTransferSyntaxes:
       return "context item without transfer syntaxes";
+    case Errc::kInterleavedCall:
+      return "request fragment of another call while one is being reassembled";
+    case Errc::kUnknownAssocGroup:
+      return "bind names an unknown association group";
+    case Errc::kTwoFeatureItems:
+      return "bind with two bind-time feature negotiation items";
     case Errc::kTooManyContexts:
       return "too many presentation contexts on the association";
     case Errc::kByteOrderChanged:

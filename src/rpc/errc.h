@@ -76,12 +76,18 @@ enum class Errc : int {
                           // syntaxes (firewalls.md C5)
   kNoContextItems,        // bind/alter_context with n_context_elem == 0 (firewalls.md C3)
   kNoTransferSyntaxes,    // a context item with n_transfer_syn == 0 (firewalls.md C3)
+  kInterleavedCall,       // a request fragment of another call while one call's fragments are
+                          // still coming (Windows reassembles one call at a time)
+  kUnknownAssocGroup,     // a bind names an association group that does not exist
+  kTwoFeatureItems,       // a bind with two bind-time feature negotiation items (MS-RPCE
+                          // 3.3.1.5.3 allows one; Windows answers bind_nak)
   kTooManyContexts,       // the association's presentation-context limit was reached
   kByteOrderChanged,      // packed_drep differs from the one fixed at bind (firewalls.md B7)
   kAuthNotSupported,      // authenticated bind / auth trailer while authentication is not
                           // implemented or was not negotiated
   kFragmentedBind,        // bind/alter_context with FIRST but not LAST or vice versa
-                          // (firewalls.md B10; flags 0x00 is accepted as complete, B9)
+                          // (firewalls.md B10). No longer returned: Windows accepts any
+                          // pfc_flags there, and so does association.h
   kPresentationPending,   // bind/alter_context while another one awaits its answer
   kUnsolicitedBindAck,    // bind_ack/bind_nak/alter_context_resp with no pending bind or
                           // alter_context of that call_id (firewalls.md C11)

@@ -149,6 +149,10 @@ void RequestReassembler::forget(std::unordered_map<std::uint32_t, Open>::iterato
   calls_.erase(it);
 }
 
+const Call* RequestReassembler::open_call() const {
+  return calls_.empty() ? nullptr : &calls_.begin()->second.call;
+}
+
 bool RequestReassembler::abandon(std::uint32_t call_id) {
   auto it = calls_.find(call_id);
   if (it == calls_.end()) return false;

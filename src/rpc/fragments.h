@@ -92,6 +92,9 @@ class RequestReassembler {
   // Forgets every open call and frees their buffers.
   void clear();
   std::size_t calls_in_progress() const { return calls_.size(); }
+  // One call still being reassembled (its call_id, p_cont_id, opnum...; the stub so far), or
+  // nullptr if none. Which one is unspecified when several are open.
+  const Call* open_call() const;
   // Bytes allocated for the stubs of open calls (sum of their buffers' capacities).
   std::size_t held_bytes() const { return held_; }
   // The earliest FIRST fragment time of an open call + call_timeout; nullopt when no call is open

@@ -59,6 +59,11 @@ class Framer {
   bool failed() const { return static_cast<bool>(error_); }
   // Bytes of the current, incomplete PDU held so far.
   std::size_t buffered() const { return ready_ ? 0 : buf_.size(); }
+  // Those bytes themselves: after feed() failed on a header (kFragTooLong, kBadVersion...), the
+  // offending PDU's common header, aligned however the input was split (for the error answer).
+  std::span<const std::uint8_t> held() const {
+    return ready_ ? std::span<const std::uint8_t>{} : buf_;
+  }
 
  private:
   std::vector<std::uint8_t> buf_;

@@ -127,9 +127,8 @@ std::expected<void, std::error_code> SyncClient::bind(
   rpc::Bind bind;
   bind.max_xmit_frag = 5840;
   bind.max_recv_frag = 5840;
-  for (std::size_t i = 0; i < interfaces.size(); ++i)
-    bind.contexts.push_back(
-        rpc::ContextElement{static_cast<std::uint16_t>(i), interfaces[i], {rpc::kNdr20Syntax}});
+  if (!interfaces.empty())
+    bind.contexts.push_back(rpc::ContextElement{0, interfaces[0], {rpc::kNdr20Syntax}});
   auto bytes = rpc::encode_pdu(rpc::make_pdu(bind, next_call_id_++));
   if (!bytes) return std::unexpected(make_error_code(Errc::kProtocolError));
   if (auto w = write_all(*bytes, deadline); !w) return w;
@@ -144,19 +143,39 @@ std::expected<void, std::error_code> SyncClient::bind(
     return std::unexpected(fail(make_error_code(Errc::kUnknownInterface)));
   }
   const auto* ack = std::get_if<rpc::BindAck>(&pdu->body);
-  if (ack == nullptr || ack->results.size() != interfaces.size())
+  if (ack == nullptr || ack->results.size() != bind.contexts.size())
     return std::unexpected(fail(make_error_code(Errc::kProtocolError)));
-  for (std::size_t i = 0; i < ack->results.size(); ++i) {
-    const auto& r = ack->results[i];
-    if (r.result == 0) continue;
+  if (!ack->results.empty() && ack->results[0].result != 0) {
     last_rejection_ = BindRejection{
-        .p_cont_id = static_cast<std::uint16_t>(i), .result = r.result, .reason = r.reason};
+        .p_cont_id = 0, .result = ack->results[0].result, .reason = ack->results[0].reason};
     return std::unexpected(fail(make_error_code(Errc::kUnknownInterface)));
   }
   max_xmit_frag_ = ack->max_recv_frag;
   max_recv_frag_ = ack->max_xmit_frag;
   assoc_group_id_ = ack->assoc_group_id;
   sec_addr_ = std::string(ack->secondary_address());
+  for (std::size_t i = 1; i < interfaces.size(); ++i) {
+    rpc::AlterContext alter;
+    alter.max_xmit_frag = 5840;
+    alter.max_recv_frag = 5840;
+    alter.assoc_group_id = assoc_group_id_;
+    alter.contexts.push_back(
+        rpc::ContextElement{static_cast<std::uint16_t>(i), interfaces[i], {rpc::kNdr20Syntax}});
+    auto out = rpc::encode_pdu(rpc::make_pdu(alter, next_call_id_++));
+    if (!out) return std::unexpected(make_error_code(Errc::kProtocolError));
+    if (auto w = write_all(*out, deadline); !w) return w;
+    auto reply = read_pdu(deadline, fds);
+    if (!reply) return std::unexpected(reply.error());
+    const auto* resp = std::get_if<rpc::AlterContextResp>(&reply->body);
+    if (resp == nullptr || resp->results.size() != 1)
+      return std::unexpected(fail(make_error_code(Errc::kProtocolError)));
+    if (resp->results[0].result != 0) {
+      last_rejection_ = BindRejection{.p_cont_id = static_cast<std::uint16_t>(i),
+                                      .result = resp->results[0].result,
+                                      .reason = resp->results[0].reason};
+      return std::unexpected(fail(make_error_code(Errc::kUnknownInterface)));
+    }
+  }
   return {};
 }
 

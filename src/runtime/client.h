@@ -54,9 +54,12 @@ class SyncClient {
   // Takes over a connected stream socket (e.g. from connect_stream(), which reports the errno).
   static SyncClient adopt(Fd connected) { return SyncClient(std::move(connected)); }
 
-  // Binds presentation contexts 0..n-1 to `interfaces` (NDR 2.0 each), max frags 5840.
+  // Binds presentation contexts 0..n-1 to `interfaces` (NDR 2.0 each), max frags 5840: context 0
+  // in the bind, each other one in its own alter_context, because Windows (and rpcgate's server)
+  // accepts one new presentation context per bind / alter_context (rpc/association.h).
   // Errors: kUnknownInterface (any context not accepted, or bind_nak: last_bind_rejection() says
-  // which and why), kTimeout, kProtocolError, kCallFailed (connection closed).
+  // which and why), kTimeout, kProtocolError (also a fault answering an alter_context),
+  // kCallFailed (connection closed).
   std::expected<void, std::error_code> bind(const std::vector<rpc::SyntaxId>& interfaces);
 
   // One call on context `p_cont_id`. Errors: kCallFailed with last_fault() set when the server

@@ -201,6 +201,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
         last_activity_(Clock::now()) {}
 
   const Info& info() const { return info_; }
+  // The association group this connection's bind joined (0: none yet).
+  std::uint32_t assoc_group() const { return assoc_group_; }
   bool closed() const { return closed_; }
   // Bytes allocated for this connection's unfinished calls, as last reported to the server.
   std::size_t reassembly_held() const { return held_; }
@@ -339,7 +341,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void send_fault(const rpc::Call& call, std::uint32_t status) {
     ++server_.stats_.faults;
-    enqueue(rpc::build_fault(call.call_id, call.p_cont_id, status, call.drep));
+    // Windows marks an opnum out of range as not executed (raw_protocol
+    // test_no_auth_presentation_ctx_valid1).
+    const std::uint8_t flags =
+        status == rpc::status::kNcaSOpRngError ? rpc::pfc::kDidNotExecute : std::uint8_t{0};
+    enqueue(rpc::build_fault(call.call_id, call.p_cont_id, status, call.drep, flags));
   }
 
   // ---- input ----
@@ -400,7 +406,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
       auto before = data;
       auto n = framer_.feed(data);
       if (!n) {
-        apply(assoc_.handle_malformed(n.error(), before));
+        // The refused PDU's header as the framer holds it (input may split it anywhere).
+        const auto held = framer_.held();
+        apply(assoc_.handle_malformed(n.error(), held.empty() ? before : held));
         break;
       }
       data = data.subspan(*n);
@@ -430,8 +438,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (closed_) break;  // a budget closed this connection
       if (!frag_negotiated_ && assoc_.state() == rpc::ServerAssociation::State::kBound &&
           assoc_.max_recv_frag() != 0) {
-        framer_.set_max_frag_length(assoc_.max_recv_frag());
+        framer_.set_max_frag_length(assoc_.server_max_frag());
         frag_negotiated_ = true;
+        assoc_group_ = assoc_.assoc_group_id();
+        server_.join_assoc_group(assoc_group_);
       }
       apply(std::move(d));
     }
@@ -591,6 +601,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool closing_ = false;
   bool closed_ = false;
   bool frag_negotiated_ = false;
+  std::uint32_t assoc_group_ = 0;
 };
 
 }  // namespace detail
@@ -809,8 +820,20 @@ void Server::on_connection_closed(std::function<void(std::uint64_t)> hook) {
 }
 
 std::uint32_t Server::next_assoc_group_id() {
-  if (++next_assoc_group_ == 0) ++next_assoc_group_;
+  // Skip ids still in use after a wrap, so a new group is never one a bind could join.
+  do {
+    if (++next_assoc_group_ == 0) ++next_assoc_group_;
+  } while (assoc_groups_.contains(next_assoc_group_));
   return next_assoc_group_;
+}
+
+void Server::join_assoc_group(std::uint32_t id) {
+  if (id != 0) ++assoc_groups_[id];
+}
+
+void Server::leave_assoc_group(std::uint32_t id) {
+  auto it = assoc_groups_.find(id);
+  if (it != assoc_groups_.end() && --it->second == 0) assoc_groups_.erase(it);
 }
 
 void Server::accepted(detail::Listener& listener, int fd) {
@@ -888,6 +911,8 @@ void Server::accepted(detail::Listener& listener, int fd) {
   config.interfaces = [this](const rpc::SyntaxId& s) { return find_interface(s) != nullptr; };
   config.max_frag = options_.max_frag;
   config.new_assoc_group_id = next_assoc_group_id();
+  // A bind naming a group no live connection is bound in is refused (Windows).
+  config.assoc_group_exists = [this](std::uint32_t id) { return assoc_groups_.contains(id); };
   config.reassembly.max_stub_size = options_.max_stub_size;
   config.reassembly.max_held_bytes = options_.max_reassembly_bytes_per_connection;
   config.reassembly.call_timeout = options_.call_timeout;
@@ -932,6 +957,7 @@ void Server::connection_closed(detail::Connection& c, CloseReason reason, std::e
     auto it = per_peer_.find(info.peer_key);
     if (it != per_peer_.end() && --it->second == 0) per_peer_.erase(it);
   }
+  leave_assoc_group(c.assoc_group());
   auto id = info.id;
   auto keep = connections_.find(id);
   std::shared_ptr<detail::Connection> hold;

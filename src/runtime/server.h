@@ -51,8 +51,10 @@
 //    at once (counted in ServerStats::connections_rejected and by the budget that refused);
 //  * memory held for unfinished (fragmented) requests is budgeted at every level (issue 10):
 //    - per call: the stub cap of the interface the FIRST fragment's context is bound to
-//      (add_interface's max_stub_size, default ServerOptions::max_stub_size); over it the client
-//      gets fault 5 (access denied, as Samba) and the connection closes (kCallTooLarge);
+//      (add_interface's max_stub_size, default ServerOptions::max_stub_size; never below one
+//      full fragment's stub, 5816 bytes, rpc/association.h); over it the client gets fault 5
+//      (access denied, as Samba) and the connection closes (kCallTooLarge); one call per
+//      connection is reassembled at a time (Windows' rule);
 //    - per connection: max_reassembly_bytes_per_connection, the capacity of every unfinished
 //      call's buffer; over it that connection gets the same fault and closes (kConnectionBudget);
 //    - per peer (Connection::Info::peer_key, net.h peer_key: IPv4 address, IPv6 /64):
@@ -379,6 +381,10 @@ class Server {
   void arm_poller();
   void on_poller_ready();
   std::uint32_t next_assoc_group_id();
+  // Association groups (MS-RPCE 3.3.1.5.4) with the number of connections bound in each: a group
+  // exists while one of its connections lives. Bounded by the connection count.
+  void join_assoc_group(std::uint32_t id);
+  void leave_assoc_group(std::uint32_t id);
   // A connection's reassembly bytes went from `before` to `after`: totals, budgets, trimming.
   void reassembly_changed(detail::Connection& c, std::size_t before, std::size_t after);
   // Closes the biggest holder (of `peer_key`'s connections, or of all with "") for `reason`.
@@ -417,6 +423,7 @@ class Server {
   ServerStats stats_;
   std::uint64_t next_connection_id_ = 1;
   std::uint32_t next_assoc_group_ = 0;
+  std::unordered_map<std::uint32_t, std::size_t> assoc_groups_;  // id -> connections bound in it
   bool stopped_ = false;
   std::unique_ptr<epm::MgmtService> mgmt_;  // export_mgmt; its provider reads this Server
 };

@@ -234,8 +234,9 @@ TEST_F(ServerTest, HugeFragLengthIsRefusedBeforeAndAfterBind) {
                                 0xff, 0xff, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00};
   ASSERT_TRUE(a->send(hdr));
   EXPECT_TRUE(a->wait_closed(2s));
-  // After bind: a request of 65535 > max_recv_frag 4280 -> the framer refuses the header before
-  // buffering any body byte and the connection closes (no fault: the PDU was never decoded).
+  // After bind: a request of 65535 > the server's 5840 -> the framer refuses the header before
+  // buffering any body byte; fault nca_s_proto_error on p_cont_id 0 (Windows' answer,
+  // association.h) and the connection closes.
   auto b = RawConn::tcp(port_);
   ASSERT_TRUE(b);
   ASSERT_TRUE(b->send(testing::impacket_epm_bind()));
@@ -243,6 +244,13 @@ TEST_F(ServerTest, HugeFragLengthIsRefusedBeforeAndAfterBind) {
   std::vector<std::uint8_t> req{0x05, 0x00, 0x00, 0x03, 0x10, 0x00, 0x00, 0x00,
                                 0xff, 0xff, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00};
   ASSERT_TRUE(b->send(req));
+  auto fault = b->read_pdu();
+  ASSERT_TRUE(fault);
+  auto f = rpc::decode_pdu(*fault);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->header.call_id, 2u);
+  ASSERT_TRUE(std::holds_alternative<rpc::Fault>(f->body));
+  EXPECT_EQ(std::get<rpc::Fault>(f->body).status, rpc::status::kNcaSProtoError);
   EXPECT_TRUE(b->wait_closed(2s));
   EXPECT_LT(good_call(), 1000ms);
 }
@@ -564,38 +572,59 @@ void expect_access_denied_fault(RawConn& c, std::uint32_t call_id) {
   EXPECT_TRUE(pdu->header.pfc_flags & rpc::pfc::kDidNotExecute);
 }
 
+// Reads one call's response fragments; the stub bytes in all.
+std::size_t read_response_stub(RawConn& c) {
+  std::size_t total = 0;
+  for (;;) {
+    auto bytes = c.read_pdu();
+    if (!bytes) return total;
+    auto pdu = rpc::decode_pdu(*bytes);
+    if (!pdu || !std::holds_alternative<rpc::Response>(pdu->body)) return total;
+    total += std::get<rpc::Response>(pdu->body).stub.size();
+    if (pdu->header.pfc_flags & kLast) return total;
+  }
+}
+
+// The server reassembles one call per connection at a time (Windows' rule, rpc/association.h),
+// so the budgets below are reached by calls growing fragment by fragment (the held buffer grows
+// to max(needed, twice the old capacity), never past the call's cap), across connections.
 TEST(ServerBudgets, CallOverItsInterfaceCapIsRefusedFromItsFirstFragment) {
-  BudgetServer b(short_timeouts(), /*epm_cap=*/100);
+  BudgetServer b(short_timeouts(), /*epm_cap=*/8000);
   {  // exactly the cap, in two fragments: served
     auto c = b.bound();
-    auto in = fragment(2, kFirst, 60);
-    auto last = fragment(2, kLast, 40);
+    auto in = fragment(2, kFirst, 5000);
+    auto last = fragment(2, kLast, 3000);
     in.insert(in.end(), last.begin(), last.end());
     ASSERT_TRUE(c.send(in));
-    auto reply = c.read_pdu();
-    ASSERT_TRUE(reply);
-    auto pdu = rpc::decode_pdu(*reply);
-    ASSERT_TRUE(pdu);
-    ASSERT_NE(std::get_if<rpc::Response>(&pdu->body), nullptr);
-    EXPECT_EQ(std::get<rpc::Response>(pdu->body).stub.size(), 100u);
-  }
-  {  // a FIRST fragment alone over the cap (the server-wide default is 4 MiB)
-    auto c = b.bound();
-    ASSERT_TRUE(c.send(fragment(2, kFirst, 101)));
-    expect_access_denied_fault(c, 2);
-    EXPECT_TRUE(c.wait_closed(2s));
+    EXPECT_EQ(read_response_stub(c), 8000u);
   }
   {  // one byte over, on the second fragment
     auto c = b.bound();
-    auto in = fragment(3, kFirst, 60);
-    auto middle = fragment(3, 0, 41);
+    auto in = fragment(3, kFirst, 5000);
+    auto middle = fragment(3, 0, 3001);
     in.insert(in.end(), middle.begin(), middle.end());
     ASSERT_TRUE(c.send(in));
     expect_access_denied_fault(c, 3);
     EXPECT_TRUE(c.wait_closed(2s));
   }
-  EXPECT_EQ(b.closes(CloseReason::kCallTooLarge), 2u);
+  EXPECT_EQ(b.closes(CloseReason::kCallTooLarge), 1u);
   EXPECT_EQ(b.stats().reassembly_bytes, 0u);
+}
+
+TEST(ServerBudgets, ACapBelowOneFragmentIsRaisedToIt) {
+  // MGMT's cap is 8 bytes; Windows answers any call that fits one fragment (5840 - 24 = 5816
+  // bytes of stub; Samba's raw_protocol test_neg_xmit_* send that much to MGMT).
+  BudgetServer b(short_timeouts(), /*epm_cap=*/100);
+  auto c = b.bound();
+  ASSERT_TRUE(c.send(fragment(2, kFirst | kLast, 5816)));
+  EXPECT_EQ(read_response_stub(c), 5816u);
+  auto in = fragment(3, kFirst, 5000);
+  auto last = fragment(3, kLast, 817);
+  in.insert(in.end(), last.begin(), last.end());
+  ASSERT_TRUE(c.send(in));
+  expect_access_denied_fault(c, 3);
+  EXPECT_TRUE(c.wait_closed(2s));
+  EXPECT_EQ(b.closes(CloseReason::kCallTooLarge), 1u);
 }
 
 TEST(ServerBudgets, OverThePerConnectionBudgetThatConnectionIsClosed) {
@@ -603,24 +632,20 @@ TEST(ServerBudgets, OverThePerConnectionBudgetThatConnectionIsClosed) {
   o.max_reassembly_bytes_per_connection = 10'000;
   BudgetServer b(o);
   auto c = b.bound();
-  ASSERT_TRUE(c.send(fragment(2, kFirst, 4000)));
-  ASSERT_TRUE(c.send(fragment(3, kFirst, 4000)));
-  ASSERT_TRUE(c.send(fragment(4, kFirst, 2000)));  // 10 000: at the budget, not over
-  auto other = b.bound();                          // another connection has its own budget
+  ASSERT_TRUE(c.send(fragment(2, kFirst, 5000)));
+  ASSERT_TRUE(c.send(fragment(2, 0, 5000)));  // 10 000: at the budget, not over
+  auto other = b.bound();                     // another connection has its own budget
   ASSERT_TRUE(other.send(fragment(2, kFirst, 4000)));
   for (auto t0 = Clock::now(); b.stats().reassembly_bytes < 14'000 && Clock::now() - t0 < 2s;)
     std::this_thread::sleep_for(5ms);
   EXPECT_EQ(b.stats().reassembly_bytes, 14'000u);
-  ASSERT_TRUE(c.send(fragment(5, kFirst, 1)));  // one byte over
-  expect_access_denied_fault(c, 5);
+  ASSERT_TRUE(c.send(fragment(2, 0, 1)));  // one byte over
+  expect_access_denied_fault(c, 2);
   EXPECT_TRUE(c.wait_closed(2s));
   EXPECT_EQ(b.closes(CloseReason::kConnectionBudget), 1u);
   // The other connection is untouched and completes its call.
   ASSERT_TRUE(other.send(fragment(2, kLast, 8)));
-  auto reply = other.read_pdu();
-  ASSERT_TRUE(reply);
-  EXPECT_EQ(rpc::decode_pdu(*reply)->header.ptype,
-            static_cast<std::uint8_t>(rpc::PType::kResponse));
+  EXPECT_EQ(read_response_stub(other), 4008u);
 }
 
 TEST(ServerBudgets, OverThePerPeerBudgetThePeersBiggestHolderIsClosed) {
@@ -630,21 +655,21 @@ TEST(ServerBudgets, OverThePerPeerBudgetThePeersBiggestHolderIsClosed) {
   BudgetServer b(o);
   auto big = b.bound();
   auto small = b.bound();
-  for (std::uint32_t id : {2u, 3u, 4u, 5u})
-    ASSERT_TRUE(big.send(fragment(id, kFirst, 4000)));  // 16 000
-  ASSERT_TRUE(small.send(fragment(2, kFirst, 4000)));   // 4 000: 20 000, at the budget
+  ASSERT_TRUE(big.send(fragment(2, kFirst, 4000)));
+  ASSERT_TRUE(big.send(fragment(2, 0, 4000)));         // 8 000
+  ASSERT_TRUE(big.send(fragment(2, 0, 4000)));         // 12 000 needed: grows to 16 000
+  ASSERT_TRUE(big.send(fragment(2, 0, 4000)));         // 16 000
+  ASSERT_TRUE(small.send(fragment(2, kFirst, 4000)));  // 4 000: 20 000, at the budget
   for (auto t0 = Clock::now(); b.stats().reassembly_bytes < 20'000 && Clock::now() - t0 < 2s;)
     std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(b.stats().reassembly_bytes, 20'000u);
   EXPECT_EQ(b.closes(CloseReason::kPeerBudget), 0u);
-  ASSERT_TRUE(small.send(fragment(4, kFirst, 4000)));  // 24 000: the biggest (16 000) goes
+  ASSERT_TRUE(small.send(fragment(2, 0, 4000)));  // 8 000: 24 000, the biggest (16 000) goes
   EXPECT_TRUE(big.wait_closed(2s));
   EXPECT_EQ(b.closes(CloseReason::kPeerBudget), 1u);
   ASSERT_TRUE(small.send(fragment(2, kLast, 8)));  // the newcomer that tipped it is served
-  auto reply = small.read_pdu();
-  ASSERT_TRUE(reply);
-  EXPECT_EQ(rpc::decode_pdu(*reply)->header.ptype,
-            static_cast<std::uint8_t>(rpc::PType::kResponse));
-  EXPECT_EQ(b.stats().reassembly_bytes, 4'000u);
+  EXPECT_EQ(read_response_stub(small), 8008u);
+  EXPECT_EQ(b.stats().reassembly_bytes, 0u);
 }
 
 TEST(ServerBudgets, OverTheServerBudgetTheBiggestHolderIsClosed) {
@@ -654,16 +679,16 @@ TEST(ServerBudgets, OverTheServerBudgetTheBiggestHolderIsClosed) {
   BudgetServer b(o);
   auto big = b.bound();
   auto small = b.bound();
-  ASSERT_TRUE(big.send(fragment(2, kFirst, 3000)));
-  ASSERT_TRUE(big.send(fragment(3, kFirst, 3000)));
-  for (auto t0 = Clock::now(); b.stats().reassembly_bytes < 6'000 && Clock::now() - t0 < 2s;)
+  ASSERT_TRUE(big.send(fragment(2, kFirst, 4000)));
+  ASSERT_TRUE(big.send(fragment(2, 0, 4000)));  // 8 000
+  for (auto t0 = Clock::now(); b.stats().reassembly_bytes < 8'000 && Clock::now() - t0 < 2s;)
     std::this_thread::sleep_for(5ms);
-  ASSERT_TRUE(small.send(fragment(2, kFirst, 4000)));  // 10 000: at the budget
-  ASSERT_TRUE(small.send(fragment(3, kFirst, 100)));   // over: `big` goes, not the newcomer
+  ASSERT_TRUE(small.send(fragment(2, kFirst, 2000)));  // 10 000: at the budget
+  ASSERT_TRUE(small.send(fragment(2, 0, 100)));        // grows to 4 000: `big` goes, not small
   EXPECT_TRUE(big.wait_closed(2s));
   EXPECT_EQ(b.closes(CloseReason::kServerBudget), 1u);
   EXPECT_FALSE(small.wait_closed(100ms));
-  EXPECT_EQ(b.stats().reassembly_bytes, 4'100u);
+  EXPECT_EQ(b.stats().reassembly_bytes, 4'000u);
 }
 
 TEST(ServerBudgets, CallDeadlineClosesATrickleOfWholeFragments) {

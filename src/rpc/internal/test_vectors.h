@@ -20,7 +20,8 @@ std::vector<std::uint8_t> ept_map_request();
 // §7.4: ept_map response PDU (152 bytes) resolving SAMR to ncacn_ip_tcp:127.0.0.1[49664].
 std::vector<std::uint8_t> ept_map_response();
 // §7.7: impacket bind (72 B), bind_ack accepted by impacket (60 B), fault nca_s_op_rng_error
-// (32 B; the reference leaves call_id/alloc_hint open: call_id 1, alloc_hint 0 here).
+// (32 B; the reference leaves call_id/alloc_hint open: call_id 1, and alloc_hint 24 as Samba
+// sends and build_fault() does - Samba's raw_protocol, checked against Windows, wants it non-zero).
 std::vector<std::uint8_t> impacket_bind();
 std::vector<std::uint8_t> impacket_bind_ack();
 std::vector<std::uint8_t> op_rng_fault();
