@@ -1090,19 +1090,20 @@ void Server::close_biggest(const std::string& peer_key, CloseReason reason, std:
 void Server::log_budget_close(std::uint64_t id, const std::string& peer, CloseReason reason,
                               std::size_t budget, std::size_t held) {
   const auto now = Clock::now();
-  if (now - budget_log_window_ >= kBudgetLogWindow) {
-    budget_log_window_ = now;
-    budget_log_lines_ = 0;
+  auto& log = budget_log_[static_cast<std::size_t>(reason)];
+  if (now - log.window >= kBudgetLogWindow) {
+    log.window = now;
+    log.lines = 0;
   }
-  if (budget_log_lines_ >= kBudgetLogBurst) {
-    ++budget_log_suppressed_;
+  if (log.lines >= kBudgetLogBurst) {
+    ++log.suppressed;
     return;
   }
-  ++budget_log_lines_;
+  ++log.lines;
   std::string more;
-  if (budget_log_suppressed_ > 0) {
-    more = " (" + std::to_string(budget_log_suppressed_) + " similar close(s) not logged before)";
-    budget_log_suppressed_ = 0;
+  if (log.suppressed > 0) {
+    more = " (" + std::to_string(log.suppressed) + " similar close(s) not logged before)";
+    log.suppressed = 0;
   }
   if (reason == CloseReason::kCallTimeout) {
     spdlog::warn("rpc connection {} from {} closed: {} {} ms exceeded, {} bytes held{}", id, peer,

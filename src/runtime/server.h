@@ -65,7 +65,8 @@
 //    - call_timeout: every fragment of a call within it of the FIRST (each fragment is a whole
 //      PDU, so pdu_timeout never fires for a LAST that never comes); else close (kCallTimeout).
 //    Each such close is one warning naming the budget, its value, the peer and the bytes held
-//    (at most kBudgetLogBurst lines per kBudgetLogWindow; the rest are counted in the next).
+//    (at most kBudgetLogBurst lines per kBudgetLogWindow for each kind of close; the rest are
+//    counted in the next line of that kind).
 //    Memory released this way is given back to the system: once kTrimAfterReleasedBytes of
 //    reassembly memory was released, malloc_trim(0) runs, at most once per kTrimInterval.
 //  * handler exceptions are caught (fault nca_s_fault_unspec), never propagated.
@@ -294,8 +295,9 @@ struct ServerStats {
   std::uint64_t malloc_trims = 0;  // malloc_trim(0) calls after reassembly memory was released
 };
 
-// Budget closes are logged at most kBudgetLogBurst times per kBudgetLogWindow (a remote client
-// can cause one per connection); the next logged line counts those left out.
+// Budget closes are logged at most kBudgetLogBurst times per kBudgetLogWindow for each kind of
+// close (a remote client can cause one per connection); the next logged line of that kind counts
+// those left out.
 inline constexpr std::size_t kBudgetLogBurst = 20;
 inline constexpr std::chrono::seconds kBudgetLogWindow{10};
 // malloc_trim(0) after this much reassembly memory was released (closed connections, finished
@@ -406,9 +408,14 @@ class Server {
   std::chrono::steady_clock::time_point last_trim_{};
   std::unique_ptr<asio::steady_timer> trim_timer_;
   bool trim_pending_ = false;
-  std::chrono::steady_clock::time_point budget_log_window_{};
-  std::size_t budget_log_lines_ = 0;
-  std::size_t budget_log_suppressed_ = 0;
+  // Per CloseReason, so a flood of one kind of close never hides another (an operator sees
+  // every budget that fired, and which).
+  struct BudgetLog {
+    std::chrono::steady_clock::time_point window{};
+    std::size_t lines = 0;
+    std::size_t suppressed = 0;
+  };
+  std::array<BudgetLog, static_cast<std::size_t>(CloseReason::kCount)> budget_log_{};
   std::unordered_map<uid_t, std::size_t> per_uid_local_;  // Unix connections by peer uid
   SocketOwners socket_owners_;                            // loopback TCP peers' uids
   std::size_t tcp_connections_ = 0;
