@@ -3,7 +3,7 @@
 # mapper, rpcgate-epmd and the floor server in a private network namespace. Asserts only that it
 # runs: exit 0, every row label printed, latest.json valid JSON, latest.txt = the printed table,
 # latest.png a non-empty PNG. Never how fast anything is (the numbers of a 0.3 s run on a busy CI
-# machine mean nothing). Skips (exit 0 with a note) without root or without Samba / gnuplot.
+# machine mean nothing). Skips (exit 77, ctest SKIP_RETURN_CODE) without root or Samba / gnuplot.
 #
 # Environment (set by ctest, tests/CMakeLists.txt): RPCGATE_BIN (build/bin), RPCGATE_SOURCE_DIR,
 # RPCGATE_BENCH_BIN (build/bench: allocator_benchmark; absent in builds without benchmarks).
@@ -14,12 +14,12 @@ export RPCGATE_BENCH_BIN=${RPCGATE_BENCH_BIN:-$RPCGATE_BIN/../bench}
 
 if [ "$(id -u)" != 0 ] || ! command -v unshare >/dev/null; then
   echo "SKIP: needs root and unshare for a private network namespace"
-  exit 0
+  exit 77
 fi
 for need in /usr/libexec/samba/samba-dcerpcd /usr/bin/gnuplot; do
   if [ ! -x "$need" ]; then
     echo "SKIP: no $need (make deps installs samba and gnuplot-nox)"
-    exit 0
+    exit 77
   fi
 done
 

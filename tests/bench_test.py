@@ -164,4 +164,4 @@ class BenchTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    rpcgate_testlib.main()

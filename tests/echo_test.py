@@ -314,4 +314,4 @@ class EchoEndToEnd(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    rpcgate_testlib.main()

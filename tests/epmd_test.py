@@ -479,4 +479,4 @@ dynamic_range = "50500-50501"
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    rpcgate_testlib.main()

@@ -335,4 +335,4 @@ class HandleHoarding(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    rpcgate_testlib.main()

@@ -13,6 +13,8 @@ import shutil
 import subprocess
 import tempfile
 import unittest
+
+import rpcgate_testlib
 import xml.etree.ElementTree as ET
 
 BIN = os.path.join(os.environ.get("RPCGATE_BIN", "build/bin"), "rpcgate")
@@ -226,4 +228,4 @@ class PolicyCli(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    rpcgate_testlib.main()

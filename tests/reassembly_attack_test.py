@@ -252,4 +252,4 @@ class ReassemblyAttackTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    rpcgate_testlib.main()

@@ -306,4 +306,4 @@ class Registrants(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    rpcgate_testlib.main()

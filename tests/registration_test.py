@@ -301,4 +301,4 @@ class RegisterCommand(Base):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    rpcgate_testlib.main()

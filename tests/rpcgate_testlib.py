@@ -4,7 +4,7 @@ rpcgate-testsrv processes.
 
 Import this first and call enter_private_netns() before anything else: it re-executes the test
 under `unshare -n` as root (so the endpoint mapper can listen on 127.0.0.1:135, which Impacket's
-rpcdump.py insists on, without touching the host), or exits 0 with SKIP when that is impossible.
+rpcdump.py insists on, without touching the host), or skips (SKIP_EXIT) when that is impossible.
 """
 import os
 import shutil
@@ -19,6 +19,30 @@ EXAMPLES = "/usr/share/doc/python3-impacket/examples"
 ENV = dict(os.environ, PATH="/usr/bin:/bin:/usr/sbin:/sbin")
 
 
+# ctest's SKIP_RETURN_CODE for every integration test (tests/CMakeLists.txt): a test that cannot
+# run exits with it and is reported as skipped, never as passed; .ci/run fails if any was.
+SKIP_EXIT = 77
+
+
+def skip(reason):
+    """Ends a test that cannot run here: prints SKIP and the reason, exits SKIP_EXIT."""
+    print(f"SKIP: {reason}")
+    sys.exit(SKIP_EXIT)
+
+
+def main():
+    """unittest.main(verbosity=2), except that a run in which a test was skipped (and none
+    failed) exits SKIP_EXIT, so a skipUnless never passes for a test that did not run."""
+    import unittest
+    result = unittest.main(verbosity=2, exit=False).result
+    if not result.wasSuccessful():
+        sys.exit(1)
+    if result.skipped:
+        skip(f"{len(result.skipped)} test(s) skipped: " +
+             "; ".join(f"{t.id()}: {why}" for t, why in result.skipped))
+    sys.exit(0)
+
+
 def enter_private_netns(reserved_ports):
     """Re-executes the running script in a new network namespace (once), brings lo up and
     reserves `reserved_ports` (ip_local_reserved_ports syntax) so the kernel does not give the
@@ -26,8 +50,7 @@ def enter_private_netns(reserved_ports):
     covers them): what `rpcgate policy export --format sysctl` is for."""
     if os.environ.get("RPCGATE_IN_NETNS") != "1":
         if os.geteuid() != 0 or shutil.which("unshare") is None:
-            print("SKIP: needs root and unshare for a private network namespace")
-            sys.exit(0)
+            skip("needs root and unshare for a private network namespace")
         os.execvpe("unshare", ["unshare", "-n", sys.executable, *sys.argv],
                    dict(os.environ, RPCGATE_IN_NETNS="1"))
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
