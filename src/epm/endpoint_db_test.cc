@@ -1,14 +1,13 @@
 #include "epm/endpoint_db.h"
 
-#include <fstream>
 #include <set>
-#include <sstream>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include "common/internal/testdata.h"
 #include "epm/internal/test_util.h"
 #include "rpc/pdu.h"
 #include "rpc/status.h"
@@ -252,18 +251,15 @@ TEST(EndpointDbMap, NilInterfaceRegistrationIsStoredButNotMapped) {
 // ept_map tower, and registered, it is found by mapping it. The UDP one is Samba's own mix
 // (ncacn 0x0b over UDP 0x08, not ncadg): kept as opaque floors, mapped on exactly that protseq.
 TEST(EndpointDbMap, SambaTowers) {
-  std::ifstream in(std::string(RPCGATE_SOURCE_DIR) + "/src/epm/testdata/samba_towers.txt");
-  ASSERT_TRUE(in) << "missing testdata";
-  std::string line;
-  int count = 0;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    std::istringstream fields(line);
-    std::string name, octets_hex, reading;
-    std::getline(fields, name, '\t');
-    std::getline(fields, octets_hex, '\t');
-    std::getline(fields, reading, '\t');
-    const auto octets = hex(octets_hex);
+  const auto records = common::testing::read_tab_records(std::string(RPCGATE_SOURCE_DIR) +
+                                                         "/src/epm/testdata/samba_towers.txt");
+  ASSERT_TRUE(records) << "missing testdata";
+  EXPECT_EQ(records->size(), 7u);
+  for (const auto& record : *records) {
+    ASSERT_EQ(record.size(), 3u);
+    const std::string& name = record[0];
+    const std::string& reading = record[2];
+    const auto octets = hex(record[1]);
     auto t = ndr::decode_tower(octets);
     ASSERT_TRUE(t) << name;
     EXPECT_EQ(ndr::encode_tower(*t), octets) << name;
@@ -280,9 +276,7 @@ TEST(EndpointDbMap, SambaTowers) {
       ASSERT_EQ(page.entries.size(), 1u) << name;
       EXPECT_EQ(page.entries[0]->tower_octets, octets) << name;
     }
-    ++count;
   }
-  EXPECT_EQ(count, 7);
 }
 
 TEST(EndpointDbMap, MalformedAndOversizedTowers) {

@@ -1,11 +1,10 @@
 #include "ndr/tower.h"
 
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include <gtest/gtest.h>
 
+#include "common/internal/testdata.h"
 #include "ndr/internal/test_util.h"
 
 namespace rpcgate::ndr {
@@ -253,19 +252,15 @@ TEST(Tower, TwrTChecks) {
 // (tests/vectors/gen_impacket_towers.py): each decodes, re-encodes byte-exact, and reads as the
 // string binding rpcgate prints (an unknown protocol id: describe_floors, floors kept).
 TEST(TowerVectors, EveryProtseqFromImpacket) {
-  std::ifstream in(std::string(RPCGATE_SOURCE_DIR) +
-                   "/src/ndr/testdata/impacket_tower_vectors.txt");
-  ASSERT_TRUE(in) << "missing testdata";
-  std::string line;
-  int count = 0;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    std::istringstream fields(line);
-    std::string name, octets_hex, binding;
-    std::getline(fields, name, '\t');
-    std::getline(fields, octets_hex, '\t');
-    std::getline(fields, binding, '\t');
-    const auto octets = hex(octets_hex);
+  const auto records = common::testing::read_tab_records(
+      std::string(RPCGATE_SOURCE_DIR) + "/src/ndr/testdata/impacket_tower_vectors.txt");
+  ASSERT_TRUE(records) << "missing testdata";
+  EXPECT_EQ(records->size(), 7u);
+  for (const auto& record : *records) {
+    ASSERT_GE(record.size(), 3u);  // name, tower octets, string binding[, Impacket's binding]
+    const std::string& name = record[0];
+    const std::string& binding = record[2];
+    const auto octets = hex(record[1]);
     auto tower = decode_tower(octets);
     ASSERT_TRUE(tower) << name << ": " << tower.error().message();
     EXPECT_EQ(encode_tower(*tower), octets) << name;
@@ -285,9 +280,7 @@ TEST(TowerVectors, EveryProtseqFromImpacket) {
       ASSERT_TRUE(again) << name;
       EXPECT_EQ(encode_tower(*again), octets) << name;
     }
-    ++count;
   }
-  EXPECT_EQ(count, 7);
 }
 
 TEST(TowerVectors, DescribeFloorsShowsBytesOnly) {
