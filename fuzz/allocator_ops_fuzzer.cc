@@ -22,6 +22,7 @@
 #include <set>
 #include <vector>
 
+#include "op_reader.h"
 #include "policy/allocator.h"
 
 namespace {
@@ -36,18 +37,7 @@ using rpcgate::policy::PortSet;
 
 constexpr std::uint32_t kWindow = 96;
 
-#define CHECK(cond)                \
-  do {                             \
-    if (!(cond)) __builtin_trap(); \
-  } while (0)
-
-struct Reader {
-  const std::uint8_t* data;
-  std::size_t size;
-  std::size_t at = 0;
-  bool done() const { return at >= size; }
-  std::uint8_t byte() { return at < size ? data[at++] : 0; }
-};
+using rpcgate::fuzzing::Reader;
 
 struct Model {
   bool valid = true;

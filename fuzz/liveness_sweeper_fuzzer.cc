@@ -20,23 +20,13 @@
 #include "ndr/binding.h"
 #include "ndr/epm_types.h"
 #include "ndr/tower.h"
+#include "op_reader.h"
 
 namespace {
 
 using namespace rpcgate;
 
-#define CHECK(cond)                \
-  do {                             \
-    if (!(cond)) __builtin_trap(); \
-  } while (0)
-
-struct Reader {
-  const std::uint8_t* data;
-  std::size_t size;
-  std::size_t at = 0;
-  bool done() const { return at >= size; }
-  std::uint8_t byte() { return at < size ? data[at++] : 0; }
-};
+using rpcgate::fuzzing::Reader;
 
 ndr::epm::EptEntry wire_entry(std::uint16_t port) {
   static const ndr::SyntaxId kIf{*common::Uuid::parse("12345778-1234-abcd-ef00-0123456789ab"), 1,

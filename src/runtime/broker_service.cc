@@ -15,6 +15,23 @@ bool family_available(int family) {
   return true;
 }
 
+// The event of one broker call, naming who asked.
+BrokerEvent event_for(const CallContext& ctx) {
+  BrokerEvent ev;
+  ev.connection_id = ctx.connection_id;
+  ev.peer = ctx.peer_cred;
+  ev.peer_address = ctx.peer_address;
+  return ev;
+}
+
+// Whether the caller may use the broker at all: 0 if so; 1702 over TCP (the broker hands out
+// descriptors, a local-only thing); 5 for a local peer that is not a registrant.
+std::uint32_t refusal_status(const CallContext& ctx) {
+  if (ctx.transport != Transport::kUnix) return broker::kStatusInvalidBinding;
+  if (!ctx.may_register) return broker::kStatusAccessDenied;
+  return broker::kStatusOk;
+}
+
 }  // namespace
 
 BrokerService::BrokerService(epm::PortBroker& broker, BrokerOptions options)
@@ -47,18 +64,14 @@ Handler BrokerService::handler() {
 void BrokerService::allocate(CallContext& ctx, Responder r) {
   auto req = broker::decode_allocate_port_request(ctx.stub, ctx.endian);
   if (!req) return r.fault(kFaultBadStubData);
-  BrokerEvent ev;
-  ev.connection_id = ctx.connection_id;
-  ev.peer = ctx.peer_cred;
-  ev.peer_address = ctx.peer_address;
+  BrokerEvent ev = event_for(ctx);
   ev.port_class = req->port_class;
   auto answer = [&](std::uint16_t port, std::uint32_t status, std::vector<int> fds = {}) {
     r.reply(broker::encode(broker::AllocatePortResponse{port, status}, ctx.endian), std::move(fds));
   };
-  if (ctx.transport != Transport::kUnix || !ctx.may_register) {
+  if (const auto refused = refusal_status(ctx); refused != broker::kStatusOk) {
     ev.kind = BrokerEvent::Kind::kRefused;
-    ev.status = ctx.transport != Transport::kUnix ? broker::kStatusInvalidBinding
-                                                  : broker::kStatusAccessDenied;
+    ev.status = refused;
     emit(ev);
     return answer(0, ev.status);
   }
@@ -123,15 +136,11 @@ void BrokerService::allocate(CallContext& ctx, Responder r) {
 void BrokerService::release(CallContext& ctx, Responder r) {
   auto req = broker::decode_release_port_request(ctx.stub, ctx.endian);
   if (!req) return r.fault(kFaultBadStubData);
-  BrokerEvent ev;
-  ev.connection_id = ctx.connection_id;
-  ev.peer = ctx.peer_cred;
-  ev.peer_address = ctx.peer_address;
+  BrokerEvent ev = event_for(ctx);
   ev.port = req->port;
   std::uint32_t status = broker::kStatusInvalidParameter;
-  if (ctx.transport != Transport::kUnix || !ctx.may_register) {
-    status = ctx.transport != Transport::kUnix ? broker::kStatusInvalidBinding
-                                               : broker::kStatusAccessDenied;
+  if (const auto refused = refusal_status(ctx); refused != broker::kStatusOk) {
+    status = refused;
     ev.kind = BrokerEvent::Kind::kRefused;
   } else if (broker_.release(ctx.connection_id, req->port)) {
     status = broker::kStatusOk;
@@ -148,14 +157,10 @@ void BrokerService::release(CallContext& ctx, Responder r) {
 void BrokerService::hold_lease(CallContext& ctx, Responder r) {
   auto req = broker::decode_hold_lease_request(ctx.stub, ctx.endian);
   if (!req) return r.fault(kFaultBadStubData);
-  BrokerEvent ev;
-  ev.connection_id = ctx.connection_id;
-  ev.peer = ctx.peer_cred;
-  ev.peer_address = ctx.peer_address;
-  if (ctx.transport != Transport::kUnix || !ctx.may_register) {
+  BrokerEvent ev = event_for(ctx);
+  if (const auto refused = refusal_status(ctx); refused != broker::kStatusOk) {
     ev.kind = BrokerEvent::Kind::kRefused;
-    ev.status = ctx.transport != Transport::kUnix ? broker::kStatusInvalidBinding
-                                                  : broker::kStatusAccessDenied;
+    ev.status = refused;
   } else if (req->flags != 0) {
     ev.kind = BrokerEvent::Kind::kRefused;
     ev.status = broker::kStatusInvalidParameter;
