@@ -83,6 +83,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <unordered_map>
 #include <vector>
@@ -161,8 +162,9 @@ struct CallContext {
   // 4-tuple, net.h SocketOwners), looked up at accept when ServerOptions::loopback_registrants
   // is set. nullopt for a network peer or when it could not be established.
   std::optional<std::uint32_t> peer_uid;
-  // The key of the per-peer budgets: the client's IP address (IPv6: its /64), "" for Unix.
-  std::string peer_key;
+  // The key of the per-peer budgets: the client's IP address (IPv6: its /64), "" for Unix. A
+  // view of the connection's own key (no copy per call; an IPv6 key does not fit SSO).
+  std::string_view peer_key;
   // Unix peer allowed by the listener's PeerPolicy; loopback TCP peer whose socket owner
   // ServerOptions::loopback_registrants allows; false for every other peer (and whenever the
   // uid is not known).
