@@ -50,6 +50,8 @@ const char* describe(Errc e) {
       return "too many calls in progress";
     case Errc::kNotARequest:
       return "PDU is not a request";
+    case Errc::kNotAResponse:
+      return "PDU is neither a response nor a fault";
     case Errc::kReassemblyBudget:
       return "unfinished calls would exceed the connection's reassembly budget";
     case Errc::kCallTimeout:

@@ -43,15 +43,18 @@ enum class Errc : int {
   // --- Framer -----------------------------------------------------------------------------
   kFramerFailed,  // the framer already failed; it stays failed (no resync, never scans)
 
-  // --- RequestReassembler (C706 §12.6.3.7 fragmentation) -----------------------------------
+  // --- Request/ResponseReassembler (C706 §12.6.3.7 fragmentation) --------------------------
   kFragmentMismatch,        // a later fragment disagrees with the first on p_cont_id, opnum,
-                            // object UUID or packed_drep
+                            // object UUID or packed_drep (a response: p_cont_id or packed_drep)
   kUnknownCall,             // a non-FIRST fragment for a call_id that is not in progress
   kDuplicateFirstFragment,  // FIRST fragment for a call_id already in progress
   kStubTooLarge,            // reassembled stub would exceed the call's cap (its interface's,
-                            // else ReassemblyLimits::max_stub_size)
+                            // else ReassemblyLimits::max_stub_size; for a response
+                            // ResponseLimits::max_stub_size)
   kTooManyCalls,            // a new multi-fragment call would exceed max_calls_in_progress
   kNotARequest,             // RequestReassembler::feed was given a PDU that is not a request
+  kNotAResponse,            // ResponseReassembler::feed was given a PDU that is neither a
+                            // response nor a fault
   kReassemblyBudget,        // the open calls' buffers would exceed ReassemblyLimits::
                             // max_held_bytes (the connection's reassembly budget)
   kCallTimeout,             // a call's fragments did not all arrive within call_timeout

@@ -191,6 +191,101 @@ std::expected<std::optional<Call>, std::error_code> RequestReassembler::feed(
   return feed_impl(std::move(pdu), now, stub_cap);
 }
 
+std::expected<std::optional<AssembledResponse>, std::error_code> ResponseReassembler::feed(
+    Pdu&& pdu) {
+  const PduHeader& h = pdu.header;
+  auto it = calls_.find(h.call_id);
+
+  if (auto* f = std::get_if<Fault>(&pdu.body)) {
+    // The server gave up on the call: whatever was reassembled of it is dropped.
+    if (it != calls_.end()) forget(it);
+    if (f->stub.size() > limits_.max_stub_size) return fail(Errc::kStubTooLarge);
+    AssembledResponse done;
+    done.call_id = h.call_id;
+    done.p_cont_id = f->p_cont_id;
+    done.drep = h.drep;
+    done.stub = std::move(f->stub);
+    done.fault = f->status;
+    done.pfc_flags = h.pfc_flags;
+    return std::optional<AssembledResponse>(std::move(done));
+  }
+  auto* r = std::get_if<Response>(&pdu.body);
+  if (r == nullptr) return fail(Errc::kNotAResponse);
+  const bool first = h.pfc_flags & pfc::kFirstFrag;
+  const bool last = h.pfc_flags & pfc::kLastFrag;
+
+  if (first) {
+    if (it != calls_.end()) {
+      forget(it);
+      return fail(Errc::kDuplicateFirstFragment);
+    }
+    if (r->stub.size() > limits_.max_stub_size) return fail(Errc::kStubTooLarge);
+    if (!last && calls_.size() >= limits_.max_calls_in_progress) return fail(Errc::kTooManyCalls);
+    AssembledResponse response;
+    response.call_id = h.call_id;
+    response.p_cont_id = r->p_cont_id;
+    response.drep = h.drep;
+    response.pfc_flags = h.pfc_flags;
+    if (last) {
+      response.stub = std::move(r->stub);
+      return std::optional<AssembledResponse>(std::move(response));
+    }
+    // Copied into a buffer sized for the whole response (as far as alloc_hint is trusted), so the
+    // later fragments append without reallocating.
+    const std::size_t hint =
+        std::min<std::size_t>({r->alloc_hint, limits_.max_stub_size, kTrustedAllocHint});
+    response.stub.reserve(std::max(hint, r->stub.size()));
+    response.stub.assign(r->stub.begin(), r->stub.end());
+    const std::size_t held = response.stub.capacity();
+    held_ += held;
+    calls_.emplace(h.call_id, Open{std::move(response), held});
+    return std::optional<AssembledResponse>();
+  }
+
+  if (it == calls_.end()) return fail(Errc::kUnknownCall);
+  AssembledResponse& response = it->second.response;
+  if (response.p_cont_id != r->p_cont_id || response.drep != h.drep) {
+    forget(it);
+    return fail(Errc::kFragmentMismatch);
+  }
+  if (r->stub.size() > limits_.max_stub_size - response.stub.size()) {
+    forget(it);
+    return fail(Errc::kStubTooLarge);
+  }
+  const std::size_t needed = response.stub.size() + r->stub.size();
+  if (needed > response.stub.capacity()) {
+    // Geometric growth (amortised O(1) appends), never past the cap.
+    const std::size_t grown =
+        std::min(std::max(needed, it->second.held * 2), limits_.max_stub_size);
+    response.stub.reserve(grown);
+    held_ -= it->second.held;
+    it->second.held = response.stub.capacity();
+    held_ += it->second.held;
+  }
+  response.stub.insert(response.stub.end(), r->stub.begin(), r->stub.end());
+  if (!last) return std::optional<AssembledResponse>();
+  std::optional<AssembledResponse> done(std::move(response));
+  forget(it);
+  return done;
+}
+
+void ResponseReassembler::forget(std::unordered_map<std::uint32_t, Open>::iterator it) {
+  held_ -= it->second.held;  // a completed response's stub was moved out: use the count kept
+  calls_.erase(it);
+}
+
+bool ResponseReassembler::abandon(std::uint32_t call_id) {
+  auto it = calls_.find(call_id);
+  if (it == calls_.end()) return false;
+  forget(it);
+  return true;
+}
+
+void ResponseReassembler::clear() {
+  calls_ = {};  // a fresh table: erase() keeps the buckets
+  held_ = 0;
+}
+
 std::expected<std::vector<std::vector<std::uint8_t>>, std::error_code> split_response(
     const FragmentParams& params, std::span<const std::uint8_t> stub, std::size_t max_xmit_frag) {
   return split(params, stub, max_xmit_frag, false);

@@ -1,9 +1,9 @@
-// Request fragment reassembly and stub fragmentation (C706 §12.6.3.7 "Fragmentation and
-// Reassembly"; MS-RPCE 3.3.1.5.6, 3.3.2.4.1).
+// Request and response fragment reassembly and stub fragmentation (C706 §12.6.3.7
+// "Fragmentation and Reassembly"; MS-RPCE 3.3.1.5.6, 3.3.2.4.1).
 //
 // A call's stub may span several request/response PDUs with the same call_id: the first carries
 // pfc::kFirstFrag, the last pfc::kLastFrag (a single-PDU call carries both). alloc_hint is only a
-// hint and is never used to allocate.
+// hint: requests never use it to allocate, responses reserve at most 64 KiB from it.
 #pragma once
 
 #include <chrono>
@@ -117,6 +117,86 @@ class RequestReassembler {
   void forget(std::unordered_map<std::uint32_t, Open>::iterator it);
 
   ReassemblyLimits limits_;
+  std::unordered_map<std::uint32_t, Open> calls_;
+  std::size_t held_ = 0;
+};
+
+// ---- Responses (client side; also an observer's server->client direction) --------------------
+
+struct ResponseLimits {
+  std::size_t max_stub_size = 16u << 20;   // one response's total stub bytes
+  std::size_t max_calls_in_progress = 16;  // responses with FIRST seen and LAST not yet
+};
+
+// A complete response (or the fault that ended a call).
+struct AssembledResponse {
+  std::uint32_t call_id = 0;
+  std::uint16_t p_cont_id = 0;
+  DataRep drep;  // of the FIRST fragment (all fragments agree)
+  std::vector<std::uint8_t> stub;
+  std::optional<std::uint32_t> fault;  // set for a fault PDU (stub empty, unless the fault
+                                       // carried one)
+  std::uint8_t pfc_flags = 0;          // of the first (or only) fragment
+  friend bool operator==(const AssembledResponse&, const AssembledResponse&) = default;
+};
+
+// Reassembles response fragments (C706 §12.6.4.10) into responses, and ends a call on its fault
+// (C706 §12.6.4.7). One instance per connection, fed the PDUs the server sent. Which call_ids the
+// client asked for is not its business: the caller matches AssembledResponse::call_id to its
+// calls (a response to no call is the caller's protocol error).
+//
+// Rules (each violation returns an error and drops the offending call, if one was open; the
+// caller treats any error as fatal to the connection):
+// * a PDU that is neither a response nor a fault: kNotAResponse.
+// * a fault completes its call at once, whether fragments of it were open or not; its pfc_flags
+//   are not read as fragmentation (faults are never fragmented in practice) and it is not
+//   compared with the open fragments: the fault's own header and p_cont_id are reported.
+// * FIRST while a response with the same call_id is open: kDuplicateFirstFragment.
+// * non-FIRST fragment for a call_id with no open response: kUnknownCall.
+// * a later fragment whose p_cont_id or packed_drep differs from the FIRST: kFragmentMismatch.
+// * total stub bytes of one response (or a fault's stub) > limits.max_stub_size: kStubTooLarge,
+//   checked before the buffer grows.
+// * FIRST-without-LAST when max_calls_in_progress responses are already open: kTooManyCalls.
+// Fragments of different calls may interleave (multiplexed responses, pfc::kConcMpx); each call
+// is checked on its own.
+//
+// Memory: a single-fragment response's stub is moved out of the Pdu (no copy). An open response
+// buffer never has a capacity above max_stub_size, so held_bytes() <= max_calls_in_progress *
+// max_stub_size. alloc_hint is a hint from the peer: the FIRST fragment reserves
+// min(alloc_hint, max_stub_size, kTrustedAllocHint) (at least its own stub), so a peer that
+// claims a huge response must send the bytes before they are allocated; beyond that the buffer
+// grows geometrically, capped at max_stub_size.
+class ResponseReassembler {
+ public:
+  // The most of alloc_hint reserved up front (64 KiB: a dozen default-sized fragments).
+  static constexpr std::size_t kTrustedAllocHint = 64u << 10;
+
+  explicit ResponseReassembler(ResponseLimits limits = {}) : limits_(limits) {}
+  ResponseReassembler(ResponseReassembler&&) = default;
+  ResponseReassembler& operator=(ResponseReassembler&&) = default;
+
+  // Feeds one decoded PDU from the server that is a response or a fault. Returns the complete
+  // response when `pdu` completes one (a FIRST|LAST response, the LAST fragment of an open one,
+  // or a fault), std::nullopt while more fragments are needed. Errors: see the rules above.
+  std::expected<std::optional<AssembledResponse>, std::error_code> feed(Pdu&& pdu);
+
+  // Forgets an open response (the caller gave up on the call). True if it was open.
+  bool abandon(std::uint32_t call_id);
+  // Forgets every open response and frees their buffers.
+  void clear();
+  std::size_t calls_in_progress() const { return calls_.size(); }
+  // Bytes allocated for the stubs of open responses (sum of their buffers' capacities).
+  std::size_t held_bytes() const { return held_; }
+  const ResponseLimits& limits() const { return limits_; }
+
+ private:
+  struct Open {
+    AssembledResponse response;
+    std::size_t held = 0;  // response.stub.capacity() as counted in held_
+  };
+  void forget(std::unordered_map<std::uint32_t, Open>::iterator it);
+
+  ResponseLimits limits_;
   std::unordered_map<std::uint32_t, Open> calls_;
   std::size_t held_ = 0;
 };

@@ -3,8 +3,9 @@
 // Sans-I/O and stateless: decode_pdu() takes exactly one complete PDU (as cut by rpc::Framer,
 // framer.h) and returns a Pdu owning its variable-length parts; encode_pdu() turns a Pdu back into
 // bytes. Everything stateful (which contexts are bound, byte order fixed at bind time, fragment
-// reassembly) lives elsewhere: fragments.h reassembles request fragments; the association state
-// machine (a later component) enforces bind/alter_context rules using the fields exposed here.
+// reassembly) lives elsewhere: fragments.h reassembles request and response fragments; the
+// association state machine (a later component) enforces bind/alter_context rules using the fields
+// exposed here.
 //
 // Byte order: every integer is read and written in the PDU's own packed_drep order
 // (PduHeader::drep). UUIDs follow common::Uuid's NDR rule. p_syntax_id_t's version is one u32
