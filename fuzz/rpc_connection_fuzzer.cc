@@ -18,10 +18,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <span>
 #include <vector>
 
-#include "fuzz/op_reader.h"
+#include "op_reader.h"
 #include "rpc/connection.h"
 
 namespace {
@@ -127,9 +128,8 @@ struct World {
     role.max_recv_frag = 2048;
     role.responses.max_stub_size = 65536;
     client = std::make_unique<Connection>(role, options(), client_side, now);
-    observer =
-        std::make_unique<Connection>(ObserverRole{ObserverLimits{8, 4, 32}}, options(), watching,
-                                     now);
+    observer = std::make_unique<Connection>(ObserverRole{ObserverLimits{8, 4, 32}}, options(),
+                                            watching, now);
   }
 
   void check_all() {

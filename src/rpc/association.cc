@@ -285,7 +285,7 @@ Decision ServerAssociation::handle(Pdu pdu, TimePoint now) {
       // reassembled goes on (its LAST fragment completes it and it is answered), and one for no
       // known call is dropped silently (raw_protocol test_co_cancel_*, test_orphaned_*). rpcgate
       // abandoned the call before, which made the LAST fragment a protocol error.
-      const Call* open = reassembler_.open_call();
+      const AssembledRequest* open = reassembler_.open_call();
       Decision d;
       if (open == nullptr || open->call_id != pdu.header.call_id) d.reason = ec(Errc::kUnknownCall);
       return d;
@@ -453,7 +453,7 @@ Decision ServerAssociation::handle_request(Pdu pdu, TimePoint now) {
   // Without CONC_MPX the fault names the call already open (its call_id and p_cont_id), with it
   // the new one (raw_protocol test_orphaned_request_after_first_{,mpx_}no_last).
   const bool first = (h.pfc_flags & pfc::kFirstFrag) != 0;
-  if (const Call* open = reassembler_.open_call();
+  if (const AssembledRequest* open = reassembler_.open_call();
       open != nullptr && (first || open->call_id != h.call_id)) {
     if (!mpx_) {
       return close(ec(Errc::kInterleavedCall),
@@ -496,7 +496,7 @@ Decision ServerAssociation::handle_request(Pdu pdu, TimePoint now) {
   assert(c != nullptr);  // checked on the first fragment; accepted entries never change
   if (c == nullptr) return close(ec(Errc::kContextNotAccepted));
   d.action = Decision::Action::kDispatch;
-  d.call = DispatchCall{std::move(**fed), c->abstract_syntax, c->transfer_syntax};
+  d.call = ServerCall{std::move(**fed), c->abstract_syntax, c->transfer_syntax};
   return d;
 }
 
@@ -561,14 +561,21 @@ Decision ServerAssociation::handle_malformed(std::error_code error,
 }
 
 std::expected<std::vector<std::vector<std::uint8_t>>, std::error_code>
-ServerAssociation::build_response(const Call& call, std::span<const std::uint8_t> stub) const {
+ServerAssociation::build_response(const AssembledRequest& call,
+                                  std::span<const std::uint8_t> stub) const {
   if (state_ != State::kBound) return std::unexpected(ec(Errc::kInvalidArgument));
+  return split_response(response_params(call.call_id, call.p_cont_id, call.drep), stub,
+                        max_xmit_frag_);
+}
+
+FragmentParams ServerAssociation::response_params(std::uint32_t call_id, std::uint16_t p_cont_id,
+                                                  DataRep drep) const {
   FragmentParams params;
-  params.call_id = call.call_id;
-  params.p_cont_id = static_cast<std::uint16_t>(call.p_cont_id & 0xff);  // Windows: see header
-  params.drep = call.drep;
+  params.call_id = call_id;
+  params.p_cont_id = static_cast<std::uint16_t>(p_cont_id & 0xff);  // Windows: see header
+  params.drep = drep;
   params.rpc_vers_minor = rpc_vers_minor_;
-  return split_response(params, stub, max_xmit_frag_);
+  return params;
 }
 
 // ---- AssociationObserver ---------------------------------------------------------------------

@@ -237,8 +237,8 @@ struct ServerConfig {
 };
 
 // A complete call, with the context it was sent on.
-struct DispatchCall {
-  Call call;
+struct ServerCall {
+  AssembledRequest call;
   SyntaxId abstract_syntax;
   SyntaxId transfer_syntax;
 };
@@ -253,7 +253,7 @@ struct Decision {
   };
   Action action = Action::kIgnore;
   std::vector<std::uint8_t> pdu;
-  std::optional<DispatchCall> call;
+  std::optional<ServerCall> call;
   std::error_code reason;  // kCloseConnection: why; kIgnore: optional note (e.g. kUnknownCall)
 };
 
@@ -348,7 +348,11 @@ class ServerAssociation {
   // Encoded response fragments for `call` carrying `stub`, at most max_xmit_frag() bytes each,
   // in the call's byte order (split_response()).
   std::expected<std::vector<std::vector<std::uint8_t>>, std::error_code> build_response(
-      const Call& call, std::span<const std::uint8_t> stub) const;
+      const AssembledRequest& call, std::span<const std::uint8_t> stub) const;
+  // What every fragment of the response to call_id repeats (p_cont_id & 0xff, the bind's
+  // rpc_vers_minor), for append_response() with max_xmit_frag().
+  FragmentParams response_params(std::uint32_t call_id, std::uint16_t p_cont_id,
+                                 DataRep drep) const;
 
   State state() const { return state_; }
   // config().max_frag clamped to kMinNegotiatedFrag..65535, & ~7.

@@ -78,24 +78,25 @@ Connection::Connection(RoleConfig role, ConnectionOptions options, ConnectionHan
                        TimePoint now)
     : options_(options),
       handler_(&handler),
-      part_(std::visit(
-          Overloaded{
-              [](ServerRole& r) -> decltype(part_) {
-                return decltype(part_)(std::in_place_type<ServerPart>, std::move(r.association));
-              },
-              [](ClientRole& r) -> decltype(part_) {
-                return decltype(part_)(std::in_place_type<ClientPart>, r);
-              },
-              [&options](ObserverRole& r) -> decltype(part_) {
-                return decltype(part_)(std::in_place_type<ObserverPart>, r.limits,
-                                       options.max_frag_before_bind);
-              },
-          },
-          role)),
+      part_(std::visit(Overloaded{
+                           [](ServerRole& r) -> decltype(part_) {
+                             return decltype(part_)(std::in_place_type<ServerPart>,
+                                                    std::move(r.association));
+                           },
+                           [](ClientRole& r) -> decltype(part_) {
+                             return decltype(part_)(std::in_place_type<ClientPart>, r);
+                           },
+                           [&options](ObserverRole& r) -> decltype(part_) {
+                             return decltype(part_)(std::in_place_type<ObserverPart>, r.limits,
+                                                    options.max_frag_before_bind);
+                           },
+                       },
+                       role)),
       framer_(options.max_frag_before_bind),
       last_activity_(now) {
   // A client frames what it offered to receive: a bind_ack larger than that is refused at once.
-  if (auto* c = std::get_if<ClientPart>(&part_)) framer_.set_max_frag_length(c->config.max_recv_frag);
+  if (auto* c = std::get_if<ClientPart>(&part_))
+    framer_.set_max_frag_length(c->config.max_recv_frag);
 }
 
 Role Connection::role() const {
@@ -134,8 +135,7 @@ void Connection::feed(Direction direction, std::span<const std::uint8_t> bytes, 
       client_input(bytes, now);
     }
     in_process_ = false;
-    if (state_ == State::kOpen && !bytes.empty())
-      pending_in_.assign(bytes.begin(), bytes.end());
+    if (state_ == State::kOpen && !bytes.empty()) pending_in_.assign(bytes.begin(), bytes.end());
   } else {
     pending_in_.insert(pending_in_.end(), bytes.begin(), bytes.end());
     process(now);
@@ -167,7 +167,8 @@ void Connection::refresh_pdu_deadline(TimePoint now) {
   }
 }
 
-// ---- server --------------------------------------------------------------------------------------
+// ---- server
+// --------------------------------------------------------------------------------------
 
 void Connection::server_input(std::span<const std::uint8_t>& data, TimePoint now) {
   auto& s = std::get<ServerPart>(part_);
@@ -197,8 +198,8 @@ void Connection::server_input(std::span<const std::uint8_t>& data, TimePoint now
     pdu_deadline_.reset();
     CloseInfo info{CloseReason::kProtocol, d.reason};
     if (d.reason == Errc::kStubTooLarge) {
-      info = CloseInfo{CloseReason::kCallTooLarge, d.reason, s.assoc.stub_cap(p_cont_id),
-                       held_before};
+      info =
+          CloseInfo{CloseReason::kCallTooLarge, d.reason, s.assoc.stub_cap(p_cont_id), held_before};
     } else if (d.reason == Errc::kReassemblyBudget) {
       info = CloseInfo{CloseReason::kConnectionBudget, d.reason,
                        s.assoc.config().reassembly.max_held_bytes, held_before};
@@ -306,7 +307,8 @@ void Connection::after_answer(TimePoint now) {
   refresh_pdu_deadline(now);
 }
 
-// ---- client --------------------------------------------------------------------------------------
+// ---- client
+// --------------------------------------------------------------------------------------
 
 Connection::ClientPart::ClientPart(const ClientRole& c) : config(c), responses(c.responses) {}
 
@@ -475,10 +477,11 @@ void Connection::client_bind_answer(const Pdu& pdu, TimePoint now) {
   handler_->on_bind_result(BindResult{.accepted = true});
 }
 
-// ---- observer ------------------------------------------------------------------------------------
+// ---- observer
+// ------------------------------------------------------------------------------------
 
-Connection::ObserverPart::ObserverPart(ObserverLimits limits, std::uint16_t max_frag_before_bind)
-    : limits(limits), observer(limits), server_framer(max_frag_before_bind) {}
+Connection::ObserverPart::ObserverPart(ObserverLimits l, std::uint16_t max_frag_before_bind)
+    : limits(l), observer(l), server_framer(max_frag_before_bind) {}
 
 const AssociationObserver* Connection::observer() const {
   const auto* o = std::get_if<ObserverPart>(&part_);
@@ -532,8 +535,8 @@ void Connection::observer_pdu(Direction d, std::span<const std::uint8_t> frame) 
       }
     }
   }
-  handler_->on_verdict(VerdictView{d, pdu ? &pdu->header : nullptr, frame, &v,
-                                   answered ? &*answered : nullptr});
+  handler_->on_verdict(
+      VerdictView{d, pdu ? &pdu->header : nullptr, frame, &v, answered ? &*answered : nullptr});
   if (!v.allowed()) return closed(CloseInfo{CloseReason::kProtocol, v.reason});
   if (!o.negotiated && o.observer.bound() && o.observer.max_recv_frag() != 0) {
     // The server accepts request fragments up to its own limit (association.h).
@@ -544,7 +547,8 @@ void Connection::observer_pdu(Direction d, std::span<const std::uint8_t> frame) 
   }
 }
 
-// ---- output --------------------------------------------------------------------------------------
+// ---- output
+// --------------------------------------------------------------------------------------
 
 void Connection::queue(std::span<const std::uint8_t> bytes, TimePoint now) {
   out_.insert(out_.end(), bytes.begin(), bytes.end());
@@ -603,7 +607,8 @@ std::vector<int> Connection::take_unsent_fds() {
   return fds;
 }
 
-// ---- timers and closing --------------------------------------------------------------------------
+// ---- timers and closing
+// --------------------------------------------------------------------------
 
 std::optional<TimePoint> Connection::next_expiry() const {
   if (state_ == State::kClosed) return std::nullopt;
@@ -643,13 +648,13 @@ void Connection::on_expiry(TimePoint now) {
   if (write_deadline_ && now >= *write_deadline_)
     return closed(CloseInfo{CloseReason::kWriteTimeout, {}});
   if (state_ == State::kClosing) return;
-  if (pdu_deadline_ && now >= *pdu_deadline_) return closed(CloseInfo{CloseReason::kPduTimeout, {}});
+  if (pdu_deadline_ && now >= *pdu_deadline_)
+    return closed(CloseInfo{CloseReason::kPduTimeout, {}});
   if (auto* s = std::get_if<ServerPart>(&part_)) {
     if (auto d = s->assoc.handle_expiry(now); d.action == Decision::Action::kCloseConnection) {
-      return closed(CloseInfo{CloseReason::kCallTimeout, d.reason,
-                              static_cast<std::size_t>(
-                                  s->assoc.config().reassembly.call_timeout.count()),
-                              s->held});
+      return closed(CloseInfo{
+          CloseReason::kCallTimeout, d.reason,
+          static_cast<std::size_t>(s->assoc.config().reassembly.call_timeout.count()), s->held});
     }
   }
   if (auto* c = std::get_if<ClientPart>(&part_); c != nullptr && positive(options_.response)) {

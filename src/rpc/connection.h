@@ -194,8 +194,7 @@ class Connection {
 
   // `handler` must outlive the Connection (or be replaced with set_handler). `now` starts the
   // idle deadline.
-  Connection(RoleConfig role, ConnectionOptions options, ConnectionHandler& handler,
-             TimePoint now);
+  Connection(RoleConfig role, ConnectionOptions options, ConnectionHandler& handler, TimePoint now);
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
@@ -290,8 +289,8 @@ class Connection {
     explicit ClientPart(const ClientRole& c);
     ClientRole config;
     ResponseReassembler responses;
-    std::vector<SyntaxId> binding;  // interfaces of the bind in progress
-    std::size_t next_context = 0;   // the context whose answer is awaited
+    std::vector<SyntaxId> binding;   // interfaces of the bind in progress
+    std::size_t next_context = 0;    // the context whose answer is awaited
     std::uint32_t bind_call_id = 0;  // 0: no bind / alter_context outstanding
     bool bound = false;
     std::uint16_t max_xmit_frag = 0;
@@ -304,7 +303,7 @@ class Connection {
     std::optional<TimePoint> bind_sent;
   };
   struct ObserverPart {
-    ObserverPart(ObserverLimits limits, std::uint16_t max_frag_before_bind);
+    ObserverPart(ObserverLimits l, std::uint16_t max_frag_before_bind);
     ObserverLimits limits;
     AssociationObserver observer;
     Framer server_framer;  // server -> client (framer_ frames client -> server)

@@ -11,17 +11,51 @@ std::unexpected<std::error_code> fail(Errc e) {
   return std::unexpected(make_error_code(e));
 }
 
-std::expected<std::vector<std::vector<std::uint8_t>>, std::error_code> split(
-    const FragmentParams& params, std::span<const std::uint8_t> stub, std::size_t max_xmit_frag,
-    bool request) {
+// Appends integers in one byte order to a caller's buffer (the fragments of one call are
+// written where they are sent from: no buffer per fragment).
+class Appender {
+ public:
+  Appender(std::vector<std::uint8_t>& out, common::Endian endian) : out_(out), endian_(endian) {}
+  void u8(std::uint8_t v) { out_.push_back(v); }
+  void u16(std::uint16_t v) {
+    if (endian_ == common::Endian::kLittle) {
+      u8(static_cast<std::uint8_t>(v));
+      u8(static_cast<std::uint8_t>(v >> 8));
+    } else {
+      u8(static_cast<std::uint8_t>(v >> 8));
+      u8(static_cast<std::uint8_t>(v));
+    }
+  }
+  void u32(std::uint32_t v) {
+    if (endian_ == common::Endian::kLittle) {
+      u16(static_cast<std::uint16_t>(v));
+      u16(static_cast<std::uint16_t>(v >> 16));
+    } else {
+      u16(static_cast<std::uint16_t>(v >> 16));
+      u16(static_cast<std::uint16_t>(v));
+    }
+  }
+  void bytes(std::span<const std::uint8_t> b) { out_.insert(out_.end(), b.begin(), b.end()); }
+
+ private:
+  std::vector<std::uint8_t>& out_;
+  common::Endian endian_;
+};
+
+// Writes every fragment of `stub` to `out` (see split_response); returns the fragment count.
+std::expected<std::size_t, std::error_code> append(const FragmentParams& params,
+                                                   std::span<const std::uint8_t> stub,
+                                                   std::size_t max_xmit_frag, bool request,
+                                                   std::vector<std::uint8_t>& out) {
   const std::size_t header = request ? 24 + (params.object ? 16 : 0) : std::size_t{24};
   if (max_xmit_frag > kMaxFragLength || max_xmit_frag < header + 8) {
     return fail(Errc::kInvalidArgument);
   }
   if (params.rpc_vers_minor > 1 || !validate_drep(params.drep)) return fail(Errc::kInvalidArgument);
   const std::size_t chunk = (max_xmit_frag - header) & ~std::size_t{7};
-  std::vector<std::vector<std::uint8_t>> out;
-  out.reserve(stub.size() / chunk + 1);
+  const std::size_t fragments = stub.empty() ? 1 : (stub.size() + chunk - 1) / chunk;
+  out.reserve(out.size() + stub.size() + fragments * header);
+  Appender w(out, params.drep.endian());
   std::size_t offset = 0;
   do {
     const std::size_t n = std::min(chunk, stub.size() - offset);
@@ -32,8 +66,6 @@ std::expected<std::vector<std::vector<std::uint8_t>>, std::error_code> split(
     if (request && params.object) flags |= pfc::kObjectUuid;
     // Written directly - the bytes encode_pdu(make_pdu(Request/Response{...})) gives (asserted
     // by fragments_test) - so answering a call copies the stub once, into its fragment.
-    common::ByteWriter w(params.drep.endian());
-    w.reserve(header + n);
     w.u8(kRpcVers);
     w.u8(params.rpc_vers_minor);
     w.u8(static_cast<std::uint8_t>(request ? PType::kRequest : PType::kResponse));
@@ -46,22 +78,44 @@ std::expected<std::vector<std::vector<std::uint8_t>>, std::error_code> split(
     w.u16(params.p_cont_id);
     if (request) {
       w.u16(params.opnum);
-      if (params.object) params.object->write(w);
+      if (params.object) {
+        common::ByteWriter uuid(params.drep.endian());  // the NDR layout of a UUID (uuid.h)
+        params.object->write(uuid);
+        w.bytes(uuid.buffer());
+      }
     } else {
       w.u8(0);  // cancel_count
       w.u8(0);  // reserved
     }
     w.bytes(stub.subspan(offset, n));
-    out.push_back(w.take());
     offset += n;
   } while (offset < stub.size());
+  return fragments;
+}
+
+std::expected<std::vector<std::vector<std::uint8_t>>, std::error_code> split(
+    const FragmentParams& params, std::span<const std::uint8_t> stub, std::size_t max_xmit_frag,
+    bool request) {
+  std::vector<std::uint8_t> all;
+  auto n = append(params, stub, max_xmit_frag, request, all);
+  if (!n) return std::unexpected(n.error());
+  std::vector<std::vector<std::uint8_t>> out;
+  out.reserve(*n);
+  for (std::size_t at = 0; at < all.size();) {
+    const bool little = params.drep.endian() == common::Endian::kLittle;
+    const std::size_t len = static_cast<std::size_t>(all[at + 8]) << (little ? 0 : 8) |
+                            static_cast<std::size_t>(all[at + 9]) << (little ? 8 : 0);
+    out.emplace_back(all.begin() + static_cast<std::ptrdiff_t>(at),
+                     all.begin() + static_cast<std::ptrdiff_t>(at + len));
+    at += len;
+  }
   return out;
 }
 
 }  // namespace
 
 template <typename P>
-std::expected<std::optional<Call>, std::error_code> RequestReassembler::feed_impl(
+std::expected<std::optional<AssembledRequest>, std::error_code> RequestReassembler::feed_impl(
     P&& pdu, TimePoint now, std::optional<std::size_t> stub_cap) {
   auto* q = std::get_if<Request>(&pdu.body);
   if (q == nullptr) return fail(Errc::kNotARequest);
@@ -80,7 +134,7 @@ std::expected<std::optional<Call>, std::error_code> RequestReassembler::feed_imp
     if (!last && calls_.size() >= limits_.max_calls_in_progress) {
       return fail(Errc::kTooManyCalls);
     }
-    Call call;
+    AssembledRequest call;
     call.call_id = h.call_id;
     call.p_cont_id = q->p_cont_id;
     call.opnum = q->opnum;
@@ -94,7 +148,7 @@ std::expected<std::optional<Call>, std::error_code> RequestReassembler::feed_imp
       } else {
         call.stub = q->stub;
       }
-      return std::optional<Call>(std::move(call));
+      return std::optional<AssembledRequest>(std::move(call));
     }
     // A copy sized to the fragment: the decoded PDU's buffer may be larger than its stub.
     if (limits_.max_held_bytes != 0 &&
@@ -106,11 +160,11 @@ std::expected<std::optional<Call>, std::error_code> RequestReassembler::feed_imp
     const std::size_t held = call.stub.capacity();
     held_ += held;
     calls_.emplace(h.call_id, Open{std::move(call), cap, held, now});
-    return std::optional<Call>();
+    return std::optional<AssembledRequest>();
   }
 
   if (it == calls_.end()) return fail(Errc::kUnknownCall);
-  Call& call = it->second.call;
+  AssembledRequest& call = it->second.call;
   if (call.p_cont_id != q->p_cont_id || call.opnum != q->opnum || call.object != q->object ||
       call.drep != h.drep) {
     forget(it);
@@ -138,8 +192,8 @@ std::expected<std::optional<Call>, std::error_code> RequestReassembler::feed_imp
     held_ = others + it->second.held;
   }
   call.stub.insert(call.stub.end(), q->stub.begin(), q->stub.end());
-  if (!last) return std::optional<Call>();
-  std::optional<Call> done(std::move(call));
+  if (!last) return std::optional<AssembledRequest>();
+  std::optional<AssembledRequest> done(std::move(call));
   forget(it);
   return done;
 }
@@ -149,7 +203,7 @@ void RequestReassembler::forget(std::unordered_map<std::uint32_t, Open>::iterato
   calls_.erase(it);
 }
 
-const Call* RequestReassembler::open_call() const {
+const AssembledRequest* RequestReassembler::open_call() const {
   return calls_.empty() ? nullptr : &calls_.begin()->second.call;
 }
 
@@ -181,12 +235,12 @@ bool RequestReassembler::expired(TimePoint now) const {
   return e && now >= *e;
 }
 
-std::expected<std::optional<Call>, std::error_code> RequestReassembler::feed(
+std::expected<std::optional<AssembledRequest>, std::error_code> RequestReassembler::feed(
     const Pdu& pdu, TimePoint now, std::optional<std::size_t> stub_cap) {
   return feed_impl(pdu, now, stub_cap);
 }
 
-std::expected<std::optional<Call>, std::error_code> RequestReassembler::feed(
+std::expected<std::optional<AssembledRequest>, std::error_code> RequestReassembler::feed(
     Pdu&& pdu, TimePoint now, std::optional<std::size_t> stub_cap) {
   return feed_impl(std::move(pdu), now, stub_cap);
 }
@@ -294,6 +348,20 @@ std::expected<std::vector<std::vector<std::uint8_t>>, std::error_code> split_res
 std::expected<std::vector<std::vector<std::uint8_t>>, std::error_code> split_request(
     const FragmentParams& params, std::span<const std::uint8_t> stub, std::size_t max_xmit_frag) {
   return split(params, stub, max_xmit_frag, true);
+}
+
+std::expected<std::size_t, std::error_code> append_response(const FragmentParams& params,
+                                                            std::span<const std::uint8_t> stub,
+                                                            std::size_t max_xmit_frag,
+                                                            std::vector<std::uint8_t>& out) {
+  return append(params, stub, max_xmit_frag, false, out);
+}
+
+std::expected<std::size_t, std::error_code> append_request(const FragmentParams& params,
+                                                           std::span<const std::uint8_t> stub,
+                                                           std::size_t max_xmit_frag,
+                                                           std::vector<std::uint8_t>& out) {
+  return append(params, stub, max_xmit_frag, true, out);
 }
 
 }  // namespace rpcgate::rpc

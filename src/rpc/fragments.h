@@ -39,7 +39,7 @@ struct ReassemblyLimits {
 };
 
 // A complete request call.
-struct Call {
+struct AssembledRequest {
   std::uint32_t call_id = 0;
   std::uint16_t p_cont_id = 0;
   std::uint16_t opnum = 0;
@@ -47,7 +47,7 @@ struct Call {
   DataRep drep;                // byte order of the stub (same in every fragment)
   std::uint8_t pfc_flags = 0;  // of the first fragment (kConcMpx, kMaybe, kObjectUuid...)
   std::vector<std::uint8_t> stub;
-  friend bool operator==(const Call&, const Call&) = default;
+  friend bool operator==(const AssembledRequest&, const AssembledRequest&) = default;
 };
 
 // Reassembles request fragments into calls. One instance per connection (one direction).
@@ -81,10 +81,10 @@ class RequestReassembler {
   // (a FIRST|LAST PDU, or the LAST fragment of an open call), std::nullopt while the call needs
   // more fragments. `stub_cap`: the cap of the call a FIRST fragment starts (ignored on later
   // fragments: the first fragment decides); nullopt = limits().max_stub_size.
-  std::expected<std::optional<Call>, std::error_code> feed(
+  std::expected<std::optional<AssembledRequest>, std::error_code> feed(
       const Pdu& pdu, TimePoint now = {}, std::optional<std::size_t> stub_cap = std::nullopt);
   // Same, taking the stub by move (no copy for single-fragment calls).
-  std::expected<std::optional<Call>, std::error_code> feed(
+  std::expected<std::optional<AssembledRequest>, std::error_code> feed(
       Pdu&& pdu, TimePoint now = {}, std::optional<std::size_t> stub_cap = std::nullopt);
 
   // Forgets an open call (co_cancel, orphaned). True if it was open.
@@ -94,7 +94,7 @@ class RequestReassembler {
   std::size_t calls_in_progress() const { return calls_.size(); }
   // One call still being reassembled (its call_id, p_cont_id, opnum...; the stub so far), or
   // nullptr if none. Which one is unspecified when several are open.
-  const Call* open_call() const;
+  const AssembledRequest* open_call() const;
   // Bytes allocated for the stubs of open calls (sum of their buffers' capacities).
   std::size_t held_bytes() const { return held_; }
   // The earliest FIRST fragment time of an open call + call_timeout; nullopt when no call is open
@@ -106,14 +106,14 @@ class RequestReassembler {
 
  private:
   struct Open {
-    Call call;
+    AssembledRequest call;
     std::size_t cap = 0;   // stub cap fixed by the FIRST fragment
     std::size_t held = 0;  // call.stub.capacity() as counted in held_
     TimePoint started;     // when the FIRST fragment came
   };
   template <typename P>
-  std::expected<std::optional<Call>, std::error_code> feed_impl(P&& pdu, TimePoint now,
-                                                                std::optional<std::size_t> cap);
+  std::expected<std::optional<AssembledRequest>, std::error_code> feed_impl(
+      P&& pdu, TimePoint now, std::optional<std::size_t> cap);
   void forget(std::unordered_map<std::uint32_t, Open>::iterator it);
 
   ReassemblyLimits limits_;
@@ -225,5 +225,17 @@ std::expected<std::vector<std::vector<std::uint8_t>>, std::error_code> split_res
 // Same for a request (24-byte header, +16 with an object UUID).
 std::expected<std::vector<std::vector<std::uint8_t>>, std::error_code> split_request(
     const FragmentParams& params, std::span<const std::uint8_t> stub, std::size_t max_xmit_frag);
+
+// The same fragments appended to `out` back to back (what a connection sends from: no buffer
+// per fragment, no allocation when `out` has room). Returns the number of fragments; on error
+// (split_response's) nothing is appended.
+std::expected<std::size_t, std::error_code> append_response(const FragmentParams& params,
+                                                            std::span<const std::uint8_t> stub,
+                                                            std::size_t max_xmit_frag,
+                                                            std::vector<std::uint8_t>& out);
+std::expected<std::size_t, std::error_code> append_request(const FragmentParams& params,
+                                                           std::span<const std::uint8_t> stub,
+                                                           std::size_t max_xmit_frag,
+                                                           std::vector<std::uint8_t>& out);
 
 }  // namespace rpcgate::rpc

@@ -319,7 +319,7 @@ TEST(Split, RequestThroughFramerAndReassemblerBigEndian) {
     stream.insert(stream.end(), p.begin(), p.end());
   Framer framer(64);
   RequestReassembler r;
-  std::optional<Call> done;
+  std::optional<AssembledRequest> done;
   std::span<const std::uint8_t> data(stream);
   for (std::size_t chunk = 3; !data.empty();) {
     auto n = framer.feed(data.first(std::min(chunk, data.size())));
