@@ -4,8 +4,8 @@
 //   rpc_assoc_echo_server [port=0] [connections=16]
 //
 // Prints "PORT <n>" on stdout once listening, serves `connections` connections one after the
-// other, then exits. Offers EPM v3.0 and MGMT v1.0; answers binds/alter_contexts through
-// ServerAssociation and every complete call with fault nca_s_op_rng_error (build_fault).
+// other, then exits. Offers EPM v3.0 and MGMT v1.0; answers binds/alter_contexts through the
+// server role of rpc::Connection and every complete call with fault nca_s_op_rng_error.
 #include <cstdio>
 #include <cstdlib>
 #include <span>
@@ -17,8 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "rpc/association.h"
-#include "rpc/framer.h"
+#include "rpc/connection.h"
 #include "rpc/pdu.h"
 #include "rpc/status.h"
 
@@ -34,58 +33,40 @@ bool write_all(int fd, std::span<const std::uint8_t> data) {
   return true;
 }
 
-// The association's answer to the framer's latest outcome (a complete PDU or an error).
-Decision next_decision(ServerAssociation& assoc, Framer& framer,
-                       const std::expected<std::size_t, std::error_code>& fed,
-                       std::span<const std::uint8_t> rest) {
-  if (!fed) return assoc.handle_malformed(fed.error(), rest);
-  auto pdu = decode_pdu(framer.frame());
-  Decision d =
-      pdu ? assoc.handle(std::move(*pdu)) : assoc.handle_malformed(pdu.error(), framer.frame());
-  framer.pop();
-  return d;
-}
+// Answers every call with fault nca_s_op_rng_error.
+struct Faulting : ConnectionHandler {
+  Connection* engine = nullptr;
+  void on_call(ServerCall& call) override {
+    engine->respond_fault(call_ref(call), status::kNcaSOpRngError, {});
+  }
+};
 
-// Serves one connection until the peer closes or the association decides to close.
+// Serves one connection until the peer closes or the engine decides to close.
 void serve(int fd, const std::string& port) {
   ServerConfig config;
   config.interfaces = make_interface_lookup({kEpmSyntax, kMgmtSyntax});
   config.secondary_address = port;
   config.new_assoc_group_id = 0x12345;
-  ServerAssociation assoc(config);
-  Framer framer(config.max_frag);
+  Faulting handler;
+  // No deadlines: the test drives every exchange itself (time is passed as the zero point).
+  ConnectionOptions options{.idle_before_bind = {}, .idle_after_bind = {}, .pdu = {}, .write = {}};
+  options.max_frag_before_bind = config.max_frag;
+  Connection engine(ServerRole{config}, options, handler, {});
+  handler.engine = &engine;
   std::vector<std::uint8_t> buf(8192);
   for (;;) {
+    for (auto out = engine.next_output(); !out.bytes.empty(); out = engine.next_output()) {
+      if (!write_all(fd, out.bytes)) return;
+      engine.output_sent(out.bytes.size(), {});
+    }
+    if (engine.done()) {
+      std::fprintf(stderr, "close: %s\n", engine.close_info().error.message().c_str());
+      return;
+    }
     const ssize_t got = ::recv(fd, buf.data(), buf.size(), 0);
     if (got <= 0) return;
-    std::span<const std::uint8_t> data(buf.data(), static_cast<std::size_t>(got));
-    while (!data.empty()) {
-      auto n = framer.feed(data);
-      if (n) data = data.subspan(*n);
-      if (n && !framer.ready()) continue;
-      const Decision d = next_decision(assoc, framer, n, data);
-      if (assoc.state() == ServerAssociation::State::kBound) {
-        framer.set_max_frag_length(assoc.max_recv_frag());
-      }
-      switch (d.action) {
-        case Decision::Action::kSend:
-          if (!write_all(fd, d.pdu)) return;
-          break;
-        case Decision::Action::kDispatch: {
-          const Call& call = d.call->call;
-          const auto fault =
-              build_fault(call.call_id, call.p_cont_id, status::kNcaSOpRngError, call.drep);
-          if (!write_all(fd, fault)) return;
-          break;
-        }
-        case Decision::Action::kCloseConnection:
-          std::fprintf(stderr, "close: %s\n", d.reason.message().c_str());
-          if (!d.pdu.empty()) write_all(fd, d.pdu);
-          return;
-        case Decision::Action::kIgnore:
-          break;
-      }
-    }
+    engine.feed(Direction::kClientToServer,
+                std::span<const std::uint8_t>(buf.data(), static_cast<std::size_t>(got)), {});
   }
 }
 

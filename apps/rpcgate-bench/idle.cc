@@ -19,9 +19,9 @@
 
 #include "load.h"
 #include "ndr/epm_types.h"
-#include "runtime/client.h"
 #include "runtime/net.h"
 #include "runtime/rpc_client.h"
+#include "runtime/sync_client.h"
 
 namespace rpcgate::bench {
 namespace {

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <fcntl.h>
@@ -21,6 +22,7 @@
 
 #include "echo/echo.h"
 #include "ndr/epm_types.h"
+#include "rpc/connection.h"
 #include "runtime/net.h"
 #include "runtime/rpc_client.h"
 
@@ -30,14 +32,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using TimePoint = Clock::time_point;
 
-// Request/response header sizes (C706 §12.6.4.9-10): common header + alloc_hint, p_cont_id,
-// opnum / cancel_count + reserved.
-constexpr std::size_t kRequestHeaderSize = 24;
-constexpr std::size_t kResponseHeaderSize = 24;
-constexpr std::size_t kCallIdOffset = 12;
-constexpr std::uint32_t kBindCallId = 1;
-// Room for one fragment of at most kMaxFrag and the start of the next.
-constexpr std::size_t kRecvBufferSize = 8192;
+// Room for a few fragments of at most kMaxFrag per recv().
+constexpr std::size_t kRecvBufferSize = 64 * 1024;
 constexpr std::uint32_t kAddOneInput = 0x01020304;
 
 std::string lower_first(std::string m) {
@@ -53,57 +49,14 @@ std::uint32_t load_u32(const std::uint8_t* p, common::Endian e) {
          static_cast<std::uint32_t>(p[1]) << 16 | static_cast<std::uint32_t>(p[0]) << 24;
 }
 
-void store_u32_le(std::uint8_t* p, std::uint32_t v) {
-  p[0] = static_cast<std::uint8_t>(v);
-  p[1] = static_cast<std::uint8_t>(v >> 8);
-  p[2] = static_cast<std::uint8_t>(v >> 16);
-  p[3] = static_cast<std::uint8_t>(v >> 24);
-}
-
 std::uint8_t echo_byte(std::size_t i) {
   return static_cast<std::uint8_t>(i * 7 + 3);
-}
-
-// One call's PDUs, ready to send: the request stub cut into fragments of at most max_frag bytes
-// (little-endian, p_cont_id 0), and where each fragment's call_id sits.
-struct EncodedCall {
-  std::vector<std::uint8_t> bytes;
-  std::vector<std::size_t> call_id_at;
-};
-
-std::expected<EncodedCall, std::string> encode_call(std::uint16_t opnum,
-                                                    std::span<const std::uint8_t> stub,
-                                                    std::size_t max_frag) {
-  // Stub fragments are multiples of 8 so every fragment but the last keeps NDR alignment
-  // (Samba's rule for its own fragments).
-  const std::size_t chunk = (max_frag - std::min(max_frag, kRequestHeaderSize)) & ~std::size_t{7};
-  if (chunk == 0) return std::unexpected(fmt::format("negotiated max_frag {} too small", max_frag));
-  EncodedCall out;
-  std::size_t offset = 0;
-  do {
-    const std::size_t n = std::min(chunk, stub.size() - offset);
-    rpc::Request r;
-    r.alloc_hint = static_cast<std::uint32_t>(stub.size() - offset);
-    r.opnum = opnum;
-    r.stub.assign(stub.begin() + static_cast<std::ptrdiff_t>(offset),
-                  stub.begin() + static_cast<std::ptrdiff_t>(offset + n));
-    std::uint8_t flags = 0;
-    if (offset == 0) flags |= rpc::pfc::kFirstFrag;
-    if (offset + n == stub.size()) flags |= rpc::pfc::kLastFrag;
-    auto pdu = rpc::encode_pdu(rpc::make_pdu(std::move(r), 0, flags));
-    if (!pdu)
-      return std::unexpected(fmt::format("cannot encode request: {}", pdu.error().message()));
-    out.call_id_at.push_back(out.bytes.size() + kCallIdOffset);
-    out.bytes.insert(out.bytes.end(), pdu->begin(), pdu->end());
-    offset += n;
-  } while (offset < stub.size());
-  return out;
 }
 
 // What every worker shares, read-only: the bind PDU and the request stub.
 struct Plan {
   const LoadConfig* config = nullptr;
-  std::vector<std::uint8_t> bind_pdu;
+  rpc::SyntaxId interface;  // bound as context 0
   std::uint16_t opnum = 0;
   std::vector<std::uint8_t> stub;
   std::string peer;  // "127.0.0.1:135"
@@ -116,16 +69,7 @@ std::expected<Plan, std::string> make_plan(const LoadConfig& c) {
   p.config = &c;
   p.peer = runtime::format_endpoint(c.address, c.port);
   p.addr_len = runtime::make_sockaddr(c.address, c.port, p.addr);
-  rpc::Bind bind;
-  bind.max_xmit_frag = kMaxFrag;
-  bind.max_recv_frag = kMaxFrag;
-  rpc::ContextElement ctx;
-  ctx.abstract_syntax = c.mode == Mode::kEcho ? echo::rpcecho_syntax() : rpc::kEpmSyntax;
-  ctx.transfer_syntaxes = {rpc::kNdr20Syntax};
-  bind.contexts = {ctx};
-  auto b = rpc::encode_pdu(rpc::make_pdu(std::move(bind), kBindCallId));
-  if (!b) return std::unexpected(fmt::format("cannot encode bind: {}", b.error().message()));
-  p.bind_pdu = std::move(*b);
+  p.interface = c.mode == Mode::kEcho ? echo::rpcecho_syntax() : rpc::kEpmSyntax;
   if (c.mode == Mode::kEcho) {
     if (c.op == EchoOp::kAddOne) {
       p.opnum = static_cast<std::uint16_t>(echo::Opnum::kAddOne);
@@ -148,25 +92,29 @@ std::expected<Plan, std::string> make_plan(const LoadConfig& c) {
 
 enum class State { kIdle, kConnecting, kBinding, kCalling, kRetry, kDone };
 
-struct Conn {
+class Worker;
+
+// One connection: the socket shell of an rpc::Connection in the client role (binding, request
+// fragmentation, response reassembly are the engine's). Its callbacks only record the answer;
+// the worker acts on it after feed() returns (a connect-mode iteration replaces the engine).
+struct Conn : rpc::ConnectionHandler {
+  enum class Answer { kNone, kBound, kBindRejected, kOk, kFault, kBadStatus };
+  Worker* worker = nullptr;
   runtime::Fd fd;
+  std::unique_ptr<rpc::Connection> engine;
   State state = State::kIdle;
-  std::uint32_t events = 0;         // registered epoll events
-  std::uint64_t generation = 0;     // +1 at every close: a handler that closed or replaced the
-                                    // socket must not touch the old buffer state
-  bool ever_bound = false;          // a first bind failure is fatal
-  std::size_t negotiated_frag = 0;  // what `call` was fragmented for
-  EncodedCall call;
-  std::span<const std::uint8_t> out;  // being sent
-  std::size_t sent = 0;
-  std::unique_ptr<std::uint8_t[]> in;
-  std::size_t in_len = 0;
-  std::uint32_t call_id = kBindCallId;
-  std::uint64_t calls = 0;     // completed on this connection (for the periodic full check)
-  std::size_t stub_bytes = 0;  // response stub bytes of the current call so far
-  TimePoint started;           // of the current operation (connect, bind or call)
-  TimePoint iteration_start;   // kConnect: the connect; otherwise = started of the call
+  std::uint32_t events = 0;  // registered epoll events
+  bool ever_bound = false;   // a first bind failure is fatal
+  Answer answer = Answer::kNone;
+  std::uint64_t calls = 0;    // completed on this connection (for the periodic full check)
+  TimePoint started;          // of the current operation (connect, bind or call)
+  TimePoint iteration_start;  // kConnect: the connect; otherwise = started of the call
   TimePoint retry_at;
+
+  void on_bind_result(const rpc::BindResult& r) override {
+    answer = r.accepted ? Answer::kBound : Answer::kBindRejected;
+  }
+  void on_response(const rpc::ResponseView& r) override;
 };
 
 class Worker {
@@ -176,10 +124,14 @@ class Worker {
 
   void add(runtime::Fd fd) {
     auto c = std::make_unique<Conn>();
+    c->worker = this;
     c->fd = std::move(fd);
     conns_.push_back(std::move(c));
   }
-  void add_unconnected() { conns_.push_back(std::make_unique<Conn>()); }
+  void add_unconnected() {
+    conns_.push_back(std::make_unique<Conn>());
+    conns_.back()->worker = this;
+  }
 
   // Runs until `end` or a fatal error (then sets stop and fatal()).
   void run();
@@ -188,15 +140,14 @@ class Worker {
   const std::optional<std::string>& fatal() const { return fatal_; }
 
  private:
+  friend struct Conn;
   void start_connect(Conn& c, TimePoint now);
   void on_connected(Conn& c, TimePoint now);
   void start_call(Conn& c, TimePoint now);
   void flush(Conn& c);
   void on_readable(Conn& c);
-  // Returns false when the connection was closed.
-  bool on_pdu(Conn& c, const rpc::PduHeader& h, std::span<const std::uint8_t> pdu);
-  bool on_bind_reply(Conn& c, const rpc::PduHeader& h, std::span<const std::uint8_t> pdu);
-  bool on_response(Conn& c, const rpc::PduHeader& h, std::span<const std::uint8_t> pdu);
+  // Acts on what the engine's callbacks recorded (Conn::answer) or on its close.
+  void after_input(Conn& c);
   void complete_call(Conn& c, TimePoint now);
   void end_call_in_error(Conn& c, ErrorKind kind);
   void fail(Conn& c, ErrorKind kind);
@@ -205,8 +156,7 @@ class Worker {
   void count(ErrorKind kind);
   void set_fatal(std::string message);
   void scan_timers(TimePoint now);
-  bool check_response_stub(Conn& c, common::Endian endian, std::span<const std::uint8_t> stub,
-                           bool single_fragment);
+  bool check_response_stub(Conn& c, common::Endian endian, std::span<const std::uint8_t> stub);
 
   const Plan& plan_;
   const LoadConfig& cfg_;
@@ -215,6 +165,7 @@ class Worker {
   std::atomic<bool>& stop_;
   runtime::Fd epoll_;
   std::vector<std::unique_ptr<Conn>> conns_;
+  std::vector<std::uint8_t> in_;  // one receive buffer for all connections (one thread)
   LoadResult result_;
   std::optional<std::string> fatal_;
 };
@@ -239,11 +190,9 @@ void Worker::set_events(Conn& c, std::uint32_t events) {
 
 void Worker::close(Conn& c) {
   c.fd.reset();  // closing removes it from the epoll set
-  ++c.generation;
+  c.engine.reset();
   c.events = 0;
-  c.in_len = 0;
-  c.out = {};
-  c.sent = 0;
+  c.answer = Conn::Answer::kNone;
 }
 
 void Worker::fail(Conn& c, ErrorKind kind) {
@@ -256,8 +205,6 @@ void Worker::fail(Conn& c, ErrorKind kind) {
 void Worker::start_connect(Conn& c, TimePoint now) {
   c.started = now;
   c.iteration_start = now;
-  c.in_len = 0;
-  c.call_id = kBindCallId;
   const int fd = ::socket(plan_.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return fail(c, ErrorKind::kConnect);
   c.fd.reset(fd);
@@ -271,36 +218,45 @@ void Worker::start_connect(Conn& c, TimePoint now) {
 }
 
 void Worker::on_connected(Conn& c, TimePoint now) {
-  if (!c.in) c.in = std::make_unique<std::uint8_t[]>(kRecvBufferSize);
   c.state = State::kBinding;
   c.started = now;
-  c.call_id = kBindCallId;
-  c.out = plan_.bind_pdu;
-  c.sent = 0;
+  rpc::ClientRole role;
+  role.max_xmit_frag = kMaxFrag;
+  role.max_recv_frag = kMaxFrag;
+  // Deadlines are the worker's (scan_timers); the engine has none of its own.
+  const rpc::ConnectionOptions options{.idle_before_bind = {},
+                                       .idle_after_bind = {},
+                                       .pdu = {},
+                                       .write = {},
+                                       .response = {},
+                                       .max_outstanding_calls = 1,
+                                       .max_output_bytes = std::size_t{1} << 30};
+  c.engine = std::make_unique<rpc::Connection>(role, options, c, now);
+  c.engine->bind(std::span<const rpc::SyntaxId>(&plan_.interface, 1), now);
   set_events(c, EPOLLIN);
   flush(c);
 }
 
 void Worker::start_call(Conn& c, TimePoint now) {
-  ++c.call_id;
-  if (c.call_id == 0) c.call_id = kBindCallId + 1;
-  for (std::size_t at : c.call.call_id_at)
-    store_u32_le(c.call.bytes.data() + at, c.call_id);
   c.state = State::kCalling;
   c.started = now;
   if (cfg_.mode != Mode::kConnect) c.iteration_start = now;
-  c.stub_bytes = 0;
-  c.out = c.call.bytes;
-  c.sent = 0;
+  if (c.engine->call(0, plan_.opnum, plan_.stub, now) == 0) {
+    set_fatal(fmt::format("cannot send the request to {} (stub of {} bytes)", plan_.peer,
+                          plan_.stub.size()));
+    return fail(c, ErrorKind::kProtocol);
+  }
   flush(c);
 }
 
 void Worker::flush(Conn& c) {
-  while (c.sent < c.out.size()) {
-    const ssize_t n = ::send(c.fd.get(), c.out.data() + c.sent, c.out.size() - c.sent,
-                             MSG_NOSIGNAL | MSG_DONTWAIT);
+  while (c.fd && c.engine) {
+    const auto out = c.engine->next_output();
+    if (out.bytes.empty()) break;
+    const ssize_t n =
+        ::send(c.fd.get(), out.bytes.data(), out.bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
-      c.sent += static_cast<std::size_t>(n);
+      c.engine->output_sent(static_cast<std::size_t>(n), Clock::now());
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -310,86 +266,68 @@ void Worker::flush(Conn& c) {
     }
     return fail(c, ErrorKind::kClosed);
   }
-  c.out = {};
-  c.sent = 0;
   if (c.fd) set_events(c, EPOLLIN);
 }
 
 void Worker::on_readable(Conn& c) {
-  const std::uint64_t generation = c.generation;
   for (;;) {
-    if (!c.fd) return;
-    const ssize_t n =
-        ::recv(c.fd.get(), c.in.get() + c.in_len, kRecvBufferSize - c.in_len, MSG_DONTWAIT);
+    if (!c.fd || !c.engine) return;
+    const ssize_t n = ::recv(c.fd.get(), in_.data(), in_.size(), MSG_DONTWAIT);
     if (n == 0) return fail(c, ErrorKind::kClosed);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
       return fail(c, ErrorKind::kClosed);
     }
-    c.in_len += static_cast<std::size_t>(n);
-    std::size_t pos = 0;
-    while (c.in_len - pos >= rpc::kCommonHeaderSize) {
-      const std::span<const std::uint8_t> rest(c.in.get() + pos, c.in_len - pos);
-      auto h = rpc::decode_header(rest);
-      if (!h || h->frag_length > kMaxFrag) return fail(c, ErrorKind::kProtocol);
-      if (rest.size() < h->frag_length) break;
-      on_pdu(c, *h, rest.first(h->frag_length));
-      if (c.generation != generation) return;  // closed, or a new connection (kConnect)
-      pos += h->frag_length;
-    }
-    if (pos > 0) {
-      std::memmove(c.in.get(), c.in.get() + pos, c.in_len - pos);
-      c.in_len -= pos;
-    }
+    c.engine->feed(rpc::Direction::kServerToClient,
+                   std::span<const std::uint8_t>(in_.data(), static_cast<std::size_t>(n)),
+                   Clock::now());
+    after_input(c);
   }
 }
 
-bool Worker::on_pdu(Conn& c, const rpc::PduHeader& h, std::span<const std::uint8_t> pdu) {
-  if (h.call_id != c.call_id) {
-    fail(c, ErrorKind::kProtocol);
-    return false;
+void Conn::on_response(const rpc::ResponseView& r) {
+  if (r.fault) {
+    answer = Answer::kFault;
+    return;
   }
-  if (c.state == State::kBinding) return on_bind_reply(c, h, pdu);
-  if (c.state == State::kCalling) return on_response(c, h, pdu);
-  fail(c, ErrorKind::kProtocol);  // nothing was asked
-  return false;
+  answer = worker->check_response_stub(*this, r.drep.endian(), r.stub) ? Answer::kOk
+                                                                       : Answer::kBadStatus;
 }
 
-bool Worker::on_bind_reply(Conn& c, const rpc::PduHeader& h, std::span<const std::uint8_t> pdu) {
-  // Once per connection: decoding into objects is fine here.
-  auto decoded = rpc::decode_pdu(pdu);
-  const rpc::BindAck* ack = decoded ? std::get_if<rpc::BindAck>(&decoded->body) : nullptr;
-  const bool accepted = ack != nullptr && !ack->results.empty() && ack->results[0].result == 0;
-  if (!accepted) {
-    const bool rejection =
-        h.ptype == static_cast<std::uint8_t>(rpc::PType::kBindNak) || ack != nullptr;
-    if (!c.ever_bound && rejection)
-      set_fatal(fmt::format("bind to {} rejected ({}): wrong interface for this server?",
-                            plan_.peer, rpc::ptype_name(h.ptype)));
-    fail(c, rejection ? ErrorKind::kBind : ErrorKind::kProtocol);
-    return false;
+void Worker::after_input(Conn& c) {
+  const auto answer = std::exchange(c.answer, Conn::Answer::kNone);
+  switch (answer) {
+    case Conn::Answer::kNone:
+      break;
+    case Conn::Answer::kBound:
+      if (c.state != State::kBinding) return fail(c, ErrorKind::kProtocol);
+      c.ever_bound = true;
+      return start_call(c, Clock::now());
+    case Conn::Answer::kBindRejected:
+      if (!c.ever_bound)
+        set_fatal(fmt::format("bind to {} rejected: wrong interface for this server?", plan_.peer));
+      return fail(c, ErrorKind::kBind);
+    case Conn::Answer::kOk:
+      return complete_call(c, Clock::now());
+    case Conn::Answer::kFault:
+      return end_call_in_error(c, ErrorKind::kFault);
+    case Conn::Answer::kBadStatus:
+      return end_call_in_error(c, ErrorKind::kStatus);
   }
-  c.ever_bound = true;
-  const std::size_t frag =
-      std::min<std::size_t>(kMaxFrag, ack->max_recv_frag == 0 ? kMaxFrag : ack->max_recv_frag);
-  if (frag != c.negotiated_frag) {
-    auto call = encode_call(plan_.opnum, plan_.stub, frag);
-    if (!call) {
-      set_fatal(call.error());
-      fail(c, ErrorKind::kProtocol);
-      return false;
-    }
-    c.call = std::move(*call);
-    c.negotiated_frag = frag;
+  if (c.engine && c.engine->state() == rpc::Connection::State::kClosed) {
+    const bool nak = c.state == State::kBinding;
+    if (nak && !c.ever_bound)
+      set_fatal(fmt::format("bind to {} rejected (bind_nak): wrong interface for this server?",
+                            plan_.peer));
+    fail(c, nak ? ErrorKind::kBind : ErrorKind::kProtocol);
   }
-  start_call(c, Clock::now());
-  return static_cast<bool>(c.fd);
 }
 
-bool Worker::check_response_stub(Conn& c, common::Endian endian, std::span<const std::uint8_t> stub,
-                                 bool single_fragment) {
-  const bool full = c.calls % kFullCheckEvery == 0 && single_fragment;
+bool Worker::check_response_stub(Conn& c, common::Endian endian,
+                                 std::span<const std::uint8_t> stub) {
+  // Every kFullCheckEvery-th answer is decoded whole; the others are checked cheaply.
+  const bool full = c.calls % kFullCheckEvery == 0;
   switch (cfg_.mode) {
     case Mode::kEpmMap:
     case Mode::kConnect: {
@@ -405,6 +343,8 @@ bool Worker::check_response_stub(Conn& c, common::Endian endian, std::span<const
         auto r = echo::AddOneResponse::decode(stub, endian);
         return r && r->out_data == kAddOneInput + 1;
       }
+      // Response stub: u32 max_count, then the bytes.
+      if (stub.size() != 4 + std::size_t{cfg_.size}) return false;
       if (full) {
         auto r = echo::EchoDataResponse::decode(stub, endian);
         if (!r || r->data.size() != cfg_.size) return false;
@@ -414,41 +354,6 @@ bool Worker::check_response_stub(Conn& c, common::Endian endian, std::span<const
       return true;
   }
   return false;
-}
-
-bool Worker::on_response(Conn& c, const rpc::PduHeader& h, std::span<const std::uint8_t> pdu) {
-  if (h.ptype == static_cast<std::uint8_t>(rpc::PType::kFault)) {
-    end_call_in_error(c, ErrorKind::kFault);
-    return static_cast<bool>(c.fd);
-  }
-  if (h.ptype != static_cast<std::uint8_t>(rpc::PType::kResponse) || h.auth_length != 0 ||
-      pdu.size() < kResponseHeaderSize) {
-    fail(c, ErrorKind::kProtocol);
-    return false;
-  }
-  const auto stub = pdu.subspan(kResponseHeaderSize);
-  const bool first = c.stub_bytes == 0 && (h.pfc_flags & rpc::pfc::kFirstFrag) != 0;
-  const bool last = (h.pfc_flags & rpc::pfc::kLastFrag) != 0;
-  c.stub_bytes += stub.size();
-  if (!last) return true;
-  bool ok = true;
-  if (cfg_.mode == Mode::kEcho && cfg_.op == EchoOp::kEchoData) {
-    // Response stub: u32 max_count, then the bytes.
-    ok = c.stub_bytes == 4 + std::size_t{cfg_.size} &&
-         check_response_stub(c, h.endian(), stub, first);
-  } else if (first) {
-    ok = check_response_stub(c, h.endian(), stub, true);
-  } else {
-    // A fragmented ept_map / AddOne response: only the status word can be checked cheaply.
-    ok = cfg_.mode != Mode::kEcho && stub.size() >= 4 &&
-         load_u32(stub.data() + stub.size() - 4, h.endian()) == 0;
-  }
-  if (!ok) {
-    end_call_in_error(c, ErrorKind::kStatus);
-    return static_cast<bool>(c.fd);
-  }
-  complete_call(c, Clock::now());
-  return static_cast<bool>(c.fd);
 }
 
 void Worker::complete_call(Conn& c, TimePoint now) {
@@ -503,6 +408,7 @@ void Worker::scan_timers(TimePoint now) {
 }
 
 void Worker::run() {
+  in_.resize(kRecvBufferSize);
   epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
   if (!epoll_) return set_fatal(fmt::format("epoll_create1: {}", std::strerror(errno)));
   const auto now = Clock::now();
@@ -543,7 +449,7 @@ void Worker::run() {
         on_connected(c, Clock::now());
         continue;
       }
-      if ((ev & EPOLLOUT) != 0 && !c.out.empty()) flush(c);
+      if ((ev & EPOLLOUT) != 0) flush(c);
       if (c.fd && (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0) on_readable(c);
     }
   }

@@ -480,7 +480,7 @@ Result<std::vector<std::uint8_t>> answer(Opnum op, std::span<const std::uint8_t>
 }
 
 runtime::Handler make_echo_handler(asio::io_context& io) {
-  return [&io](runtime::CallContext& ctx, runtime::Responder responder) {
+  return [&io](runtime::IncomingCall& ctx, runtime::Responder responder) {
     if (ctx.opnum >= kOpnumCount) return runtime::fault_op_range(responder);
     const auto op = static_cast<Opnum>(ctx.opnum);
     auto out = answer(op, ctx.stub, ctx.endian);

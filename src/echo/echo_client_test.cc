@@ -38,9 +38,9 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-using runtime::CallReply;
 using runtime::ClientError;
 using runtime::ClientOptions;
+using runtime::Reply;
 using runtime::RpcClient;
 
 constexpr Endian kLe = Endian::kLittle;
@@ -196,8 +196,8 @@ class EchoClientTest : public ::testing::Test {
   std::vector<std::unique_ptr<Child>> children_;
 };
 
-std::expected<CallReply, ClientError> call(RpcClient& c, Opnum op,
-                                           const std::vector<std::uint8_t>& stub) {
+std::expected<Reply, ClientError> call(RpcClient& c, Opnum op,
+                                       const std::vector<std::uint8_t>& stub) {
   return c.call(0, static_cast<std::uint16_t>(op), stub);
 }
 

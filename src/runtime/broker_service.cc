@@ -16,7 +16,7 @@ bool family_available(int family) {
 }
 
 // The event of one broker call, naming who asked.
-BrokerEvent event_for(const CallContext& ctx) {
+BrokerEvent event_for(const IncomingCall& ctx) {
   BrokerEvent ev;
   ev.connection_id = ctx.connection_id;
   ev.peer = ctx.peer_cred;
@@ -26,7 +26,7 @@ BrokerEvent event_for(const CallContext& ctx) {
 
 // Whether the caller may use the broker at all: 0 if so; 1702 over TCP (the broker hands out
 // descriptors, a local-only thing); 5 for a local peer that is not a registrant.
-std::uint32_t refusal_status(const CallContext& ctx) {
+std::uint32_t refusal_status(const IncomingCall& ctx) {
   if (ctx.transport != Transport::kUnix) return broker::kStatusInvalidBinding;
   if (!ctx.may_register) return broker::kStatusAccessDenied;
   return broker::kStatusOk;
@@ -47,7 +47,7 @@ bool BrokerService::attach(Server& server) {
 }
 
 Handler BrokerService::handler() {
-  return [this](CallContext& ctx, Responder r) {
+  return [this](IncomingCall& ctx, Responder r) {
     switch (ctx.opnum) {
       case broker::kOpAllocatePort:
         return allocate(ctx, std::move(r));
@@ -61,7 +61,7 @@ Handler BrokerService::handler() {
   };
 }
 
-void BrokerService::allocate(CallContext& ctx, Responder r) {
+void BrokerService::allocate(IncomingCall& ctx, Responder r) {
   auto req = broker::decode_allocate_port_request(ctx.stub, ctx.endian);
   if (!req) return r.fault(kFaultBadStubData);
   BrokerEvent ev = event_for(ctx);
@@ -133,7 +133,7 @@ void BrokerService::allocate(CallContext& ctx, Responder r) {
   answer(0, status);
 }
 
-void BrokerService::release(CallContext& ctx, Responder r) {
+void BrokerService::release(IncomingCall& ctx, Responder r) {
   auto req = broker::decode_release_port_request(ctx.stub, ctx.endian);
   if (!req) return r.fault(kFaultBadStubData);
   BrokerEvent ev = event_for(ctx);
@@ -154,7 +154,7 @@ void BrokerService::release(CallContext& ctx, Responder r) {
   r.reply(broker::encode(broker::ReleasePortResponse{status}, ctx.endian));
 }
 
-void BrokerService::hold_lease(CallContext& ctx, Responder r) {
+void BrokerService::hold_lease(IncomingCall& ctx, Responder r) {
   auto req = broker::decode_hold_lease_request(ctx.stub, ctx.endian);
   if (!req) return r.fault(kFaultBadStubData);
   BrokerEvent ev = event_for(ctx);

@@ -3,7 +3,7 @@
 // id) and describes every failure as an epm::BrokerEvent. Hosted by rpcgate-epmd on its Unix
 // listener.
 //
-// AllocatePort: refuses over TCP (status 1702) and when the caller's CallContext::may_register is
+// AllocatePort: refuses over TCP (status 1702) and when the caller's IncomingCall::may_register is
 // false (status 5); otherwise draws a port of the class from the PortBroker with a probe that
 // really binds and listens it (net.h listen_tcp_same_port, all or nothing) on the configured
 // addresses of every requested family (default 0.0.0.0 and ::), and replies with the port and the
@@ -118,9 +118,9 @@ class BrokerService {
   const epm::PortBroker& port_broker() const { return broker_; }
 
  private:
-  void allocate(CallContext& ctx, Responder r);
-  void release(CallContext& ctx, Responder r);
-  void hold_lease(CallContext& ctx, Responder r);
+  void allocate(IncomingCall& ctx, Responder r);
+  void release(IncomingCall& ctx, Responder r);
+  void hold_lease(IncomingCall& ctx, Responder r);
   void emit(const BrokerEvent& e) const {
     if (sink_) sink_(e);
   }

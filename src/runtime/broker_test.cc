@@ -14,11 +14,11 @@
 #include "ndr/epm_types.h"
 #include "ndr/tower.h"
 #include "runtime/broker_service.h"
-#include "runtime/client.h"
 #include "runtime/epm_host.h"
 #include "runtime/epmd_client.h"
 #include "runtime/internal/test_fixture.h"
 #include "runtime/internal/test_interface.h"
+#include "runtime/sync_client.h"
 
 namespace rpcgate::runtime {
 namespace {

@@ -11,7 +11,7 @@ void complete(Responder r, const epm::CallResult& result) {
     r.fault(result.error().status);
 }
 
-epm::CallerInfo caller_info(const CallContext& ctx) {
+epm::CallerInfo caller_info(const IncomingCall& ctx) {
   epm::CallerInfo caller;
   caller.connection_id = ctx.connection_id;
   caller.may_register = ctx.may_register;
@@ -23,7 +23,7 @@ epm::CallerInfo caller_info(const CallContext& ctx) {
 }
 
 Handler epm_handler(epm::EpmService& service) {
-  return [&service](CallContext& ctx, Responder r) {
+  return [&service](IncomingCall& ctx, Responder r) {
     complete(std::move(r), service.call(ctx.opnum, ctx.stub, ctx.endian, caller_info(ctx)));
   };
 }

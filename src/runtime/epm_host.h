@@ -1,5 +1,5 @@
 // Hosting the sans-I/O endpoint-mapper services (src/epm: EpmService, MgmtService) on a Server:
-// the glue between a CallContext / Responder and an epm::CallResult. rpcgate-epmd hosts EPM on
+// the glue between a IncomingCall / Responder and an epm::CallResult. rpcgate-epmd hosts EPM on
 // its TCP 135 listener and on its Unix listener (where registrations come from); every Server
 // hosts MGMT itself (ServerOptions::export_mgmt).
 //
@@ -20,7 +20,7 @@ void complete(Responder r, const epm::CallResult& result);
 // registration owner and context-handle scope), may_register (true only for a Unix peer the
 // listener's PeerPolicy allows), local_ipv4 (host floor of returned towers), peer (a view of
 // ctx.peer_address: valid while `ctx` is).
-epm::CallerInfo caller_info(const CallContext& ctx);
+epm::CallerInfo caller_info(const IncomingCall& ctx);
 
 // The Handler for EPM e1af8308-5d1f-11c9-91a4-08002b14a0fa v3.0 over `service` (captures it).
 Handler epm_handler(epm::EpmService& service);

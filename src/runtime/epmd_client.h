@@ -33,9 +33,9 @@
 #include "policy/policy.h"
 #include "rpc/pdu.h"
 #include "runtime/broker_protocol.h"
-#include "runtime/client.h"
 #include "runtime/errc.h"
 #include "runtime/net.h"
+#include "runtime/sync_client.h"
 
 namespace rpcgate::runtime {
 

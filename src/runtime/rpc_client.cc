@@ -234,8 +234,8 @@ std::expected<void, ClientError> RpcClient::bind(const std::vector<rpc::SyntaxId
   return {};
 }
 
-std::expected<CallReply, ClientError> RpcClient::call(std::uint16_t p_cont_id, std::uint16_t opnum,
-                                                      std::span<const std::uint8_t> stub) {
+std::expected<Reply, ClientError> RpcClient::call(std::uint16_t p_cont_id, std::uint16_t opnum,
+                                                  std::span<const std::uint8_t> stub) {
   auto r = client_.call(p_cont_id, opnum, stub);
   if (!r)
     return std::unexpected(describe_call_error(r.error(), client_, peer_, "call", call_timeout_));

@@ -3,8 +3,8 @@
 // on host:135), bind one or several presentation contexts, call; plus the endpoint-mapper and
 // management calls a client makes (ept_map, paged ept_lookup, inq_if_ids).
 //
-// Built on SyncClient (client.h), which owns the socket, the framing, fragmentation both ways and
-// the per-operation deadline. This layer adds name resolution, endpoint resolution and errors a
+// Built on SyncClient (sync_client.h), which owns the socket, the framing, fragmentation both ways
+// and the per-operation deadline. This layer adds name resolution, endpoint resolution and errors a
 // person can read: every failure is a ClientError whose `message` is one sentence ("connect to
 // 127.0.0.1:9: connection refused", "call to 127.0.0.1:135: no answer, timed out after 1 s",
 // "bind rejected: abstract_syntax_not_supported", "fault nca_s_op_rng_error (0x1c010002)",
@@ -34,8 +34,8 @@
 #include "ndr/binding.h"
 #include "ndr/epm_types.h"
 #include "rpc/pdu.h"
-#include "runtime/client.h"
 #include "runtime/errc.h"
+#include "runtime/sync_client.h"
 
 namespace rpcgate::runtime {
 
@@ -116,8 +116,8 @@ class RpcClient {
   std::expected<void, ClientError> bind(const std::vector<rpc::SyntaxId>& interfaces);
   // One call. Errors: kCallFailed with status = the fault ("fault NAME (0x...)"), kTimeout,
   // kProtocolError (including a response over max_response), kCallFailed (closed; network).
-  std::expected<CallReply, ClientError> call(std::uint16_t p_cont_id, std::uint16_t opnum,
-                                             std::span<const std::uint8_t> stub);
+  std::expected<Reply, ClientError> call(std::uint16_t p_cont_id, std::uint16_t opnum,
+                                         std::span<const std::uint8_t> stub);
 
   const std::string& host() const { return host_; }  // as given to connect()
   std::uint16_t port() const { return port_; }

@@ -9,6 +9,7 @@
 #include <asio/basic_socket_acceptor.hpp>
 #include <asio/generic/stream_protocol.hpp>
 #include <asio/posix/stream_descriptor.hpp>
+#include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <grp.h>
 #include <malloc.h>
@@ -30,40 +31,6 @@ namespace rpcgate::runtime {
 
 using Clock = std::chrono::steady_clock;
 using generic_stream = asio::generic::stream_protocol;
-
-std::string_view to_string(CloseReason r) {
-  switch (r) {
-    case CloseReason::kEof:
-      return "eof";
-    case CloseReason::kReadError:
-      return "read error";
-    case CloseReason::kWriteError:
-      return "write error";
-    case CloseReason::kProtocol:
-      return "protocol";
-    case CloseReason::kIdleTimeout:
-      return "idle timeout";
-    case CloseReason::kPduTimeout:
-      return "pdu timeout";
-    case CloseReason::kWriteTimeout:
-      return "write timeout";
-    case CloseReason::kServerStop:
-      return "server stop";
-    case CloseReason::kCallTooLarge:
-      return "call over its interface's stub cap";
-    case CloseReason::kConnectionBudget:
-      return "reassembly budget per connection";
-    case CloseReason::kPeerBudget:
-      return "reassembly budget per peer";
-    case CloseReason::kServerBudget:
-      return "reassembly budget of the server";
-    case CloseReason::kCallTimeout:
-      return "call deadline";
-    case CloseReason::kCount:
-      break;
-  }
-  return "?";
-}
 
 bool uid_in_group(uid_t uid, gid_t gid) {
   passwd pw{};
@@ -176,7 +143,11 @@ class Listener : public std::enable_shared_from_this<Listener> {
   }
 };
 
-class Connection : public std::enable_shared_from_this<Connection> {
+// The socket shell of one accepted connection around its sans-I/O engine (rpc::Connection): epoll
+// interest, recv/send with descriptor passing, the deadline timer, and the Handler dispatch.
+// Everything the protocol decides - answers, reassembly, pausing, deadlines, closes - is the
+// engine's.
+class Connection : public std::enable_shared_from_this<Connection>, rpc::ConnectionHandler {
  public:
   struct Info {
     std::uint64_t id = 0;
@@ -196,38 +167,142 @@ class Connection : public std::enable_shared_from_this<Connection> {
         info_(std::move(info)),
         fd_(fd),
         timer_(server.io()),
-        framer_(server.options().max_frag_before_bind),
-        assoc_(std::move(config)),
-        last_activity_(Clock::now()) {}
+        engine_(rpc::ServerRole{std::move(config)}, server.connection_options(), *this,
+                server.now()) {}
 
   const Info& info() const { return info_; }
   // The association group this connection's bind joined (0: none yet).
   std::uint32_t assoc_group() const { return assoc_group_; }
   bool closed() const { return closed_; }
   // Bytes allocated for this connection's unfinished calls, as last reported to the server.
-  std::size_t reassembly_held() const { return held_; }
+  std::size_t reassembly_held() const { return engine_.reassembly_held(); }
+  const rpc::ConnectionCounters& counters() const { return engine_.counters(); }
 
-  void start() {
+  void start() { settle(); }
+
+  // Readiness from the server's epoll set (Server::on_poller_ready).
+  void on_events(std::uint32_t events) {
+    if (events & EPOLLOUT) {
+      writing_ = false;
+      flush();
+    }
+    if (closed_) return;
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+      if (engine_.wants_input()) {
+        on_readable();
+      } else if (events & (EPOLLHUP | EPOLLERR)) {
+        // Level-triggered: a hang-up or error keeps being reported while input is paused, and
+        // output cannot drain to a peer that is gone. Nothing more can be done for it.
+        engine_.close((events & EPOLLERR) ? CloseReason::kReadError : CloseReason::kEof,
+                      server_.now());
+      }
+    }
+    settle();
+  }
+
+  // Closes now for a reason of the server's (a budget spanning connections, stop()).
+  void close(CloseReason reason, std::error_code why = {}) {
+    if (closed_) return;
+    engine_.close(reason, server_.now(), why);
+    settle();
+  }
+
+  // The deadline came (the timer, or a manual clock's advance).
+  void expire() {
+    if (closed_) return;
+    engine_.on_expiry(server_.now());
+    settle();
+  }
+  std::optional<rpc::TimePoint> next_expiry() const { return engine_.next_expiry(); }
+
+  // Through Responder.
+  void respond(const rpc::CallRef& call, std::span<const std::uint8_t> stub, std::vector<int> fds) {
+    if (closed_) {
+      close_all(fds);
+      return;
+    }
+    if (!fds.empty() && info_.transport != Transport::kUnix) {
+      spdlog::error("rpc connection {}: handler passed file descriptors over TCP", info_.id);
+      close_all(fds);
+      engine_.respond_fault(call, kFaultUnspec, server_.now());
+    } else {
+      engine_.respond(call, stub, server_.now(), std::move(fds));
+    }
+    settle();
+  }
+  void respond_fault(const rpc::CallRef& call, std::uint32_t status) {
+    if (closed_) return;
+    engine_.respond_fault(call, status, server_.now());
+    settle();
+  }
+
+ private:
+  // ---- rpc::ConnectionHandler ----
+  void on_call(rpc::ServerCall& call) override;
+  void on_bound(std::uint32_t assoc_group_id) override {
+    assoc_group_ = assoc_group_id;
+    server_.join_assoc_group(assoc_group_id);
+  }
+  void on_reassembly_change(std::size_t before, std::size_t after) override {
+    server_.reassembly_changed(*this, before, after);
+  }
+
+  // After every step: hand back descriptors that will not be sent, write what can be written,
+  // and either finish (the engine is done) or follow its wishes (epoll interest, timer).
+  void settle() {
+    if (closed_) return;
+    auto unsent = engine_.take_unsent_fds();
+    close_all(unsent);
+    flush();
+    if (closed_) return;
+    if (engine_.done()) return finish();
     update_interest();
     update_timer();
   }
 
-  // Readiness from the server's epoll set (Server::on_poller_ready).
-  void on_events(std::uint32_t events) {
-    if (events & EPOLLOUT) on_writable();
-    if (closed_) return;
-    if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
-    if (paused()) {
-      // Level-triggered: a hang-up or error keeps being reported while input is paused, and
-      // output cannot drain to a peer that is gone. Nothing more can be done for it.
-      if (events & (EPOLLHUP | EPOLLERR))
-        close((events & EPOLLERR) ? CloseReason::kReadError : CloseReason::kEof);
+  // One recv() per readiness into the server's shared buffer: level-triggered epoll reports the
+  // socket again if more is waiting, so no recv() ends in EAGAIN (an asio receive op costs one
+  // such recv() per call: asio 1.22 retries speculatively after every completed read).
+  void on_readable() {
+    auto& buf = server_.read_buffer_;
+    const ssize_t n = ::recv(fd_.get(), buf.data(), buf.size(), MSG_DONTWAIT);
+    if (n == 0) return engine_.close(CloseReason::kEof, server_.now());
+    if (n < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        engine_.close(CloseReason::kReadError, server_.now(), {errno, std::system_category()});
       return;
     }
-    on_readable();
+    engine_.feed(rpc::Direction::kClientToServer,
+                 std::span<const std::uint8_t>(buf.data(), static_cast<std::size_t>(n)),
+                 server_.now());
   }
 
-  void close(CloseReason reason, std::error_code why = {}) {
+  void flush() {
+    if (writing_ || in_flush_ || closed_) return;
+    in_flush_ = true;
+    while (engine_.state() != rpc::Connection::State::kClosed) {
+      const auto out = engine_.next_output();
+      if (out.bytes.empty()) break;
+      auto n = send_with_fds(fd_.get(), out.bytes, out.fds);
+      if (!n) {
+        if (n.error() == std::errc::resource_unavailable_try_again ||
+            n.error() == std::errc::operation_would_block) {
+          writing_ = true;  // EPOLLOUT tells when to go on
+          break;
+        }
+        engine_.close(CloseReason::kWriteError, server_.now(), n.error());
+        break;
+      }
+      // The kernel holds its own references to passed descriptors now.
+      std::vector<int> handed;
+      if (*n > 0 && !out.fds.empty()) handed.assign(out.fds.begin(), out.fds.end());
+      engine_.output_sent(*n, server_.now());  // may dispatch calls held back by the output
+      close_all(handed);
+    }
+    in_flush_ = false;
+  }
+
+  void finish() {
     if (closed_) return;
     auto self = shared_from_this();
     closed_ = true;
@@ -237,371 +312,54 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (registered_) server_.unwatch(fd_.get());
     fd_.reset();
     interest_ = 0;
-    for (auto& m : out_.pending())
-      close_all(m.fds);
-    out_.clear();
-    out_bytes_ = 0;
-    pending_in_.clear();
-    pending_in_.shrink_to_fit();
-    assoc_.abort();  // frees the unfinished calls' buffers now, not when the last ref goes
-    sync_held();
-    server_.connection_closed(*this, reason, why);
-  }
-
-  // Called through Responder.
-  void complete(const rpc::Call& call, bool maybe, std::span<const std::uint8_t> stub,
-                std::vector<int> fds) {
-    if (closed_) {
-      close_all(fds);
-      return;
-    }
-    if (outstanding_ > 0) --outstanding_;
-    if (maybe) {
-      close_all(fds);
-    } else if (!fds.empty() && info_.transport != Transport::kUnix) {
-      spdlog::error("rpc connection {}: handler passed file descriptors over TCP", info_.id);
-      close_all(fds);
-      send_fault(call, kFaultUnspec);
-    } else if (auto frags = assoc_.build_response(call, stub); !frags) {
-      close_all(fds);
-      send_fault(call, kFaultUnspec);
-    } else {
-      for (std::size_t i = 0; i < frags->size(); ++i)
-        enqueue(std::move((*frags)[i]), i == 0 ? std::move(fds) : std::vector<int>{});
-    }
-    after_state_change();
-  }
-
-  void complete_fault(const rpc::Call& call, bool maybe, std::uint32_t status) {
-    if (closed_) return;
-    if (outstanding_ > 0) --outstanding_;
-    if (!maybe) send_fault(call, status);
-    after_state_change();
-  }
-
- private:
-  struct Out {
-    std::vector<std::uint8_t> bytes;
-    std::vector<int> fds;
-    std::size_t off = 0;
-  };
-  // FIFO of output PDUs, almost always empty or one entry: a vector and a read index. (A
-  // std::deque allocates ~570 bytes even when empty - a quarter of an idle connection's memory
-  // - and a node every few calls.)
-  class OutQueue {
-   public:
-    bool empty() const { return head_ == items_.size(); }
-    Out& front() { return items_[head_]; }
-    void push_back(Out o) { items_.push_back(std::move(o)); }
-    void pop_front() {
-      items_[head_] = Out{};
-      if (++head_ == items_.size()) {
-        head_ = 0;
-        items_.clear();
-        if (items_.capacity() > 4) items_.shrink_to_fit();  // after a burst
-      }
-    }
-    void clear() {
-      head_ = 0;
-      items_.clear();
-      items_.shrink_to_fit();
-    }
-    std::span<Out> pending() { return std::span<Out>(items_).subspan(head_); }
-
-   private:
-    std::vector<Out> items_;
-    std::size_t head_ = 0;
-  };
-
-  bool paused() const {
-    return closing_ || outstanding_ >= server_.options().max_outstanding_calls ||
-           out_bytes_ > server_.options().max_output_bytes;
-  }
-
-  void after_state_change() {
-    if (closed_) return;
-    pump_input();
-    update_interest();
-    update_timer();
+    auto unsent = engine_.take_unsent_fds();
+    close_all(unsent);
+    server_.connection_closed(*this, engine_.close_info());
   }
 
   // The epoll interest follows the state: EPOLLIN unless input is paused, EPOLLOUT while output
   // waits for the socket. One epoll_ctl when it changes, none per call.
   void update_interest() {
-    if (closed_) return;
     const std::uint32_t want =
-        (paused() ? 0u : std::uint32_t{EPOLLIN}) | (writing_ ? EPOLLOUT : 0u);
+        (engine_.wants_input() ? std::uint32_t{EPOLLIN} : 0u) | (writing_ ? EPOLLOUT : 0u);
     if (registered_ && want == interest_) return;
     if (!server_.watch(fd_.get(), info_.id, want, !registered_)) {
-      return close(CloseReason::kReadError, {errno, std::system_category()});
+      engine_.close(CloseReason::kReadError, server_.now(), {errno, std::system_category()});
+      return finish();
     }
     registered_ = true;
     interest_ = want;
   }
 
-  void send_fault(const rpc::Call& call, std::uint32_t status) {
-    ++server_.stats_.faults;
-    // Windows marks an opnum out of range as not executed (raw_protocol
-    // test_no_auth_presentation_ctx_valid1).
-    const std::uint8_t flags =
-        status == rpc::status::kNcaSOpRngError ? rpc::pfc::kDidNotExecute : std::uint8_t{0};
-    enqueue(rpc::build_fault(call.call_id, call.p_cont_id, status, call.drep, flags));
-  }
-
-  // ---- input ----
-
-  void pump_input() {
-    if (in_process_ || closed_ || paused()) return;
-    if (!pending_in_.empty()) {
-      std::vector<std::uint8_t> data = std::move(pending_in_);
-      pending_in_.clear();
-      process(data);
-      if (closed_ || paused()) return;
-    }
-    refresh_pdu_deadline();
-  }
-
-  // One recv() per readiness into the server's shared buffer: level-triggered epoll reports the
-  // socket again if more is waiting, so no recv() ends in EAGAIN (an asio receive op costs one
-  // such recv() per call: asio 1.22 retries speculatively after every completed read).
-  void on_readable() {
-    auto& buf = server_.read_buffer_;
-    ssize_t n = ::recv(fd_.get(), buf.data(), buf.size(), MSG_DONTWAIT);
-    if (n == 0) return close(CloseReason::kEof);
-    if (n < 0) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-        return close(CloseReason::kReadError, {errno, std::system_category()});
-    } else {
-      last_activity_ = Clock::now();
-      process(std::span<const std::uint8_t>(buf.data(), static_cast<std::size_t>(n)));
-    }
-    after_state_change();
-  }
-
-  void on_writable() {
-    if (!writing_ || closed_) return;
-    writing_ = false;
-    flush();
-    after_state_change();
-  }
-
-  // Reports a change of the association's reassembly bytes to the server, which enforces the
-  // per-peer and server-wide budgets (and may close this connection or another one).
-  void sync_held() {
-    const std::size_t now_held = assoc_.reassembly_held_bytes();
-    if (now_held == held_) return;
-    const std::size_t before = held_;
-    held_ = now_held;
-    server_.reassembly_changed(*this, before, now_held);
-  }
-
-  void process(std::span<const std::uint8_t> data) {
-    in_process_ = true;
-    const auto now = Clock::now();
-    while (!data.empty() && !closed_) {
-      if (paused()) {
-        if (!closing_) pending_in_.insert(pending_in_.end(), data.begin(), data.end());
-        break;
-      }
-      auto before = data;
-      auto n = framer_.feed(data);
-      if (!n) {
-        // The refused PDU's header as the framer holds it (input may split it anywhere).
-        const auto held = framer_.held();
-        apply(assoc_.handle_malformed(n.error(), held.empty() ? before : held));
-        break;
-      }
-      data = data.subspan(*n);
-      if (!framer_.ready()) continue;
-      ++server_.stats_.pdus_in;
-      auto pdu = rpc::decode_pdu(framer_.frame());
-      std::uint16_t p_cont_id = 0;
-      if (pdu) {
-        if (const auto* q = std::get_if<rpc::Request>(&pdu->body)) p_cont_id = q->p_cont_id;
-      }
-      const std::size_t held_before = held_;
-      rpc::Decision d = pdu ? assoc_.handle(std::move(*pdu), now)
-                            : assoc_.handle_malformed(pdu.error(), framer_.frame());
-      framer_.pop();
-      pdu_deadline_.reset();
-      if (d.action == rpc::Decision::Action::kCloseConnection) {
-        if (d.reason == rpc::Errc::kStubTooLarge) {
-          server_.log_budget_close(info_.id, info_.peer, CloseReason::kCallTooLarge,
-                                   assoc_.stub_cap(p_cont_id), held_before);
-        } else if (d.reason == rpc::Errc::kReassemblyBudget) {
-          server_.log_budget_close(info_.id, info_.peer, CloseReason::kConnectionBudget,
-                                   server_.options().max_reassembly_bytes_per_connection,
-                                   held_before);
-        }
-      }
-      sync_held();
-      if (closed_) break;  // a budget closed this connection
-      if (!frag_negotiated_ && assoc_.state() == rpc::ServerAssociation::State::kBound &&
-          assoc_.max_recv_frag() != 0) {
-        framer_.set_max_frag_length(assoc_.server_max_frag());
-        frag_negotiated_ = true;
-        assoc_group_ = assoc_.assoc_group_id();
-        server_.join_assoc_group(assoc_group_);
-      }
-      apply(std::move(d));
-    }
-    in_process_ = false;
-    refresh_pdu_deadline();
-  }
-
-  void refresh_pdu_deadline() {
-    if (closed_ || paused() || framer_.buffered() == 0) {
-      pdu_deadline_.reset();
-    } else if (!pdu_deadline_) {
-      pdu_deadline_ = Clock::now() + server_.options().pdu_timeout;
-    }
-  }
-
-  void apply(rpc::Decision d) {
-    using A = rpc::Decision::Action;
-    switch (d.action) {
-      case A::kSend:
-        enqueue(std::move(d.pdu));
-        break;
-      case A::kDispatch:
-        if (d.call) dispatch(std::move(*d.call));
-        break;
-      case A::kCloseConnection: {
-        if (!d.pdu.empty()) enqueue(std::move(d.pdu));
-        auto reason = CloseReason::kProtocol;
-        if (d.reason == rpc::Errc::kStubTooLarge) reason = CloseReason::kCallTooLarge;
-        if (d.reason == rpc::Errc::kReassemblyBudget) reason = CloseReason::kConnectionBudget;
-        close_after_flush(reason, d.reason);
-        break;
-      }
-      case A::kIgnore:
-        break;
-    }
-  }
-
-  void dispatch(rpc::DispatchCall dc);
-
-  // ---- output ----
-
-  void enqueue(std::vector<std::uint8_t> bytes, std::vector<int> fds = {}) {
-    if (closed_) {
-      close_all(fds);
-      return;
-    }
-    ++server_.stats_.pdus_out;
-    out_bytes_ += bytes.size();
-    out_.push_back(Out{std::move(bytes), std::move(fds), 0});
-    if (!write_deadline_) write_deadline_ = Clock::now() + server_.options().write_timeout;
-    flush();
-  }
-
-  void flush() {
-    if (writing_ || closed_) return;
-    while (!out_.empty()) {
-      Out& m = out_.front();
-      auto n = send_with_fds(fd_.get(), std::span<const std::uint8_t>(m.bytes).subspan(m.off),
-                             m.off == 0 ? std::span<const int>(m.fds) : std::span<const int>());
-      if (!n) {
-        if (n.error() == std::errc::resource_unavailable_try_again ||
-            n.error() == std::errc::operation_would_block) {
-          writing_ = true;
-          update_interest();
-          update_timer();
-          return;
-        }
-        return close(CloseReason::kWriteError, n.error());
-      }
-      if (*n > 0 && m.off == 0) close_all(m.fds);  // the kernel holds its own references now
-      m.off += *n;
-      out_bytes_ -= *n;
-      write_deadline_ = Clock::now() + server_.options().write_timeout;
-      if (m.off == m.bytes.size()) out_.pop_front();
-    }
-    write_deadline_.reset();
-    last_activity_ = Clock::now();
-    if (closing_) return close(closing_reason_, closing_why_);
-  }
-
-  void close_after_flush(CloseReason reason, std::error_code why) {
-    if (closing_ || closed_) return;
-    closing_ = true;
-    closing_reason_ = reason;
-    closing_why_ = why;
-    if (out_.empty() && !writing_) close(reason, why);
-  }
-
-  // ---- timers ----
-
-  Clock::time_point next_deadline() const {
-    auto d = Clock::time_point::max();
-    if (write_deadline_) d = std::min(d, *write_deadline_);
-    if (pdu_deadline_) d = std::min(d, *pdu_deadline_);
-    if (auto call = assoc_.call_expiry()) d = std::min(d, *call);
-    if (outstanding_ == 0 && out_.empty()) {
-      const auto& o = server_.options();
-      bool bound = assoc_.state() == rpc::ServerAssociation::State::kBound;
-      d = std::min(
-          d, last_activity_ + (bound ? o.idle_timeout_after_bind : o.idle_timeout_before_bind));
-    }
-    return d;
-  }
-
   void update_timer() {
-    if (closed_) return;
-    auto d = next_deadline();
-    if (d == Clock::time_point::max()) return;
-    if (timer_armed_ && armed_at_ <= d) return;  // fires earlier and re-checks
-    armed_at_ = d;
+    if (server_.manual_clock_ != nullptr) return;  // Server::expire_due() on every advance
+    const auto d = engine_.next_expiry();
+    if (!d) return;
+    if (timer_armed_ && armed_at_ <= *d) return;  // fires earlier and re-checks
+    armed_at_ = *d;
     timer_armed_ = true;
-    timer_.expires_at(d);
+    timer_.expires_at(*d);
     timer_.async_wait([self = shared_from_this(), gen = ++timer_gen_](const asio::error_code&) {
       if (gen != self->timer_gen_ || self->closed_) return;
       self->timer_armed_ = false;
-      self->on_timer();
+      self->expire();
     });
-  }
-
-  void on_timer() {
-    auto now = Clock::now();
-    if (write_deadline_ && now >= *write_deadline_) return close(CloseReason::kWriteTimeout);
-    if (pdu_deadline_ && now >= *pdu_deadline_) return close(CloseReason::kPduTimeout);
-    if (auto d = assoc_.handle_expiry(now); d.action == rpc::Decision::Action::kCloseConnection) {
-      server_.log_budget_close(info_.id, info_.peer, CloseReason::kCallTimeout,
-                               static_cast<std::size_t>(server_.options().call_timeout.count()),
-                               held_);
-      return close(CloseReason::kCallTimeout, d.reason);
-    }
-    if (next_deadline() <= now) return close(CloseReason::kIdleTimeout);
-    update_timer();
   }
 
   Server& server_;
   Info info_;
   Fd fd_;
   asio::steady_timer timer_;
-  rpc::Framer framer_;
-  rpc::ServerAssociation assoc_;
-  OutQueue out_;
-  std::size_t out_bytes_ = 0;
-  std::vector<std::uint8_t> pending_in_;  // input held back while paused
-  std::size_t outstanding_ = 0;
-  Clock::time_point last_activity_;
-  std::optional<Clock::time_point> pdu_deadline_;
-  std::optional<Clock::time_point> write_deadline_;
-  Clock::time_point armed_at_{};
+  rpc::Connection engine_;
+  rpc::TimePoint armed_at_{};
   std::uint64_t timer_gen_ = 0;
-  std::size_t held_ = 0;  // assoc_.reassembly_held_bytes() as the server last counted it
-  CloseReason closing_reason_ = CloseReason::kProtocol;
-  std::error_code closing_why_;
-  bool timer_armed_ = false;
-  bool registered_ = false;     // in the server's epoll set
-  std::uint32_t interest_ = 0;  // its events there
-  bool writing_ = false;
-  bool in_process_ = false;
-  bool closing_ = false;
-  bool closed_ = false;
-  bool frag_negotiated_ = false;
   std::uint32_t assoc_group_ = 0;
+  std::uint32_t interest_ = 0;  // its events in the server's epoll set
+  bool timer_armed_ = false;
+  bool registered_ = false;  // in the server's epoll set
+  bool writing_ = false;     // waiting for EPOLLOUT
+  bool in_flush_ = false;
+  bool closed_ = false;
 };
 
 }  // namespace detail
@@ -610,8 +368,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
 struct Responder::State {
   std::weak_ptr<detail::Connection> connection;
-  rpc::Call call;  // without the stub
-  bool maybe = false;
+  rpc::CallRef call;
 };
 
 Responder::Responder(std::unique_ptr<State> state) : state_(std::move(state)) {}
@@ -634,7 +391,7 @@ void Responder::reply(std::span<const std::uint8_t> stub, std::vector<int> fds) 
     return;
   }
   if (auto c = state->connection.lock()) {
-    c->complete(state->call, state->maybe, stub, std::move(fds));
+    c->respond(state->call, stub, std::move(fds));
   } else {
     close_all(fds);
   }
@@ -643,27 +400,20 @@ void Responder::reply(std::span<const std::uint8_t> stub, std::vector<int> fds) 
 void Responder::fault(std::uint32_t status) {
   auto state = std::move(state_);
   if (!state) return;
-  if (auto c = state->connection.lock()) c->complete_fault(state->call, state->maybe, status);
+  if (auto c = state->connection.lock()) c->respond_fault(state->call, status);
 }
 
-void detail::Connection::dispatch(rpc::DispatchCall dc) {
-  ++outstanding_;
-  ++server_.stats_.calls;
+void detail::Connection::on_call(rpc::ServerCall& dc) {
   auto state = std::make_unique<Responder::State>();
   state->connection = weak_from_this();
-  state->call.call_id = dc.call.call_id;
-  state->call.p_cont_id = dc.call.p_cont_id;
-  state->call.opnum = dc.call.opnum;
-  state->call.drep = dc.call.drep;
-  state->call.pfc_flags = dc.call.pfc_flags;
-  state->maybe = (dc.call.pfc_flags & rpc::pfc::kMaybe) != 0;
+  state->call = rpc::call_ref(dc);
   Responder responder(std::move(state));
 
   const auto* reg = server_.find_interface(dc.abstract_syntax);
   if (reg == nullptr) return responder.fault(rpc::status::kNcaSUnkIf);
   Handler handler = reg->handler;  // add_interface() from inside a handler must not bite
 
-  CallContext ctx;
+  IncomingCall ctx;
   ctx.connection_id = info_.id;
   ctx.call_id = dc.call.call_id;
   ctx.p_cont_id = dc.call.p_cont_id;
@@ -697,6 +447,25 @@ void detail::Connection::dispatch(rpc::DispatchCall dc) {
 
 Server::Server(asio::io_context& io, ServerOptions options)
     : io_(io), options_(options), read_buffer_(64 * 1024) {
+  clock_ = options_.clock != nullptr ? options_.clock : &common::SteadyClock::instance();
+  manual_clock_ = dynamic_cast<common::ManualClock*>(clock_);
+  if (manual_clock_ != nullptr) {
+    // advance() runs on the test's thread: the check runs on the io thread.
+    clock_subscription_ = manual_clock_->subscribe([this, alive = std::weak_ptr<bool>(alive_)] {
+      if (alive.expired()) return;
+      asio::post(io_, [this, alive] {
+        if (!alive.expired()) expire_due();
+      });
+    });
+  }
+  auto& co = connection_options_;
+  co.idle_before_bind = options_.idle_timeout_before_bind;
+  co.idle_after_bind = options_.idle_timeout_after_bind;
+  co.pdu = options_.pdu_timeout;
+  co.write = options_.write_timeout;
+  co.max_outstanding_calls = options_.max_outstanding_calls;
+  co.max_output_bytes = options_.max_output_bytes;
+  co.max_frag_before_bind = options_.max_frag_before_bind;
   // Connection sockets live in this epoll set (level-triggered); the io_context watches the set
   // itself (arm_poller). A failure here (EMFILE at startup) shows at the first connection.
   const int ep = ::epoll_create1(EPOLL_CLOEXEC);
@@ -711,9 +480,9 @@ Server::Server(asio::io_context& io, ServerOptions options)
       if (r.interface != rpc::kMgmtSyntax) info.if_ids.push_back(r.interface);
     info.if_ids.push_back(rpc::kMgmtSyntax);
     // The wire counters are u32: they wrap, as DCE's do.
-    info.stats = {static_cast<std::uint32_t>(stats_.calls), 0,
-                  static_cast<std::uint32_t>(stats_.pdus_in),
-                  static_cast<std::uint32_t>(stats_.pdus_out)};
+    const ServerStats st = stats();
+    info.stats = {static_cast<std::uint32_t>(st.calls), 0, static_cast<std::uint32_t>(st.pdus_in),
+                  static_cast<std::uint32_t>(st.pdus_out)};
     info.listening = true;
     return info;
   });
@@ -722,14 +491,27 @@ Server::Server(asio::io_context& io, ServerOptions options)
   });
   add_interface(
       rpc::kMgmtSyntax,
-      [this](CallContext& ctx, Responder r) {
+      [this](IncomingCall& ctx, Responder r) {
         complete(std::move(r), mgmt_->call(ctx.opnum, ctx.stub, ctx.endian));
       },
       epm::kMgmtMaxRequestStub);
 }
 
 Server::~Server() {
+  if (manual_clock_ != nullptr) manual_clock_->unsubscribe(clock_subscription_);
+  alive_.reset();
   stop();
+}
+
+void Server::expire_due() {
+  const auto now = this->now();
+  std::vector<std::shared_ptr<detail::Connection>> due;
+  for (const auto& [id, c] : connections_) {
+    const auto e = c->next_expiry();
+    if (e && *e <= now) due.push_back(c);
+  }
+  for (auto& c : due)
+    c->expire();
 }
 
 bool Server::add_interface(const rpc::SyntaxId& interface, Handler handler,
@@ -934,8 +716,19 @@ void Server::accepted(detail::Listener& listener, int fd) {
   c->start();
 }
 
-void Server::connection_closed(detail::Connection& c, CloseReason reason, std::error_code why) {
+void Server::connection_closed(detail::Connection& c, const rpc::CloseInfo& close) {
   const auto& info = c.info();
+  const CloseReason reason = close.reason;
+  const std::error_code why = close.error;
+  const auto& counters = c.counters();
+  closed_counters_.bytes_in += counters.bytes_in;
+  closed_counters_.pdus_in += counters.pdus_in;
+  closed_counters_.pdus_out += counters.pdus_out;
+  closed_counters_.calls += counters.calls;
+  closed_counters_.faults += counters.faults;
+  if (reason == CloseReason::kCallTooLarge || reason == CloseReason::kConnectionBudget ||
+      reason == CloseReason::kCallTimeout)
+    log_budget_close(info.id, info.peer, reason, close.limit, close.held);
   ++stats_.closes[static_cast<std::size_t>(reason)];
   if (stats_.connections_active > 0) --stats_.connections_active;
   if (reason == CloseReason::kProtocol) {
@@ -1024,7 +817,7 @@ void Server::stop() {
   for (auto& [id, c] : connections_)
     all.push_back(c);
   for (auto& c : all)
-    c->close(CloseReason::kServerStop);
+    c->close(CloseReason::kStopped);
   // No wait left behind: io_context::run() returns once the rest of its work is done.
   if (trim_timer_) trim_timer_->cancel();
   trim_pending_ = false;
@@ -1036,7 +829,22 @@ void Server::stop() {
 }
 
 ServerStats Server::stats() const {
-  return stats_;
+  ServerStats st = stats_;
+  rpc::ConnectionCounters sum = closed_counters_;
+  for (const auto& [id, c] : connections_) {
+    const auto& n = c->counters();
+    sum.bytes_in += n.bytes_in;
+    sum.pdus_in += n.pdus_in;
+    sum.pdus_out += n.pdus_out;
+    sum.calls += n.calls;
+    sum.faults += n.faults;
+  }
+  st.bytes_in = sum.bytes_in;
+  st.pdus_in = sum.pdus_in;
+  st.pdus_out = sum.pdus_out;
+  st.calls = sum.calls;
+  st.faults = sum.faults;
+  return st;
 }
 
 void Server::reassembly_changed(detail::Connection& c, std::size_t before, std::size_t after) {
@@ -1089,7 +897,7 @@ void Server::close_biggest(const std::string& peer_key, CloseReason reason, std:
 
 void Server::log_budget_close(std::uint64_t id, const std::string& peer, CloseReason reason,
                               std::size_t budget, std::size_t held) {
-  const auto now = Clock::now();
+  const auto now = this->now();
   auto& log = budget_log_[static_cast<std::size_t>(reason)];
   if (now - log.window >= kBudgetLogWindow) {
     log.window = now;

@@ -94,7 +94,9 @@
 #include <asio/steady_timer.hpp>
 #include <sys/socket.h>
 
+#include "common/clock.h"
 #include "common/uuid.h"
+#include "rpc/connection.h"
 #include "rpc/pdu.h"
 #include "runtime/net.h"
 
@@ -140,7 +142,7 @@ bool uid_in_group(uid_t uid, gid_t gid);
 
 // What a Handler knows about the call. Valid only during the Handler invocation (the stub span
 // points into the connection's reassembly buffer): copy what an asynchronous reply needs.
-struct CallContext {
+struct IncomingCall {
   std::uint64_t connection_id = 0;  // unique per Server, never 0; the key of on_connection_closed
   std::uint32_t call_id = 0;
   std::uint16_t p_cont_id = 0;
@@ -152,9 +154,10 @@ struct CallContext {
   rpc::SyntaxId interface;                          // abstract syntax the context was bound to
   rpc::SyntaxId transfer_syntax;
   Transport transport = Transport::kTcp;
-  std::string peer_address;      // "1.2.3.4:5678", "[::1]:5678", "unix"
-  std::string local_address;     // "127.0.0.1:135", "unix:/run/rpcgate/epmd.sock"
-  std::uint16_t local_port = 0;  // TCP only
+  // Views of the connection's own strings (no copy per call; valid while this is).
+  std::string_view peer_address;   // "1.2.3.4:5678", "[::1]:5678", "unix:pid=..,uid=.."
+  std::string_view local_address;  // "127.0.0.1:135", "unix:/run/rpcgate/epmd.sock"
+  std::uint16_t local_port = 0;    // TCP only
   std::optional<std::array<std::uint8_t, 4>> local_ipv4;  // when the client came over IPv4
   std::optional<ucred> peer_cred;                         // Unix only
   // The uid of the process that owns the peer socket, when the kernel tells: SO_PEERCRED on a
@@ -206,7 +209,7 @@ class Responder {
 // fault_op_range()). A stub that does not decode: fault(kFaultBadStubData). Exceptions are
 // caught by the runtime: the call gets fault nca_s_fault_unspec (0x1c000012, what the DCE runtime
 // reports for an unhandled server exception), the connection stays open.
-using Handler = std::function<void(CallContext&, Responder)>;
+using Handler = std::function<void(IncomingCall&, Responder)>;
 
 // Helper for the unknown-opnum branch of a Handler.
 inline void fault_op_range(Responder& r) {
@@ -224,8 +227,8 @@ struct ServerOptions {
   std::size_t max_local_connections_per_uid = 32;
   // Loopback TCP peers (127.0.0.0/8, ::1, ::ffff:127.x): when set, the owner of the peer's socket
   // is asked of the kernel at accept (net.h SocketOwners: one netlink round trip per accepted
-  // loopback connection, none per call, none for other peers), becomes CallContext::peer_uid,
-  // and this policy sets CallContext::may_register. Unset (the default): neither.
+  // loopback connection, none per call, none for other peers), becomes IncomingCall::peer_uid,
+  // and this policy sets IncomingCall::may_register. Unset (the default): neither.
   std::optional<PeerPolicy> loopback_registrants;
   // Before bind a client has little reason to wait. After bind Windows keeps idle connections
   // open indefinitely (clients cache them); 5 minutes bounds what a silent client costs while
@@ -254,26 +257,17 @@ struct ServerOptions {
   // as every DCE / Windows / Samba server does (Impacket's rpcmap.py binds it to list a server's
   // interfaces). See Server::Server.
   bool export_mgmt = true;
+  // Where deadlines read the time: nullptr = the steady clock. A common::ManualClock makes every
+  // connection deadline (idle, PDU, write, call) move only with the clock's advance(): the
+  // Server then arms no timer for them and checks every connection after each advance (posted
+  // to the io thread). Must outlive the Server.
+  common::Clock* clock = nullptr;
 };
 
-enum class CloseReason : std::uint8_t {
-  kEof,           // the peer closed
-  kReadError,     // recv() failed (ECONNRESET...)
-  kWriteError,    // send() failed (EPIPE...)
-  kProtocol,      // the association decided to close (protocol violation, bind_nak, ...)
-  kIdleTimeout,   // idle_timeout_before_bind / idle_timeout_after_bind
-  kPduTimeout,    // a PDU did not complete within pdu_timeout
-  kWriteTimeout,  // output made no progress within write_timeout
-  kServerStop,    // stop()
-  // Reassembly budgets (see the file comment):
-  kCallTooLarge,      // a call's stub over its interface's cap (fault 5 sent)
-  kConnectionBudget,  // over max_reassembly_bytes_per_connection (fault 5 sent)
-  kPeerBudget,        // the peer's biggest holder, over max_reassembly_bytes_per_peer
-  kServerBudget,      // the server's biggest holder, over max_reassembly_bytes
-  kCallTimeout,       // a call's fragments did not all arrive within call_timeout
-  kCount,
-};
-std::string_view to_string(CloseReason r);
+// Why a connection closed (rpc/connection.h): kStopped is stop(); the reassembly budgets are
+// described in the file comment.
+using CloseReason = rpc::CloseReason;
+using rpc::to_string;
 
 // Counters only grow, except connections_active.
 struct ServerStats {
@@ -284,6 +278,7 @@ struct ServerStats {
   std::uint64_t rejected_tcp_per_peer = 0;   // over max_connections_per_peer
   std::uint64_t rejected_local_total = 0;    // over max_local_connections
   std::uint64_t rejected_local_per_uid = 0;  // over max_local_connections_per_uid
+  std::uint64_t bytes_in = 0;
   std::uint64_t pdus_in = 0;
   std::uint64_t pdus_out = 0;
   std::uint64_t calls = 0;   // dispatched to a handler
@@ -347,7 +342,7 @@ class Server {
   // default PeerPolicy (returns 0). Errors: not a listening stream socket (EINVAL), asio errors.
   std::expected<std::uint16_t, std::error_code> adopt_listener(int fd);
   // ncalrpc over a Unix stream socket at `path` (net.h listen_unix with policy.socket).
-  // Peers' SO_PEERCRED is read at accept; `policy` sets CallContext::may_register. The bind_ack
+  // Peers' SO_PEERCRED is read at accept; `policy` sets IncomingCall::may_register. The bind_ack
   // secondary address is the file name of `path`. The socket file is unlinked by stop().
   std::expected<void, ListenError> listen_unix(const std::string& path, PeerPolicy policy = {});
 
@@ -378,7 +373,13 @@ class Server {
   const Registered* find_interface(const rpc::SyntaxId& requested) const;
   void start_listener(std::shared_ptr<detail::Listener> listener);
   void accepted(detail::Listener& listener, int fd);
-  void connection_closed(detail::Connection& c, CloseReason reason, std::error_code why);
+  void connection_closed(detail::Connection& c, const rpc::CloseInfo& info);
+  // The time deadlines are measured in (ServerOptions::clock).
+  rpc::TimePoint now() const { return clock_->now(); }
+  // What every accepted connection's engine is given (timeouts, pausing, frame limits).
+  const rpc::ConnectionOptions& connection_options() const { return connection_options_; }
+  // ManualClock: every connection whose deadline has come acts on it (after each advance).
+  void expire_due();
   // Connection readiness: epoll_ctl ADD/MOD of `fd` (data = connection id) in epoll_fd_.
   bool watch(int fd, std::uint64_t id, std::uint32_t events, bool add);
   void unwatch(int fd);
@@ -430,6 +431,13 @@ class Server {
   std::unique_ptr<asio::posix::stream_descriptor> poller_;
   bool poller_armed_ = false;
   ServerStats stats_;
+  // The engines' counters of the connections closed so far (stats() adds the open ones').
+  rpc::ConnectionCounters closed_counters_;
+  common::Clock* clock_ = nullptr;
+  common::ManualClock* manual_clock_ = nullptr;  // clock_, when it is one
+  std::size_t clock_subscription_ = 0;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // for posts from other threads
+  rpc::ConnectionOptions connection_options_;
   std::uint64_t next_connection_id_ = 1;
   std::uint32_t next_assoc_group_ = 0;
   std::unordered_map<std::uint32_t, std::size_t> assoc_groups_;  // id -> connections bound in it

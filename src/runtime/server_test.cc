@@ -15,10 +15,10 @@
 #include "ndr/ndr.h"
 #include "rpc/pdu.h"
 #include "rpc/status.h"
-#include "runtime/client.h"
 #include "runtime/internal/test_client.h"
 #include "runtime/internal/test_fixture.h"
 #include "runtime/internal/test_interface.h"
+#include "runtime/sync_client.h"
 
 namespace rpcgate::runtime {
 namespace {
@@ -59,7 +59,7 @@ class ServerTest : public ::testing::Test {
     testing::add_test_interface(st_->server());
     // EPM syntax so the golden Impacket bind is accepted (echo handler).
     st_->server().add_interface(rpc::kEpmSyntax,
-                                [](CallContext& c, Responder r) { r.reply(c.stub); });
+                                [](IncomingCall& c, Responder r) { r.reply(c.stub); });
     st_->server().on_connection_closed([this](std::uint64_t) { ++closed_; });
     auto port = st_->server().listen_tcp({kLoopback}, 0);
     ASSERT_TRUE(port) << port.error().message();
@@ -314,7 +314,7 @@ TEST_F(ServerTest, HooksRunOnceOnEofAndOnStop) {
   st_->stop();
   EXPECT_EQ(closed_, 3);
   EXPECT_TRUE(a->wait_closed(1s));
-  EXPECT_EQ(st_->server().stats().closes[static_cast<int>(CloseReason::kServerStop)], 2u);
+  EXPECT_EQ(st_->server().stats().closes[static_cast<int>(CloseReason::kStopped)], 2u);
 }
 
 // inq_if_ids response (epm/mgmt.h): referent, max_count, count, count referents, the ids, status.
@@ -381,10 +381,10 @@ TEST(ServerMgmt, CanBeTurnedOff) {
   ServerThread st(o);
   EXPECT_TRUE(st.server().interfaces().empty());
   EXPECT_TRUE(st.server().add_interface(rpc::kMgmtSyntax,
-                                        [](CallContext&, Responder r) { r.fault(kFaultUnspec); }));
+                                        [](IncomingCall&, Responder r) { r.fault(kFaultUnspec); }));
   ServerThread on(short_timeouts());
   EXPECT_EQ(on.server().interfaces(), std::vector<rpc::SyntaxId>{rpc::kMgmtSyntax});
-  EXPECT_FALSE(on.server().add_interface(rpc::kMgmtSyntax, [](CallContext&, Responder) {}));
+  EXPECT_FALSE(on.server().add_interface(rpc::kMgmtSyntax, [](IncomingCall&, Responder) {}));
 }
 
 TEST(ServerLimits, PerPeerLimitRejectsExtraConnections) {
@@ -537,7 +537,7 @@ struct BudgetServer {
   explicit BudgetServer(ServerOptions o, std::optional<std::size_t> epm_cap = std::nullopt)
       : st(o) {
     st.server().add_interface(
-        rpc::kEpmSyntax, [](CallContext& c, Responder r) { r.reply(c.stub); }, epm_cap);
+        rpc::kEpmSyntax, [](IncomingCall& c, Responder r) { r.reply(c.stub); }, epm_cap);
     auto p = st.server().listen_tcp({kLoopback}, 0);
     EXPECT_TRUE(p);
     port = p.value_or(0);

@@ -93,8 +93,8 @@ std::expected<void, std::error_code> SyncClient::run(Deadline deadline, std::vec
   for (;;) {
     // Write everything queued first (a request's fragments), then read.
     for (auto out = engine.next_output(); !out.bytes.empty(); out = engine.next_output()) {
-      const ssize_t n = ::send(fd_.get(), out.bytes.data(), out.bytes.size(),
-                               MSG_NOSIGNAL | MSG_DONTWAIT);
+      const ssize_t n =
+          ::send(fd_.get(), out.bytes.data(), out.bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n > 0) {
         engine.output_sent(static_cast<std::size_t>(n), Clock::now());
         continue;
@@ -156,8 +156,7 @@ std::expected<void, std::error_code> SyncClient::bind(
   return std::unexpected(fail(make_error_code(Errc::kUnknownInterface)));
 }
 
-std::expected<Reply, std::error_code> SyncClient::call(std::uint16_t p_cont_id,
-                                                       std::uint16_t opnum,
+std::expected<Reply, std::error_code> SyncClient::call(std::uint16_t p_cont_id, std::uint16_t opnum,
                                                        std::span<const std::uint8_t> stub) {
   if (!usable() || !core_ || !core_->engine.bound())
     return std::unexpected(make_error_code(Errc::kServerUnavailable));

@@ -31,7 +31,7 @@ bool add_test_interface(Server& server) {
 }
 
 bool add_test_interface(Server& server, const rpc::SyntaxId& interface) {
-  return server.add_interface(interface, [&server](CallContext& ctx, Responder r) {
+  return server.add_interface(interface, [&server](IncomingCall& ctx, Responder r) {
     switch (ctx.opnum) {
       case 0:
         return r.reply(ctx.stub);
