@@ -1,10 +1,10 @@
 #include "rpc/connection.h"
 
-#include <gtest/gtest.h>
-
 #include <algorithm>
 #include <optional>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "rpc/internal/test_vectors.h"
 #include "rpc/status.h"
@@ -179,8 +179,7 @@ TEST_F(ServerFixture, OutputThatDoesNotDrainIsClosedByTheWriteDeadline) {
 
 TEST_F(ServerFixture, AFragmentedCallMustCompleteWithinTheCallDeadline) {
   bind();
-  server.feed(Direction::kClientToServer, request(2, 1, Bytes(64, 1), pfc::kFirstFrag),
-              kT0 + 10ms);
+  server.feed(Direction::kClientToServer, request(2, 1, Bytes(64, 1), pfc::kFirstFrag), kT0 + 10ms);
   EXPECT_EQ(server.next_expiry(), kT0 + 310ms);
   server.feed(Direction::kClientToServer, request(2, 1, Bytes(64, 1), 0), kT0 + 200ms);
   server.on_expiry(kT0 + 310ms);
