@@ -1,9 +1,9 @@
 // rpc-floor-server: the "what the machine allows" floor for rpcgate-bench. A single-threaded
 // epoll server that cuts the byte stream into PDUs by frag_length (the 16-byte common header,
 // C706 §12.6.3.1) and parses nothing else:
-//   bind (ptype 11)    -> the canned 60-byte bind_ack of reference epm-and-ports.md §7.7
+//   bind (ptype 11)    -> the canned 60-byte bind_ack of docs/wire-vectors.md bind-ack-epm
 //                         (max frags 4280, sec_addr "135", NDR accepted), call_id copied;
-//   request (ptype 0)  -> the canned 152-byte ept_map response of §7.4 (one ncacn_ip_tcp tower,
+//   request (ptype 0)  -> the canned 152-byte ept_map response (ept-map-response: one tower,
 //                         127.0.0.1[49664], status 0), call_id copied;
 //   anything else      -> ignored.
 // A frag_length below 16 closes the connection. No limits, no timeouts, no logging: it exists to

@@ -62,7 +62,7 @@ def run(port):
     expect_raise(lambda: dce2.alter_ctx(UNKNOWN), 'abstract_syntax_not_supported')  # ctx 2
     # Impacket numbers alter_ctx contexts parent._ctx + 1, so a second alter_ctx from `dce`
     # re-defines ctx 1 with another UUID: our documented fail-closed answer (association.h,
-    # firewalls.md C7) is fault nca_s_proto_error, then the connection is closed.
+    # docs/evasions.md C7) is fault nca_s_proto_error, then the connection is closed.
     expect_raise(lambda: dce.alter_ctx(UNKNOWN), 'nca_s_proto_error')
     dce.disconnect()
 
@@ -78,7 +78,7 @@ def run(port):
     dce.disconnect()
 
     # 5. the real EPM client stack: hept_lookup binds itself (pass an un-bound dce, as with
-    # Samba, epm-and-ports.md §2.4), then gets the fault.
+    # Samba: a second bind is refused, docs/evasions.md C9), then gets the fault.
     dce = connect(port)
     expect_raise(lambda: epm.hept_lookup(None, dce=dce), 'nca_s_op_rng_error')
     dce.disconnect()

@@ -300,8 +300,8 @@ def read_pdu(conn):
 
 class EmptyMapper:
     """An endpoint mapper with no entries at all (what rpcgate-epmd, which lists itself, cannot
-    be): accepts the bind (reference §7.7 bind_ack) and answers every ept_lookup with no entries
-    and ept_s_not_registered, as Windows and Samba do for an empty first page."""
+    be): accepts the bind (docs/wire-vectors.md bind-ack-epm) and answers every ept_lookup with
+    no entries and ept_s_not_registered, as Windows and Samba do for an empty first page."""
 
     BIND_ACK = bytes.fromhex(
         "05000c0310000000 3c000000 01000000 b810b810 45230100 0400 31333500 0000 01000000"

@@ -45,8 +45,8 @@ SLACK = 24 * MIB
 SANITIZED = os.environ.get("RPCGATE_SANITIZED") in ("1", "ON", "TRUE")
 EPM = ("e1af8308-5d1f-11c9-91a4-08002b14a0fa", "3.0")
 
-# Impacket's EPM bind (epm-and-ports.md §7.7) offering 5840/5840, so fragments are the largest
-# the daemon negotiates (5840).
+# Impacket's EPM bind (docs/wire-vectors.md bind-epm) offering 5840/5840, so fragments are the
+# largest the daemon negotiates (5840).
 BIND = bytes.fromhex(
     "05000b03100000004800000001000000" "d016d016" "00000000" "01000000" "00000100"
     "0883afe11f5dc91191a408002b14a0fa" "03000000"

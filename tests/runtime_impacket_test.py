@@ -1,8 +1,9 @@
 """Impacket 0.10.0 against the rpcgate runtime (rpcgate-testsrv, the runtime test interface).
 
-Checks what Impacket needs from the server (epm-and-ports.md §6): bind_ack in one read, echo
-calls, a fragmented response, nca_s_op_rng_error for an unknown opnum, the management interface
-every server exports (mgmt.hinq_if_ids lists the test interface), and 20 concurrent clients.
+Checks what Impacket needs from the server (impacket/dcerpc/v5/rpcrt.py, transport.py): bind_ack
+in one read, echo calls, a fragmented response, nca_s_op_rng_error for an unknown opnum, the
+management interface every server exports (mgmt.hinq_if_ids lists the test interface), and 20
+concurrent clients.
 Bounded: every socket has a timeout and the server exits with stdin / after 60 s.
 """
 import os

@@ -335,7 +335,7 @@ bool Worker::check_response_stub(Conn& c, common::Endian endian,
         auto r = ndr::epm::decode_ept_map_response(stub, endian);
         return r && r->status == 0 && !r->towers.empty();
       }
-      // The status word ends the stub (§7.4).
+      // The status word ends the stub (docs/wire-vectors.md ept-map-response).
       return stub.size() >= 4 && load_u32(stub.data() + stub.size() - 4, endian) == 0;
     }
     case Mode::kEcho:

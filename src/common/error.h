@@ -1,4 +1,5 @@
-// Shared plumbing for the per-component error enums (../shared/STYLE.md "Errors").
+// Shared plumbing for the per-component error enums (one documented `enum class Errc` and one
+// std::error_category per component; fallible functions return std::expected<T, std::error_code>).
 //
 // Each component declares `enum class Errc` plus a `describe(Errc)` that returns a static,
 // human-readable string, and instantiates EnumCategory once:

@@ -17,7 +17,7 @@ TEST(Uuid, ParsesAndFormats) {
   EXPECT_FALSE(u->is_nil());
 }
 
-// The EPM interface UUID as the reference bind (epm-and-ports.md §7.7) carries it, little-endian.
+// The EPM interface UUID as Impacket's bind carries it (docs/wire-vectors.md bind-epm), NDR LE.
 TEST(Uuid, NdrLittleEndianGolden) {
   auto wire = *from_hex("08 83 af e1 1f 5d c9 11 91 a4 08 00 2b 14 a0 fa");
   ByteReader r(wire, Endian::kLittle);

@@ -16,7 +16,7 @@ namespace rpcgate::epm {
 
 // A fault PDU's status (C706 §12.6.4.7): nca_s_op_rng_error (0x1c010002) for an opnum the
 // interface does not have or does not implement, rpc_x_bad_stub_data (0x6f7) for a stub that
-// does not decode (what Windows sends: epm-and-ports.md §7.8).
+// does not decode (what Windows sends: Windows Server 2003's EPM in fortra/impacket issue #78).
 struct Fault {
   std::uint32_t status = 0;
   friend bool operator==(const Fault&, const Fault&) = default;

@@ -5,7 +5,7 @@
 //
 // Semantics follow the DCE 1.2.2 endpoint mapper (dced `oeops.c` / rpcd `rpcdepdb.c`: epdb_insert,
 // epdb_delete_replaceable_entries, map, map_mgmt, lookup_match), which is what C706 App. O
-// describes and what Windows' RPCSS implements; ../shared/reference/epm-and-ports.md §2.3, §5.
+// describes and what Windows' RPCSS implements ([MS-RPCE] 2.2.1.2.5 ept_map, 3.1.3.5.3 towers).
 //
 // Ordering and paging snapshot: every stored entry gets an id from a counter that only grows
 // (never reused). Queries walk entries in id order, so a cursor is just "the next id to

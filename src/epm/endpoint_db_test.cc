@@ -280,7 +280,7 @@ TEST(EndpointDbMap, SambaTowers) {
 }
 
 TEST(EndpointDbMap, MalformedAndOversizedTowers) {
-  // > 6 floors: the §7.3 tower with two extra floors.
+  // > 6 floors: the ept-map-request tower (docs/wire-vectors.md) with two extra floors.
   auto t = tower("ncacn_ip_tcp:0.0.0.0[0]", kSamr10);
   auto seven = t;
   seven[0] = 7;

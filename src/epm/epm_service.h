@@ -2,7 +2,7 @@
 // stub in, stub (or fault) out, over an EndpointDb, plus the ept_lookup_handle_t context handles
 // of every connection. No sockets, threads or clocks; one owner thread.
 //
-// Operations (C706 App. O ept.idl; epm-and-ports.md §2.3, §5, §6, §7):
+// Operations (C706 App. O ept.idl; [MS-RPCE] 2.2.1.2; bytes: docs/wire-vectors.md):
 //   0 ept_insert       may_register and a uid ? EndpointDb::insert(entries, replace,
 //                      {lease, uid}) : ept_s_cant_perform_op (0x16c9a0cd) in the
 //                      response (not a fault); lease = connection_id if the connection holds a

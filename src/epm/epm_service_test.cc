@@ -17,11 +17,12 @@ namespace st = rpc::status;
 using common::Endian;
 
 const std::string kZero20(40, '0');
-constexpr std::string_view kTowerReq =  // §7.3: SAMR v1.0, ncacn_ip_tcp, port 0, 0.0.0.0
+// docs/wire-vectors.md: the towers of ept-map-request and ept-map-response.
+constexpr std::string_view kTowerReq =  // SAMR v1.0, ncacn_ip_tcp, port 0, 0.0.0.0
     "05 00 13 00 0d 78 57 34 12 34 12 cd ab ef 00 01 23 45 67 89 ac 01 00 02 00 00 00"
     "13 00 0d 04 5d 88 8a eb 1c c9 11 9f e8 08 00 2b 10 48 60 02 00 02 00 00 00"
     "01 00 0b 02 00 00 00 01 00 07 02 00 00 00 01 00 09 04 00 00 00 00 00";
-constexpr std::string_view kTowerResp =  // §7.4: port 49664, 127.0.0.1
+constexpr std::string_view kTowerResp =  // port 49664, 127.0.0.1
     "05 00 13 00 0d 78 57 34 12 34 12 cd ab ef 00 01 23 45 67 89 ac 01 00 02 00 00 00"
     "13 00 0d 04 5d 88 8a eb 1c c9 11 9f e8 08 00 2b 10 48 60 02 00 02 00 00 00"
     "01 00 0b 02 00 00 00 01 00 07 02 00 c2 00 01 00 09 04 00 7f 00 00 01";
@@ -71,7 +72,7 @@ EptLookupResponse lookup(EpmService& s, const EptLookupRequest& req, const Calle
   return resp.value_or(EptLookupResponse{});
 }
 
-// ---- goldens (epm-and-ports.md §7.3-7.5) ----
+// ---- goldens (docs/wire-vectors.md ept-map-request, ept-map-response, ept-lookup) ----
 
 TEST(EpmServiceGolden, EptMapSamr) {
   auto s = samr_service();
@@ -79,7 +80,7 @@ TEST(EpmServiceGolden, EptMapSamr) {
                            std::string(kTowerReq) + "ab" + kZero20 + "01000000");
   auto r = s.call(kOpnumEptMap, request, Endian::kLittle, net(1));
   ASSERT_TRUE(r);
-  // §7.4 byte for byte, except the tower referent id: §7.4's example server wrote 3, rpcgate
+  // ept-map-response byte for byte, except the tower referent id: the vector has 3, rpcgate
   // numbers referents as Windows and Samba do (0x00020000); any non-zero id is valid NDR.
   const auto expected = hex(kZero20 + "01000000 01000000 00000000 01000000 00000200" +
                             "4b000000 4b000000" + std::string(kTowerResp) + "00 00000000");

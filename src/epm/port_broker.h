@@ -1,6 +1,7 @@
 // Who holds which dynamic port: bookkeeping on top of policy::PortAllocator, the job RPCSS does
 // centrally on Windows ("ports allocated to a process remain allocated until that process
-// dies", KB 154596; epm-and-ports.md §2.2, §3). Sans-I/O: whether a port can really be bound is
+// dies": Microsoft Learn, "Configuring the Registry for Port Allocations and Selective
+// Binding"; KB 154596). Sans-I/O: whether a port can really be bound is
 // asked through the caller's BindProbe; no clock, no socket. One owner thread.
 //
 // Owners are opaque u64 ids chosen by the daemon (the registration session / process of a

@@ -34,8 +34,8 @@
 
 namespace rpcgate::ndr {
 
-// Protocol sequences rpcgate knows, with their tower protocol ids (floors 3..5; reference
-// epm-and-ports.md §7.2, Samba binding.c transports[]).
+// Protocol sequences rpcgate knows, with their tower protocol ids (floors 3..5; C706 App. I,
+// Samba librpc/rpc/binding.c transports[]; table in docs/wire-vectors.md).
 enum class Protseq : std::uint8_t {
   kNcacnIpTcp,       // {0x0b, 0x07, 0x09}
   kNcadgIpUdp,       // {0x0a, 0x08, 0x09}

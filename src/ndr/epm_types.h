@@ -3,7 +3,7 @@
 //   opnum 2 ept_lookup, 3 ept_map, 4 ept_lookup_handle_free (requests and responses);
 //   opnum 0 ept_insert, 1 ept_delete, 5 ept_inq_object, 6 ept_mgmt_delete (requests and
 //   responses; see the block "Registration and management operations" below).
-// Golden layouts: reference epm-and-ports.md §7.3-7.5.
+// Golden layouts: docs/wire-vectors.md (ept-map-request, ept-map-response, ept-lookup).
 //
 // Decoding contract: the span is exactly the stub (the PDU layer strips the header, auth
 // verifier and auth pad). Requests (what a server decodes): bytes after the last [in] parameter

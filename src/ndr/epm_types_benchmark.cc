@@ -1,5 +1,6 @@
 // The EPM's hot path after framing: decoding an ept_map request stub (the 132-byte stub of
-// epm-and-ports.md §7.3, as Impacket sends it) and its tower, and encoding the response stub.
+// docs/wire-vectors.md ept-map-request, as Impacket sends it) and its tower, and encoding the
+// response stub.
 #include <benchmark/benchmark.h>
 
 #include "common/bytes.h"

@@ -19,31 +19,32 @@ namespace {
 using testing::err;
 using testing::hex;
 
-constexpr std::string_view kTowerReq =  // §7.3: SAMR v1.0, ncacn_ip_tcp, port 0, 0.0.0.0
+// Goldens: docs/wire-vectors.md ept-map-request, ept-map-response, ept-lookup.
+constexpr std::string_view kTowerReq =  // SAMR v1.0, ncacn_ip_tcp, port 0, 0.0.0.0
     "05 00 13 00 0d 78 57 34 12 34 12 cd ab ef 00 01 23 45 67 89 ac 01 00 02 00 00 00"
     "13 00 0d 04 5d 88 8a eb 1c c9 11 9f e8 08 00 2b 10 48 60 02 00 02 00 00 00"
     "01 00 0b 02 00 00 00 01 00 07 02 00 00 00 01 00 09 04 00 00 00 00 00";
-constexpr std::string_view kTowerResp =  // §7.4: port 49664, 127.0.0.1
+constexpr std::string_view kTowerResp =  // port 49664, 127.0.0.1
     "05 00 13 00 0d 78 57 34 12 34 12 cd ab ef 00 01 23 45 67 89 ac 01 00 02 00 00 00"
     "13 00 0d 04 5d 88 8a eb 1c c9 11 9f e8 08 00 2b 10 48 60 02 00 02 00 00 00"
     "01 00 0b 02 00 00 00 01 00 07 02 00 c2 00 01 00 09 04 00 7f 00 00 01";
 const std::string kZero20(40, '0');
 
-std::vector<std::uint8_t> map_request_golden() {  // §7.3, 132 bytes, 0xab pad
+std::vector<std::uint8_t> map_request_golden() {  // 132 bytes, 0xab pad
   return hex("01000000" + std::string(32, '0') + "02000000 4b000000 4b000000" +
              std::string(kTowerReq) + "ab" + kZero20 + "01000000");
 }
-std::vector<std::uint8_t> map_response_golden() {  // §7.4, 128 bytes
+std::vector<std::uint8_t> map_response_golden() {  // 128 bytes
   return hex(kZero20 + "01000000 01000000 00000000 01000000 03000000 4b000000 4b000000" +
              std::string(kTowerResp) + "00 00000000");
 }
-std::vector<std::uint8_t> map_response_not_found() {  // §7.4 not-found stub
+std::vector<std::uint8_t> map_response_not_found() {  // not-found stub
   return hex(kZero20 + "00000000 01000000 00000000 00000000 d6a0c916");
 }
-std::vector<std::uint8_t> lookup_request_golden() {  // §7.5, 40 bytes
+std::vector<std::uint8_t> lookup_request_golden() {  // 40 bytes
   return hex("00000000 00000000 00000000 01000000" + kZero20 + "f4010000");
 }
-std::vector<std::uint8_t> lookup_response_golden() {  // §7.5, 160 bytes
+std::vector<std::uint8_t> lookup_response_golden() {  // 160 bytes
   return hex(kZero20 + "01000000 f4010000 00000000 01000000" + std::string(32, '0') +
              "00000200 00000000 05000000 73616d7200 000000 4b000000 4b000000" +
              std::string(kTowerResp) + "00 00000000");
@@ -530,9 +531,9 @@ TEST_P(EpmBothOrders, RegistrationStubsRoundTripAndTruncate) {
 }
 
 TEST(EpmStubs, EptInsertLayout) {
-  // One entry (nil object, §7.4 tower, "samr"), replace = 1: num_ents, max_count, the entry
-  // (object, tower referent 0x00020000, annotation offset/actual/chars, pad), then the deferred
-  // twr_t, pad, replace.
+  // One entry (nil object, ept-map-response tower, "samr"), replace = 1: num_ents, max_count, the
+  // entry (object, tower referent 0x00020000, annotation offset/actual/chars, pad), then the
+  // deferred twr_t, pad, replace.
   const auto expected = hex("01000000 01000000" + std::string(32, '0') +
                             "00000200 00000000 05000000 73616d7200 000000 4b000000 4b000000" +
                             std::string(kTowerResp) + "00 01000000");

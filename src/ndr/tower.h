@@ -1,5 +1,6 @@
-// Protocol towers (C706 Appendix L "Protocol Tower Encoding"; MS-RPCE 2.2.1.2.5, 3.1.3.5.3;
-// reference epm-and-ports.md §7.2). A tower is the octet string inside a twr_t:
+// Protocol towers (C706 Appendix L "Protocol Tower Encoding", Appendix I protocol ids; MS-RPCE
+// 2.2.1.2.5, 3.1.3.5.3; examples in docs/wire-vectors.md). A tower is the octet string inside a
+// twr_t:
 //
 //   u16 floor_count                       ; little-endian, *whatever the PDU's drep*
 //   floor_count x { u16 lhs_len, lhs[lhs_len], u16 rhs_len, rhs[rhs_len] }   ; no alignment

@@ -13,8 +13,8 @@ namespace {
 using testing::err;
 using testing::hex;
 
-// epm-and-ports.md §7.3 (map_tower of Impacket's ept_map: SAMR v1.0, ncacn_ip_tcp, port 0,
-// 0.0.0.0) and §7.4 (port 49664, 127.0.0.1).
+// docs/wire-vectors.md ept-map-request (map_tower of Impacket's ept_map: SAMR v1.0,
+// ncacn_ip_tcp, port 0, 0.0.0.0) and ept-map-response (port 49664, 127.0.0.1).
 constexpr std::string_view kSamrRequestTower =
     "05 00 13 00 0d 78 57 34 12 34 12 cd ab ef 00 01 23 45 67 89 ac 01 00 02 00 00 00"
     "13 00 0d 04 5d 88 8a eb 1c c9 11 9f e8 08 00 2b 10 48 60 02 00 02 00 00 00"
@@ -23,7 +23,7 @@ constexpr std::string_view kSamrResponseTower =
     "05 00 13 00 0d 78 57 34 12 34 12 cd ab ef 00 01 23 45 67 89 ac 01 00 02 00 00 00"
     "13 00 0d 04 5d 88 8a eb 1c c9 11 9f e8 08 00 2b 10 48 60 02 00 02 00 00 00"
     "01 00 0b 02 00 00 00 01 00 07 02 00 c2 00 01 00 09 04 00 7f 00 00 01";
-// §7.6: Microsoft-generated (Wine tower_data_tcp_ip1).
+// docs/wire-vectors.md tower-wine-tcp (Wine dlls/rpcrt4/tests/rpc.c tower_data_tcp_ip1).
 constexpr std::string_view kMicrosoftTower =
     "05 00 13 00 0d 00 db f1 a4 47 ca 67 10 b3 1f 00 dd 01 06 62 da 00 00 02 00 00 00"
     "13 00 0d 04 5d 88 8a eb 1c c9 11 9f e8 08 00 2b 10 48 60 02 00 02 00 00 00"
@@ -203,7 +203,7 @@ TEST(Tower, BindingConversionsForEveryProtseq) {
     ASSERT_TRUE(b2) << text;
     EXPECT_EQ(format_binding(*b2), text);
   }
-  // Protocol ids per protseq (epm-and-ports.md §7.2).
+  // Protocol ids per protseq (C706 App. I, Samba binding.c transports[]; docs/wire-vectors.md).
   auto np = binding_to_tower(parse_binding("ncacn_np:\\\\H[\\pipe\\x]").value(), samr()).value();
   EXPECT_EQ(np.floors[2].protocol_id(), 0x0b);
   EXPECT_EQ(np.floors[3].protocol_id(), 0x0f);

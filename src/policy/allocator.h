@@ -1,6 +1,6 @@
 // The dynamic port allocator: hands out ports of the policy's Internet / intranet classes, the job
-// Windows' RPCSS does centrally (localepmp AllocateReservedIPPort; KB 154596 "a particular random
-// port in the range"). ../shared/reference/epm-and-ports.md §2.2.
+// Windows' RPCSS does centrally (localepmp AllocateReservedIPPort, in hsc.fr's "RPC interfaces
+// supported by the rpcss service"; KB 154596 "a particular random port in the range").
 //
 // Choice within a class: uniformly random among the free ports. Windows documents only "random";
 // Samba hands out the lowest free port first and DCE picks a random start and then goes

@@ -1,4 +1,5 @@
-// Windows' rules for HKLM\Software\Microsoft\Rpc\Internet (KB 154596; epm-and-ports.md §2.1, §3).
+// Windows' rules for HKLM\Software\Microsoft\Rpc\Internet (KB 154596; Microsoft Learn,
+// "Configuring the Registry for Port Allocations and Selective Binding").
 //
 // Where Windows' exact behaviour is not documented we chose, and tests pin down:
 //  * Ports entries: blanks (space, tab) around an entry and around '-' are accepted; the numbers

@@ -1,5 +1,6 @@
 // The RPC port policy: HKLM\Software\Microsoft\Rpc\Internet with Windows' exact semantics
-// (KB 154596; ../shared/reference/epm-and-ports.md §2.1, §3).
+// (KB 154596; Microsoft Learn, "Configuring the Registry for Port Allocations and Selective
+// Binding").
 //
 // Pipeline:  source bytes --parse_reg/parse_toml--> PolicyInput --resolve--> Policy
 //                                                   (raw values)          (sets, validity)

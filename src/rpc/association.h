@@ -28,7 +28,7 @@
 //   as Windows does; over it: fault nca_s_proto_error on p_cont_id 0 (no DID_NOT_EXECUTE), close.
 // * pfc_flags of bind / alter_context: any combination is a complete PDU (Windows accepts FIRST
 //   alone, LAST alone, 0x00 and 0xff; C706 never fragments them). rpcgate used to bind_nak a
-//   bind with FIRST xor LAST (firewalls.md B10); it follows Windows now. The answer carries
+//   bind with FIRST xor LAST (docs/evasions.md B10); it follows Windows now. The answer carries
 //   FIRST|LAST plus the client's SUPPORT_HEADER_SIGN, and CONC_MPX when the client asked for it
 //   and this bind / alter_context accepted a new context (multiplexing is then granted, MS-RPCE
 //   3.3.1.5.1; Windows answers a CONC_MPX alter_context that only re-offers with FIRST|LAST).
@@ -64,7 +64,7 @@
 //   protocol_version_not_supported (4), as Windows. bind_nak bodies are zero-padded to 4 bytes.
 // * alter_context re-offering an accepted p_cont_id: with another abstract syntax, or without
 //   the accepted transfer syntax but with the other NDR flavour, fault nca_s_proto_error and
-//   close (firewalls.md C7; Windows, test_no_auth_presentation_ctx_invalid4 - Samba, without
+//   close (docs/evasions.md C7; Windows, test_no_auth_presentation_ctx_invalid4 - Samba, without
 //   NDR64, fails that test); with the same abstract syntax it is accepted again with the transfer
 //   syntax accepted before if that one is offered, else (only unknown syntaxes) the item is
 //   rejected (proposed_transfer_syntaxes_not_supported) and the context keeps its definition -
@@ -118,9 +118,9 @@ inline constexpr std::uint16_t kMustRecvFragSize = 1432;
 // The smallest fragment size a bind_ack names: Windows answers at least 2048 whatever the client
 // offered (raw_protocol test_neg_xmit_0_0); ServerConfig::max_frag is clamped to at least this.
 inline constexpr std::uint16_t kMinNegotiatedFrag = 2048;
-// What Windows and Samba offer on ncacn_ip_tcp (epm-and-ports.md §2.4).
+// What Windows and Samba offer on ncacn_ip_tcp (Samba librpc/rpc/dcesrv_core.c).
 inline constexpr std::uint16_t kDefaultServerMaxFrag = 5840;
-// Accepted contexts are a handful in practice; Suricata stops at 64 (firewalls.md §2.1).
+// Accepted contexts are a handful in practice; Suricata stops at 64 (docs/evasions.md C4).
 inline constexpr std::size_t kDefaultMaxContexts = 64;
 
 // ---- Interface matching --------------------------------------------------------------------
@@ -167,10 +167,10 @@ class ContextTable {
 
   // Checks the items of one bind / alter_context before anything is recorded:
   // * kDuplicateContextId: the same p_cont_id appears twice with a different abstract syntax or
-  //   a different transfer syntax list (firewalls.md C5; identical repeats are allowed);
+  //   a different transfer syntax list (docs/evasions.md C5; identical repeats are allowed);
   // * kContextRedefined: a p_cont_id already accepted is offered with a different abstract
   //   syntax, or without the transfer syntax accepted before but with another NDR flavour
-  //   (NDR 2.0 / NDR64) (firewalls.md C7; Windows). Without the accepted syntax and without any
+  //   (NDR 2.0 / NDR64) (docs/evasions.md C7; Windows). Without the accepted syntax and without any
   //   NDR flavour it passes: the server rejects that item and keeps the context.
   std::expected<void, std::error_code> check_offer(std::span<const ContextElement> items) const;
 
@@ -196,7 +196,8 @@ class ContextTable {
 // A 32-byte fault PDU (C706 §12.6.4.7): alloc_hint 24 (non-zero, as Windows and Samba send),
 // cancel_count 0, no stub, in `drep`, pfc_flags FIRST|LAST|extra_pfc_flags (e.g.
 // pfc::kDidNotExecute). The golden
-// nca_s_op_rng_error fault of epm-and-ports.md §7.7 is build_fault(1, 0, 0x1c010002, LE).
+// nca_s_op_rng_error fault (docs/wire-vectors.md fault-op-rng) is
+// build_fault(1, 0, 0x1c010002, LE).
 std::vector<std::uint8_t> build_fault(std::uint32_t call_id, std::uint16_t p_cont_id,
                                       std::uint32_t status, DataRep drep,
                                       std::uint8_t extra_pfc_flags = 0);

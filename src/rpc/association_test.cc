@@ -358,7 +358,7 @@ TEST(ServerBind, ClientAssocGroupIsEchoed) {
   EXPECT_EQ(s.assoc_group_id(), 0x53f0u);
 }
 
-// firewalls.md C9 / epm-and-ports.md §2.4: Samba's bind_nak reason_not_specified.
+// docs/evasions.md C9: Samba's (and Windows') bind_nak reason_not_specified.
 TEST(ServerBind, SecondBindIsNakedAndClosesTheConnection) {
   ServerAssociation s = bound_epm_server();
   expect_nak(s.handle(decode(testing::impacket_bind())), Errc::kBindAlreadyDone,
@@ -456,7 +456,7 @@ TEST(ServerBind, UnsupportedVersionIsNakedWithVersionList) {
   expect_nak(u.handle(p), Errc::kUnsupportedVersion, status::kRejectProtocolVersionNotSupported, 2);
 }
 
-// firewalls.md B9 / B10, revisited for issue 12: Windows accepts a bind or alter_context with
+// docs/evasions.md B9 / B10, revisited for issue 12: Windows accepts a bind or alter_context with
 // any pfc_flags (raw_protocol test_no_auth_request_{bind,alter}_pfc_*) and answers FIRST|LAST
 // plus SUPPORT_HEADER_SIGN, and CONC_MPX in a bind_ack.
 TEST(ServerBind, AnyPfcFlagsAndTheEchoedOnes) {
@@ -492,7 +492,7 @@ TEST(ServerBind, AnyPfcFlagsAndTheEchoedOnes) {
   }
 }
 
-// firewalls.md C5.
+// docs/evasions.md C5.
 TEST(ServerBind, DuplicateContextIdWithDifferentUuidsIsNaked) {
   ServerAssociation s(epm_config());
   expect_nak(
@@ -542,7 +542,7 @@ TEST(ServerBind, PerItemTransferSyntaxResults) {
                                   reject(status::kReasonProposedTransferSyntaxesNotSupported)}));
 }
 
-// firewalls.md C3, revisited for issue 12: an item without transfer syntaxes refuses the whole
+// docs/evasions.md C3, revisited for issue 12: an item without transfer syntaxes refuses the whole
 // bind (Windows, raw_protocol test_no_auth_presentation_ctx_invalid2) and is a protocol error in
 // an alter_context (test_no_auth_presentation_ctx_invalid3).
 TEST(ServerBind, ItemWithoutTransferSyntaxes) {
@@ -555,8 +555,8 @@ TEST(ServerBind, ItemWithoutTransferSyntaxes) {
                kWhole | pfc::kDidNotExecute);
 }
 
-// firewalls.md C14 / MS KB899148: Windows offers NDR, NDR64 and feature negotiation for the same
-// interface as three items, with PFC_SUPPORT_HEADER_SIGN. Must be accepted.
+// docs/evasions.md C14 / MS KB899148: Windows offers NDR, NDR64 and feature negotiation for the
+// same interface as three items, with PFC_SUPPORT_HEADER_SIGN. Must be accepted.
 TEST(ServerBind, WindowsNdrNdr64BtfnBindIsAccepted) {
   const auto items = std::vector<ContextElement>{item(0, kEpmSyntax, {kNdr20Syntax}),
                                                  item(1, kEpmSyntax, {kNdr64Syntax}),
@@ -608,7 +608,7 @@ TEST(ServerBind, FeatureNegotiationItems) {
   EXPECT_EQ(u.contexts().accepted(1), nullptr);
 }
 
-// firewalls.md C1: accept the known interfaces, reject the unknown ones, per item. Impacket's
+// docs/evasions.md C1: accept the known interfaces, reject the unknown ones, per item. Impacket's
 // multi-item bind (LE and BE) against a server offering SAMR and EPM must yield exactly the
 // results of the Windows-like bind_ack vector.
 TEST(ServerBind, ImpacketMultiItemBindMatchesReferenceResults) {
@@ -647,7 +647,7 @@ TEST(ServerBind, BigEndianAssociation) {
   const Decision call = s.handle(request(5, 0, 2, kWhole, {9, 9}, DataRep::big_endian()));
   ASSERT_EQ(call.action, Action::kDispatch);
   EXPECT_EQ(call.call->call.drep, DataRep::big_endian());
-  // firewalls.md B7: the byte order is fixed by the bind. Fault in the bind's byte order.
+  // docs/evasions.md B7: the byte order is fixed by the bind. Fault in the bind's byte order.
   expect_fault_close(s.handle(request(6, 0, 2)), Errc::kByteOrderChanged, status::kNcaSProtoError,
                      6, Endian::kBig);
 }
@@ -687,9 +687,9 @@ TEST(ServerAlter, BeforeBindClosesWithoutReply) {
   expect_close(s.handle(decode(testing::impacket_bind())), Errc::kAssociationClosed);
 }
 
-// firewalls.md C7: another abstract syntax on an accepted p_cont_id is a protocol error. The same
-// abstract syntax without the accepted transfer syntax is rejected per item and the context keeps
-// its definition (Windows, raw_protocol test_no_auth_presentation_ctx_valid2).
+// docs/evasions.md C7: another abstract syntax on an accepted p_cont_id is a protocol error. The
+// same abstract syntax without the accepted transfer syntax is rejected per item and the context
+// keeps its definition (Windows, raw_protocol test_no_auth_presentation_ctx_valid2).
 TEST(ServerAlter, RedefiningAnAcceptedContext) {
   {
     ServerAssociation s = bound_epm_server();
@@ -792,8 +792,8 @@ TEST(ServerAlter, ProtocolErrors) {
   }
 }
 
-// firewalls.md C4: thousands of items arrive as many capped alter_contexts; the association limit
-// holds across them. Rejected items (every item after a PDU's one acceptance) take room too.
+// docs/evasions.md C4: thousands of items arrive as many capped alter_contexts; the association
+// limit holds across them. Rejected items (every item after a PDU's one acceptance) take room too.
 TEST(ServerAlter, ContextLimitAcrossAlterContexts) {
   ServerAssociation s = bound_epm_server();  // 1 context used
   std::uint16_t next_id = 1;
@@ -832,7 +832,7 @@ TEST(ServerRequest, BeforeBindClosesWithoutReply) {
   expect_close(s.handle(decode(testing::ept_map_request())), Errc::kRequestBeforeBind);
 }
 
-// firewalls.md C10: never guessed. Windows answers fault nca_s_unk_if on p_cont_id 0 with
+// docs/evasions.md C10: never guessed. Windows answers fault nca_s_unk_if on p_cont_id 0 with
 // DID_NOT_EXECUTE and keeps the connection (raw_protocol test_no_auth_presentation_ctx_invalid1).
 TEST(ServerRequest, UnacceptedContextsGetUnkIfFault) {
   for (std::uint16_t ctx : {1, 7, 0xffff}) {
@@ -862,7 +862,7 @@ TEST(ServerResponse, ContextIdLowByte) {
   EXPECT_EQ(std::get<Response>(decode(frags->front()).body).p_cont_id, 0xff);
 }
 
-// firewalls.md B11 / B12: fragment header disagreement, missing FIRST, duplicate FIRST.
+// docs/evasions.md B11 / B12: fragment header disagreement, missing FIRST, duplicate FIRST.
 TEST(ServerRequest, FragmentRules) {
   {
     ServerAssociation s = bound_epm_server();
@@ -932,7 +932,7 @@ TEST(ServerRequest, OneCallInReassembly) {
   }
 }
 
-// firewalls.md B2 / B15.
+// docs/evasions.md B2 / B15.
 TEST(ServerRequest, Limits) {
   {
     // Negotiated 4280, but Windows takes fragments up to its own limit (5840) and refuses
@@ -1037,7 +1037,7 @@ TEST(ServerRequest, InterfaceStubCapConnectionBudgetAndCallDeadline) {
   }
 }
 
-// firewalls.md B16.
+// docs/evasions.md B16.
 TEST(ServerOther, Auth3ShutdownAndServerTypesFromTheClient) {
   for (const char* name :
        {"impacket_auth3", "impacket_response", "impacket_fault", "impacket_bind_ack_multi",
@@ -1155,7 +1155,7 @@ TEST(Observer, ImpacketMultiBindVectors) {
     expect_allow(epm);
     EXPECT_EQ(epm.request->abstract_syntax, kEpmSyntax);
     EXPECT_EQ(o.contexts().find(2)->state, ContextState::kNegotiateAck);
-    // ctx 1 (NDR64, rejected), 2 (negotiate_ack, firewalls.md C12), 4 (unknown interface).
+    // ctx 1 (NDR64, rejected), 2 (negotiate_ack, docs/evasions.md C12), 4 (unknown interface).
     for (std::uint16_t ctx : {1, 2, 4, 9}) {
       AssociationObserver p;
       p.observe(kC2S, vector_pdu("impacket_bind_multi" + s));
@@ -1203,7 +1203,7 @@ TEST(Observer, AlterBeforeBindAndWhilePending) {
               Errc::kPresentationPending);
 }
 
-// firewalls.md A2: a request pipelined behind the bind is never forwarded.
+// docs/evasions.md A2: a request pipelined behind the bind is never forwarded.
 TEST(Observer, RequestBeforeBindAck) {
   AssociationObserver o;
   expect_drop(o.observe(kC2S, decode(testing::ept_map_request())), Errc::kRequestBeforeBind);
@@ -1212,7 +1212,7 @@ TEST(Observer, RequestBeforeBindAck) {
   expect_drop(p.observe(kC2S, decode(testing::ept_map_request())), Errc::kRequestBeforeBind);
 }
 
-// firewalls.md C11.
+// docs/evasions.md C11.
 TEST(Observer, BindAckMustMatchThePendingBind) {
   const auto bind2 = bind(1, {item(0, kEpmSyntax, {kNdr20Syntax}), item(1, kSamr, {kNdr20Syntax})});
   struct Case {
@@ -1249,7 +1249,7 @@ TEST(Observer, BindNakEndsTheAssociation) {
   expect_drop(o.observe(kC2S, decode(testing::impacket_bind())), Errc::kAssociationClosed);
 }
 
-// firewalls.md B7.
+// docs/evasions.md B7.
 TEST(Observer, ByteOrderChange) {
   AssociationObserver o = bound_observer();
   expect_drop(o.observe(kC2S, request(2, 0, 3, kWhole, {}, DataRep::big_endian())),
@@ -1264,7 +1264,7 @@ TEST(Observer, ByteOrderChange) {
               Errc::kByteOrderChanged);
 }
 
-// firewalls.md C6 / C7.
+// docs/evasions.md C6 / C7.
 TEST(Observer, AlterContext) {
   {
     AssociationObserver o = bound_observer();
@@ -1320,7 +1320,7 @@ TEST(Observer, AlterContext) {
   }
 }
 
-// firewalls.md C3, C5, B9, B10.
+// docs/evasions.md C3, C5, B9, B10.
 TEST(Observer, BindContentRules) {
   struct Case {
     Pdu bind;
@@ -1348,7 +1348,7 @@ TEST(Observer, BindContentRules) {
   }
 }
 
-// firewalls.md C4: the observer's table limit holds across alter_contexts.
+// docs/evasions.md C4: the observer's table limit holds across alter_contexts.
 TEST(Observer, ContextLimitAcrossAlterContexts) {
   AssociationObserver o = bound_observer();
   std::uint16_t next_id = 1;
@@ -1375,7 +1375,7 @@ TEST(Observer, ContextLimitAcrossAlterContexts) {
   expect_drop(p.observe(kC2S, pdu), Errc::kTooManyContexts);
 }
 
-// firewalls.md B11, B12, B15, B2.
+// docs/evasions.md B11, B12, B15, B2.
 TEST(Observer, RequestFragments) {
   {
     AssociationObserver o = bound_observer();
@@ -1438,7 +1438,7 @@ TEST(Observer, RequestFragments) {
   }
 }
 
-// firewalls.md B16, C14.
+// docs/evasions.md B16, C14.
 TEST(Observer, Auth3CancelOrphanedShutdown) {
   {
     AssociationObserver o = bound_observer();

@@ -69,38 +69,38 @@ enum class Errc : int {
   // Each is fatal to the connection (a server closes it, a firewall drops it), except where
   // association.h says an outcome is only informational.
   kBindAlreadyDone,       // a second bind on a connection that already bound (C706 §12.4;
-                          // firewalls.md C9)
-  kAlterBeforeBind,       // alter_context before a bind was accepted (firewalls.md C8)
+                          // docs/evasions.md C9)
+  kAlterBeforeBind,       // alter_context before a bind was accepted (docs/evasions.md C8)
   kRequestBeforeBind,     // request (or cancel/orphaned) before the association was bound
   kContextNotAccepted,    // request on a p_cont_id the server never accepted (rejected,
-                          // negotiate_ack, or never offered) (firewalls.md C10, C12)
-  kContextRedefined,      // alter_context re-defines an accepted p_cont_id (firewalls.md C7)
+                          // negotiate_ack, or never offered) (docs/evasions.md C10, C12)
+  kContextRedefined,      // alter_context re-defines an accepted p_cont_id (docs/evasions.md C7)
   kDuplicateContextId,    // one bind/alter_context offers a p_cont_id twice with different
-                          // syntaxes (firewalls.md C5)
-  kNoContextItems,        // bind/alter_context with n_context_elem == 0 (firewalls.md C3)
-  kNoTransferSyntaxes,    // a context item with n_transfer_syn == 0 (firewalls.md C3)
+                          // syntaxes (docs/evasions.md C5)
+  kNoContextItems,        // bind/alter_context with n_context_elem == 0 (docs/evasions.md C3)
+  kNoTransferSyntaxes,    // a context item with n_transfer_syn == 0 (docs/evasions.md C3)
   kInterleavedCall,       // a request fragment of another call while one call's fragments are
                           // still coming (Windows reassembles one call at a time)
   kUnknownAssocGroup,     // a bind names an association group that does not exist
   kTwoFeatureItems,       // a bind with two bind-time feature negotiation items (MS-RPCE
                           // 3.3.1.5.3 allows one; Windows answers bind_nak)
   kTooManyContexts,       // the association's presentation-context limit was reached
-  kByteOrderChanged,      // packed_drep differs from the one fixed at bind (firewalls.md B7)
+  kByteOrderChanged,      // packed_drep differs from the one fixed at bind (docs/evasions.md B7)
   kAuthNotSupported,      // authenticated bind / auth trailer while authentication is not
                           // implemented or was not negotiated
   kFragmentedBind,        // bind/alter_context with FIRST but not LAST or vice versa
-                          // (firewalls.md B10). No longer returned: Windows accepts any
+                          // (docs/evasions.md B10). No longer returned: Windows accepts any
                           // pfc_flags there, and so does association.h
   kPresentationPending,   // bind/alter_context while another one awaits its answer
   kUnsolicitedBindAck,    // bind_ack/bind_nak/alter_context_resp with no pending bind or
-                          // alter_context of that call_id (firewalls.md C11)
+                          // alter_context of that call_id (docs/evasions.md C11)
   kResultCountMismatch,   // n_results differs from the pending n_context_elem (C11)
   kInvalidContextResult,  // a result the items cannot have produced: acceptance of a
                           // transfer syntax that was not offered, negotiate_ack for an item
                           // without a feature-negotiation syntax, unknown result value
   kUnexpectedPdu,         // a PDU type not valid in this direction or state (auth3 without
                           // authentication, bind_ack from the client, shutdown from the
-                          // client...) (firewalls.md B16)
+                          // client...) (docs/evasions.md B16)
   kAssociationClosed,     // input after the association was closed / dropped / bind_nak'ed
   kUnsolicitedResponse,   // response/fault for a call_id never requested (informational:
                           // the observer lets it pass, see association.h)

@@ -58,7 +58,7 @@ struct AssembledRequest {
 // * non-FIRST fragment for a call_id not in progress ("missing FIRST", orphan middle or LAST):
 //   kUnknownCall.
 // * a later fragment whose p_cont_id, opnum, object UUID or packed_drep differs from the first:
-//   kFragmentMismatch (firewalls.md B11; the first fragment decides what the call is).
+//   kFragmentMismatch (docs/evasions.md B11; the first fragment decides what the call is).
 // * stub total > the call's cap: kStubTooLarge (also for a single-PDU call). The cap is fixed by
 //   the FIRST fragment: feed()'s `stub_cap` if given (the cap of the interface its context is
 //   bound to), else limits.max_stub_size - so a FIRST fragment of a small interface cannot start

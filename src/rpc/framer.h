@@ -18,7 +18,7 @@
 //   ptype, drep, frag_length >= the type's fixed header, auth_length consistency), and
 //   frag_length against max_frag_length (kFragTooLong) - before any body byte is buffered.
 // * Errors are sticky: after the first error every feed() returns kFramerFailed. A byte stream
-//   cannot be resynchronised; the framer never scans for "05 00" (firewalls.md A4).
+//   cannot be resynchronised; the framer never scans for "05 00" (docs/evasions.md A4).
 // * The framer does not decode bodies; pass frame() to decode_pdu() (pdu.h).
 #pragma once
 

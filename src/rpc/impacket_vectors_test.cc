@@ -1,6 +1,6 @@
 // Impacket-generated PDUs (tests/vectors/gen_impacket_pdus.py -> src/rpc/testdata/): decode to the
 // fields the generator put in, and every big-endian twin decodes to the same PDU as its
-// little-endian original (firewalls.md B6: byte order must not change a decision).
+// little-endian original (docs/evasions.md B6: byte order must not change a decision).
 #include <map>
 
 #include <gtest/gtest.h>

@@ -190,7 +190,7 @@ struct Fault {
 };
 
 // p_cont_elem_t. Decoded as sent: zero transfer syntaxes is not a decode error (C706 leaves it
-// to the receiver); the association decides (firewalls.md C3). Count limits: DecodeLimits.
+// to the receiver); the association decides (docs/evasions.md C3). Count limits: DecodeLimits.
 struct ContextElement {
   std::uint16_t p_cont_id = 0;
   SyntaxId abstract_syntax;

@@ -1,5 +1,5 @@
 // Framing + decoding throughput for the two PDUs an EPM sees most: the 72-byte bind and the
-// 156-byte ept_map request (epm-and-ports.md §7.3, §7.7).
+// 156-byte ept_map request (docs/wire-vectors.md ept-map-request, bind-epm).
 #include <benchmark/benchmark.h>
 
 #include "rpc/framer.h"

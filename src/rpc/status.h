@@ -4,8 +4,8 @@
 // Only values confirmed in at least two independent sources are listed: Impacket 0.10.0
 // (impacket/dcerpc/v5/rpcrt.py rpc_status_codes, impacket/system_errors.py), Wireshark
 // (epan/dissectors/packet-dcerpc.c reject_status_vals), FreeRDP (libfreerdp/core/gateway/rpc.h
-// nca_s_* defines), Samba (librpc/idl/dcerpc.idl), C706 Appendix E, and the project reference
-// epm-and-ports.md §7.8. The three families do not overlap numerically: Win32 values are small
+// nca_s_* defines), Samba (librpc/idl/dcerpc.idl), C706 Appendix E, and [MS-RPCE] 2.2.1.2.5
+// (ept_map's statuses). The three families do not overlap numerically: Win32 values are small
 // (< 0x10000), DCE rpc_s_/ept_s_ are 0x16c9axxx, NCA fault codes are 0x1c00xxxx/0x1c01xxxx.
 #pragma once
 

@@ -1,8 +1,10 @@
 // The port broker interface between an RPC server process and rpcgate-epmd.
 //
 // Windows hands dynamic ports out centrally: RPCSS's local interface "localepmp"
-// (0b0a6584-9e0f-11cf-a3cf-00805f68cb1b) has AllocateReservedIPPort, and "ports allocated to a
-// process remain allocated until that process dies" (epm-and-ports.md §1, §2.2). rpcgate does
+// (0b0a6584-9e0f-11cf-a3cf-00805f68cb1b) has AllocateReservedIPPort (hsc.fr, "RPC interfaces
+// supported by the rpcss service"), and "ports allocated to a process remain allocated until
+// that process dies" (Microsoft Learn, "Configuring the Registry for Port Allocations and
+// Selective Binding"). rpcgate does
 // the same over its local endpoint (ncalrpc: a Unix stream socket, default
 // /run/rpcgate/epmd.sock) with a private DCE/RPC interface, NDR20 stubs:
 //

@@ -68,7 +68,7 @@ TEST(ConnectTarget, FromBindings) {
 // ---- tower -> endpoint ----
 
 TEST(TowerEndpoint, TcpPortFloor) {
-  // reference epm-and-ports.md §7.4 (port 49664) and §7.6 (Microsoft's tower, port 135).
+  // docs/wire-vectors.md ept-map-response (port 49664) and tower-wine-tcp (port 135).
   const auto ours =
       hex("05 00 13 00 0d 78 57 34 12 34 12 cd ab ef 00 01 23 45 67 89 ac 01 00 02 00 00 00"
           "13 00 0d 04 5d 88 8a eb 1c c9 11 9f e8 08 00 2b 10 48 60 02 00 02 00 00 00"

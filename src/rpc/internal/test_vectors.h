@@ -1,4 +1,4 @@
-// Test-only: golden CO PDUs from epm-and-ports.md §7 and the Impacket-generated vectors
+// Test-only: golden CO PDUs (docs/wire-vectors.md) and the Impacket-generated vectors
 // (src/rpc/testdata/impacket_vectors.txt). Linked into rpc_test and rpc_benchmark, not into the
 // library.
 #pragma once
@@ -15,13 +15,14 @@ struct NamedVector {
   std::vector<std::uint8_t> bytes;
 };
 
-// epm-and-ports.md §7.3: impacket 0.10.0 ept_map request PDU (156 bytes, call_id 1, opnum 3).
+// ept-map-request: impacket 0.10.0 ept_map request PDU (156 bytes, call_id 1, opnum 3).
 std::vector<std::uint8_t> ept_map_request();
-// §7.4: ept_map response PDU (152 bytes) resolving SAMR to ncacn_ip_tcp:127.0.0.1[49664].
+// ept-map-response: ept_map response PDU (152 bytes) resolving SAMR to
+// ncacn_ip_tcp:127.0.0.1[49664].
 std::vector<std::uint8_t> ept_map_response();
-// §7.7: impacket bind (72 B), bind_ack accepted by impacket (60 B), fault nca_s_op_rng_error
-// (32 B; the reference leaves call_id/alloc_hint open: call_id 1, and alloc_hint 24 as Samba
-// sends and build_fault() does - Samba's raw_protocol, checked against Windows, wants it non-zero).
+// bind-epm, bind-ack-epm, fault-op-rng: impacket bind (72 B), bind_ack accepted by impacket
+// (60 B), fault nca_s_op_rng_error (32 B; call_id 1, and alloc_hint 24 as Samba sends and
+// build_fault() does - Samba's raw_protocol, checked against Windows, wants it non-zero).
 std::vector<std::uint8_t> impacket_bind();
 std::vector<std::uint8_t> impacket_bind_ack();
 std::vector<std::uint8_t> op_rng_fault();

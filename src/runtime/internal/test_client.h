@@ -17,7 +17,7 @@ namespace rpcgate::runtime::testing {
 
 using namespace std::chrono_literals;
 
-// The 72-byte Impacket 0.10.0 bind for EPM v3.0 (epm-and-ports.md §7.7).
+// The 72-byte Impacket 0.10.0 bind for EPM v3.0 (docs/wire-vectors.md bind-epm).
 std::vector<std::uint8_t> impacket_epm_bind();
 // An Impacket-style bind (call_id 1, 4280/4280, context 0 = `uuid` vMAJOR.MINOR + NDR 2.0).
 std::vector<std::uint8_t> bind_pdu(const std::string& uuid, std::uint16_t major,

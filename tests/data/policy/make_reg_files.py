@@ -95,7 +95,9 @@ def main():
         sz("PortsInternetAvailable", "Y"),
         sz("UseInternetPorts", "Y")))
 
-    # Ports stored as REG_SZ (the AVEVA case in epm-and-ports.md §2.1).
+    # Ports stored as REG_SZ, not REG_MULTI_SZ (seen in the field): an invalid value, so Windows
+    # treats the whole configuration as invalid (Microsoft Learn, "Configuring the Registry for
+    # Port Allocations and Selective Binding").
     write("ports_reg_sz.reg", block(KEY,
         sz("Ports", "5000-6000"),
         sz("PortsInternetAvailable", "Y"),
