@@ -17,8 +17,8 @@
 #include "runtime/client.h"
 #include "runtime/epm_host.h"
 #include "runtime/epmd_client.h"
-#include "runtime/internal/test_fixture.h"
-#include "runtime/internal/test_interface.h"
+#include "runtime/testing/test_fixture.h"
+#include "runtime/testing/test_interface.h"
 
 namespace rpcgate::runtime {
 namespace {

@@ -16,9 +16,9 @@
 #include "rpc/pdu.h"
 #include "rpc/status.h"
 #include "runtime/client.h"
-#include "runtime/internal/test_client.h"
-#include "runtime/internal/test_fixture.h"
-#include "runtime/internal/test_interface.h"
+#include "runtime/testing/test_client.h"
+#include "runtime/testing/test_fixture.h"
+#include "runtime/testing/test_interface.h"
 
 namespace rpcgate::runtime {
 namespace {
