@@ -4,7 +4,7 @@
 # network namespace, driven by the same client (rpcgate-bench) on the same interface.
 #
 #   bench/epm_side_by_side.sh [--reps N] [--duration S] [--warmup S] [--out DIR] [--smoke]
-#                             [--idle-connections N]
+#                             [--idle-connections N] [--max-load L]
 #
 # Root (unshare -n). What it does, in a new network namespace with only lo up:
 #   1. starts Samba's EPM (bench/samba_epm.sh, 127.0.0.1:135), rpcgate-epmd (127.0.0.1:1135,
@@ -21,14 +21,27 @@
 #      the same way;
 #   4. `rpcgate-bench idle` against rpcgate-epmd (when this build has it), and
 #      build/bench/allocator_benchmark (Google Benchmark);
-#   5. prints the table (medians over the rounds, ratios, the issue's targets with PASS/MISS) and
+#   5. prints the table (medians over the rounds, ratios, the issue's targets with PASS/MISS, or
+#      NOT MEASURED when the machine was busy, below) and
 #      writes OUT/latest.json (every raw number + machine info), OUT/latest.txt (the table) and
 #      OUT/latest.png (gnuplot: calls/s and p99 against connections).
+#
+# A busy machine: other work compresses every ratio toward 1 (both servers then wait for the CPU
+# alike). Before each run (one server at one connection count) the script measures the CPU that
+# other work takes while everything here is idle - the machine's busy share over a quiet window
+# of 1 s (0.2 s with --smoke) from /proc/stat, in CPUs - and records it with the 1-minute load
+# average before and after the run. Not the load average itself as the judge: this benchmark's
+# own previous runs keep it near the core count (a quiet run went from 0.72 to 1.80), so it
+# cannot tell other work from ours. A run with more than --max-load CPUs of other work (default
+# 0.5, env BENCH_MAX_LOAD; on a 2-core machine that is a quarter of it) marks the ratios it
+# enters with "*" and a footnote, and the targets built on them say "NOT MEASURED (machine
+# busy)" instead of PASS/MISS. --max-load 0 marks any other work at all; a large value (99)
+# marks nothing.
 #
 # OUT is bench/results by default; with --smoke (reps 1, duration 0.3 s, warmup 0.2 s, 200 idle
 # connections, a tiny allocator min time: the CI check that it all runs) a new temp dir unless
 # --out is given. Every flag has an environment form: BENCH_REPS, BENCH_DURATION, BENCH_WARMUP,
-# BENCH_OUT, BENCH_IDLE_CONNECTIONS; BENCH_TIMEOUT bounds the whole run (seconds; default from
+# BENCH_OUT, BENCH_IDLE_CONNECTIONS, BENCH_MAX_LOAD; BENCH_TIMEOUT bounds the whole run (seconds; default from
 # the parameters). Binaries: RPCGATE_BIN (default build/bin), RPCGATE_BENCH_BIN (default
 # build/bench).
 #
@@ -59,6 +72,7 @@ DURATION=${BENCH_DURATION:-}
 WARMUP=${BENCH_WARMUP:-}
 OUT=${BENCH_OUT:-}
 IDLE_CONNECTIONS=${BENCH_IDLE_CONNECTIONS:-}
+MAX_LOAD=${BENCH_MAX_LOAD:-0.5}
 SMOKE=0
 # Re-executed inside the namespace with the parsed values (see below); never set this yourself.
 IN_NETNS=${EPM_SBS_IN_NETNS:-0}
@@ -71,6 +85,7 @@ while [ $# -gt 0 ]; do
     --out) [ $# -ge 2 ] || bad_usage "--out needs a value"; OUT=$2; shift 2 ;;
     --idle-connections)
       [ $# -ge 2 ] || bad_usage "--idle-connections needs a value"; IDLE_CONNECTIONS=$2; shift 2 ;;
+    --max-load) [ $# -ge 2 ] || bad_usage "--max-load needs a value"; MAX_LOAD=$2; shift 2 ;;
     --smoke) SMOKE=1; shift ;;
     -h | --help) usage 0 ;;
     *) bad_usage "unknown argument: $1" ;;
@@ -79,16 +94,18 @@ done
 
 if [ "$SMOKE" = 1 ]; then
   REPS=${REPS:-1}; DURATION=${DURATION:-0.3}; WARMUP=${WARMUP:-0.2}
-  IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-200}; ALLOCATOR_MIN_TIME=0.001
+  IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-200}; ALLOCATOR_MIN_TIME=0.001; QUIET_WINDOW=0.2
 else
   REPS=${REPS:-3}; DURATION=${DURATION:-3}; WARMUP=${WARMUP:-1}
-  IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}; ALLOCATOR_MIN_TIME=0.2
+  IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}; ALLOCATOR_MIN_TIME=0.2; QUIET_WINDOW=1
 fi
 [[ $REPS =~ ^[1-9][0-9]?$ ]] || bad_usage "--reps must be 1-99, not '$REPS'"
 [[ $DURATION =~ ^[0-9]+(\.[0-9]+)?$ ]] || bad_usage "--duration must be seconds, not '$DURATION'"
 [[ $WARMUP =~ ^[0-9]+(\.[0-9]+)?$ ]] || bad_usage "--warmup must be seconds, not '$WARMUP'"
 [[ $IDLE_CONNECTIONS =~ ^[1-9][0-9]{0,5}$ ]] ||
   bad_usage "--idle-connections must be a count, not '$IDLE_CONNECTIONS'"
+[[ $MAX_LOAD =~ ^[0-9]{1,3}(\.[0-9]+)?$ ]] ||
+  bad_usage "--max-load must be a number of CPUs (e.g. 0.5), not '$MAX_LOAD'"
 
 BIN=${RPCGATE_BIN:-$ROOT/build/bin}
 BENCH_BIN=${RPCGATE_BENCH_BIN:-$ROOT/build/bench}
@@ -113,12 +130,13 @@ if [ "$IN_NETNS" != 1 ]; then
   OUT=$(cd "$OUT" && pwd)
   # Runs: REPS x (3 connection counts + connect) x 3 servers, each warmup + duration + slack.
   runs=$((REPS * 12))
-  budget=${BENCH_TIMEOUT:-$("$PY" -c "print(int(90 + $runs * ($WARMUP + $DURATION + 6) + 30 + $IDLE_CONNECTIONS / 100 + (30 if $SMOKE else 90)))")}
+  budget=${BENCH_TIMEOUT:-$("$PY" -c "print(int(90 + $runs * ($WARMUP + $DURATION + $QUIET_WINDOW + 6) + 30 + $IDLE_CONNECTIONS / 100 + (30 if $SMOKE else 90)))")}
   echo "epm_side_by_side: $runs runs of ${WARMUP}+${DURATION} s, $REPS round(s); at most ${budget} s; results in $OUT" >&2
   export EPM_SBS_IN_NETNS=1 RPCGATE_BIN="$BIN" RPCGATE_BENCH_BIN="$BENCH_BIN"
   export BENCH_REPS="$REPS" BENCH_DURATION="$DURATION" BENCH_WARMUP="$WARMUP" BENCH_OUT="$OUT"
   export BENCH_IDLE_CONNECTIONS="$IDLE_CONNECTIONS" EPM_SBS_SMOKE="$SMOKE"
   export EPM_SBS_ALLOCATOR_MIN_TIME="$ALLOCATOR_MIN_TIME"
+  export BENCH_MAX_LOAD="$MAX_LOAD" EPM_SBS_QUIET_WINDOW="$QUIET_WINDOW"
   rc=0
   timeout --kill-after=15 "$budget" unshare -n /bin/bash "${BASH_SOURCE[0]}" || rc=$?
   [ "$rc" != 124 ] || die "did not finish within ${budget} s (BENCH_TIMEOUT); stopped"
@@ -129,6 +147,7 @@ fi
 # Inside the namespace.
 SMOKE=${EPM_SBS_SMOKE:-0}
 ALLOCATOR_MIN_TIME=${EPM_SBS_ALLOCATOR_MIN_TIME:-0.2}
+QUIET_WINDOW=${EPM_SBS_QUIET_WINDOW:-1}
 ip link set lo up || die "cannot bring lo up in the new namespace"
 # 10000 idle connections need as many descriptors in rpcgate-epmd and in the client.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -253,21 +272,46 @@ mkdir -p "$S/runs"
 run_timeout=$("$PY" -c "print(int($WARMUP + $DURATION + 30))")
 total=$((REPS * 12))
 n=0
+# The 1-minute load average.
+loadavg_1min() { cut -d' ' -f1 /proc/loadavg; }
+# "busy total" jiffies of all CPUs (busy: user nice system irq softirq steal; total adds idle and
+# iowait).
+cpu_jiffies() { awk '/^cpu / { b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6; exit }' /proc/stat; }
+# The CPUs other work takes (0 .. nproc, two decimals): the machine's busy share over
+# QUIET_WINDOW s while nothing here runs (between runs every server is idle and no client runs).
+# /proc/stat is not namespaced: it sees the whole machine.
+other_cpus() {
+  local before after
+  before=$(cpu_jiffies)
+  sleep "$QUIET_WINDOW"
+  after=$(cpu_jiffies)
+  awk -v a="$before" -v b="$after" -v n="$(nproc)" 'BEGIN {
+    split(a, x, " "); split(b, y, " "); t = y[2] - x[2]
+    printf "%.2f\n", (t > 0 ? (y[1] - x[1]) / t * n : 0) }'
+}
+
 # $1 mode, $2 connections, $3 server name, $4 round
 measure() {
-  local mode=$1 conns=$2 name=$3 round=$4 f summary
+  local mode=$1 conns=$2 name=$3 round=$4 f summary other load_before load_after busy=
   f="$S/runs/$mode.$conns.$name.$round.json"
   n=$((n + 1))
+  # Before the Samba wake-up below: rpcd_epmapper's start would count as other work.
+  other=$(other_cpus)
   if [ "$name" = samba ]; then
     # rpcd_epmapper exits after 10 s idle: start it now, not inside the measurement.
     map_port "$SAMBA_PORT" "$WINREG" >/dev/null
   fi
+  load_before=$(loadavg_1min)
   timeout "$run_timeout" "$BIN/rpcgate-bench" "$mode" --target "${TARGET[$name]}" --interface "$WINREG" \
     --connections "$conns" --duration "$DURATION" --warmup "$WARMUP" --json >"$f" 2>"$f.err" ||
     die "run $mode $conns connections against $name (${TARGET[$name]}), round $round failed (exit $?): $(tail -n 3 "$f.err")"
-  echo "$mode $conns $name $round $f" >>"$S/runs.txt"
+  load_after=$(loadavg_1min)
+  echo "$mode $conns $name $round $f $load_before $load_after $other" >>"$S/runs.txt"
   summary=$("$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); print("%.0f calls/s, p99 %.0f us, %d errors" % (j["calls_per_s"], j["p99_us"], j["errors"]))' "$f")
-  printf '  [%2d/%d] round %d  %-7s %3d conns  %-7s  %s\n' "$n" "$total" "$round" "$mode" "$conns" "$name" "$summary" >&2
+  awk -v o="$other" -v m="$MAX_LOAD" 'BEGIN { exit !(o > m) }' && busy=" - MACHINE BUSY"
+  printf '  [%2d/%d] round %d  %-7s %3d conns  %-7s  %s; other work %s CPUs, load %s -> %s%s\n' \
+    "$n" "$total" "$round" "$mode" "$conns" "$name" "$summary" "$other" "$load_before" \
+    "$load_after" "$busy" >&2
 }
 
 echo "== measuring: $REPS round(s), ${WARMUP} s warmup + ${DURATION} s per run, ept_map of winreg $WINREG" >&2
@@ -336,6 +380,8 @@ dirty=false
   echo "interface=$WINREG"
   echo "idle_connections=$IDLE_CONNECTIONS"
   echo "allocator_min_time_s=$ALLOCATOR_MIN_TIME"
+  echo "max_load=$MAX_LOAD"
+  echo "quiet_window_s=$QUIET_WINDOW"
   echo "samba_interfaces=$S/samba/interfaces.txt"
   for port in "${!GROUP[@]}"; do echo "mirror=$port ${MIRROR[$port]}"; done
 } >"$S/meta.txt"

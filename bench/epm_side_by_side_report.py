@@ -6,10 +6,18 @@ OUT/latest.json (every raw number), OUT/latest.txt (the table) and, for gnuplot,
 and PLOT_DIR/plot.gp (which write OUT/latest.png).
 
     epm_side_by_side_report.py --meta META --runs RUNS [--idle JSON] [--allocator JSON]
-                               --out OUT --plot-dir DIR
+                               --out OUT --plot-dir DIR [--max-load L]
 
 META: key=value lines (mirror= repeated: "samba_port testsrv_port"). RUNS: one line per run,
-"mode connections server round file". Medians are over the rounds; ratios are of the medians.
+"mode connections server round file [loadavg_before loadavg_after other_cpus_before]": the
+1-minute load average before and after the run and the CPUs other work took just before it.
+Medians are over the rounds; ratios are of the medians.
+
+A run is busy when other work took more than max_load CPUs before it (--max-load, else META's
+max_load, else 0.5): a ratio with a busy run among those it is computed from is printed with
+"*" and a footnote, and a target judged on it is "NOT MEASURED (machine busy)" - other work
+compresses every ratio toward 1, so such a ratio neither passes nor misses. Runs recorded
+without their load (older RUNS files) are never busy.
 """
 import argparse
 import json
@@ -25,6 +33,18 @@ TARGET_CALLS_VS_SAMBA = 5.0  # ept_map @16: rpcgate >= 5x Samba's calls/s
 TARGET_CALLS_VS_FLOOR = 0.7  # ept_map @16: rpcgate >= 0.7x the floor's calls/s
 TARGET_P99_VS_SAMBA = 1 / 3  # p99 @16: rpcgate <= 1/3 of Samba's
 TARGET_IDLE_BYTES = 16 * 1024  # an idle connection costs rpcgate-epmd < 16 KiB of RSS
+
+# More CPUs than this taken by other work before a run makes the run busy (2 cores here: a
+# quarter of the machine). epm_side_by_side.sh --max-load passes its value in META.
+DEFAULT_MAX_LOAD = 0.5
+NOT_MEASURED_BUSY = "NOT MEASURED (machine busy)"
+
+# Each ratio and the two servers it is computed from.
+RATIO_SERVERS = {
+    "calls_rpcgate_over_samba": ("rpcgate", "samba"),
+    "calls_rpcgate_over_floor": ("rpcgate", "floor"),
+    "p99_rpcgate_over_samba": ("rpcgate", "samba"),
+}
 
 
 def read_meta(path):
@@ -50,16 +70,30 @@ def read_interfaces(path):
     return out
 
 
-def read_runs(path):
+def read_runs(path, max_load):
     runs = []
     with open(path) as f:
         for line in f:
-            mode, conns, server, rnd, file = line.split()
+            fields = line.split()
+            mode, conns, server, rnd, file = fields[:5]
             with open(file) as r:
                 result = json.load(r)
+            load = None
+            if len(fields) >= 8:
+                other = float(fields[7])
+                load = {"loadavg_1min_before": float(fields[5]),
+                        "loadavg_1min_after": float(fields[6]),
+                        "other_cpus_before": other, "busy": other > max_load}
             runs.append({"mode": mode, "connections": int(conns), "server": server,
-                         "round": int(rnd), "order": len(runs) + 1, "result": result})
+                         "round": int(rnd), "order": len(runs) + 1, "load": load,
+                         "result": result})
     return runs
+
+
+def busy_runs(runs, mode, conns, servers):
+    """The busy runs among `servers`' at (mode, conns), in the order they ran."""
+    return [r for r in runs if (r["mode"], r["connections"]) == (mode, conns)
+            and r["server"] in servers and r["load"] and r["load"]["busy"]]
 
 
 def summarize(runs):
@@ -67,8 +101,9 @@ def summarize(runs):
     for mode, conns in ROWS:
         row = {}
         for server in SERVERS:
-            rs = [r["result"] for r in runs
-                  if (r["mode"], r["connections"], r["server"]) == (mode, conns, server)]
+            mine = [r for r in runs
+                    if (r["mode"], r["connections"], r["server"]) == (mode, conns, server)]
+            rs = [r["result"] for r in mine]
             if not rs:
                 continue
             row[server] = {
@@ -80,12 +115,19 @@ def summarize(runs):
                 "errors": sum(r["errors"] for r in rs),
                 "calls_per_s_each_round": [r["calls_per_s"] for r in rs],
                 "p99_us_each_round": [r["p99_us"] for r in rs],
+                "load_each_round": [r["load"] for r in mine],
             }
         row["ratios"] = {
             "calls_rpcgate_over_samba": ratio(row, "calls_per_s", "rpcgate", "samba"),
             "calls_rpcgate_over_floor": ratio(row, "calls_per_s", "rpcgate", "floor"),
             "p99_rpcgate_over_samba": ratio(row, "p99_us", "rpcgate", "samba"),
         }
+        # Per ratio: the busy runs it is computed from (server, round, their load), or None.
+        row["busy"] = {}
+        for name, servers in RATIO_SERVERS.items():
+            busy = busy_runs(runs, mode, conns, servers)
+            row["busy"][name] = [{"server": r["server"], "round": r["round"], **r["load"]}
+                                 for r in busy] or None
         summary.setdefault(mode, {})[str(conns)] = row
     return summary
 
@@ -100,8 +142,18 @@ def fmt_num(v, width, digits=0):
     return ("{:>%d.%df}" % (width, digits)).format(v) if v is not None else "-".rjust(width)
 
 
-def fmt_ratio(v, width):
-    return ("%.2fx" % v).rjust(width) if v is not None else "-".rjust(width)
+def fmt_ratio(v, width, busy=None):
+    """"0.78x"; with `busy` given (the table's column), "0.78x*" when the machine was busy
+    before a run the ratio comes from and "0.78x " otherwise, so the numbers stay aligned."""
+    mark = "" if busy is None else ("*" if busy else " ")
+    return (("%.2fx" % v if v is not None else "-") + mark).rjust(width)
+
+
+def busy_note(busy):
+    """Footnote text for a row's busy runs: the load before each."""
+    return ", ".join("%s round %d: other work %.2f CPUs (1-min load average %.2f)"
+                     % (b["server"], b["round"], b["other_cpus_before"],
+                        b["loadavg_1min_before"]) for b in busy)
 
 
 def allocator_summary(path):
@@ -170,7 +222,7 @@ def fmt_opt(v):
     return "%.0f" % v if isinstance(v, (int, float)) else "?"
 
 
-def targets(summary, idle, wanted_idle):
+def targets(summary, idle, wanted_idle, max_load):
     row = summary["epm-map"]["16"]
     r = row["ratios"]
     rpcgate_errors = row.get("rpcgate", {}).get("errors", 0)
@@ -181,16 +233,25 @@ def targets(summary, idle, wanted_idle):
                     "result": "N/A" if met is None else ("PASS" if met else "MISS"),
                     "note": note})
 
-    err_note = "rpcgate had %d errors" % rpcgate_errors if rpcgate_errors else ""
-    v = r["calls_rpcgate_over_samba"]
-    add("ept_map @16: rpcgate calls/s >= 5x Samba's", fmt_ratio(v, 0).strip(),
-        None if v is None else (v >= TARGET_CALLS_VS_SAMBA and not rpcgate_errors), err_note)
-    v = r["calls_rpcgate_over_floor"]
-    add("ept_map @16: rpcgate calls/s >= 0.7x the floor's", fmt_ratio(v, 0).strip(),
-        None if v is None else (v >= TARGET_CALLS_VS_FLOOR and not rpcgate_errors), err_note)
-    v = r["p99_rpcgate_over_samba"]
-    add("p99 @16: rpcgate <= 1/3 of Samba's", fmt_ratio(v, 0).strip(),
-        None if v is None else (v <= TARGET_P99_VS_SAMBA and not rpcgate_errors), err_note)
+    def add_ratio(name, key, met_by):
+        """A target on ratio `key` of the row: judged unless a run it comes from was busy."""
+        v, busy = r[key], row["busy"][key]
+        notes = ["rpcgate had %d errors" % rpcgate_errors] if rpcgate_errors else []
+        if v is not None and busy:
+            notes.insert(0, "other work above --max-load %g CPUs before %d run(s)"
+                         % (max_load, len(busy)))
+            out.append({"target": name, "value": fmt_ratio(v, 0, True).strip(),
+                        "result": NOT_MEASURED_BUSY, "note": "; ".join(notes)})
+            return
+        add(name, fmt_ratio(v, 0).strip(),
+            None if v is None else (met_by(v) and not rpcgate_errors), "; ".join(notes))
+
+    add_ratio("ept_map @16: rpcgate calls/s >= 5x Samba's", "calls_rpcgate_over_samba",
+              lambda v: v >= TARGET_CALLS_VS_SAMBA)
+    add_ratio("ept_map @16: rpcgate calls/s >= 0.7x the floor's", "calls_rpcgate_over_floor",
+              lambda v: v >= TARGET_CALLS_VS_FLOOR)
+    add_ratio("p99 @16: rpcgate <= 1/3 of Samba's", "p99_rpcgate_over_samba",
+              lambda v: v <= TARGET_P99_VS_SAMBA)
     if idle is None:
         add("idle: < 16 KiB per connection, probe answered", "not measured", None,
             "rpcgate-bench idle not available in this build")
@@ -210,7 +271,7 @@ def targets(summary, idle, wanted_idle):
     return out
 
 
-def table(meta, summary, idle, allocator, target_list, wanted_idle):
+def table(meta, summary, idle, allocator, target_list, wanted_idle, max_load):
     lines = []
     cores = meta.get("nproc", "?")
     lines.append("EPM side by side: ept_map of winreg %s, client rpcgate-bench (1 thread), all on "
@@ -225,8 +286,9 @@ def table(meta, summary, idle, allocator, target_list, wanted_idle):
                     meta.get("git_commit", "?")[:12],
                     " (dirty)" if meta.get("git_dirty") == "true" else "", meta.get("date", "?"),
                     "; SMOKE RUN (numbers meaningless)" if meta.get("smoke") == "1" else ""))
-    lines.append("  load average (1/5/15 min) %s at the start, %s at the end"
-                 % (meta.get("loadavg_start", "?"), meta.get("loadavg_end", "?")))
+    lines.append("  load average (1/5/15 min) %s at the start, %s at the end; a ratio marked * "
+                 "comes from a run with more than %g CPUs of other work before it (--max-load)"
+                 % (meta.get("loadavg_start", "?"), meta.get("loadavg_end", "?"), max_load))
     lines.append("")
     lines.append("%-13s %29s  %15s  %26s  %11s  %s" % (
         "", "calls/s".center(29), "rpcgate /".center(15), "p99 us".center(26), "p99 rpcgate",
@@ -234,30 +296,46 @@ def table(meta, summary, idle, allocator, target_list, wanted_idle):
     lines.append("%-13s %9s %9s %9s  %7s %7s  %8s %8s %8s  %11s  %s" % (
         "row", "Samba", "rpcgate", "floor", "Samba", "floor", "Samba", "rpcgate", "floor",
         "/ Samba", "S/r/f"))
+    footnotes = []
     for mode, conns in ROWS:
         row = summary[mode][str(conns)]
         calls = [row.get(s, {}).get("calls_per_s") for s in SERVERS]
         p99 = [row.get(s, {}).get("p99_us") for s in SERVERS]
         errors = "/".join(str(row.get(s, {}).get("errors", "-")) for s in SERVERS)
-        r = row["ratios"]
+        r, busy = row["ratios"], row["busy"]
         label = "%s  %d" % (mode, conns)
         lines.append("%-13s %s %s %s  %s %s  %s %s %s  %s  %s" % (
             label, fmt_num(calls[0], 9), fmt_num(calls[1], 9), fmt_num(calls[2], 9),
-            fmt_ratio(r["calls_rpcgate_over_samba"], 7),
-            fmt_ratio(r["calls_rpcgate_over_floor"], 7),
+            fmt_ratio(r["calls_rpcgate_over_samba"], 7, bool(busy["calls_rpcgate_over_samba"])),
+            fmt_ratio(r["calls_rpcgate_over_floor"], 7, bool(busy["calls_rpcgate_over_floor"])),
             fmt_num(p99[0], 8), fmt_num(p99[1], 8), fmt_num(p99[2], 8),
-            fmt_ratio(r["p99_rpcgate_over_samba"], 11), errors))
+            fmt_ratio(r["p99_rpcgate_over_samba"], 11, bool(busy["p99_rpcgate_over_samba"])),
+            errors))
+        all_busy = busy_runs_of(busy)
+        if all_busy:
+            footnotes.append("* %s: machine busy, load before the row: %s"
+                             % (label, busy_note(all_busy)))
     lines.append("%-13s %s" % ("idle %d" % wanted_idle, idle_text(idle, wanted_idle)))
     lines.append("%-13s %s" % ("allocator", allocator_text(allocator)))
     lines.append("")
     lines.append("connect = per call: connect, bind, one ept_map, close (connection setup rate). "
                  "errors = summed over the rounds.")
+    lines.extend(footnotes)
     lines.append("")
     lines.append("Targets (issue 6)                                         this run")
     for t in target_list:
         lines.append("  %-54s %-22s %s%s" % (t["target"], t["value"], t["result"],
                                              "  (" + t["note"] + ")" if t["note"] else ""))
     return "\n".join(lines) + "\n"
+
+
+def busy_runs_of(busy):
+    """The distinct busy runs behind a row's ratios, in server order."""
+    seen = {}
+    for runs in busy.values():
+        for b in runs or ():
+            seen.setdefault((SERVERS.index(b["server"]), b["round"]), b)
+    return [seen[k] for k in sorted(seen)]
 
 
 def plot(summary, meta, out_dir, plot_dir):
@@ -310,17 +388,22 @@ def main():
     p.add_argument("--allocator", default="")
     p.add_argument("--out", required=True)
     p.add_argument("--plot-dir", required=True)
+    p.add_argument("--max-load", type=float, default=None,
+                   help="CPUs of other work before a run above which it is busy (default: "
+                        "META's max_load, else %g)" % DEFAULT_MAX_LOAD)
     a = p.parse_args()
 
     meta, mirrors = read_meta(a.meta)
+    max_load = a.max_load if a.max_load is not None else float(
+        meta.get("max_load", DEFAULT_MAX_LOAD))
     wanted_idle = int(meta.get("idle_connections", "0"))
     interfaces = read_interfaces(meta["samba_interfaces"])
-    runs = read_runs(a.runs)
+    runs = read_runs(a.runs, max_load)
     summary = summarize(runs)
     idle = idle_result(a.idle, wanted_idle)
     allocator = allocator_summary(a.allocator)
-    target_list = targets(summary, idle, wanted_idle)
-    text = table(meta, summary, idle, allocator, target_list, wanted_idle)
+    target_list = targets(summary, idle, wanted_idle, max_load)
+    text = table(meta, summary, idle, allocator, target_list, wanted_idle, max_load)
 
     machine = {k: meta.get(k) for k in ("nproc", "kernel", "cpu_model", "samba_version", "date",
                                          "git_commit", "rpcgate_version", "loadavg_start",
@@ -336,6 +419,9 @@ def main():
             "interface": meta.get("interface"), "client_threads": 1,
             "idle_connections": wanted_idle,
             "allocator_min_time_s": float(meta.get("allocator_min_time_s", "0")),
+            "max_load": max_load,
+            "quiet_window_s": float(meta["quiet_window_s"]) if "quiet_window_s" in meta
+            else None,
         },
         "servers": {
             "samba": {"target": "127.0.0.1:135",

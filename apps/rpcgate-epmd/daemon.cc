@@ -4,7 +4,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <functional>
 #include <map>
 #include <sstream>
 
@@ -266,6 +265,331 @@ std::expected<std::vector<StaticEntry>, std::string> read_static_entries(const s
   return std::move(parsed->static_entries);
 }
 
+// The listed users' warnings: a control socket open to everyone, and epmd's user shared with
+// other processes (nobody).
+void warn_about_access(const Config& config, const Access& access) {
+  if (!access.warning.empty()) spdlog::warn("{}", access.warning);
+  if (config.user && access.epmd_uid == 65534) {
+    spdlog::warn(
+        "--user {}: every process running as uid 65534 may then connect to the control socket, "
+        "register and take ports (epmd's own user is a registrant); run epmd as a dedicated "
+        "user (useradd --system rpcgate)",
+        *config.user);
+  }
+}
+
+// Every directory above the control socket is owned by root or epmd's user and not writable by
+// others (net.h check_socket_directory). Error: the directory, its owner and mode.
+std::expected<void, std::string> check_control_directory(const Config& config,
+                                                         const Access& access) {
+  const std::array<uid_t, 2> trusted_owners{0, access.epmd_uid};
+  if (auto safe = runtime::check_socket_directory(config.control, trusted_owners); !safe)
+    return std::unexpected(safe.error().message(trusted_owners));
+  return {};
+}
+
+// The Server's budgets from the configuration; raises RLIMIT_NOFILE (raise_fd_limit) and lowers
+// max_connections to what the descriptors allow.
+runtime::ServerOptions server_options(const Config& config, const Access& access) {
+  runtime::ServerOptions o;
+  o.max_connections = raise_fd_limit(config);
+  o.max_connections_per_peer = config.max_connections_per_peer;
+  o.max_local_connections = kLocalConnections;
+  o.max_reassembly_bytes_per_connection = config.max_reassembly_bytes_per_connection;
+  o.max_reassembly_bytes_per_peer = config.max_reassembly_bytes_per_peer;
+  o.max_reassembly_bytes = config.max_reassembly_bytes;
+  o.call_timeout = std::chrono::milliseconds(config.call_timeout_ms);
+  o.max_local_connections_per_uid = config.max_local_connections_per_uid;
+  // Registration over TCP: only loopback peers whose socket's owner the kernel names, by the
+  // control socket's rule; no lookup at all when it is off.
+  if (config.tcp_registration) o.loopback_registrants = access.policy;
+  return o;
+}
+
+// The endpoint map's caps and the towers' advertised address from the configuration.
+epm::EpmConfig epm_config(const Config& config) {
+  epm::EpmConfig c;
+  c.advertised_ipv4 = config.advertise;
+  if (config.seed) c.seed = config.seed;
+  c.db.max_entries_per_uid = config.max_entries_per_uid;
+  c.max_handles_per_peer = config.max_handles_per_peer;
+  c.max_handles_total = config.max_handles_total;
+  return c;
+}
+
+// The endpoint map's refusals (warn) and ignored trailing request bytes (debug) go to the log.
+void log_epm_events(epm::EpmService& epm) {
+  epm.on_refusal([](const epm::CallerInfo& caller, const epm::Refusal& r) {
+    spdlog::warn("endpoint map: refused a change by {}: {}", caller.peer, epm::to_string(r));
+  });
+  epm.on_trailing_bytes([](const epm::CallerInfo& caller, std::uint16_t opnum, std::size_t n) {
+    spdlog::debug("endpoint map opnum {} from {}: ignored {} byte(s) after the last parameter",
+                  opnum, caller.peer, n);
+  });
+}
+
+// A closed connection took its leased registrations with it (attach_epm_service's hook).
+void log_unregistered(std::uint64_t connection_id, std::size_t removed) {
+  spdlog::info("connection {} closed: unregistered {} endpoint(s)", connection_id, removed);
+}
+
+// The broker's addresses (IPv4 and IPv6 lists from broker_addresses) and per-uid port cap.
+runtime::BrokerOptions broker_options(const Config& config) {
+  runtime::BrokerOptions o;
+  o.ipv4_addresses.clear();
+  o.ipv6_addresses.clear();
+  for (const auto& a : config.broker_addresses) {
+    auto addr = asio::ip::make_address(a);
+    (addr.is_v4() ? o.ipv4_addresses : o.ipv6_addresses).push_back(addr);
+  }
+  o.max_ports_per_uid = config.max_ports_per_uid;
+  return o;
+}
+
+// A failed AllocatePort: the policy's event (RPCGATE-5820 for 87, its 1721 sibling) with the
+// pool, or a warning for a malformed request.
+void log_allocate_failed(const runtime::BrokerEvent& e, std::string_view port_class) {
+  if (!e.failure) {
+    spdlog::warn("broker: connection {} {}: bad AllocatePort request: status {}", e.connection_id,
+                 e.peer_address, e.status);
+    return;
+  }
+  const auto& f = *e.failure;
+  emit_event(f.event_id, LOG_ERR,
+             f.code == 87 ? "dynamic port allocation failed with "
+                            "ERROR_INVALID_PARAMETER (87), the port policy is invalid: " +
+                                f.offending
+                          : "dynamic port allocation failed with RPC_S_OUT_OF_RESOURCES "
+                            "(1721): " +
+                                f.offending,
+             {{"SOURCE", f.policy_source},
+              {"CODE", std::to_string(f.code)},
+              {"CLASS", std::string(port_class)},
+              {"OFFENDING", f.offending},
+              {"PEER", e.peer_address},
+              {"POOL", f.to_string()}});
+}
+
+// One log line per broker event: ports given and taken back at info, refusals and failures at
+// warn (a failed allocation as its event).
+void log_broker_event(const runtime::BrokerEvent& e) {
+  using Kind = runtime::BrokerEvent::Kind;
+  const auto cls = policy::to_string(static_cast<policy::PortClass>(e.port_class));
+  switch (e.kind) {
+    case Kind::kAllocated:
+      spdlog::info("broker: port {} ({}) to connection {} {}", e.port, cls, e.connection_id,
+                   e.peer_address);
+      return;
+    case Kind::kConnectionGone:
+      spdlog::info("broker: port {} released: connection {} closed", e.port, e.connection_id);
+      return;
+    case Kind::kReleased:
+      spdlog::info("broker: port {} released by connection {}", e.port, e.connection_id);
+      return;
+    case Kind::kLeaseHeld:
+      spdlog::info("broker: connection {} {} holds a lease: its registrations go when it closes",
+                   e.connection_id, e.peer_address);
+      return;
+    case Kind::kAllocateFailed:
+      log_allocate_failed(e, cls);
+      return;
+    case Kind::kRefused:
+      if (!e.budget.empty()) {
+        spdlog::warn("broker: connection {} {}: status {}: over {}", e.connection_id,
+                     e.peer_address, e.status, e.budget);
+        return;
+      }
+      [[fallthrough]];
+    case Kind::kReleaseFailed:
+      spdlog::warn("broker: connection {} {}: status {}", e.connection_id, e.peer_address,
+                   e.status);
+      return;
+  }
+}
+
+// What the listeners bound: each address as "A:PORT" / "[A]:PORT" for the log, and each port
+// group's port (the one the kernel chose for port 0).
+struct Listening {
+  std::vector<std::string> addresses;
+  std::vector<std::uint16_t> ports;
+};
+
+// Opens the TCP listeners - the same port on every address of a port group (e.g. 0.0.0.0:135 and
+// [::]:135) - and the control socket under `peers`. Error: "cannot listen on ADDRESS: ...".
+std::expected<Listening, std::string> open_listeners(runtime::Server& server, const Config& config,
+                                                     const runtime::PeerPolicy& peers) {
+  std::map<std::uint16_t, std::vector<asio::ip::address>> groups;
+  for (const auto& l : config.listen)
+    groups[l.port].push_back(asio::ip::make_address(l.host));
+  Listening listening;
+  for (const auto& [port, addresses] : groups) {
+    auto bound = server.listen_tcp(addresses, port);
+    if (!bound) return std::unexpected(bound.error().message());
+    listening.ports.push_back(*bound);
+    for (const auto& a : addresses) {
+      listening.addresses.push_back(a.is_v6() ? "[" + a.to_string() + "]:" + std::to_string(*bound)
+                                              : a.to_string() + ":" + std::to_string(*bound));
+    }
+  }
+  if (auto unix_ok = server.listen_unix(config.control, peers); !unix_ok)
+    return std::unexpected(unix_ok.error().message());
+  return listening;
+}
+
+// Drops root for Config::user, when one is set (after the listeners are open). Error: "--user
+// USER: why".
+std::expected<void, std::string> switch_user(const Config& config) {
+  if (!config.user) return {};
+  if (auto dropped = drop_privileges(*config.user); !dropped)
+    return std::unexpected("--user " + *config.user + ": " + dropped.error());
+  return {};
+}
+
+// The endpoint mapper lists itself, as DCE's rpcd and Samba's epmdb do: a lookup on a fresh
+// daemon is not empty and ept_map for the EPM interface answers. Owner 0: persistent; authority
+// epmd itself (the insert without a Registrant), so nobody can change them over the wire.
+void list_itself(epm::EpmService& epm, const std::vector<std::uint16_t>& ports) {
+  for (const std::uint16_t port : ports) {
+    ndr::StringBinding b{
+        std::nullopt, ndr::Protseq::kNcacnIpTcp, "0.0.0.0", std::to_string(port), {}};
+    auto tower = ndr::binding_to_tower(b, rpc::kEpmSyntax);
+    if (!tower) continue;
+    ndr::epm::EptEntry entry{common::Uuid(), ndr::encode_tower(*tower), "rpcgate endpoint mapper"};
+    epm.db().insert({entry}, /*replace=*/true, /*owner=*/0);
+  }
+}
+
+// The static entries ([[epmd.entry]]): epmd's own, under kStaticLease, never swept; loaded at
+// start and replaced as a set from the configuration file on SIGHUP.
+class StaticEntries {
+ public:
+  explicit StaticEntries(epm::EpmService& epm) : epm_(epm) {}
+
+  // Puts config.static_entries in the map and logs each. Error: "FILE: [[epmd.entry]]: why"
+  // (the daemon does not start).
+  std::expected<void, std::string> load(const Config& config) {
+    if (auto ok = apply_static_entries(epm_, {}, config.static_entries); !ok)
+      return std::unexpected(config.config_file + ": [[epmd.entry]]: " + ok.error());
+    current_ = config.static_entries;
+    for (const auto& e : current_)
+      spdlog::info("static entry: {}", e.text);
+    return {};
+  }
+
+  // Replaces the set with the [[epmd.entry]] list of `file` as it is now, all or nothing; logs
+  // the outcome (an error keeps the loaded set).
+  void reload(const std::string& file) {
+    auto fresh = read_static_entries(file);
+    if (!fresh) {
+      spdlog::error("SIGHUP: static entries not reloaded, keeping the {} loaded: {}",
+                    current_.size(), fresh.error());
+    } else if (auto ok = apply_static_entries(epm_, current_, *fresh); !ok) {
+      spdlog::error("SIGHUP: static entries not reloaded, keeping the {} loaded: {}",
+                    current_.size(), ok.error());
+    } else {
+      current_ = std::move(*fresh);
+      spdlog::info("SIGHUP: {} static entr{} loaded from {}", current_.size(),
+                   current_.size() == 1 ? "y" : "ies", file);
+    }
+  }
+
+ private:
+  epm::EpmService& epm_;
+  std::vector<StaticEntry> current_;
+};
+
+// The liveness sweep's period and patience from the configuration.
+runtime::SweepOptions sweep_options(const Config& config) {
+  runtime::SweepOptions o;
+  o.interval = std::chrono::milliseconds(config.sweep_interval_ms);
+  o.failures = config.sweep_failures;
+  return o;
+}
+
+// A persistent registration the sweep removed, with why (LivenessProber::on_removed).
+void log_sweep_removal(const epm::Entry& e, const epm::ProbeTarget& t, std::uint32_t failures) {
+  spdlog::info(
+      "liveness sweep: removed {}:{}.{} at {} (uid {}, annotation \"{}\"): {} consecutive "
+      "failed probes (sweep_failures {})",
+      e.interface.uuid.to_string(), e.interface.major, e.interface.minor, t.to_string(),
+      e.authority, e.annotation, failures, failures);
+}
+
+// The start-up line (tests wait for "listening on"), and the policy's event when it is invalid.
+void log_started(const Config& config, const Listening& listening, const policy::Policy& policy) {
+  std::string listening_text;
+  for (const auto& l : listening.addresses)
+    listening_text += (listening_text.empty() ? "" : ", ") + l;
+  spdlog::info("rpcgate-epmd listening on {}; control {}; policy {}: {}", listening_text,
+               config.control, policy.source, describe_policy(policy));
+  log_invalid_policy(policy);
+}
+
+// SIGHUP: read the policy again; new allocations follow it at once (Windows needs a reboot,
+// Samba a restart). Held ports the new policy still contains stay held; the others stay with
+// their servers until they exit but are no longer tracked (logged). Then the static entries, when
+// they come from a configuration file. systemd is told (RELOADING=1 ... READY=1).
+class Reloader {
+ public:
+  Reloader(asio::io_context& io, const Config& config, policy::Policy& policy,
+           runtime::BrokerService& broker, StaticEntries& static_entries)
+      : hangup_(io, SIGHUP),
+        config_(config),
+        policy_(policy),
+        broker_(broker),
+        static_entries_(static_entries) {}
+
+  // Waits for SIGHUP, reloads, waits again - until the io_context stops.
+  void start() {
+    hangup_.async_wait([this](const std::error_code& ec, int) {
+      if (ec) return;
+      sd_notify(0, "RELOADING=1");
+      reload_policy();
+      if (!config_.config_file.empty()) static_entries_.reload(config_.config_file);
+      sd_notify(0, "READY=1");
+      start();
+    });
+  }
+
+ private:
+  void reload_policy() {
+    auto fresh = load_policy(config_.policy_file);
+    if (!fresh) {
+      spdlog::error("SIGHUP: policy not reloaded, keeping {}: {}", policy_.source, fresh.error());
+      return;
+    }
+    policy_ = std::move(*fresh);
+    const auto report = broker_.reload(policy_);
+    spdlog::info("SIGHUP: policy {} reloaded: {}; {} held port(s) kept, {} outside it now",
+                 policy_.source, describe_policy(policy_), report.kept.size(),
+                 report.dropped.size());
+    log_invalid_policy(policy_);
+  }
+
+  asio::signal_set hangup_;
+  const Config& config_;
+  policy::Policy& policy_;
+  runtime::BrokerService& broker_;
+  StaticEntries& static_entries_;
+};
+
+// Stops everything io.run() waits for (a SIGINT/SIGTERM), telling systemd first.
+void stop(int signo, RejectReporter& rejects, runtime::LivenessProber& sweeper,
+          runtime::Server& server, asio::io_context& io) {
+  spdlog::info("signal {}: stopping", signo);
+  sd_notify(0, "STOPPING=1");
+  rejects.stop();
+  sweeper.stop();
+  server.stop();
+  io.stop();
+}
+
+// A start-up step failed: its one message, and the exit status run() returns.
+int refuse_to_start(int status, const std::string& message) {
+  spdlog::critical("{}", message);
+  return status;
+}
+
 }  // namespace
 
 std::expected<policy::Policy, std::string> load_policy(const std::string& file) {
@@ -282,249 +606,49 @@ std::expected<policy::Policy, std::string> load_policy(const std::string& file) 
 
 int run(const Config& config, policy::Policy policy) {
   auto access = resolve_access(config);
-  if (!access) {
-    spdlog::critical("{}", access.error());
-    return 1;
-  }
-  if (!access->warning.empty()) spdlog::warn("{}", access->warning);
-  if (config.user && access->epmd_uid == 65534) {
-    spdlog::warn(
-        "--user {}: every process running as uid 65534 may then connect to the control socket, "
-        "register and take ports (epmd's own user is a registrant); run epmd as a dedicated "
-        "user (useradd --system rpcgate)",
-        *config.user);
-  }
-  const std::array<uid_t, 2> trusted_owners{0, access->epmd_uid};
-  if (auto safe = runtime::check_socket_directory(config.control, trusted_owners); !safe) {
-    spdlog::critical("{}", safe.error().message(trusted_owners));
-    return 1;
-  }
+  if (!access) return refuse_to_start(1, access.error());
+  warn_about_access(config, *access);
+  if (auto safe = check_control_directory(config, *access); !safe)
+    return refuse_to_start(1, safe.error());
+
   asio::io_context io;
-  runtime::ServerOptions server_options;
-  server_options.max_connections = raise_fd_limit(config);
-  server_options.max_connections_per_peer = config.max_connections_per_peer;
-  server_options.max_local_connections = kLocalConnections;
-  server_options.max_reassembly_bytes_per_connection = config.max_reassembly_bytes_per_connection;
-  server_options.max_reassembly_bytes_per_peer = config.max_reassembly_bytes_per_peer;
-  server_options.max_reassembly_bytes = config.max_reassembly_bytes;
-  server_options.call_timeout = std::chrono::milliseconds(config.call_timeout_ms);
-  server_options.max_local_connections_per_uid = config.max_local_connections_per_uid;
-  // Registration over TCP: only loopback peers whose socket's owner the kernel names, by the
-  // control socket's rule; no lookup at all when it is off.
-  if (config.tcp_registration) server_options.loopback_registrants = access->policy;
-  runtime::Server server(io, server_options);
+  runtime::Server server(io, server_options(config, *access));
   RejectReporter rejects(io, server);
 
-  epm::EpmConfig epm_config;
-  epm_config.advertised_ipv4 = config.advertise;
-  if (config.seed) epm_config.seed = config.seed;
-  epm_config.db.max_entries_per_uid = config.max_entries_per_uid;
-  epm_config.max_handles_per_peer = config.max_handles_per_peer;
-  epm_config.max_handles_total = config.max_handles_total;
-  epm::EpmService epm(epm_config);
-  epm.on_refusal([](const epm::CallerInfo& caller, const epm::Refusal& r) {
-    spdlog::warn("endpoint map: refused a change by {}: {}", caller.peer, epm::to_string(r));
-  });
-  epm.on_trailing_bytes([](const epm::CallerInfo& caller, std::uint16_t opnum, std::size_t n) {
-    spdlog::debug("endpoint map opnum {} from {}: ignored {} byte(s) after the last parameter",
-                  opnum, caller.peer, n);
-  });
+  // The endpoint mapper. may_register: the Unix socket's peers by the listener's PeerPolicy
+  // (SO_PEERCRED), loopback TCP peers by ServerOptions::loopback_registrants.
+  epm::EpmService epm(epm_config(config));
+  log_epm_events(epm);
+  if (!runtime::attach_epm_service(server, epm, log_unregistered))
+    return refuse_to_start(1, "the endpoint mapper interface is already registered");
 
-  // may_register: the Unix socket's peers by the listener's PeerPolicy (SO_PEERCRED), loopback
-  // TCP peers by ServerOptions::loopback_registrants (unset without tcp_registration).
-  server.add_interface(rpc::kEpmSyntax, runtime::epm_handler(epm), epm::kMaxRequestStub);
-  server.on_connection_closed([&epm](std::uint64_t id) {
-    if (const auto removed = epm.connection_closed(id); removed > 0) {
-      spdlog::info("connection {} closed: unregistered {} endpoint(s)", id, removed);
-    }
-  });
-
+  // The port broker. Leases (epm_service.h "Leases"): a connection that took a port, or asked
+  // with HoldLease, registers leased entries; every other ept_insert is persistent.
   epm::PortBroker port_broker(policy, config.seed);
-  runtime::BrokerOptions broker_options;
-  broker_options.ipv4_addresses.clear();
-  broker_options.ipv6_addresses.clear();
-  for (const auto& a : config.broker_addresses) {
-    auto addr = asio::ip::make_address(a);
-    (addr.is_v4() ? broker_options.ipv4_addresses : broker_options.ipv6_addresses).push_back(addr);
-  }
-  broker_options.max_ports_per_uid = config.max_ports_per_uid;
-  runtime::BrokerService broker(port_broker, broker_options);
-  broker.on_event([](const runtime::BrokerEvent& e) {
-    using Kind = runtime::BrokerEvent::Kind;
-    const auto cls = policy::to_string(static_cast<policy::PortClass>(e.port_class));
-    switch (e.kind) {
-      case Kind::kAllocated:
-        spdlog::info("broker: port {} ({}) to connection {} {}", e.port, cls, e.connection_id,
-                     e.peer_address);
-        break;
-      case Kind::kConnectionGone:
-        spdlog::info("broker: port {} released: connection {} closed", e.port, e.connection_id);
-        break;
-      case Kind::kReleased:
-        spdlog::info("broker: port {} released by connection {}", e.port, e.connection_id);
-        break;
-      case Kind::kLeaseHeld:
-        spdlog::info("broker: connection {} {} holds a lease: its registrations go when it closes",
-                     e.connection_id, e.peer_address);
-        break;
-      case Kind::kAllocateFailed:
-        if (e.failure) {
-          const auto& f = *e.failure;
-          emit_event(f.event_id, LOG_ERR,
-                     f.code == 87 ? "dynamic port allocation failed with "
-                                    "ERROR_INVALID_PARAMETER (87), the port policy is invalid: " +
-                                        f.offending
-                                  : "dynamic port allocation failed with RPC_S_OUT_OF_RESOURCES "
-                                    "(1721): " +
-                                        f.offending,
-                     {{"SOURCE", f.policy_source},
-                      {"CODE", std::to_string(f.code)},
-                      {"CLASS", std::string(cls)},
-                      {"OFFENDING", f.offending},
-                      {"PEER", e.peer_address},
-                      {"POOL", f.to_string()}});
-        } else {
-          spdlog::warn("broker: connection {} {}: bad AllocatePort request: status {}",
-                       e.connection_id, e.peer_address, e.status);
-        }
-        break;
-      case Kind::kRefused:
-        if (!e.budget.empty()) {
-          spdlog::warn("broker: connection {} {}: status {}: over {}", e.connection_id,
-                       e.peer_address, e.status, e.budget);
-          break;
-        }
-        [[fallthrough]];
-      case Kind::kReleaseFailed:
-        spdlog::warn("broker: connection {} {}: status {}", e.connection_id, e.peer_address,
-                     e.status);
-        break;
-    }
-  });
-  // Leases (epm_service.h "Leases"): a connection that took a port, or asked with HoldLease,
-  // registers leased entries; every other ept_insert is persistent.
+  runtime::BrokerService broker(port_broker, broker_options(config));
+  broker.on_event(log_broker_event);
   broker.on_lease([&epm](std::uint64_t id) { epm.hold_lease(id); });
   broker.attach(server);
 
-  // Listeners: the same port on every address of a port group (e.g. 0.0.0.0:135 and [::]:135).
-  std::map<std::uint16_t, std::vector<asio::ip::address>> groups;
-  for (const auto& l : config.listen)
-    groups[l.port].push_back(asio::ip::make_address(l.host));
-  std::vector<std::string> listening;
-  std::vector<std::uint16_t> bound_ports;
-  for (const auto& [port, addresses] : groups) {
-    auto bound = server.listen_tcp(addresses, port);
-    if (!bound) {
-      spdlog::critical("{}", bound.error().message());
-      return 1;
-    }
-    bound_ports.push_back(*bound);
-    for (const auto& a : addresses) {
-      listening.push_back(a.is_v6() ? "[" + a.to_string() + "]:" + std::to_string(*bound)
-                                    : a.to_string() + ":" + std::to_string(*bound));
-    }
-  }
-  if (auto unix_ok = server.listen_unix(config.control, access->policy); !unix_ok) {
-    spdlog::critical("{}", unix_ok.error().message());
-    return 1;
-  }
+  auto listening = open_listeners(server, config, access->policy);
+  if (!listening) return refuse_to_start(1, listening.error());
+  if (auto switched = switch_user(config); !switched) return refuse_to_start(1, switched.error());
 
-  if (config.user) {
-    if (auto dropped = drop_privileges(*config.user); !dropped) {
-      spdlog::critical("--user {}: {}", *config.user, dropped.error());
-      return 1;
-    }
-  }
+  list_itself(epm, listening->ports);
+  StaticEntries static_entries(epm);
+  if (auto loaded = static_entries.load(config); !loaded) return refuse_to_start(2, loaded.error());
 
-  // The endpoint mapper lists itself, as DCE's rpcd and Samba's epmdb do: a lookup on a fresh
-  // daemon is not empty and ept_map for the EPM interface answers. Owner 0: persistent; authority
-  // epmd itself (the insert without a Registrant), so nobody can change them over the wire.
-  for (const std::uint16_t bound_port : bound_ports) {
-    ndr::StringBinding b{
-        std::nullopt, ndr::Protseq::kNcacnIpTcp, "0.0.0.0", std::to_string(bound_port), {}};
-    auto tower = ndr::binding_to_tower(b, rpc::kEpmSyntax);
-    if (!tower) continue;
-    ndr::epm::EptEntry entry{common::Uuid(), ndr::encode_tower(*tower), "rpcgate endpoint mapper"};
-    epm.db().insert({entry}, /*replace=*/true, /*owner=*/0);
-  }
+  runtime::LivenessProber sweeper(io, epm, sweep_options(config));
+  sweeper.on_removed(log_sweep_removal);
 
-  // Static entries ([[epmd.entry]]): epmd's own, under kStaticLease, never swept.
-  std::vector<StaticEntry> static_entries;
-  if (auto ok = apply_static_entries(epm, {}, config.static_entries); !ok) {
-    spdlog::critical("{}: [[epmd.entry]]: {}", config.config_file, ok.error());
-    return 2;
-  }
-  static_entries = config.static_entries;
-  for (const auto& e : static_entries)
-    spdlog::info("static entry: {}", e.text);
+  log_started(config, *listening, policy);
 
-  // The liveness sweep of persistent registrations (epm/liveness.h).
-  runtime::SweepOptions sweep_options;
-  sweep_options.interval = std::chrono::milliseconds(config.sweep_interval_ms);
-  sweep_options.failures = config.sweep_failures;
-  runtime::LivenessProber sweeper(io, epm, sweep_options);
-  sweeper.on_removed([](const epm::Entry& e, const epm::ProbeTarget& t, std::uint32_t failures) {
-    spdlog::info(
-        "liveness sweep: removed {}:{}.{} at {} (uid {}, annotation \"{}\"): {} consecutive "
-        "failed probes (sweep_failures {})",
-        e.interface.uuid.to_string(), e.interface.major, e.interface.minor, t.to_string(),
-        e.authority, e.annotation, failures, failures);
+  asio::signal_set stop_signals(io, SIGINT, SIGTERM);
+  stop_signals.async_wait([&](const std::error_code& ec, int signo) {
+    if (!ec) stop(signo, rejects, sweeper, server, io);
   });
-
-  std::string listening_text;
-  for (const auto& l : listening)
-    listening_text += (listening_text.empty() ? "" : ", ") + l;
-  spdlog::info("rpcgate-epmd listening on {}; control {}; policy {}: {}", listening_text,
-               config.control, policy.source, describe_policy(policy));
-  log_invalid_policy(policy);
-
-  asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](const std::error_code& ec, int signo) {
-    if (ec) return;
-    spdlog::info("signal {}: stopping", signo);
-    sd_notify(0, "STOPPING=1");
-    rejects.stop();
-    sweeper.stop();
-    server.stop();
-    io.stop();
-  });
-
-  // SIGHUP: read the policy again; new allocations follow it at once (Windows needs a reboot,
-  // Samba a restart). Held ports the new policy still contains stay held; the others stay with
-  // their servers until they exit but are no longer tracked (logged).
-  asio::signal_set hangup(io, SIGHUP);
-  std::function<void(const std::error_code&, int)> on_hangup = [&](const std::error_code& ec, int) {
-    if (ec) return;
-    sd_notify(0, "RELOADING=1");
-    auto fresh = load_policy(config.policy_file);
-    if (!fresh) {
-      spdlog::error("SIGHUP: policy not reloaded, keeping {}: {}", policy.source, fresh.error());
-    } else {
-      policy = std::move(*fresh);
-      const auto report = broker.reload(policy);
-      spdlog::info("SIGHUP: policy {} reloaded: {}; {} held port(s) kept, {} outside it now",
-                   policy.source, describe_policy(policy), report.kept.size(),
-                   report.dropped.size());
-      log_invalid_policy(policy);
-    }
-    if (!config.config_file.empty()) {
-      auto fresh_entries = read_static_entries(config.config_file);
-      if (!fresh_entries) {
-        spdlog::error("SIGHUP: static entries not reloaded, keeping the {} loaded: {}",
-                      static_entries.size(), fresh_entries.error());
-      } else if (auto ok = apply_static_entries(epm, static_entries, *fresh_entries); !ok) {
-        spdlog::error("SIGHUP: static entries not reloaded, keeping the {} loaded: {}",
-                      static_entries.size(), ok.error());
-      } else {
-        static_entries = std::move(*fresh_entries);
-        spdlog::info("SIGHUP: {} static entr{} loaded from {}", static_entries.size(),
-                     static_entries.size() == 1 ? "y" : "ies", config.config_file);
-      }
-    }
-    sd_notify(0, "READY=1");
-    hangup.async_wait(on_hangup);
-  };
-  hangup.async_wait(on_hangup);
+  Reloader reloader(io, config, policy, broker, static_entries);
+  reloader.start();
 
   rejects.start();
   if (config.sweep_interval_ms > 0) sweeper.start();

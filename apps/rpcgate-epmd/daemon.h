@@ -37,7 +37,7 @@ std::expected<policy::Policy, std::string> load_policy(const std::string& file);
 // 1 when a listener cannot be opened, privileges cannot be dropped, or a directory above the
 // control socket is not safe (owned by another user than root or epmd's, or writable by others
 // without the sticky bit) - with one message on stderr naming the address, user or directory
-// (its owner and mode).
+// (its owner and mode); 2 when the endpoint map refuses the [[epmd.entry]] set.
 int run(const Config& config, policy::Policy policy);
 
 }  // namespace rpcgate::epmd

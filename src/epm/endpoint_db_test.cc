@@ -7,8 +7,8 @@
 
 #include <gtest/gtest.h>
 
-#include "common/internal/testdata.h"
-#include "epm/internal/test_util.h"
+#include "common/testing/testdata.h"
+#include "epm/testing/test_util.h"
 #include "rpc/pdu.h"
 #include "rpc/status.h"
 

@@ -4,7 +4,7 @@
 
 #include <gtest/gtest.h>
 
-#include "epm/internal/test_util.h"
+#include "epm/testing/test_util.h"
 #include "ndr/epm_types.h"
 #include "rpc/status.h"
 

@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "epm/internal/test_util.h"
+#include "epm/testing/test_util.h"
 
 namespace rpcgate::epm {
 namespace {

@@ -5,7 +5,7 @@
 
 #include <gtest/gtest.h>
 
-#include "epm/internal/test_util.h"
+#include "epm/testing/test_util.h"
 #include "rpc/pdu.h"
 #include "rpc/status.h"
 

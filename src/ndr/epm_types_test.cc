@@ -8,7 +8,7 @@
 
 #include <gtest/gtest.h>
 
-#include "ndr/internal/test_util.h"
+#include "ndr/testing/test_util.h"
 #include "ndr/tower.h"
 #include "rpc/framer.h"
 #include "rpc/pdu.h"

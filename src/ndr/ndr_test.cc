@@ -5,7 +5,7 @@
 
 #include <gtest/gtest.h>
 
-#include "ndr/internal/test_util.h"
+#include "ndr/testing/test_util.h"
 
 namespace rpcgate::ndr {
 namespace {

@@ -4,8 +4,8 @@
 
 #include <gtest/gtest.h>
 
-#include "common/internal/testdata.h"
-#include "ndr/internal/test_util.h"
+#include "common/testing/testdata.h"
+#include "ndr/testing/test_util.h"
 
 namespace rpcgate::ndr {
 namespace {

@@ -6,7 +6,7 @@
 
 #include <gtest/gtest.h>
 
-#include "rpc/internal/test_vectors.h"
+#include "rpc/testing/test_vectors.h"
 #include "rpc/status.h"
 
 // The engine on simulated time: every deadline below is crossed by moving `now`, in

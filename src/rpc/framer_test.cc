@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "rpc/internal/test_vectors.h"
+#include "rpc/testing/test_vectors.h"
 
 namespace rpcgate::rpc {
 namespace {

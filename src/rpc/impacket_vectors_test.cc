@@ -5,9 +5,9 @@
 
 #include <gtest/gtest.h>
 
-#include "rpc/internal/test_vectors.h"
 #include "rpc/pdu.h"
 #include "rpc/status.h"
+#include "rpc/testing/test_vectors.h"
 
 namespace rpcgate::rpc {
 namespace {

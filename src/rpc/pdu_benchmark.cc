@@ -3,8 +3,8 @@
 #include <benchmark/benchmark.h>
 
 #include "rpc/framer.h"
-#include "rpc/internal/test_vectors.h"
 #include "rpc/pdu.h"
+#include "rpc/testing/test_vectors.h"
 
 namespace rpcgate::rpc {
 namespace {

@@ -2,8 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include "rpc/internal/test_vectors.h"
 #include "rpc/status.h"
+#include "rpc/testing/test_vectors.h"
 
 namespace rpcgate::rpc {
 namespace {

@@ -16,9 +16,9 @@
 #include "runtime/broker_service.h"
 #include "runtime/epm_host.h"
 #include "runtime/epmd_client.h"
-#include "runtime/internal/test_fixture.h"
-#include "runtime/internal/test_interface.h"
 #include "runtime/sync_client.h"
+#include "runtime/testing/test_fixture.h"
+#include "runtime/testing/test_interface.h"
 
 namespace rpcgate::runtime {
 namespace {
@@ -60,7 +60,10 @@ class BrokerTest : public ::testing::Test {
     service_->on_lease([this](std::uint64_t id) { epm_->hold_lease(id); });  // as the daemon
     st_ = std::make_unique<testing::ServerThread>();
     ASSERT_TRUE(service_->attach(st_->server()));
-    ASSERT_TRUE(attach_epm_service(st_->server(), *epm_));
+    ASSERT_TRUE(attach_epm_service(st_->server(), *epm_, [this](std::uint64_t, std::size_t n) {
+      std::lock_guard lock(events_mutex_);
+      unregistered_.push_back(n);
+    }));
     testing::add_test_interface(st_->server());
     dir_ = std::filesystem::temp_directory_path() /
            ("rpcgate-broker-test-" + std::to_string(::getpid()));
@@ -86,6 +89,11 @@ class BrokerTest : public ::testing::Test {
     std::lock_guard lock(events_mutex_);
     return events_;
   }
+  // What attach_epm_service's hook reported: per closed connection, the registrations it removed.
+  std::vector<std::size_t> unregistered() {
+    std::lock_guard lock(events_mutex_);
+    return unregistered_;
+  }
 
   std::unique_ptr<epm::PortBroker> broker_;
   std::unique_ptr<BrokerService> service_;
@@ -96,6 +104,7 @@ class BrokerTest : public ::testing::Test {
   std::uint16_t tcp_port_ = 0;
   std::mutex events_mutex_;
   std::vector<BrokerEvent> events_;
+  std::vector<std::size_t> unregistered_;
 };
 
 // The pools below sit in 27100-27299, under Linux's ephemeral range (32768-60999 by default):
@@ -285,6 +294,8 @@ TEST_F(BrokerTest, HoldLeaseMakesEntriesLeasedAndPersistentOnesStay) {
   while (entries() != 0 && Clock::now() < deadline)
     std::this_thread::sleep_for(5ms);
   EXPECT_EQ(entries(), 0u);
+  // The leased entry went with its connection, and the hook was told how many.
+  EXPECT_EQ(unregistered(), std::vector<std::size_t>{1});
   {
     auto client = EpmdClient::connect(path_, 2s);
     ASSERT_TRUE(client);
@@ -293,6 +304,8 @@ TEST_F(BrokerTest, HoldLeaseMakesEntriesLeasedAndPersistentOnesStay) {
   }
   std::this_thread::sleep_for(100ms);
   EXPECT_EQ(entries(), 1u);
+  // A close that removed nothing is not reported.
+  EXPECT_EQ(unregistered(), std::vector<std::size_t>{1});
   auto client = EpmdClient::connect(path_, 2s);
   ASSERT_TRUE(client);
   EXPECT_TRUE(client->unregister_endpoint(iface, 27192));

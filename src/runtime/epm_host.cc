@@ -28,11 +28,15 @@ Handler epm_handler(epm::EpmService& service) {
   };
 }
 
-bool attach_epm_service(Server& server, epm::EpmService& service) {
+bool attach_epm_service(Server& server, epm::EpmService& service,
+                        UnregisteredHook on_unregistered) {
   if (!server.add_interface(rpc::kEpmSyntax, epm_handler(service), epm::kMaxRequestStub))
     return false;
   server.on_connection_closed(
-      [&service](std::uint64_t id) { (void)service.connection_closed(id); });
+      [&service, on_unregistered = std::move(on_unregistered)](std::uint64_t id) {
+        const std::size_t removed = service.connection_closed(id);
+        if (removed > 0 && on_unregistered) on_unregistered(id, removed);
+      });
   return true;
 }
 

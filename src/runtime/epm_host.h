@@ -7,6 +7,10 @@
 // it is attached to (or that Server's stop()).
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+
 #include "epm/call.h"
 #include "epm/epm_service.h"
 #include "runtime/server.h"
@@ -25,9 +29,14 @@ epm::CallerInfo caller_info(const IncomingCall& ctx);
 // The Handler for EPM e1af8308-5d1f-11c9-91a4-08002b14a0fa v3.0 over `service` (captures it).
 Handler epm_handler(epm::EpmService& service);
 
+// Called with a closed connection's id and how many registrations its close removed (> 0 only).
+using UnregisteredHook = std::function<void(std::uint64_t connection_id, std::size_t removed)>;
+
 // add_interface(rpc::kEpmSyntax, epm_handler(service)) and on_connection_closed ->
 // service.connection_closed(id) (context handle rundown; the connection's registrations go:
-// the connection is the lease). False (nothing changed) if EPM was already registered.
-bool attach_epm_service(Server& server, epm::EpmService& service);
+// the connection is the lease), then `on_unregistered` when that removed any (rpcgate-epmd logs
+// them). False (nothing changed) if EPM was already registered.
+bool attach_epm_service(Server& server, epm::EpmService& service,
+                        UnregisteredHook on_unregistered = {});
 
 }  // namespace rpcgate::runtime

@@ -11,7 +11,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
-#include "epm/internal/test_util.h"
+#include "epm/testing/test_util.h"
 #include "runtime/net.h"
 
 namespace rpcgate::runtime {

@@ -13,8 +13,8 @@
 #include "ndr/tower.h"
 #include "rpc/status.h"
 #include "runtime/epm_host.h"
-#include "runtime/internal/test_fixture.h"
-#include "runtime/internal/test_interface.h"
+#include "runtime/testing/test_fixture.h"
+#include "runtime/testing/test_interface.h"
 
 namespace rpcgate::runtime {
 namespace {

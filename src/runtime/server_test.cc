@@ -15,10 +15,10 @@
 #include "ndr/ndr.h"
 #include "rpc/pdu.h"
 #include "rpc/status.h"
-#include "runtime/internal/test_client.h"
-#include "runtime/internal/test_fixture.h"
-#include "runtime/internal/test_interface.h"
 #include "runtime/sync_client.h"
+#include "runtime/testing/test_client.h"
+#include "runtime/testing/test_fixture.h"
+#include "runtime/testing/test_interface.h"
 
 namespace rpcgate::runtime {
 namespace {

@@ -1,4 +1,4 @@
-// rpcgate-testsrv: serves the runtime test interface (internal/test_interface.h) - under its own
+// rpcgate-testsrv: serves the runtime test interface (testing/test_interface.h) - under its own
 // UUID or any others - for interop and end-to-end tests with real clients (Impacket) and the real
 // rpcgate-epmd.
 //
@@ -52,10 +52,10 @@
 #include "common/command_line.h"
 #include "common/uuid.h"
 #include "runtime/epmd_client.h"
-#include "runtime/internal/test_interface.h"
 #include "runtime/registrant.h"
 #include "runtime/rpc_client.h"
 #include "runtime/server.h"
+#include "runtime/testing/test_interface.h"
 
 namespace {
 

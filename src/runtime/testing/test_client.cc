@@ -1,4 +1,4 @@
-#include "runtime/internal/test_client.h"
+#include "runtime/testing/test_client.h"
 
 #include <cerrno>
 #include <cstring>

@@ -1,4 +1,4 @@
-#include "runtime/internal/test_interface.h"
+#include "runtime/testing/test_interface.h"
 
 #include <stdexcept>
 

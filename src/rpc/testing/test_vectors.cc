@@ -1,4 +1,4 @@
-#include "rpc/internal/test_vectors.h"
+#include "rpc/testing/test_vectors.h"
 
 #include <fstream>
 #include <sstream>
