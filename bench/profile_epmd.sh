@@ -8,6 +8,8 @@
 #                                           the top symbols (needs perf_event access)
 #   bench/profile_epmd.sh syscalls [CONNS]   strace -c: syscalls per call
 # CONNS defaults to 16 (callgrind: 4). Binaries from RPCGATE_BIN (default build/bin). Root.
+# PROFILE_KEEP=DIR keeps the raw output there (callgrind.out, strace.txt, perf.data) and the
+# number of calls (calls.txt), for callgrind_annotate by hand.
 # `make profile MODE=callgrind|perf|syscalls` installs valgrind, linux-perf and strace first.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -25,7 +27,7 @@ done
 tool=$(case "$MODE" in callgrind) echo valgrind ;; perf) echo perf ;; syscalls) echo strace ;; esac)
 command -v "$tool" >/dev/null || { echo "profile_epmd: $tool not found (make profile installs it)" >&2; exit 1; }
 
-export BIN MODE CONNS
+export BIN MODE CONNS PROFILE_KEEP=${PROFILE_KEEP:-}
 exec timeout 300 unshare -n bash -c '
 set -euo pipefail
 ip link set lo up
@@ -69,5 +71,10 @@ syscalls)
   awk -v n="$n" "/^ *[0-9]/ && \$4 ~ /^[0-9]+$/ {printf \"  %-14s %9d  %.3f per call\n\", \$NF, \$4, \$4/n}" "$D/strace.txt"
   ;;
 esac
+if [ -n "$PROFILE_KEEP" ]; then
+  mkdir -p "$PROFILE_KEEP"
+  cp "$D"/callgrind.out "$D"/strace.txt "$D"/perf.data "$PROFILE_KEEP"/ 2>/dev/null || true
+  echo "${n:-}" > "$PROFILE_KEEP/calls.txt"
+fi
 rm -rf "$D"
 '
