@@ -270,6 +270,7 @@ std::uint32_t EndpointDb::refuse(Refusal r) {
 }
 
 void EndpointDb::link(Entry e) {
+  ++generation_;
   const auto id = e.id;
   by_exact_.emplace(exact_key(e.object, e.tower_octets), id);
   auto& group = groups_[replace_key(e)];
@@ -281,6 +282,7 @@ void EndpointDb::link(Entry e) {
 }
 
 Entry EndpointDb::unlink(std::uint64_t id) {
+  ++generation_;
   auto node = entries_.extract(id);
   Entry e = std::move(node.mapped());
   ++work_;
