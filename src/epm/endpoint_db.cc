@@ -1,6 +1,7 @@
 #include "epm/endpoint_db.h"
 
 #include <algorithm>
+#include <atomic>
 #include <set>
 #include <span>
 #include <string>
@@ -263,6 +264,14 @@ std::string to_string(const Refusal& r) {
   }
   return "?";
 }
+
+namespace {
+// The next EndpointDb's first generation (see generation()).
+std::atomic<std::uint64_t> next_generation_base{0};
+}  // namespace
+
+EndpointDb::EndpointDb(DbLimits limits)
+    : limits_(limits), generation_(next_generation_base.fetch_add(std::uint64_t{1} << 32)) {}
 
 std::uint32_t EndpointDb::refuse(Refusal r) {
   last_refusal_ = r;

@@ -195,7 +195,7 @@ struct Page {
 
 class EndpointDb {
  public:
-  explicit EndpointDb(DbLimits limits = {}) : limits_(limits) {}
+  explicit EndpointDb(DbLimits limits = {});
 
   // ept_insert by `who`: all or nothing. Each entry is validated (make_entry) first; then, in
   // order:
@@ -286,7 +286,8 @@ class EndpointDb {
   // Changes whenever the map may have changed: every entry added, removed or rewritten (insert,
   // its rollback, erase, remove_owner, remove, mgmt_delete - the daemon's static reload and
   // liveness sweep go through these) bumps it. Never decreases. A cache of answers computed from
-  // the map (EptMapCache) is valid only while it is unchanged.
+  // the map (EptMapCache) is valid only while it is unchanged. Each EndpointDb constructed starts
+  // at its own base (2^32 apart), so a map replaced by assignment does not reuse a generation.
   std::uint64_t generation() const { return generation_; }
 
  private:

@@ -805,6 +805,25 @@ TEST(EpmServiceCache, EveryChangeToTheMapIsSeenByTheNextMap) {
   EXPECT_GE(s.map_cache().stats().invalidated, 8u);
 }
 
+// The daemon could also replace the whole map (db() = EndpointDb(...)): a new map never reuses a
+// generation, so the cache does not answer from the old one.
+TEST(EpmServiceCache, AReplacedMapIsSeenByTheNextMap) {
+  auto s = samr_service();
+  const auto stub =
+      encode(EptMapRequest{std::nullopt, tower("ncacn_ip_tcp:0.0.0.0[0]", kSamr10), {}, 4},
+             Endian::kLittle);
+  EXPECT_EQ(bindings(s, stub, net(1)), Strings{"ncacn_ip_tcp:127.0.0.1[49664]"});
+  // The new map has had as many changes as the old one (one insert): without a base of its own
+  // its generation would be the old one's.
+  EndpointDb fresh(s.db().limits());
+  ASSERT_EQ(fresh.insert({entry({}, "ncacn_ip_tcp:0.0.0.0[49665]", kSamr10, "samr")}, false,
+                         kPersistentOwner),
+            0u);
+  s.db() = std::move(fresh);
+  EXPECT_EQ(bindings(s, stub, net(1)), Strings{"ncacn_ip_tcp:127.0.0.1[49665]"});
+  EXPECT_NE(EndpointDb().generation(), EndpointDb().generation());
+}
+
 // An answer that carries a handle (more results follow) creates state; a request with a handle
 // depends on it. Neither is ever answered from the cache.
 TEST(EpmServiceCache, StatefulAnswersAreNeverCached) {
