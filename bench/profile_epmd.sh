@@ -3,18 +3,22 @@
 # rpcgate-bench as the load (one rpcgate-testsrv interface registered, winreg's UUID):
 #   bench/profile_epmd.sh callgrind [CONNS]  instructions per call (valgrind --tool=callgrind,
 #                                           only inside the event loop) and the top functions,
-#                                           inclusive; deterministic, so good for A/B of code
+#                                           inclusive, then the per-part split of an ept_map
+#                                           (bench/profile_split.py); deterministic, so good for
+#                                           A/B of code
 #   bench/profile_epmd.sh perf [CONNS]       perf record of the daemon: kernel vs user share and
 #                                           the top symbols (needs perf_event access)
 #   bench/profile_epmd.sh syscalls [CONNS]   strace -c: syscalls per call
 # CONNS defaults to 16 (callgrind: 4). Binaries from RPCGATE_BIN (default build/bin). Root.
+# PROFILE_KEEP=DIR keeps the raw output there (callgrind.out, strace.txt, perf.data) and the
+# number of calls (calls-MODE.txt), for callgrind_annotate by hand.
 # `make profile MODE=callgrind|perf|syscalls` installs valgrind, linux-perf and strace first.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BIN=${RPCGATE_BIN:-$HERE/../build/bin}
 MODE=${1:-}
 case "$MODE" in callgrind | perf | syscalls) ;; -h | --help | "")
-  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; [ -n "$MODE" ]; exit $? ;;
+  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; [ -n "$MODE" ]; exit $? ;;
 *) echo "profile_epmd: unknown mode '$MODE' (callgrind, perf, syscalls)" >&2; exit 2 ;;
 esac
 CONNS=${2:-$([ "$MODE" = callgrind ] && echo 4 || echo 16)}
@@ -25,12 +29,12 @@ done
 tool=$(case "$MODE" in callgrind) echo valgrind ;; perf) echo perf ;; syscalls) echo strace ;; esac)
 command -v "$tool" >/dev/null || { echo "profile_epmd: $tool not found (make profile installs it)" >&2; exit 1; }
 
-export BIN MODE CONNS
+export HERE BIN MODE CONNS PROFILE_KEEP=${PROFILE_KEEP:-}
 exec timeout 300 unshare -n bash -c '
 set -euo pipefail
 ip link set lo up
 D=$(mktemp -d /tmp/rpcgate-profile.XXXXXX)
-trap "kill \$(jobs -p) 2>/dev/null; wait 2>/dev/null; true" EXIT
+trap "kill \$(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true" EXIT
 U=338cd001-2244-31f1-aaaa-900038001003
 start_epmd() { "$@" "$BIN/rpcgate-epmd" --listen 127.0.0.1:1135 --control "$D/epmd.sock" --log-level warn & EPMD=$!; }
 register() {
@@ -50,6 +54,8 @@ callgrind)
   total=$(callgrind_annotate "$D/callgrind.out" 2>/dev/null | awk "/PROGRAM TOTALS/ {gsub(\",\",\"\",\$1); print \$1}")
   echo "== $n ept_map calls at $CONNS connections: $(( total / n )) instructions per call in the event loop"
   callgrind_annotate --inclusive=yes "$D/callgrind.out" 2>/dev/null | grep -E "^ *[0-9,]+ \(" | sed -n "1,40p" | cut -c1-160
+  echo "$n" > "$D/calls-callgrind.txt"
+  python3 "$HERE/profile_split.py" "$D"
   ;;
 perf)
   start_epmd; register
@@ -69,5 +75,10 @@ syscalls)
   awk -v n="$n" "/^ *[0-9]/ && \$4 ~ /^[0-9]+$/ {printf \"  %-14s %9d  %.3f per call\n\", \$NF, \$4, \$4/n}" "$D/strace.txt"
   ;;
 esac
+if [ -n "$PROFILE_KEEP" ]; then
+  mkdir -p "$PROFILE_KEEP"
+  cp "$D"/callgrind.out "$D"/strace.txt "$D"/perf.data "$PROFILE_KEEP"/ 2>/dev/null || true
+  echo "${n:-}" > "$PROFILE_KEEP/calls-$MODE.txt"
+fi
 rm -rf "$D"
 '

@@ -10,7 +10,9 @@
 // nca_s_op_rng_error or rpc_x_bad_stub_data; ept_lookup / ept_map answers decode with the ndr
 // decoders; the entry, per-owner, per-uid, root-reserve and handle (per connection, per peer,
 // total) caps hold after every step; epmd's own entries (inserted first) are never changed; a
-// closed connection keeps no handle and no entry.
+// closed connection keeps no handle and no entry; a twin service without the ept_map answer
+// cache (EpmConfig::map_cache disabled), fed the same calls, gives byte-identical answers (the
+// cache is invisible: no stale answer after a change, no cached stateful answer).
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -58,7 +60,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   config.max_handles_per_connection = kMaxHandlesPerConnection;
   config.max_handles_per_peer = kMaxHandlesPerPeer;
   config.max_handles_total = kMaxHandles;
+  auto uncached_config = config;
+  uncached_config.map_cache.max_entries = 0;
+  config.map_cache.max_entries = 4;  // small: evictions as well as hits
   epm::EpmService service(config);
+  epm::EpmService uncached(uncached_config);
   epm::MgmtService mgmt([] {
     epm::MgmtInfo info;
     info.if_ids = {rpc::kEpmSyntax, rpc::kMgmtSyntax};
@@ -75,6 +81,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         {common::Uuid(), ndr::encode_tower(*ndr::binding_to_tower(b, rpc::kEpmSyntax)), "epm"});
   }
   check(service.db().insert(own, true, epm::kPersistentOwner) == 0);
+  check(uncached.db().insert(own, true, epm::kPersistentOwner) == 0);
   const auto own_entries = service.db().entries();
 
   std::size_t pos = 0;
@@ -89,7 +96,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     pos += len;
 
     if (flags & 0x80) {
-      service.connection_closed(conn);
+      check(service.connection_closed(conn) == uncached.connection_closed(conn));
       check(service.handle_count(conn) == 0);
       check(service.db().count_for(conn) == 0);
       continue;
@@ -102,6 +109,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
     const auto r =
         (flags & 0x04) ? mgmt.call(opnum, stub, endian) : service.call(opnum, stub, endian, caller);
+    if (!(flags & 0x04)) check(r == uncached.call(opnum, stub, endian, caller));
     if (!r) {
       check(r.error().status == rpc::status::kNcaSOpRngError ||
             r.error().status == rpc::status::kRpcXBadStubData);

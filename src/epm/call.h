@@ -9,22 +9,30 @@
 #include <cstdint>
 #include <expected>
 #include <optional>
+#include <span>
 #include <string_view>
 #include <vector>
 
 namespace rpcgate::epm {
 
-// A fault PDU's status (C706 §12.6.4.7): nca_s_op_rng_error (0x1c010002) for an opnum the
-// interface does not have or does not implement, rpc_x_bad_stub_data (0x6f7) for a stub that
-// does not decode (what Windows sends: Windows Server 2003's EPM in fortra/impacket issue #78).
-struct Fault {
+// The status of a fault PDU to send instead of a response (C706 §12.6.4.7): nca_s_op_rng_error
+// (0x1c010002) for an opnum the interface does not have or does not implement,
+// rpc_x_bad_stub_data (0x6f7) for a stub that does not decode (what Windows sends: Windows
+// Server 2003's EPM in fortra/impacket issue #78). Only the status: the fault PDU itself
+// (rpc::Fault, rpc/pdu.h) is the runtime's to build.
+struct FaultStatus {
   std::uint32_t status = 0;
-  friend bool operator==(const Fault&, const Fault&) = default;
+  friend bool operator==(const FaultStatus&, const FaultStatus&) = default;
 };
 
-// The response stub, or a fault. Operation-level errors (ept_s_not_registered, access refused,
-// ...) are *not* faults: they are a status inside a normal response stub.
-using CallResult = std::expected<std::vector<std::uint8_t>, Fault>;
+// How a call ended: the response stub, or a fault. Operation-level errors (ept_s_not_registered,
+// access refused, ...) are *not* faults: they are a status inside a normal response stub.
+using Outcome = std::expected<std::vector<std::uint8_t>, FaultStatus>;
+
+// The same without owning the stub: a view of a buffer the service keeps (its reply buffer or a
+// cached answer), valid until the service's next call or change. What the hot path returns, so
+// that an answer costs no allocation; copy it (or send it) before calling the service again.
+using OutcomeView = std::expected<std::span<const std::uint8_t>, FaultStatus>;
 
 // What the transport knows about the caller.
 struct CallerInfo {

@@ -1,6 +1,7 @@
 #include "epm/endpoint_db.h"
 
 #include <algorithm>
+#include <atomic>
 #include <set>
 #include <span>
 #include <string>
@@ -264,12 +265,21 @@ std::string to_string(const Refusal& r) {
   return "?";
 }
 
+namespace {
+// The next EndpointDb's first generation (see generation()).
+std::atomic<std::uint64_t> next_generation_base{0};
+}  // namespace
+
+EndpointDb::EndpointDb(DbLimits limits)
+    : limits_(limits), generation_(next_generation_base.fetch_add(std::uint64_t{1} << 32)) {}
+
 std::uint32_t EndpointDb::refuse(Refusal r) {
   last_refusal_ = r;
   return st::kEptSCantPerformOp;
 }
 
 void EndpointDb::link(Entry e) {
+  ++generation_;
   const auto id = e.id;
   by_exact_.emplace(exact_key(e.object, e.tower_octets), id);
   auto& group = groups_[replace_key(e)];
@@ -281,6 +291,7 @@ void EndpointDb::link(Entry e) {
 }
 
 Entry EndpointDb::unlink(std::uint64_t id) {
+  ++generation_;
   auto node = entries_.extract(id);
   Entry e = std::move(node.mapped());
   ++work_;

@@ -195,7 +195,7 @@ struct Page {
 
 class EndpointDb {
  public:
-  explicit EndpointDb(DbLimits limits = {}) : limits_(limits) {}
+  explicit EndpointDb(DbLimits limits = {});
 
   // ept_insert by `who`: all or nothing. Each entry is validated (make_entry) first; then, in
   // order:
@@ -283,6 +283,12 @@ class EndpointDb {
   // Stored entries examined or moved by insert, erase and remove_owner since construction: the
   // complexity tests' witness (linear in the entries given, not in the map's size).
   std::uint64_t work() const { return work_; }
+  // Changes whenever the map may have changed: every entry added, removed or rewritten (insert,
+  // its rollback, erase, remove_owner, remove, mgmt_delete - the daemon's static reload and
+  // liveness sweep go through these) bumps it. Never decreases. A cache of answers computed from
+  // the map (EptMapCache) is valid only while it is unchanged. Each EndpointDb constructed starts
+  // at its own base (2^32 apart), so a map replaced by assignment does not reuse a generation.
+  std::uint64_t generation() const { return generation_; }
 
  private:
   struct ReplaceGroup {
@@ -312,6 +318,7 @@ class EndpointDb {
   std::unordered_map<std::uint64_t, std::size_t> per_authority_;
   std::optional<Refusal> last_refusal_;
   std::uint64_t work_ = 0;
+  std::uint64_t generation_ = 0;  // link() and unlink() bump it: every change passes there
 };
 
 // The tower to send for `entry`: its registered floors, with the interface floor replaced by

@@ -11,8 +11,8 @@ namespace {
 namespace st = rpc::status;
 using namespace ndr::epm;
 
-CallResult bad_stub() {
-  return std::unexpected(Fault{st::kRpcXBadStubData});
+Outcome bad_stub() {
+  return std::unexpected(FaultStatus{st::kRpcXBadStubData});
 }
 
 std::vector<std::uint8_t> status_stub(std::uint32_t status, common::Endian endian) {
@@ -21,7 +21,8 @@ std::vector<std::uint8_t> status_stub(std::uint32_t status, common::Endian endia
 
 }  // namespace
 
-EpmService::EpmService(EpmConfig config) : config_(config), db_(config.db) {
+EpmService::EpmService(EpmConfig config)
+    : config_(config), db_(config.db), map_cache_(config.map_cache) {
   if (config_.seed)
     seeded_.emplace(*config_.seed);
   else
@@ -32,10 +33,36 @@ EpmService::EpmService(EpmConfig config) : config_(config), db_(config.db) {
   config_.max_handles_total = std::max<std::size_t>(config_.max_handles_total, 1);
 }
 
-CallResult EpmService::call(std::uint16_t opnum, std::span<const std::uint8_t> stub,
-                            common::Endian endian, const CallerInfo& caller) {
+OutcomeView EpmService::respond(std::uint16_t opnum, std::span<const std::uint8_t> stub,
+                                common::Endian endian, const CallerInfo& caller) {
   ++stats_.calls[std::min<std::size_t>(opnum, kEpmOpnumCount)];
-  CallResult r = std::unexpected(Fault{st::kNcaSOpRngError});
+  if (opnum == kOpnumEptMap && config_.map_cache.max_entries != 0) {
+    if (const auto* hit = map_cache_.find(db_.generation(), endian, host_for(caller), stub)) {
+      trailing(caller, kOpnumEptMap, hit->trailing_bytes);
+      count_status(hit->status);
+      return std::span<const std::uint8_t>(hit->stub);
+    }
+  }
+  Outcome r = dispatch(opnum, stub, endian, caller);
+  if (!r) {
+    if (r.error().status == st::kRpcXBadStubData) ++stats_.faults_bad_stub;
+    if (r.error().status == st::kNcaSOpRngError) ++stats_.faults_op_rng;
+    return std::unexpected(r.error());
+  }
+  reply_ = std::move(*r);
+  return std::span<const std::uint8_t>(reply_);
+}
+
+Outcome EpmService::call(std::uint16_t opnum, std::span<const std::uint8_t> stub,
+                         common::Endian endian, const CallerInfo& caller) {
+  const auto r = respond(opnum, stub, endian, caller);
+  if (!r) return std::unexpected(r.error());
+  return std::vector<std::uint8_t>(r->begin(), r->end());
+}
+
+Outcome EpmService::dispatch(std::uint16_t opnum, std::span<const std::uint8_t> stub,
+                             common::Endian endian, const CallerInfo& caller) {
+  Outcome r = std::unexpected(FaultStatus{st::kNcaSOpRngError});
   switch (opnum) {
     case kOpnumEptInsert:
       r = ept_insert(stub, endian, caller);
@@ -61,15 +88,11 @@ CallResult EpmService::call(std::uint16_t opnum, std::span<const std::uint8_t> s
     default:  // 7 ept_map_auth, 8 ept_map_auth_async, anything beyond
       break;
   }
-  if (!r) {
-    if (r.error().status == st::kRpcXBadStubData) ++stats_.faults_bad_stub;
-    if (r.error().status == st::kNcaSOpRngError) ++stats_.faults_op_rng;
-  }
   return r;
 }
 
-CallResult EpmService::ept_insert(std::span<const std::uint8_t> stub, common::Endian endian,
-                                  const CallerInfo& caller) {
+Outcome EpmService::ept_insert(std::span<const std::uint8_t> stub, common::Endian endian,
+                               const CallerInfo& caller) {
   auto req = decode_ept_insert_request(stub, endian, config_.decode_limits);
   if (!req) return bad_stub();
   trailing(caller, kOpnumEptInsert, req->trailing_bytes);
@@ -81,8 +104,8 @@ CallResult EpmService::ept_insert(std::span<const std::uint8_t> stub, common::En
   return status_stub(status, endian);
 }
 
-CallResult EpmService::ept_delete(std::span<const std::uint8_t> stub, common::Endian endian,
-                                  const CallerInfo& caller) {
+Outcome EpmService::ept_delete(std::span<const std::uint8_t> stub, common::Endian endian,
+                               const CallerInfo& caller) {
   auto req = decode_ept_delete_request(stub, endian, config_.decode_limits);
   if (!req) return bad_stub();
   trailing(caller, kOpnumEptDelete, req->trailing_bytes);
@@ -92,8 +115,8 @@ CallResult EpmService::ept_delete(std::span<const std::uint8_t> stub, common::En
   return status_stub(status, endian);
 }
 
-CallResult EpmService::ept_mgmt_delete(std::span<const std::uint8_t> stub, common::Endian endian,
-                                       const CallerInfo& caller) {
+Outcome EpmService::ept_mgmt_delete(std::span<const std::uint8_t> stub, common::Endian endian,
+                                    const CallerInfo& caller) {
   auto req = decode_ept_mgmt_delete_request(stub, endian, config_.decode_limits);
   if (!req) return bad_stub();
   trailing(caller, kOpnumEptMgmtDelete, req->trailing_bytes);
@@ -129,20 +152,20 @@ void EpmService::trailing(const CallerInfo& caller, std::uint16_t opnum, std::si
   if (on_trailing_bytes_) on_trailing_bytes_(caller, opnum, bytes);
 }
 
-CallResult EpmService::ept_inq_object(std::span<const std::uint8_t> stub, common::Endian endian,
-                                      const CallerInfo& caller) {
+Outcome EpmService::ept_inq_object(std::span<const std::uint8_t> stub, common::Endian endian,
+                                   const CallerInfo& caller) {
   trailing(caller, kOpnumEptInqObject, decode_ept_inq_object_request(stub));
   return encode(EptInqObjectResponse{config_.ept_object, 0}, endian);
 }
 
-CallResult EpmService::ept_lookup(std::span<const std::uint8_t> stub, common::Endian endian,
-                                  const CallerInfo& caller) {
+Outcome EpmService::ept_lookup(std::span<const std::uint8_t> stub, common::Endian endian,
+                               const CallerInfo& caller) {
   auto req = decode_ept_lookup_request(stub, endian, config_.decode_limits);
   if (!req) return bad_stub();
   trailing(caller, kOpnumEptLookup, req->trailing_bytes);
   EptLookupResponse resp;
   resp.max_count = std::min(req->max_ents, config_.max_results);
-  auto answer = [&](std::uint32_t status) -> CallResult {
+  auto answer = [&](std::uint32_t status) -> Outcome {
     resp.status = status;
     count_status(status);
     return encode(resp, endian);
@@ -196,17 +219,23 @@ CallResult EpmService::ept_lookup(std::span<const std::uint8_t> stub, common::En
   return answer(resp.entries.empty() ? st::kEptSNotRegistered : 0);
 }
 
-CallResult EpmService::ept_map(std::span<const std::uint8_t> stub, common::Endian endian,
-                               const CallerInfo& caller) {
+Outcome EpmService::ept_map(std::span<const std::uint8_t> stub, common::Endian endian,
+                            const CallerInfo& caller) {
   auto req = decode_ept_map_request(stub, endian, config_.decode_limits);
   if (!req) return bad_stub();
   trailing(caller, kOpnumEptMap, req->trailing_bytes);
   EptMapResponse resp;
   resp.max_count = std::min(req->max_towers, config_.max_results);
-  auto answer = [&](std::uint32_t status) -> CallResult {
+  auto answer = [&](std::uint32_t status) -> Outcome {
     resp.status = status;
     count_status(status);
-    return encode(resp, endian);
+    auto out = encode(resp, endian);
+    // Stateless (see "Answer cache"): no handle came in, none goes out.
+    if (config_.map_cache.max_entries != 0 && req->entry_handle.is_null() &&
+        resp.entry_handle.is_null())
+      map_cache_.insert(db_.generation(), endian, host_for(caller), stub,
+                        EptMapCache::Answer{out, status, req->trailing_bytes});
+    return out;
   };
 
   HandleState* state = nullptr;
@@ -269,8 +298,8 @@ void EpmService::count_status(std::uint32_t status) {
   if (status == st::kEptSInvalidContext) ++stats_.invalid_context;
 }
 
-CallResult EpmService::ept_lookup_handle_free(std::span<const std::uint8_t> stub,
-                                              common::Endian endian, const CallerInfo& caller) {
+Outcome EpmService::ept_lookup_handle_free(std::span<const std::uint8_t> stub,
+                                           common::Endian endian, const CallerInfo& caller) {
   auto req = decode_ept_lookup_handle_free_request(stub, endian, config_.decode_limits);
   if (!req) return bad_stub();
   trailing(caller, kOpnumEptLookupHandleFree, req->trailing_bytes);

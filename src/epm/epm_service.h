@@ -88,6 +88,14 @@
 // recently used" is the oldest idle one. A call never fails for want of a handle (a cap of 0 is
 // taken as 1).
 // connection_closed() runs the connection's handles down and removes its registrations.
+//
+// Answer cache (ept_map_cache.h): an ept_map with a NULL entry_handle whose answer carries no
+// handle (every result fit in one page, or none matched) is stateless: the same request bytes,
+// byte order and host floor get the same answer until the map changes. Such answers are kept
+// encoded (EpmConfig::map_cache bounds them) and a repeated request is answered from the cache:
+// no decode, scan, match or encode, and no allocation (respond() returns a view). A hit counts in
+// EpmStats (calls, not_registered) and reports trailing bytes as a computed answer does. Any
+// change to the map (EndpointDb::generation()) empties the cache, so the next ept_map sees it.
 #pragma once
 
 #include <array>
@@ -110,6 +118,7 @@
 #include "common/uuid.h"
 #include "epm/call.h"
 #include "epm/endpoint_db.h"
+#include "epm/ept_map_cache.h"
 #include "ndr/ndr.h"
 
 namespace rpcgate::epm {
@@ -159,6 +168,7 @@ struct EpmConfig {
   std::optional<Ipv4> advertised_ipv4;  // NAT: the address clients must use
   common::Uuid ept_object;              // ept_inq_object's answer (nil by default)
   std::optional<std::uint64_t> seed;    // deterministic handles (tests, fuzzing)
+  EptMapCacheLimits map_cache;          // see "Answer cache"; max_entries 0 disables it
   // Applied to every request stub; counts above these are a malformed stub (fault 0x6f7).
   ndr::DecodeLimits decode_limits{.max_array_elements = 4096,
                                   .max_string_length = 4096,
@@ -194,9 +204,14 @@ class EpmService {
 
   // One call of the EPM interface. `stub` is the request stub in `endian` byte order (the
   // PDU's drep); the response stub uses the same byte order. See the header comment for each
-  // opnum's contract.
-  CallResult call(std::uint16_t opnum, std::span<const std::uint8_t> stub, common::Endian endian,
-                  const CallerInfo& caller);
+  // opnum's contract. The answer is a view of the service's reply buffer or of a cached ept_map
+  // answer ("Answer cache"): valid until the next respond() / call() or change through db();
+  // send or copy it before that. No allocation when the answer comes from the cache.
+  OutcomeView respond(std::uint16_t opnum, std::span<const std::uint8_t> stub,
+                      common::Endian endian, const CallerInfo& caller);
+  // The same, returning a copy of the stub (tests, fuzzers: anything that keeps answers).
+  Outcome call(std::uint16_t opnum, std::span<const std::uint8_t> stub, common::Endian endian,
+               const CallerInfo& caller);
 
   // The connection ended (or its association was torn down): frees its context handles
   // (rundown), removes the entries it registered under its lease (persistent ones stay) and
@@ -211,6 +226,8 @@ class EpmService {
   // Direct access for the daemon (persistent entries from configuration: owner 0) and tests.
   EndpointDb& db() { return db_; }
   const EndpointDb& db() const { return db_; }
+  // The ept_map answer cache (its statistics; see "Answer cache").
+  const EptMapCache& map_cache() const { return map_cache_; }
   EpmStats stats() const;
   std::size_t handle_count(std::uint64_t connection_id) const;
   // Handles held by the peer key `key` (see "Context handles": "uid N" for a local caller).
@@ -243,22 +260,24 @@ class EpmService {
   // Result of resolving a request's entry_handle.
   enum class HandleLookup : std::uint8_t { kNull, kFound, kInvalid };
 
-  CallResult ept_insert(std::span<const std::uint8_t> stub, common::Endian endian,
-                        const CallerInfo& caller);
-  CallResult ept_delete(std::span<const std::uint8_t> stub, common::Endian endian,
-                        const CallerInfo& caller);
-  CallResult ept_lookup(std::span<const std::uint8_t> stub, common::Endian endian,
-                        const CallerInfo& caller);
-  CallResult ept_map(std::span<const std::uint8_t> stub, common::Endian endian,
+  Outcome dispatch(std::uint16_t opnum, std::span<const std::uint8_t> stub, common::Endian endian,
+                   const CallerInfo& caller);
+  Outcome ept_insert(std::span<const std::uint8_t> stub, common::Endian endian,
                      const CallerInfo& caller);
-  CallResult ept_lookup_handle_free(std::span<const std::uint8_t> stub, common::Endian endian,
-                                    const CallerInfo& caller);
-  CallResult ept_inq_object(std::span<const std::uint8_t> stub, common::Endian endian,
-                            const CallerInfo& caller);
+  Outcome ept_delete(std::span<const std::uint8_t> stub, common::Endian endian,
+                     const CallerInfo& caller);
+  Outcome ept_lookup(std::span<const std::uint8_t> stub, common::Endian endian,
+                     const CallerInfo& caller);
+  Outcome ept_map(std::span<const std::uint8_t> stub, common::Endian endian,
+                  const CallerInfo& caller);
+  Outcome ept_lookup_handle_free(std::span<const std::uint8_t> stub, common::Endian endian,
+                                 const CallerInfo& caller);
+  Outcome ept_inq_object(std::span<const std::uint8_t> stub, common::Endian endian,
+                         const CallerInfo& caller);
   // A request had `bytes` > 0 unread bytes after its last parameter: counted and reported.
   void trailing(const CallerInfo& caller, std::uint16_t opnum, std::size_t bytes);
-  CallResult ept_mgmt_delete(std::span<const std::uint8_t> stub, common::Endian endian,
-                             const CallerInfo& caller);
+  Outcome ept_mgmt_delete(std::span<const std::uint8_t> stub, common::Endian endian,
+                          const CallerInfo& caller);
 
   HandleLookup find_handle(const ndr::ContextHandle& h, std::uint64_t connection_id,
                            HandleState** out);
@@ -295,6 +314,8 @@ class EpmService {
   std::optional<std::mt19937_64> seeded_;
   std::unique_ptr<std::random_device> random_;  // unique_ptr: keeps EpmService movable
   EpmStats stats_;
+  EptMapCache map_cache_;
+  std::vector<std::uint8_t> reply_;  // the stub respond() returns a view of (computed answers)
 };
 
 }  // namespace rpcgate::epm

@@ -1,12 +1,39 @@
 #include "epm/epm_service.h"
 
+#include <cstdlib>
+#include <new>
+#include <random>
 #include <set>
+#include <utility>
 
 #include <gtest/gtest.h>
 
 #include "epm/testing/test_util.h"
 #include "ndr/epm_types.h"
 #include "rpc/status.h"
+
+// Counts the allocations of this thread while `counting` is set: the test that a cached ept_map
+// answer costs no allocation (EpmServiceCache.AHitAllocatesNothing). GCC, inlining the replaced
+// operator delete, sees `new` paired with free(): exactly what a malloc-based replacement does.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+namespace {
+thread_local bool counting = false;
+thread_local std::size_t allocations = 0;
+}  // namespace
+
+void* operator new(std::size_t n) {
+  if (counting) ++allocations;
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
 
 namespace rpcgate::epm {
 namespace {
@@ -49,7 +76,7 @@ EpmService samr_service(EpmConfig config = {}) {
   return s;
 }
 
-std::uint32_t status_of(const CallResult& r) {
+std::uint32_t status_of(const Outcome& r) {
   EXPECT_TRUE(r.has_value());
   return decode_ept_status_response(r.value_or(std::vector<std::uint8_t>{}), Endian::kLittle)
       .value_or(EptStatusResponse{0xdeadbeef})
@@ -675,6 +702,246 @@ TEST(EpmService, MgmtMapThroughService) {
   EXPECT_EQ(binding_of(*resp.towers[0]), "ncacn_ip_tcp:127.0.0.1[1000]");
   EXPECT_EQ(binding_of(*resp.towers[1]), "ncacn_ip_tcp:127.0.0.1[1001]");
   EXPECT_EQ(interface_of(*resp.towers[1]), rpc::kMgmtSyntax);
+}
+
+// ---- the ept_map answer cache ----
+
+std::vector<std::string> bindings(EpmService& s, const std::vector<std::uint8_t>& stub,
+                                  const CallerInfo& c, Endian endian = Endian::kLittle) {
+  auto r = s.call(kOpnumEptMap, stub, endian, c);
+  EXPECT_TRUE(r.has_value());
+  auto resp = decode_ept_map_response(r.value_or(std::vector<std::uint8_t>{}), endian);
+  EXPECT_TRUE(resp.has_value());
+  std::vector<std::string> out;
+  for (const auto& t : resp.value_or(EptMapResponse{}).towers)
+    out.push_back(t ? binding_of(*t) : "NULL");
+  return out;
+}
+
+using Strings = std::vector<std::string>;
+
+TEST(EpmServiceCache, ARepeatedMapIsAnsweredFromTheCacheWithTheSameBytesAndCounts) {
+  auto s = samr_service();
+  std::vector<std::size_t> reported;
+  s.on_trailing_bytes(
+      [&](const CallerInfo&, std::uint16_t, std::size_t n) { reported.push_back(n); });
+  auto stub = encode(EptMapRequest{std::nullopt, tower("ncacn_ip_tcp:0.0.0.0[0]", kSamr10), {}, 4},
+                     Endian::kLittle);
+  const auto first = s.call(kOpnumEptMap, stub, Endian::kLittle, net(1));
+  const auto again = s.call(kOpnumEptMap, stub, Endian::kLittle, net(2));  // another connection
+  ASSERT_TRUE(first && again);
+  EXPECT_EQ(*first, *again);
+  EXPECT_EQ(s.map_cache().stats().hits, 1u);
+  const auto view = s.respond(kOpnumEptMap, stub, Endian::kLittle, net(3));
+  ASSERT_TRUE(view);
+  EXPECT_EQ(std::vector<std::uint8_t>(view->begin(), view->end()), *first);
+  EXPECT_EQ(s.map_cache().stats().hits, 2u);
+  EXPECT_EQ(s.stats().calls[kOpnumEptMap], 3u);
+  // A not-registered answer is cached too, and still counted on every call.
+  const auto lsa =
+      encode(EptMapRequest{std::nullopt, tower("ncacn_ip_tcp:0.0.0.0[0]", kLsa00), {}, 4},
+             Endian::kLittle);
+  EXPECT_TRUE(bindings(s, lsa, net(1)).empty());
+  EXPECT_TRUE(bindings(s, lsa, net(1)).empty());
+  EXPECT_EQ(s.map_cache().stats().hits, 3u);
+  EXPECT_EQ(s.stats().not_registered, 2u);
+  // Trailing bytes are reported on a hit as on the computed answer.
+  stub.insert(stub.end(), {1, 2, 3});
+  EXPECT_EQ(bindings(s, stub, net(1)), Strings{"ncacn_ip_tcp:127.0.0.1[49664]"});
+  EXPECT_EQ(bindings(s, stub, net(1)), Strings{"ncacn_ip_tcp:127.0.0.1[49664]"});
+  EXPECT_EQ(s.map_cache().stats().hits, 4u);
+  EXPECT_EQ(reported, (std::vector<std::size_t>{3, 3}));
+  EXPECT_EQ(s.stats().trailing_bytes_calls, 2u);
+}
+
+// Every way the map changes is visible in the very next ept_map: over the wire (ept_insert,
+// ept_insert with replace, ept_delete, ept_mgmt_delete), by the daemon (db().insert: static
+// entries), a lease dropped with its connection, the liveness sweep (db().remove).
+TEST(EpmServiceCache, EveryChangeToTheMapIsSeenByTheNextMap) {
+  EpmService s(seeded(1));
+  const auto stub =
+      encode(EptMapRequest{std::nullopt, tower("ncacn_ip_tcp:0.0.0.0[0]", kLsa00), {}, 10},
+             Endian::kLittle);
+  auto seen = [&] {
+    auto b = bindings(s, stub, net(1));
+    EXPECT_EQ(bindings(s, stub, net(1)), b);  // the second answer is the cached one
+    return b;
+  };
+  auto wire = [&](std::uint16_t op, const std::vector<std::uint8_t>& req, const CallerInfo& c) {
+    return status_of(s.call(op, req, Endian::kLittle, c));
+  };
+  const auto a = entry({}, "ncacn_ip_tcp:0.0.0.0[50000]", kLsa00, "a");
+  const auto b = entry({}, "ncacn_ip_tcp:0.0.0.0[50001]", kLsa00, "b");
+  EXPECT_EQ(seen(), Strings{});
+  EXPECT_EQ(wire(kOpnumEptInsert, encode(EptInsertRequest{{a}, false}, Endian::kLittle), local(5)),
+            0u);
+  EXPECT_EQ(seen(), Strings{"ncacn_ip_tcp:127.0.0.1[50000]"});
+  ASSERT_EQ(s.db().insert({b}, false, kPersistentOwner), 0u);  // the daemon's static entries
+  EXPECT_EQ(seen(), (Strings{"ncacn_ip_tcp:127.0.0.1[50000]", "ncacn_ip_tcp:127.0.0.1[50001]"}));
+  EXPECT_EQ(wire(kOpnumEptDelete, encode(EptDeleteRequest{{a}}, Endian::kLittle), local(6)), 0u);
+  EXPECT_EQ(seen(), Strings{"ncacn_ip_tcp:127.0.0.1[50001]"});
+  // A lease: the entry goes with its connection.
+  s.hold_lease(7);
+  EXPECT_EQ(wire(kOpnumEptInsert, encode(EptInsertRequest{{a}, false}, Endian::kLittle), local(7)),
+            0u);
+  EXPECT_EQ(seen(), (Strings{"ncacn_ip_tcp:127.0.0.1[50001]", "ncacn_ip_tcp:127.0.0.1[50000]"}));
+  EXPECT_EQ(s.connection_closed(7), 1u);
+  EXPECT_EQ(seen(), Strings{"ncacn_ip_tcp:127.0.0.1[50001]"});
+  // The liveness sweep removes a dead endpoint by id.
+  ASSERT_TRUE(s.db().remove(s.db().entries().begin()->first));
+  EXPECT_EQ(seen(), Strings{});
+  // Replace: the same interface on another port replaces the registration.
+  EXPECT_EQ(wire(kOpnumEptInsert, encode(EptInsertRequest{{a}, false}, Endian::kLittle), local(5)),
+            0u);
+  EXPECT_EQ(seen(), Strings{"ncacn_ip_tcp:127.0.0.1[50000]"});
+  const auto c = entry({}, "ncacn_ip_tcp:0.0.0.0[50002]", kLsa00, "c");
+  EXPECT_EQ(wire(kOpnumEptInsert, encode(EptInsertRequest{{c}, true}, Endian::kLittle), local(5)),
+            0u);
+  EXPECT_EQ(seen(), Strings{"ncacn_ip_tcp:127.0.0.1[50002]"});
+  EXPECT_EQ(
+      wire(kOpnumEptMgmtDelete,
+           encode(EptMgmtDeleteRequest{false, std::nullopt, c.tower}, Endian::kLittle), local(5)),
+      0u);
+  EXPECT_EQ(seen(), Strings{});
+  EXPECT_GE(s.map_cache().stats().invalidated, 8u);
+}
+
+// The daemon could also replace the whole map (db() = EndpointDb(...)): a new map never reuses a
+// generation, so the cache does not answer from the old one.
+TEST(EpmServiceCache, AReplacedMapIsSeenByTheNextMap) {
+  auto s = samr_service();
+  const auto stub =
+      encode(EptMapRequest{std::nullopt, tower("ncacn_ip_tcp:0.0.0.0[0]", kSamr10), {}, 4},
+             Endian::kLittle);
+  EXPECT_EQ(bindings(s, stub, net(1)), Strings{"ncacn_ip_tcp:127.0.0.1[49664]"});
+  // The new map has had as many changes as the old one (one insert): without a base of its own
+  // its generation would be the old one's.
+  EndpointDb fresh(s.db().limits());
+  ASSERT_EQ(fresh.insert({entry({}, "ncacn_ip_tcp:0.0.0.0[49665]", kSamr10, "samr")}, false,
+                         kPersistentOwner),
+            0u);
+  s.db() = std::move(fresh);
+  EXPECT_EQ(bindings(s, stub, net(1)), Strings{"ncacn_ip_tcp:127.0.0.1[49665]"});
+  EXPECT_NE(EndpointDb().generation(), EndpointDb().generation());
+}
+
+// An answer that carries a handle (more results follow) creates state; a request with a handle
+// depends on it. Neither is ever answered from the cache.
+TEST(EpmServiceCache, StatefulAnswersAreNeverCached) {
+  auto s = big_service(7);
+  EptMapRequest req{std::nullopt, tower("ncacn_ip_tcp:0.0.0.0[0]", kSamr10), {}, 3};
+  const auto p1 = map(s, req, net(1));
+  const auto p1_again = map(s, req, net(1));
+  ASSERT_FALSE(p1.entry_handle.is_null());
+  ASSERT_FALSE(p1_again.entry_handle.is_null());
+  EXPECT_NE(p1.entry_handle, p1_again.entry_handle);  // a new handle each time, as before
+  EXPECT_EQ(s.handle_count(1), 2u);
+  req.entry_handle = p1.entry_handle;
+  EXPECT_EQ(map(s, req, net(1)).towers.size(), 3u);  // page 2
+  const auto p3 = map(s, req, net(1));               // page 3, the last: handle freed
+  EXPECT_EQ(p3.towers.size(), 1u);
+  EXPECT_TRUE(p3.entry_handle.is_null());
+  // The same bytes again: the handle is gone, and the answer says so (not page 3 from a cache).
+  EXPECT_EQ(map(s, req, net(1)).status, st::kEptSInvalidContext);
+  EXPECT_EQ(s.map_cache().size(), 0u);
+  EXPECT_EQ(s.map_cache().stats().hits, 0u);
+}
+
+TEST(EpmServiceCache, HostFloorAndByteOrderArePartOfTheKey) {
+  auto s = samr_service();
+  const EptMapRequest req{std::nullopt, tower("ncacn_ip_tcp:0.0.0.0[0]", kSamr10), {}, 1};
+  const auto le = encode(req, Endian::kLittle);
+  auto other = net(2);
+  other.local_ipv4 = Ipv4{10, 1, 2, 3};
+  auto v6 = net(3);
+  v6.local_ipv4.reset();
+  for (int round = 0; round < 2; ++round) {  // the second round is answered from the cache
+    EXPECT_EQ(bindings(s, le, net(1)), Strings{"ncacn_ip_tcp:127.0.0.1[49664]"});
+    EXPECT_EQ(bindings(s, le, other), Strings{"ncacn_ip_tcp:10.1.2.3[49664]"});
+    EXPECT_EQ(bindings(s, le, v6), Strings{"ncacn_ip_tcp:0.0.0.0[49664]"});
+    EXPECT_EQ(bindings(s, encode(req, Endian::kBig), net(1), Endian::kBig),
+              Strings{"ncacn_ip_tcp:127.0.0.1[49664]"});
+  }
+  EXPECT_EQ(s.map_cache().stats().hits, 4u);
+}
+
+// Differential: a service with the cache and one without, fed the same random calls (maps of a
+// few towers, with and without handles, in both byte orders and from several hosts, interleaved
+// with inserts, deletes and closes), give byte-identical answers and end in the same state.
+TEST(EpmServiceCache, CachedAndComputedAnswersAreIdentical) {
+  EpmConfig with = seeded(11);
+  EpmConfig without = seeded(11);
+  without.map_cache.max_entries = 0;
+  with.map_cache.max_entries = 8;  // small: evictions happen too
+  EpmService a(with), b(without);
+  std::mt19937 rng(1234);
+  const std::array<SyntaxId, 3> ifs{kSamr10, kLsa00, rpc::kMgmtSyntax};
+  std::vector<EptEntry> pool;
+  for (int i = 0; i < 6; ++i)
+    pool.push_back(entry(i % 3 == 0 ? kObj1 : common::Uuid{},
+                         "ncacn_ip_tcp:0.0.0.0[" + std::to_string(40000 + i) + "]",
+                         ifs[static_cast<std::size_t>(i) % 2], "p"));
+  std::vector<ndr::ContextHandle> handles{{}};
+  for (int step = 0; step < 4000; ++step) {
+    const auto conn = 1 + rng() % 3;
+    auto caller = local(conn);
+    caller.local_ipv4 = rng() % 2 ? Ipv4{127, 0, 0, 1} : Ipv4{192, 0, 2, 7};
+    const auto endian = rng() % 4 == 0 ? Endian::kBig : Endian::kLittle;
+    std::vector<std::uint8_t> stub;
+    std::uint16_t op = kOpnumEptMap;
+    switch (rng() % 40) {  // mostly maps, so that repeats (cache hits) happen between changes
+      case 0:
+        op = kOpnumEptInsert;
+        stub = encode(EptInsertRequest{{pool[rng() % pool.size()]}, rng() % 4 == 0}, endian);
+        break;
+      case 1:
+        op = kOpnumEptDelete;
+        stub = encode(EptDeleteRequest{{pool[rng() % pool.size()]}}, endian);
+        break;
+      case 2:
+        EXPECT_EQ(a.connection_closed(conn), b.connection_closed(conn));
+        continue;
+      default: {
+        EptMapRequest req{rng() % 3 == 0 ? std::optional(kObj1) : std::nullopt,
+                          tower("ncacn_ip_tcp:0.0.0.0[0]", ifs[rng() % ifs.size()]),
+                          rng() % 4 ? ndr::ContextHandle{} : handles[rng() % handles.size()],
+                          static_cast<std::uint32_t>(1 + rng() % 4)};
+        stub = encode(req, endian);
+        if (rng() % 8 == 0) stub.push_back(0);  // a trailing byte
+        break;
+      }
+    }
+    const auto ra = a.call(op, stub, endian, caller);
+    const auto rb = b.call(op, stub, endian, caller);
+    ASSERT_EQ(ra, rb) << "step " << step;
+    if (op == kOpnumEptMap && ra) {
+      auto resp = decode_ept_map_response(*ra, endian);
+      ASSERT_TRUE(resp);
+      if (!resp->entry_handle.is_null()) handles.push_back(resp->entry_handle);
+    }
+  }
+  EXPECT_EQ(a.db().size(), b.db().size());
+  EXPECT_EQ(a.stats().handles, b.stats().handles);
+  EXPECT_EQ(a.stats().not_registered, b.stats().not_registered);
+  EXPECT_GT(a.map_cache().stats().hits, 100u);
+  EXPECT_GT(a.map_cache().stats().invalidated, 10u);
+}
+
+TEST(EpmServiceCache, AHitAllocatesNothing) {
+  auto s = samr_service();
+  const auto stub =
+      encode(EptMapRequest{std::nullopt, tower("ncacn_ip_tcp:0.0.0.0[0]", kSamr10), {}, 4},
+             Endian::kLittle);
+  const auto caller = net(1);
+  counting = true;
+  const auto miss = s.respond(kOpnumEptMap, stub, Endian::kLittle, caller);
+  const auto miss_allocations = std::exchange(allocations, 0);
+  const auto hit = s.respond(kOpnumEptMap, stub, Endian::kLittle, caller);
+  counting = false;
+  ASSERT_TRUE(miss && hit);
+  EXPECT_GT(miss_allocations, 0u);  // the counter works: a computed answer allocates
+  EXPECT_EQ(allocations, 0u);
+  EXPECT_EQ(s.map_cache().stats().hits, 1u);
 }
 
 }  // namespace

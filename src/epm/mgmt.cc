@@ -8,8 +8,8 @@ namespace {
 
 namespace st = rpc::status;
 
-CallResult bad_stub() {
-  return std::unexpected(Fault{st::kRpcXBadStubData});
+Outcome bad_stub() {
+  return std::unexpected(FaultStatus{st::kRpcXBadStubData});
 }
 
 // Reads the u32 [in] parameters of an operation; nullopt if the stub is shorter. Bytes after
@@ -93,8 +93,8 @@ ndr::Result<InqIfIdsResponse> decode_inq_if_ids_response(std::span<const std::ui
   return v;
 }
 
-CallResult MgmtService::call(std::uint16_t opnum, std::span<const std::uint8_t> stub,
-                             common::Endian endian) {
+Outcome MgmtService::call(std::uint16_t opnum, std::span<const std::uint8_t> stub,
+                          common::Endian endian) {
   std::size_t trailing = 0;
   auto result = dispatch(opnum, stub, endian, trailing);
   if (trailing != 0) {
@@ -104,8 +104,8 @@ CallResult MgmtService::call(std::uint16_t opnum, std::span<const std::uint8_t> 
   return result;
 }
 
-CallResult MgmtService::dispatch(std::uint16_t opnum, std::span<const std::uint8_t> stub,
-                                 common::Endian endian, std::size_t& trailing) {
+Outcome MgmtService::dispatch(std::uint16_t opnum, std::span<const std::uint8_t> stub,
+                              common::Endian endian, std::size_t& trailing) {
   ndr::Encoder e(endian);
   switch (opnum) {
     case kOpnumMgmtInqIfIds: {
@@ -161,7 +161,7 @@ CallResult MgmtService::dispatch(std::uint16_t opnum, std::span<const std::uint8
       return e.take();
     }
     default:
-      return std::unexpected(Fault{st::kNcaSOpRngError});
+      return std::unexpected(FaultStatus{st::kNcaSOpRngError});
   }
 }
 

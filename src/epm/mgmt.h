@@ -99,7 +99,7 @@ class MgmtService {
  public:
   explicit MgmtService(MgmtProvider provider) : provider_(std::move(provider)) {}
 
-  CallResult call(std::uint16_t opnum, std::span<const std::uint8_t> stub, common::Endian endian);
+  Outcome call(std::uint16_t opnum, std::span<const std::uint8_t> stub, common::Endian endian);
 
   // Called for each request with `bytes` ignored bytes after its last [in] parameter (for a
   // debug log line).
@@ -110,8 +110,8 @@ class MgmtService {
   std::uint64_t trailing_bytes_calls() const { return trailing_bytes_calls_; }
 
  private:
-  CallResult dispatch(std::uint16_t opnum, std::span<const std::uint8_t> stub,
-                      common::Endian endian, std::size_t& trailing);
+  Outcome dispatch(std::uint16_t opnum, std::span<const std::uint8_t> stub, common::Endian endian,
+                   std::size_t& trailing);
 
   MgmtProvider provider_;
   std::function<void(std::uint16_t, std::size_t)> on_trailing_bytes_;

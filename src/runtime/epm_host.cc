@@ -4,11 +4,18 @@
 
 namespace rpcgate::runtime {
 
-void complete(Responder r, const epm::CallResult& result) {
-  if (result)
-    r.reply(*result);
+void send_outcome(Responder r, const epm::OutcomeView& outcome) {
+  if (outcome)
+    r.reply(*outcome);
   else
-    r.fault(result.error().status);
+    r.fault(outcome.error().status);
+}
+
+void send_outcome(Responder r, const epm::Outcome& outcome) {
+  if (outcome)
+    r.reply(*outcome);
+  else
+    r.fault(outcome.error().status);
 }
 
 epm::CallerInfo caller_info(const IncomingCall& ctx) {
@@ -24,7 +31,7 @@ epm::CallerInfo caller_info(const IncomingCall& ctx) {
 
 Handler epm_handler(epm::EpmService& service) {
   return [&service](IncomingCall& ctx, Responder r) {
-    complete(std::move(r), service.call(ctx.opnum, ctx.stub, ctx.endian, caller_info(ctx)));
+    send_outcome(std::move(r), service.respond(ctx.opnum, ctx.stub, ctx.endian, caller_info(ctx)));
   };
 }
 

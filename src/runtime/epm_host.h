@@ -1,5 +1,5 @@
 // Hosting the sans-I/O endpoint-mapper services (src/epm: EpmService, MgmtService) on a Server:
-// the glue between a IncomingCall / Responder and an epm::CallResult. rpcgate-epmd hosts EPM on
+// the glue between an IncomingCall / Responder and an epm::Outcome. rpcgate-epmd hosts EPM on
 // its TCP 135 listener and on its Unix listener (where registrations come from); every Server
 // hosts MGMT itself (ServerOptions::export_mgmt).
 //
@@ -17,8 +17,11 @@
 
 namespace rpcgate::runtime {
 
-// Completes `r` with a CallResult: the stub as the response, or a fault PDU with its status.
-void complete(Responder r, const epm::CallResult& result);
+// Sends `outcome` on `r`: the stub as the response, or a fault PDU with its status. The stub is
+// copied into the response PDU(s) before this returns, so a view (OutcomeView, valid until the
+// service's next call) is enough.
+void send_outcome(Responder r, const epm::OutcomeView& outcome);
+void send_outcome(Responder r, const epm::Outcome& outcome);
 
 // What the EPM needs to know about the caller, from the call's context: connection_id (the
 // registration owner and context-handle scope), may_register (true only for a Unix peer the

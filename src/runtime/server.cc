@@ -492,7 +492,7 @@ Server::Server(asio::io_context& io, ServerOptions options)
   add_interface(
       rpc::kMgmtSyntax,
       [this](IncomingCall& ctx, Responder r) {
-        complete(std::move(r), mgmt_->call(ctx.opnum, ctx.stub, ctx.endian));
+        send_outcome(std::move(r), mgmt_->call(ctx.opnum, ctx.stub, ctx.endian));
       },
       epm::kMgmtMaxRequestStub);
 }
