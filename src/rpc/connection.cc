@@ -15,6 +15,8 @@ std::error_code ec(Errc e) {
 // Output buffers larger than this are given back once drained (an idle connection keeps
 // only a small one; a connection that sent a large answer once does not keep its size).
 constexpr std::size_t kKeepOutputCapacity = 4096;
+// The request stub buffer kept for the next call (larger ones are freed with their call).
+constexpr std::size_t kKeepStubCapacity = 4096;
 // Sent bytes are discarded from the front of the buffer once this many accumulated.
 constexpr std::size_t kCompactOutputAt = 64 * 1024;
 
@@ -186,7 +188,7 @@ void Connection::server_input(std::span<const std::uint8_t>& data, TimePoint now
     data = data.subspan(*n);
     if (!framer_.ready()) continue;
     ++counters_.pdus_in;
-    auto pdu = decode_pdu(framer_.frame());
+    auto pdu = decode_pdu(framer_.frame(), {}, &spare_stub_);
     std::uint16_t p_cont_id = 0;
     if (pdu) {
       if (const auto* q = std::get_if<Request>(&pdu->body)) p_cont_id = q->p_cont_id;
@@ -229,6 +231,11 @@ void Connection::server_apply(Decision d, const CloseInfo& info, TimePoint now) 
         ++outstanding_;
         ++counters_.calls;
         handler_->on_call(*d.call);
+        // The stub was the handler's only during the call: its buffer decodes the next one.
+        if (d.call->call.stub.capacity() <= kKeepStubCapacity) {
+          spare_stub_ = std::move(d.call->call.stub);
+          spare_stub_.clear();
+        }
       }
       break;
     case A::kCloseConnection:
@@ -688,6 +695,7 @@ void Connection::closed(const CloseInfo& info) {
   state_ = State::kClosed;
   close_ = info;
   pending_in_ = {};
+  spare_stub_ = {};
   out_ = {};
   out_head_ = 0;
   for (auto& a : attachments_)

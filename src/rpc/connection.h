@@ -336,6 +336,7 @@ class Connection {
   std::variant<ServerPart, ClientPart, ObserverPart> part_;
   Framer framer_;  // input of a server / client; client -> server of an observer
   std::vector<std::uint8_t> pending_in_;  // input kept while paused
+  std::vector<std::uint8_t> spare_stub_;  // the last call's stub buffer, for the next decode
   std::vector<std::uint8_t> out_;         // queued output; out_head_ = first unsent byte
   std::size_t out_head_ = 0;
   struct Attachment {

@@ -116,10 +116,13 @@ std::expected<BindAckBody, std::error_code> decode_bind_ack_body(ByteReader& r,
 }
 
 std::expected<PduBody, std::error_code> decode_body(const PduHeader& h, ByteReader& r,
-                                                    const DecodeLimits& limits) {
-  auto rest = [&r] {
+                                                    const DecodeLimits& limits,
+                                                    std::vector<std::uint8_t>* recycle) {
+  auto rest = [&r, recycle] {
     const auto s = r.rest();
-    return std::vector<std::uint8_t>(s.begin(), s.end());
+    if (recycle == nullptr) return std::vector<std::uint8_t>(s.begin(), s.end());
+    recycle->assign(s.begin(), s.end());  // no allocation when it is large enough
+    return std::move(*recycle);
   };
   switch (static_cast<PType>(h.ptype)) {
     case PType::kRequest: {
@@ -483,6 +486,12 @@ Pdu make_pdu(PduBody body, std::uint32_t call_id, std::uint8_t pfc_flags, DataRe
 
 std::expected<Pdu, std::error_code> decode_pdu(std::span<const std::uint8_t> pdu,
                                                const DecodeLimits& limits) {
+  return decode_pdu(pdu, limits, nullptr);
+}
+
+std::expected<Pdu, std::error_code> decode_pdu(std::span<const std::uint8_t> pdu,
+                                               const DecodeLimits& limits,
+                                               std::vector<std::uint8_t>* recycle) {
   auto header = decode_header(pdu);
   if (!header) return std::unexpected(header.error());
   const PduHeader& h = *header;
@@ -512,7 +521,7 @@ std::expected<Pdu, std::error_code> decode_pdu(std::span<const std::uint8_t> pdu
   }
   ByteReader r(pdu.first(body_end), h.endian());
   r.seek(kCommonHeaderSize);
-  auto body = decode_body(h, r, limits);
+  auto body = decode_body(h, r, limits, recycle);
   if (!body) return std::unexpected(body.error());
   out.body = std::move(*body);
   return out;

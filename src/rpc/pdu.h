@@ -335,6 +335,12 @@ struct DecodeLimits {
 // count before it is bounded by the PDU size.
 std::expected<Pdu, std::error_code> decode_pdu(std::span<const std::uint8_t> pdu,
                                                const DecodeLimits& limits = {});
+// The same, building a request's or response's stub in `*recycle`'s buffer (moved into the Pdu;
+// `recycle` is left empty): a connection hands back the buffer of the call it just finished, so
+// decoding a call costs no allocation. `recycle` may be nullptr.
+std::expected<Pdu, std::error_code> decode_pdu(std::span<const std::uint8_t> pdu,
+                                               const DecodeLimits& limits,
+                                               std::vector<std::uint8_t>* recycle);
 
 // Encodes `pdu` in header.drep's byte order. Computes frag_length and auth_length (the header's
 // values are ignored); sets/clears pfc::kObjectUuid for requests from Request::object; writes

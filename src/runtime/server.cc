@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <utility>
 
 #include <asio/basic_socket_acceptor.hpp>
 #include <asio/generic/stream_protocol.hpp>
@@ -366,48 +367,42 @@ class Connection : public std::enable_shared_from_this<Connection>, rpc::Connect
 
 // ---- Responder -------------------------------------------------------------------------------
 
-struct Responder::State {
-  std::weak_ptr<detail::Connection> connection;
-  rpc::CallRef call;
-};
-
-Responder::Responder(std::unique_ptr<State> state) : state_(std::move(state)) {}
-Responder::Responder(Responder&&) noexcept = default;
+Responder::Responder(Responder&& other) noexcept
+    : connection_(std::move(other.connection_)),
+      call_(other.call_),
+      pending_(std::exchange(other.pending_, false)) {}
 Responder& Responder::operator=(Responder&& other) noexcept {
   if (this != &other) {
-    if (state_) fault(kFaultUnspec);
-    state_ = std::move(other.state_);
+    if (pending_) fault(kFaultUnspec);
+    connection_ = std::move(other.connection_);
+    call_ = other.call_;
+    pending_ = std::exchange(other.pending_, false);
   }
   return *this;
 }
 Responder::~Responder() {
-  if (state_) fault(kFaultUnspec);
+  if (pending_) fault(kFaultUnspec);
 }
 
 void Responder::reply(std::span<const std::uint8_t> stub, std::vector<int> fds) {
-  auto state = std::move(state_);
-  if (!state) {
+  if (!std::exchange(pending_, false)) {
     close_all(fds);
     return;
   }
-  if (auto c = state->connection.lock()) {
-    c->respond(state->call, stub, std::move(fds));
+  if (auto c = connection_.lock()) {
+    c->respond(call_, stub, std::move(fds));
   } else {
     close_all(fds);
   }
 }
 
 void Responder::fault(std::uint32_t status) {
-  auto state = std::move(state_);
-  if (!state) return;
-  if (auto c = state->connection.lock()) c->respond_fault(state->call, status);
+  if (!std::exchange(pending_, false)) return;
+  if (auto c = connection_.lock()) c->respond_fault(call_, status);
 }
 
 void detail::Connection::on_call(rpc::ServerCall& dc) {
-  auto state = std::make_unique<Responder::State>();
-  state->connection = weak_from_this();
-  state->call = rpc::call_ref(dc);
-  Responder responder(std::move(state));
+  Responder responder(weak_from_this(), rpc::call_ref(dc));
 
   const auto* reg = server_.find_interface(dc.abstract_syntax);
   if (reg == nullptr) return responder.fault(rpc::status::kNcaSUnkIf);

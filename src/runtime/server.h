@@ -195,13 +195,16 @@ class Responder {
   void reply(std::span<const std::uint8_t> stub, std::vector<int> fds = {});
   // Sends a fault PDU with `status` (e.g. kFaultOpRangeError, kFaultBadStubData).
   void fault(std::uint32_t status);
-  bool done() const { return state_ == nullptr; }
+  bool done() const { return !pending_; }
 
  private:
   friend class detail::Connection;
-  struct State;
-  explicit Responder(std::unique_ptr<State> state);
-  std::unique_ptr<State> state_;
+  // Held inline (no allocation per call): the connection, weakly, and what the answer needs.
+  Responder(std::weak_ptr<detail::Connection> connection, const rpc::CallRef& call)
+      : connection_(std::move(connection)), call_(call), pending_(true) {}
+  std::weak_ptr<detail::Connection> connection_;
+  rpc::CallRef call_;
+  bool pending_ = false;
 };
 
 // An RPC interface implementation. Contract: answer every call through the Responder, either
