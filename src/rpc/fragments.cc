@@ -1,6 +1,7 @@
 #include "rpc/fragments.h"
 
 #include <algorithm>
+#include <cstring>
 #include <type_traits>
 #include <utility>
 
@@ -11,35 +12,31 @@ std::unexpected<std::error_code> fail(Errc e) {
   return std::unexpected(make_error_code(e));
 }
 
-// Appends integers in one byte order to a caller's buffer (the fragments of one call are
-// written where they are sent from: no buffer per fragment).
-class Appender {
+// Writes integers in one byte order at a cursor into memory the caller has sized (the fragments
+// of one call are written where they are sent from: no buffer per fragment, one resize).
+class Cursor {
  public:
-  Appender(std::vector<std::uint8_t>& out, common::Endian endian) : out_(out), endian_(endian) {}
-  void u8(std::uint8_t v) { out_.push_back(v); }
+  Cursor(std::uint8_t* at, common::Endian endian)
+      : at_(at), little_(endian == common::Endian::kLittle) {}
+  void u8(std::uint8_t v) { *at_++ = v; }
   void u16(std::uint16_t v) {
-    if (endian_ == common::Endian::kLittle) {
-      u8(static_cast<std::uint8_t>(v));
-      u8(static_cast<std::uint8_t>(v >> 8));
-    } else {
-      u8(static_cast<std::uint8_t>(v >> 8));
-      u8(static_cast<std::uint8_t>(v));
-    }
+    at_[little_ ? 0 : 1] = static_cast<std::uint8_t>(v);
+    at_[little_ ? 1 : 0] = static_cast<std::uint8_t>(v >> 8);
+    at_ += 2;
   }
   void u32(std::uint32_t v) {
-    if (endian_ == common::Endian::kLittle) {
-      u16(static_cast<std::uint16_t>(v));
-      u16(static_cast<std::uint16_t>(v >> 16));
-    } else {
-      u16(static_cast<std::uint16_t>(v >> 16));
-      u16(static_cast<std::uint16_t>(v));
-    }
+    for (int i = 0; i < 4; ++i)
+      at_[little_ ? i : 3 - i] = static_cast<std::uint8_t>(v >> (8 * i));
+    at_ += 4;
   }
-  void bytes(std::span<const std::uint8_t> b) { out_.insert(out_.end(), b.begin(), b.end()); }
+  void bytes(std::span<const std::uint8_t> b) {
+    if (!b.empty()) std::memcpy(at_, b.data(), b.size());
+    at_ += b.size();
+  }
 
  private:
-  std::vector<std::uint8_t>& out_;
-  common::Endian endian_;
+  std::uint8_t* at_;
+  bool little_;
 };
 
 // Writes every fragment of `stub` to `out` (see split_response); returns the fragment count.
@@ -54,8 +51,9 @@ std::expected<std::size_t, std::error_code> append(const FragmentParams& params,
   if (params.rpc_vers_minor > 1 || !validate_drep(params.drep)) return fail(Errc::kInvalidArgument);
   const std::size_t chunk = (max_xmit_frag - header) & ~std::size_t{7};
   const std::size_t fragments = stub.empty() ? 1 : (stub.size() + chunk - 1) / chunk;
-  out.reserve(out.size() + stub.size() + fragments * header);
-  Appender w(out, params.drep.endian());
+  const std::size_t start = out.size();
+  out.resize(start + stub.size() + fragments * header);
+  Cursor w(out.data() + start, params.drep.endian());
   std::size_t offset = 0;
   do {
     const std::size_t n = std::min(chunk, stub.size() - offset);
