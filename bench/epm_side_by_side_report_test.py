@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""epm_side_by_side_report.py on recorded numbers (bench/results/latest.json: every run's
+"""epm_side_by_side_report.py on recorded numbers (bench/testdata/report_input.json, a copy of one recorded latest.json: every run's
 rpcgate-bench JSON) with a load chosen per run, and epm_side_by_side.sh's argument checks.
 
 What is asserted: a run with more than --max-load CPUs of other work before it marks exactly the
@@ -18,7 +18,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPORT = os.path.join(HERE, "epm_side_by_side_report.py")
 SCRIPT = os.path.join(HERE, "epm_side_by_side.sh")
-RECORDED = os.path.join(HERE, "results", "latest.json")
+RECORDED = os.path.join(HERE, "testdata", "report_input.json")  # a fixed run, not the latest
 
 QUIET = (0.10, 0.40, 0.05)  # 1-min load average before, after; other work's CPUs before
 BUSY = (1.92, 1.95, 1.30)

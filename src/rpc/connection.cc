@@ -130,13 +130,7 @@ void Connection::feed(Direction direction, std::span<const std::uint8_t> bytes, 
   if (!expected) return closed(CloseInfo{CloseReason::kProtocol, ec(Errc::kInvalidArgument)});
   if (pending_in_.empty() && !paused() && !in_process_) {
     // The common case: everything is processed from the caller's buffer, nothing is copied.
-    in_process_ = true;
-    if (role() == Role::kServer) {
-      server_input(bytes, now);
-    } else {
-      client_input(bytes, now);
-    }
-    in_process_ = false;
+    input(bytes, now);
     if (state_ == State::kOpen && !bytes.empty()) pending_in_.assign(bytes.begin(), bytes.end());
   } else {
     pending_in_.insert(pending_in_.end(), bytes.begin(), bytes.end());
@@ -150,15 +144,19 @@ void Connection::process(TimePoint now) {
   std::vector<std::uint8_t> data = std::move(pending_in_);
   pending_in_.clear();
   std::span<const std::uint8_t> rest(data);
-  in_process_ = true;
-  if (role() == Role::kServer) {
-    server_input(rest, now);
-  } else {
-    client_input(rest, now);
-  }
-  in_process_ = false;
+  input(rest, now);
   if (state_ == State::kOpen && !rest.empty())
     pending_in_.insert(pending_in_.begin(), rest.begin(), rest.end());
+}
+
+void Connection::input(std::span<const std::uint8_t>& data, TimePoint now) {
+  in_process_ = true;
+  if (role() == Role::kServer) {
+    server_input(data, now);
+  } else {
+    client_input(data, now);
+  }
+  in_process_ = false;
 }
 
 void Connection::refresh_pdu_deadline(TimePoint now) {
@@ -175,28 +173,36 @@ void Connection::refresh_pdu_deadline(TimePoint now) {
 void Connection::server_input(std::span<const std::uint8_t>& data, TimePoint now) {
   auto& s = std::get<ServerPart>(part_);
   while (!data.empty() && !paused()) {
-    const auto before = data;
-    auto n = framer_.feed(data);
-    if (!n) {
-      // The refused PDU's header as the framer holds it (input may split it anywhere).
-      const auto held = framer_.held();
-      data = {};
-      server_apply(s.assoc.handle_malformed(n.error(), held.empty() ? before : held),
-                   CloseInfo{CloseReason::kProtocol, n.error()}, now);
-      return;
+    std::span<const std::uint8_t> frame;
+    const bool buffered = !framer_.whole_pdu(data).has_value();
+    if (!buffered) {
+      frame = data.first(framer_.header().frag_length);  // read in place, not copied
+      data = data.subspan(frame.size());
+    } else {
+      const auto before = data;
+      auto n = framer_.feed(data);
+      if (!n) {
+        // The refused PDU's header as the framer holds it (input may split it anywhere).
+        const auto held = framer_.held();
+        data = {};
+        server_apply(s.assoc.handle_malformed(n.error(), held.empty() ? before : held),
+                     CloseInfo{CloseReason::kProtocol, n.error()}, now);
+        return;
+      }
+      data = data.subspan(*n);
+      if (!framer_.ready()) continue;
+      frame = framer_.frame();
     }
-    data = data.subspan(*n);
-    if (!framer_.ready()) continue;
     ++counters_.pdus_in;
-    auto pdu = decode_pdu(framer_.frame(), {}, &spare_stub_);
+    auto pdu = decode_pdu(frame, {}, &spare_stub_);
     std::uint16_t p_cont_id = 0;
     if (pdu) {
       if (const auto* q = std::get_if<Request>(&pdu->body)) p_cont_id = q->p_cont_id;
     }
     const std::size_t held_before = s.held;
-    Decision d = pdu ? s.assoc.handle(std::move(*pdu), now)
-                     : s.assoc.handle_malformed(pdu.error(), framer_.frame());
-    framer_.pop();
+    Decision d =
+        pdu ? s.assoc.handle(std::move(*pdu), now) : s.assoc.handle_malformed(pdu.error(), frame);
+    if (buffered) framer_.pop();
     pdu_deadline_.reset();
     CloseInfo info{CloseReason::kProtocol, d.reason};
     if (d.reason == Errc::kStubTooLarge) {
@@ -404,24 +410,59 @@ std::string_view Connection::secondary_address() const {
 }
 
 void Connection::client_input(std::span<const std::uint8_t>& data, TimePoint now) {
+  auto& c = std::get<ClientPart>(part_);
   while (!data.empty() && state_ == State::kOpen) {
-    auto n = framer_.feed(data);
-    if (!n) {
-      data = {};
-      return closed(CloseInfo{CloseReason::kProtocol, n.error()});
+    std::span<const std::uint8_t> frame;
+    const bool buffered = !framer_.whole_pdu(data).has_value();
+    if (!buffered) {
+      frame = data.first(framer_.header().frag_length);  // read in place, not copied
+      data = data.subspan(frame.size());
+    } else {
+      auto n = framer_.feed(data);
+      if (!n) {
+        data = {};
+        return closed(CloseInfo{CloseReason::kProtocol, n.error()});
+      }
+      data = data.subspan(*n);
+      if (!framer_.ready()) continue;
+      frame = framer_.frame();
     }
-    data = data.subspan(*n);
-    if (!framer_.ready()) continue;
     ++counters_.pdus_in;
-    auto pdu = decode_pdu(framer_.frame());
-    framer_.pop();
     pdu_deadline_.reset();
-    if (!pdu) {
-      data = {};
-      return closed(CloseInfo{CloseReason::kProtocol, pdu.error()});
+    const PduHeader& h = framer_.header();
+    if (h.ptype == static_cast<std::uint8_t>(PType::kResponse) && h.auth_length == 0 &&
+        (h.pfc_flags & (pfc::kFirstFrag | pfc::kLastFrag)) == (pfc::kFirstFrag | pfc::kLastFrag) &&
+        c.responses.calls_in_progress() == 0) {
+      // The common answer, one whole fragment: its stub is handed over where it lies (no decode
+      // into a Pdu, no copy). decode_header checked that the 24-byte header fits.
+      client_single_response(h, frame);
+    } else {
+      auto pdu = decode_pdu(frame);
+      if (!pdu) {
+        data = {};
+        if (buffered) framer_.pop();
+        return closed(CloseInfo{CloseReason::kProtocol, pdu.error()});
+      }
+      client_pdu(std::move(*pdu), now);
     }
-    client_pdu(std::move(*pdu), now);
+    if (buffered) framer_.pop();
   }
+}
+
+void Connection::client_single_response(const PduHeader& h, std::span<const std::uint8_t> frame) {
+  auto& c = std::get<ClientPart>(part_);
+  const auto waiting = std::find_if(c.waiting.begin(), c.waiting.end(),
+                                    [&h](const auto& w) { return w.first == h.call_id; });
+  if (waiting == c.waiting.end())
+    return closed(CloseInfo{CloseReason::kProtocol, ec(Errc::kUnsolicitedResponse)});
+  const auto stub = frame.subspan(24);
+  if (stub.size() > c.config.responses.max_stub_size)
+    return closed(CloseInfo{CloseReason::kProtocol, ec(Errc::kStubTooLarge)});
+  const bool little = h.endian() == common::Endian::kLittle;
+  const auto p_cont_id =
+      static_cast<std::uint16_t>(little ? frame[20] | frame[21] << 8 : frame[21] | frame[20] << 8);
+  c.waiting.erase(waiting);
+  handler_->on_response(ResponseView{h.call_id, p_cont_id, h.drep, stub, std::nullopt});
 }
 
 void Connection::client_pdu(Pdu&& pdu, TimePoint now) {

@@ -182,6 +182,14 @@ struct ConnectionCounters {
   std::uint64_t pdus_out = 0;
   std::uint64_t calls = 0;   // server: dispatched; client: sent
   std::uint64_t faults = 0;  // server: fault PDUs answering dispatched calls
+  ConnectionCounters& operator+=(const ConnectionCounters& o) {
+    bytes_in += o.bytes_in;
+    pdus_in += o.pdus_in;
+    pdus_out += o.pdus_out;
+    calls += o.calls;
+    faults += o.faults;
+    return *this;
+  }
 };
 
 class Connection {
@@ -314,11 +322,14 @@ class Connection {
 
   bool paused() const;
   void process(TimePoint now);
+  // Runs the role's input loop over `data` (consumed from the front) under the reentrancy guard.
+  void input(std::span<const std::uint8_t>& data, TimePoint now);
   void server_input(std::span<const std::uint8_t>& data, TimePoint now);
   void server_apply(Decision d, const CloseInfo& info, TimePoint now);
   void sync_held();
   void client_input(std::span<const std::uint8_t>& data, TimePoint now);
   void client_pdu(Pdu&& pdu, TimePoint now);
+  void client_single_response(const PduHeader& h, std::span<const std::uint8_t> frame);
   void client_bind_answer(const Pdu& pdu, TimePoint now);
   void send_bind_step(TimePoint now);
   void observer_input(Direction d, std::span<const std::uint8_t> data, TimePoint now);

@@ -6,8 +6,8 @@
 
 #include <gtest/gtest.h>
 
-#include "rpc/testing/test_vectors.h"
 #include "rpc/status.h"
+#include "rpc/testing/test_vectors.h"
 
 // The engine on simulated time: every deadline below is crossed by moving `now`, in
 // milliseconds, never by sleeping.

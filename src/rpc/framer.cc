@@ -51,4 +51,14 @@ std::expected<std::size_t, std::error_code> Framer::feed(std::span<const std::ui
   return consumed;
 }
 
+std::optional<std::span<const std::uint8_t>> Framer::whole_pdu(std::span<const std::uint8_t> data) {
+  if (error_ || ready_ || !buf_.empty() || data.size() < kCommonHeaderSize) return std::nullopt;
+  auto h = decode_header(data);
+  // Anything unusual (a bad header, an over-long or incomplete PDU) goes through feed(), which
+  // reports it or keeps the partial PDU.
+  if (!h || h->frag_length > max_frag_length_ || h->frag_length > data.size()) return std::nullopt;
+  header_ = *h;
+  return data.first(h->frag_length);
+}
+
 }  // namespace rpcgate::rpc

@@ -25,6 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <expected>
+#include <optional>
 #include <span>
 #include <system_error>
 #include <vector>
@@ -43,6 +44,13 @@ class Framer {
   // Consumes from `data` (see contract). Returns bytes consumed (0 when ready() is already
   // true or data is empty) or the error: decode_header()'s errors, kFragTooLong, kFramerFailed.
   std::expected<std::size_t, std::error_code> feed(std::span<const std::uint8_t> data);
+
+  // Zero-copy fast path: when nothing is held (no partial PDU, none ready, not failed) and `data`
+  // starts with a whole PDU whose header passes the checks feed() makes, returns that PDU's bytes
+  // (a prefix of `data`; header() describes it) without copying anything. The caller consumes
+  // them itself. Otherwise nullopt and nothing changes: use feed(), which buffers, or reports the
+  // error. Same PDUs, same errors as feed() alone, whatever the mix of the two.
+  std::optional<std::span<const std::uint8_t>> whole_pdu(std::span<const std::uint8_t> data);
 
   // True when a complete PDU is available in frame().
   bool ready() const { return ready_; }

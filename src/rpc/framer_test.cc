@@ -168,5 +168,52 @@ TEST(Framer, HeaderOnlyPdu) {
   EXPECT_TRUE(std::holds_alternative<Shutdown>(decode_pdu((*frames)[0]).value().body));
 }
 
+// whole_pdu() mixed with feed(), as a connection uses them: the same PDUs come out for every
+// split of the input into two reads, and an over-long PDU is still refused (by feed()).
+TEST(Framer, WholePduFastPathGivesTheSamePdusAsFeedForEverySplit) {
+  Bytes input = testing::impacket_bind();
+  for (const Bytes& more : {testing::ept_map_request(), testing::op_rng_fault()})
+    input.insert(input.end(), more.begin(), more.end());
+  auto frames_of = [](Framer& framer, std::span<const std::uint8_t> data, std::vector<Bytes>& out,
+                      std::size_t& copied) {
+    while (!data.empty()) {
+      if (auto whole = framer.whole_pdu(data)) {
+        EXPECT_EQ(whole->data(), data.data());  // in place
+        EXPECT_EQ(framer.header().frag_length, whole->size());
+        out.emplace_back(whole->begin(), whole->end());
+        data = data.subspan(whole->size());
+        continue;
+      }
+      auto n = framer.feed(data);
+      ASSERT_TRUE(n);
+      copied += *n;
+      data = data.subspan(*n);
+      if (framer.ready()) {
+        out.emplace_back(framer.frame().begin(), framer.frame().end());
+        framer.pop();
+      }
+    }
+  };
+  std::vector<Bytes> expected;
+  {
+    Framer framer;
+    std::size_t copied = 0;
+    frames_of(framer, input, expected, copied);
+    EXPECT_EQ(copied, 0u);  // whole PDUs in one read are never copied
+  }
+  ASSERT_EQ(expected.size(), 3u);
+  for (std::size_t cut = 1; cut < input.size(); ++cut) {
+    Framer framer;
+    std::vector<Bytes> got;
+    std::size_t copied = 0;
+    frames_of(framer, std::span<const std::uint8_t>(input).first(cut), got, copied);
+    frames_of(framer, std::span<const std::uint8_t>(input).subspan(cut), got, copied);
+    EXPECT_EQ(got, expected) << "cut at " << cut;
+  }
+  Framer small(64);
+  EXPECT_FALSE(small.whole_pdu(input).has_value());  // the bind is 72 bytes: feed() refuses it
+  EXPECT_EQ(small.feed(input).error(), Errc::kFragTooLong);
+}
+
 }  // namespace
 }  // namespace rpcgate::rpc

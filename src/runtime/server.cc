@@ -178,6 +178,8 @@ class Connection : public std::enable_shared_from_this<Connection>, rpc::Connect
   // Bytes allocated for this connection's unfinished calls, as last reported to the server.
   std::size_t reassembly_held() const { return engine_.reassembly_held(); }
   const rpc::ConnectionCounters& counters() const { return engine_.counters(); }
+  // Output waits for the socket to take more (EPOLLOUT).
+  bool write_blocked() const { return writing_; }
 
   void start() { settle(); }
 
@@ -715,12 +717,7 @@ void Server::connection_closed(detail::Connection& c, const rpc::CloseInfo& clos
   const auto& info = c.info();
   const CloseReason reason = close.reason;
   const std::error_code why = close.error;
-  const auto& counters = c.counters();
-  closed_counters_.bytes_in += counters.bytes_in;
-  closed_counters_.pdus_in += counters.pdus_in;
-  closed_counters_.pdus_out += counters.pdus_out;
-  closed_counters_.calls += counters.calls;
-  closed_counters_.faults += counters.faults;
+  closed_counters_ += c.counters();
   if (reason == CloseReason::kCallTooLarge || reason == CloseReason::kConnectionBudget ||
       reason == CloseReason::kCallTimeout)
     log_budget_close(info.id, info.peer, reason, close.limit, close.held);
@@ -827,12 +824,8 @@ ServerStats Server::stats() const {
   ServerStats st = stats_;
   rpc::ConnectionCounters sum = closed_counters_;
   for (const auto& [id, c] : connections_) {
-    const auto& n = c->counters();
-    sum.bytes_in += n.bytes_in;
-    sum.pdus_in += n.pdus_in;
-    sum.pdus_out += n.pdus_out;
-    sum.calls += n.calls;
-    sum.faults += n.faults;
+    sum += c->counters();
+    if (c->write_blocked()) ++st.write_blocked;
   }
   st.bytes_in = sum.bytes_in;
   st.pdus_in = sum.pdus_in;

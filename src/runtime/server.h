@@ -293,6 +293,8 @@ struct ServerStats {
   std::uint64_t reassembly_bytes = 0;
   std::uint64_t reassembly_bytes_peak = 0;
   std::uint64_t malloc_trims = 0;  // malloc_trim(0) calls after reassembly memory was released
+  // Connections whose output waits for the socket to take more (a gauge).
+  std::uint64_t write_blocked = 0;
 };
 
 // Budget closes are logged at most kBudgetLogBurst times per kBudgetLogWindow for each kind of

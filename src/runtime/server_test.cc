@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "epm/mgmt.h"
 #include "ndr/ndr.h"
 #include "rpc/pdu.h"
@@ -30,21 +31,48 @@ using Clock = std::chrono::steady_clock;
 
 const asio::ip::address kLoopback = asio::ip::make_address("127.0.0.1");
 
+// Every Server of these tests reads this clock: deadlines move only when a test advances it
+// (simulated milliseconds, no waiting, no timer race under sanitizers).
+common::ManualClock& test_clock() {
+  static common::ManualClock clock;
+  return clock;
+}
+
+// Moves the test clock and waits until `st`'s io thread has acted on every deadline that came
+// (the Server posts its check when the clock moves; this post runs after it).
+void advance(ServerThread& st, std::chrono::milliseconds d) {
+  test_clock().advance(d);
+  st.on_io([] {});
+}
+
+// Waits (real time, bounded) until `done()` holds on the io thread; false if it never did.
+template <typename F>
+bool wait_until(ServerThread& st, F done, std::chrono::milliseconds limit = 3s) {
+  for (auto deadline = Clock::now() + limit; Clock::now() < deadline;) {
+    if (st.on_io(done)) return true;
+    std::this_thread::yield();
+  }
+  return false;
+}
+
+// Waits until the server has read `n` more bytes than `from` (all connections together).
+bool wait_for_bytes(ServerThread& st, std::uint64_t from, std::uint64_t n) {
+  return wait_until(st, [&] { return st.server().stats().bytes_in >= from + n; });
+}
+
 // The server's connection count once it equals `n`, or whatever it is after `limit`.
 std::size_t wait_for_connections(ServerThread& st, std::size_t n,
                                  std::chrono::milliseconds limit = 2s) {
-  auto count = [&] { return st.on_io([&] { return st.server().connection_count(); }); };
-  for (auto deadline = Clock::now() + limit; count() != n && Clock::now() < deadline;)
-    std::this_thread::sleep_for(10ms);
-  return count();
+  wait_until(
+      st, [&] { return st.server().connection_count() == n; }, limit);
+  return st.on_io([&] { return st.server().connection_count(); });
 }
 
 ServerOptions short_timeouts() {
   ServerOptions o;
+  o.clock = &test_clock();
   o.idle_timeout_before_bind = 400ms;
   o.idle_timeout_after_bind = 3s;
-  // Shorter than the idle timeout, so a stalled half PDU is always closed as kPduTimeout: with
-  // both at 400 ms the two timers raced and ASan's slower scheduling let the idle one win.
   o.pdu_timeout = 250ms;
   o.write_timeout = 500ms;
   return o;
@@ -217,13 +245,16 @@ TEST_F(ServerTest, GarbageIsClosedAndOthersUnaffected) {
 TEST_F(ServerTest, HalfPduStallIsClosedByPduTimeout) {
   auto stall = RawConn::tcp(port_);
   ASSERT_TRUE(stall);
+  const auto before = stats().bytes_in;
   auto bind = testing::impacket_epm_bind();
   ASSERT_TRUE(stall->send(std::span(bind).first(30)));
-  auto t0 = Clock::now();
+  ASSERT_TRUE(wait_for_bytes(*st_, before, 30));
   EXPECT_LT(good_call(), 1000ms);
-  EXPECT_TRUE(stall->wait_closed(3s));
-  EXPECT_LT(Clock::now() - t0, 2s);
+  advance(*st_, 249ms);
+  EXPECT_EQ(stats().closes[static_cast<int>(CloseReason::kPduTimeout)], 0u);
+  advance(*st_, 1ms);
   EXPECT_EQ(stats().closes[static_cast<int>(CloseReason::kPduTimeout)], 1u);
+  EXPECT_TRUE(stall->wait_closed(1s));
 }
 
 TEST_F(ServerTest, HugeFragLengthIsRefusedBeforeAndAfterBind) {
@@ -262,13 +293,13 @@ TEST_F(ServerTest, ThousandIdleConnectionsDoNotBlockOthersAndTimeOut) {
     ASSERT_TRUE(c) << i;
     idle.push_back(std::move(*c));
   }
+  ASSERT_EQ(wait_for_connections(*st_, 1000), 1000u);
   EXPECT_LT(good_call(), 1000ms);
-  // Idle before bind: closed after 400 ms.
-  auto deadline = Clock::now() + 5s;
-  while (Clock::now() < deadline &&
-         stats().closes[static_cast<int>(CloseReason::kIdleTimeout)] < 1000)
-    std::this_thread::sleep_for(50ms);
-  EXPECT_GE(stats().closes[static_cast<int>(CloseReason::kIdleTimeout)], 1000u);
+  // Idle before bind: closed 400 ms (simulated) after they were accepted, not before.
+  advance(*st_, 399ms);
+  EXPECT_EQ(stats().closes[static_cast<int>(CloseReason::kIdleTimeout)], 0u);
+  advance(*st_, 1ms);
+  EXPECT_EQ(stats().closes[static_cast<int>(CloseReason::kIdleTimeout)], 1000u);
   EXPECT_TRUE(idle.front().wait_closed(1s));
   EXPECT_TRUE(idle.back().wait_closed(1s));
 }
@@ -287,12 +318,14 @@ TEST_F(ServerTest, ClientThatNeverReadsIsClosedByWriteTimeout) {
     input.insert(input.end(), b.begin(), b.end());
   }
   ASSERT_TRUE(c->send(input));
+  // The server writes until the socket buffers are full, then waits for the socket.
+  ASSERT_TRUE(wait_until(*st_, [&] { return st_->server().stats().write_blocked == 1; }));
   EXPECT_LT(good_call(), 1000ms);
-  auto deadline = Clock::now() + 5s;
-  while (Clock::now() < deadline &&
-         stats().closes[static_cast<int>(CloseReason::kWriteTimeout)] < 1)
-    std::this_thread::sleep_for(50ms);
+  advance(*st_, 499ms);
+  EXPECT_EQ(stats().closes[static_cast<int>(CloseReason::kWriteTimeout)], 0u);
+  advance(*st_, 1ms);
   EXPECT_EQ(stats().closes[static_cast<int>(CloseReason::kWriteTimeout)], 1u);
+  EXPECT_EQ(stats().write_blocked, 0u);
   EXPECT_LT(good_call(), 1000ms);
 }
 
@@ -698,23 +731,28 @@ TEST(ServerBudgets, CallDeadlineClosesATrickleOfWholeFragments) {
   BudgetServer b(o);
   auto trickle = b.bound();
   auto quick = b.bound();
-  const auto t0 = Clock::now();
-  ASSERT_TRUE(trickle.send(fragment(2, kFirst, 100)));
-  bool closed = false;
-  for (int i = 0; i < 20 && !closed; ++i) {  // a middle fragment every 100 ms, never LAST
-    closed = trickle.wait_closed(100ms);
-    if (!closed) trickle.send(fragment(2, 0, 100));
+  auto send = [&](RawConn& c, const std::vector<std::uint8_t>& bytes) {
+    const auto before = b.stats().bytes_in;
+    ASSERT_TRUE(c.send(bytes));
+    ASSERT_TRUE(wait_for_bytes(b.st, before, bytes.size()));
+  };
+  send(trickle, fragment(2, kFirst, 100));
+  for (int i = 0; i < 2; ++i) {  // a middle fragment every 100 ms (simulated), never LAST
+    advance(b.st, 100ms);
+    send(trickle, fragment(2, 0, 100));
   }
-  EXPECT_TRUE(closed);
-  EXPECT_GE(Clock::now() - t0, 290ms);
-  EXPECT_LT(Clock::now() - t0, 1500ms);
+  advance(b.st, 99ms);  // 299 ms after the FIRST fragment
+  EXPECT_EQ(b.closes(CloseReason::kCallTimeout), 0u);
+  advance(b.st, 1ms);
   EXPECT_EQ(b.closes(CloseReason::kCallTimeout), 1u);
+  EXPECT_TRUE(trickle.wait_closed(1s));
   // A call completed within the deadline is served, and its connection stays.
-  ASSERT_TRUE(quick.send(fragment(2, kFirst, 100)));
-  std::this_thread::sleep_for(100ms);
-  ASSERT_TRUE(quick.send(fragment(2, kLast, 100)));
+  send(quick, fragment(2, kFirst, 100));
+  advance(b.st, 299ms);
+  send(quick, fragment(2, kLast, 100));
   ASSERT_TRUE(quick.read_pdu());
-  EXPECT_FALSE(quick.wait_closed(400ms));
+  advance(b.st, 400ms);
+  EXPECT_FALSE(quick.wait_closed(50ms));
   EXPECT_EQ(b.closes(CloseReason::kCallTimeout), 1u);
 }
 
