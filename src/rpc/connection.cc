@@ -327,9 +327,9 @@ Connection::ClientPart::ClientPart(const ClientRole& c) : config(c), responses(c
 
 bool Connection::bind(std::span<const SyntaxId> interfaces, TimePoint now) {
   auto* c = std::get_if<ClientPart>(&part_);
-  if (c == nullptr || state_ != State::kOpen || c->bound || c->bind_call_id != 0 ||
-      interfaces.empty())
+  if (c == nullptr || state_ != State::kOpen || c->bind_started || interfaces.empty())
     return false;
+  c->bind_started = true;
   c->binding.assign(interfaces.begin(), interfaces.end());
   c->next_context = 0;
   send_bind_step(now);
@@ -371,7 +371,7 @@ std::uint32_t Connection::call(std::uint16_t p_cont_id, std::uint16_t opnum,
                                std::span<const std::uint8_t> stub, TimePoint now,
                                std::optional<Uuid> object) {
   auto* c = std::get_if<ClientPart>(&part_);
-  if (c == nullptr || state_ != State::kOpen || !c->bound ||
+  if (c == nullptr || state_ != State::kOpen || !c->bound || p_cont_id >= c->binding.size() ||
       c->waiting.size() >= options_.max_outstanding_calls)
     return 0;
   if (c->next_call_id == 0) ++c->next_call_id;  // 0 means "no call" to our callers

@@ -267,12 +267,15 @@ class Connection {
   // ---- client ----
   // Binds contexts 0..n-1 to `interfaces` (NDR 2.0 each): 0 in the bind, each other one in its
   // own alter_context once the previous answer came (one new context per bind / alter_context,
-  // association.h). on_bind_result() tells the outcome. False if not open, already bound or
-  // binding, or `interfaces` is empty.
+  // association.h). on_bind_result() tells the outcome. Once per connection (a second bind is
+  // refused by every server, and dropped by a firewall): false if not open, bind() was called
+  // before, or `interfaces` is empty.
   bool bind(std::span<const SyntaxId> interfaces, TimePoint now);
   bool bound() const;
   // Sends a request (fragmented at the negotiated size). Returns its call_id, or 0 when not
-  // bound, closed, over max_outstanding_calls, or the stub cannot be fragmented.
+  // bound, closed, `p_cont_id` is not one of the contexts bind() had accepted (a server answers
+  // such a request nca_s_unk_if, and a firewall drops it), over max_outstanding_calls, or the
+  // stub cannot be fragmented.
   std::uint32_t call(std::uint16_t p_cont_id, std::uint16_t opnum,
                      std::span<const std::uint8_t> stub, TimePoint now,
                      std::optional<Uuid> object = std::nullopt);
@@ -300,6 +303,7 @@ class Connection {
     std::vector<SyntaxId> binding;   // interfaces of the bind in progress
     std::size_t next_context = 0;    // the context whose answer is awaited
     std::uint32_t bind_call_id = 0;  // 0: no bind / alter_context outstanding
+    bool bind_started = false;
     bool bound = false;
     std::uint16_t max_xmit_frag = 0;
     std::uint32_t assoc_group_id = 0;
