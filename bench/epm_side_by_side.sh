@@ -213,6 +213,7 @@ grep -q "^${WINREG%:*} ${WINREG#*:} [0-9]*$" "$S/samba/interfaces.txt" ||
   die "Samba did not register winreg ${WINREG} over TCP (see $S/samba/interfaces.txt)"
 
 "$BIN/rpc-floor-server" --listen "127.0.0.1:$FLOOR_PORT" >"$S/floor.out" 2>"$S/floor.out.err" &
+FLOOR_PID=$!
 PIDS+=($!)
 [ "$(wait_port_line "$S/floor.out" "${PIDS[-1]}" rpc-floor-server)" = "$FLOOR_PORT" ] ||
   die "rpc-floor-server is not on port $FLOOR_PORT"
@@ -301,13 +302,23 @@ measure() {
     # rpcd_epmapper exits after 10 s idle: start it now, not inside the measurement.
     map_port "$SAMBA_PORT" "$WINREG" >/dev/null
   fi
+  # The server's CPU per call in the measured window (rpcgate-bench --server-pid): what each
+  # server costs, whether or not the load generator is the bottleneck. Samba's is the
+  # rpcd_epmapper process answering.
+  local pid=
+  case $name in
+    rpcgate) pid=$EPMD_PID ;;
+    floor) pid=$FLOOR_PID ;;
+    samba) pid=$(pgrep -n -x rpcd_epmapper || true) ;;
+  esac
   load_before=$(loadavg_1min)
   timeout "$run_timeout" "$BIN/rpcgate-bench" "$mode" --target "${TARGET[$name]}" --interface "$WINREG" \
-    --connections "$conns" --duration "$DURATION" --warmup "$WARMUP" --json >"$f" 2>"$f.err" ||
+    --connections "$conns" --duration "$DURATION" --warmup "$WARMUP" ${pid:+--server-pid "$pid"} \
+    --json >"$f" 2>"$f.err" ||
     die "run $mode $conns connections against $name (${TARGET[$name]}), round $round failed (exit $?): $(tail -n 3 "$f.err")"
   load_after=$(loadavg_1min)
   echo "$mode $conns $name $round $f $load_before $load_after $other" >>"$S/runs.txt"
-  summary=$("$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); print("%.0f calls/s, p99 %.0f us, %d errors" % (j["calls_per_s"], j["p99_us"], j["errors"]))' "$f")
+  summary=$("$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); s=j.get("server_cpu_us_per_call"); print("%.0f calls/s, p99 %.0f us, %d errors, client %.2f CPUs, server %s" % (j["calls_per_s"], j["p99_us"], j["errors"], j.get("client_cpu_busy", 0), "%.2f CPUs %.2f us/call" % (j["server_cpu_busy"], s) if s is not None else "-"))' "$f")
   awk -v o="$other" -v m="$MAX_LOAD" 'BEGIN { exit !(o > m) }' && busy=" - MACHINE BUSY"
   printf '  [%2d/%d] round %d  %-7s %3d conns  %-7s  %s; other work %s CPUs, load %s -> %s%s\n' \
     "$n" "$total" "$round" "$mode" "$conns" "$name" "$summary" "$other" "$load_before" \

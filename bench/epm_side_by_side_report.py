@@ -31,6 +31,7 @@ ROWS = (("epm-map", 1), ("epm-map", 16), ("epm-map", 256), ("connect", 16))
 # The issue's targets (issue 6).
 TARGET_CALLS_VS_SAMBA = 5.0  # ept_map @16: rpcgate >= 5x Samba's calls/s
 TARGET_CALLS_VS_FLOOR = 0.7  # ept_map @16: rpcgate >= 0.7x the floor's calls/s
+TARGET_CALLS_VS_FLOOR_13 = 0.8  # issue 13: at 16 and at 256 connections
 TARGET_P99_VS_SAMBA = 1 / 3  # p99 @16: rpcgate <= 1/3 of Samba's
 TARGET_IDLE_BYTES = 16 * 1024  # an idle connection costs rpcgate-epmd < 16 KiB of RSS
 
@@ -116,6 +117,11 @@ def summarize(runs):
                 "calls_per_s_each_round": [r["calls_per_s"] for r in rs],
                 "p99_us_each_round": [r["p99_us"] for r in rs],
                 "load_each_round": [r["load"] for r in mine],
+                # CPU in the measured window (rpcgate-bench --server-pid): the load generator's
+                # busy share of a CPU, and the server's CPU per call (None if not measured).
+                "client_cpu_busy": median_of(rs, "client_cpu_busy"),
+                "server_cpu_us_per_call": median_of(rs, "server_cpu_us_per_call"),
+                "server_cpu_busy": median_of(rs, "server_cpu_busy"),
             }
         row["ratios"] = {
             "calls_rpcgate_over_samba": ratio(row, "calls_per_s", "rpcgate", "samba"),
@@ -130,6 +136,11 @@ def summarize(runs):
                                  for r in busy] or None
         summary.setdefault(mode, {})[str(conns)] = row
     return summary
+
+
+def median_of(results, field):
+    values = [r[field] for r in results if r.get(field) is not None]
+    return statistics.median(values) if values else None
 
 
 def ratio(row, field, a, b):
@@ -218,6 +229,10 @@ def idle_text(idle, wanted):
     return text
 
 
+def fmt_2(v):
+    return "%.2f" % v if isinstance(v, (int, float)) else "-"
+
+
 def fmt_opt(v):
     return "%.0f" % v if isinstance(v, (int, float)) else "?"
 
@@ -252,6 +267,18 @@ def targets(summary, idle, wanted_idle, max_load):
               lambda v: v >= TARGET_CALLS_VS_FLOOR)
     add_ratio("p99 @16: rpcgate <= 1/3 of Samba's", "p99_rpcgate_over_samba",
               lambda v: v <= TARGET_P99_VS_SAMBA)
+    # Issue 13: the engine must not cost the hot path its margin, at 16 and 256 connections.
+    for conns in (16, 256):
+        row_n = summary["epm-map"][str(conns)]
+        v, busy = row_n["ratios"]["calls_rpcgate_over_floor"], row_n["busy"]["calls_rpcgate_over_floor"]
+        name = "ept_map @%d: rpcgate calls/s >= %gx the floor's" % (conns, TARGET_CALLS_VS_FLOOR_13)
+        if v is not None and busy:
+            out.append({"target": name, "value": fmt_ratio(v, 0, True).strip(),
+                        "result": NOT_MEASURED_BUSY,
+                        "note": "other work above --max-load %g CPUs before %d run(s)"
+                                % (max_load, len(busy))})
+        else:
+            add(name, fmt_ratio(v, 0).strip(), None if v is None else v >= TARGET_CALLS_VS_FLOOR_13)
     if idle is None:
         add("idle: < 16 KiB per connection, probe answered", "not measured", None,
             "rpcgate-bench idle not available in this build")
@@ -315,6 +342,22 @@ def table(meta, summary, idle, allocator, target_list, wanted_idle, max_load):
         if all_busy:
             footnotes.append("* %s: machine busy, load before the row: %s"
                              % (label, busy_note(all_busy)))
+    lines.append("")
+    lines.append("CPU in the measured window (medians): each server's CPU per ept_map, and how "
+                 "busy the load generator (1 thread) was")
+    lines.append("%-13s %9s %9s %9s  %13s  %s" % ("row", "Samba us", "rpcgate", "floor",
+                                                  "rpcgate/floor", "client CPUs busy S/r/f"))
+    for mode, conns in ROWS:
+        if mode != "epm-map":
+            continue
+        row = summary[mode][str(conns)]
+        cpu = [row.get(s, {}).get("server_cpu_us_per_call") for s in SERVERS]
+        busy_client = "/".join(fmt_2(row.get(s, {}).get("client_cpu_busy")) for s in SERVERS)
+        rel = (cpu[1] / cpu[2]) if cpu[1] and cpu[2] else None
+        lines.append("%-13s %9s %9s %9s  %13s  %s" % (
+            "%s  %d" % (mode, conns), fmt_2(cpu[0]), fmt_2(cpu[1]), fmt_2(cpu[2]),
+            "%.2fx" % rel if rel else "-", busy_client))
+    lines.append("")
     lines.append("%-13s %s" % ("idle %d" % wanted_idle, idle_text(idle, wanted_idle)))
     lines.append("%-13s %s" % ("allocator", allocator_text(allocator)))
     lines.append("")
@@ -322,7 +365,7 @@ def table(meta, summary, idle, allocator, target_list, wanted_idle, max_load):
                  "errors = summed over the rounds.")
     lines.extend(footnotes)
     lines.append("")
-    lines.append("Targets (issue 6)                                         this run")
+    lines.append("Targets (issues 6 and 13)                                 this run")
     for t in target_list:
         lines.append("  %-54s %-22s %s%s" % (t["target"], t["value"], t["result"],
                                              "  (" + t["note"] + ")" if t["note"] else ""))

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -17,6 +18,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -117,10 +119,28 @@ struct Conn : rpc::ConnectionHandler {
   void on_response(const rpc::ResponseView& r) override;
 };
 
+// CPU used in the measured window, by the load generator and by the server.
+struct CpuWindow {
+  std::optional<int> server_pid;
+  double client_start = 0, client_end = 0;
+  std::optional<double> server_start, server_end;
+  void sample(bool start) {
+    rusage u{};
+    ::getrusage(RUSAGE_SELF, &u);
+    const double self = static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+                        static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+    const auto server = server_pid ? process_cpu_seconds(*server_pid) : std::nullopt;
+    (start ? client_start : client_end) = self;
+    (start ? server_start : server_end) = server;
+  }
+};
+
 class Worker {
  public:
   Worker(const Plan& plan, TimePoint measure_from, TimePoint end, std::atomic<bool>& stop)
       : plan_(plan), cfg_(*plan.config), measure_from_(measure_from), end_(end), stop_(stop) {}
+  // This worker samples the CPU used at the measured window's ends.
+  void sample_cpu(CpuWindow* window) { cpu_ = window; }
 
   void add(runtime::Fd fd) {
     auto c = std::make_unique<Conn>();
@@ -166,6 +186,8 @@ class Worker {
   runtime::Fd epoll_;
   std::vector<std::unique_ptr<Conn>> conns_;
   std::vector<std::uint8_t> in_;  // one receive buffer for all connections (one thread)
+  CpuWindow* cpu_ = nullptr;
+  bool cpu_started_ = false;
   LoadResult result_;
   std::optional<std::string> fatal_;
 };
@@ -426,6 +448,10 @@ void Worker::run() {
   for (;;) {
     const auto t = Clock::now();
     if (t >= end_ || stop_.load(std::memory_order_relaxed)) break;
+    if (cpu_ != nullptr && !cpu_started_ && t >= measure_from_) {
+      cpu_->sample(true);
+      cpu_started_ = true;
+    }
     if (t >= next_scan) {
       scan_timers(t);
       next_scan = t + std::chrono::milliseconds(10);
@@ -453,11 +479,33 @@ void Worker::run() {
       if (c.fd && (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0) on_readable(c);
     }
   }
+  if (cpu_ != nullptr) {
+    if (!cpu_started_) cpu_->sample(true);  // stopped early: an empty window
+    cpu_->sample(false);
+  }
   for (auto& c : conns_)
     close(*c);
 }
 
 }  // namespace
+
+std::optional<double> process_cpu_seconds(int pid) {
+  std::FILE* f = std::fopen(fmt::format("/proc/{}/stat", pid).c_str(), "r");
+  if (f == nullptr) return std::nullopt;
+  char buf[1024];
+  const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = 0;
+  // Fields after the command name, which is in parentheses and may contain spaces: state is
+  // field 3, utime 14, stime 15.
+  const char* p = std::strrchr(buf, ')');
+  if (p == nullptr) return std::nullopt;
+  unsigned long long utime = 0, stime = 0;
+  if (std::sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+                  &stime) != 2)
+    return std::nullopt;
+  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
 
 void ErrorCounts::count(ErrorKind kind) {
   switch (kind) {
@@ -527,6 +575,9 @@ std::expected<LoadResult, std::string> run_load(const LoadConfig& config) {
   std::vector<std::unique_ptr<Worker>> workers;
   for (unsigned t = 0; t < threads; ++t)
     workers.push_back(std::make_unique<Worker>(*plan, measure_from, end, stop));
+  CpuWindow cpu;
+  cpu.server_pid = config.server_pid;
+  workers[0]->sample_cpu(&cpu);
   for (unsigned i = 0; i < config.connections; ++i) {
     Worker& w = *workers[i % threads];
     if (config.mode == Mode::kConnect)
@@ -549,6 +600,9 @@ std::expected<LoadResult, std::string> run_load(const LoadConfig& config) {
     out.errors.add(w->result().errors);
   }
   out.calls = out.latency.count();
+  out.client_cpu_s = std::max(0.0, cpu.client_end - cpu.client_start);
+  if (cpu.server_start && cpu.server_end)
+    out.server_cpu_s = std::max(0.0, *cpu.server_end - *cpu.server_start);
   out.seconds =
       finished > measure_from ? std::chrono::duration<double>(finished - measure_from).count() : 0;
   return out;

@@ -31,6 +31,7 @@
 #include <chrono>
 #include <cstdint>
 #include <expected>
+#include <optional>
 #include <string>
 
 #include <asio/ip/address.hpp>
@@ -62,6 +63,8 @@ struct LoadConfig {
   std::chrono::milliseconds duration{5000};
   std::chrono::milliseconds warmup{1000};
   std::chrono::milliseconds call_timeout{5000};
+  // The server process, to measure the CPU it spends in the measured window (/proc/PID/stat).
+  std::optional<int> server_pid;
 };
 
 enum class ErrorKind { kConnect, kBind, kFault, kStatus, kProtocol, kTimeout, kClosed };
@@ -86,7 +89,16 @@ struct LoadResult {
   std::uint64_t calls = 0;  // = latency.count()
   ErrorCounts errors;       // whole run
   double seconds = 0;       // length of the measured window as it really was
+  // CPU seconds spent in the measured window by this process (all its threads: is the load
+  // generator the bottleneck?) and by LoadConfig::server_pid (nullopt without one, or when its
+  // /proc entry could not be read). Sampled by the first worker as it crosses the window's ends.
+  double client_cpu_s = 0;
+  std::optional<double> server_cpu_s;
 };
+
+// CPU seconds (user + system) a process has used so far, from /proc/PID/stat; nullopt when it
+// cannot be read.
+std::optional<double> process_cpu_seconds(int pid);
 
 // Runs the load described by `config` (validated by the caller: connections >= 1, threads 1..
 // connections, size <= kMaxEchoSize). Blocks for warmup + duration (+ at most one call_timeout

@@ -5,6 +5,7 @@
 //   rpcgate-bench echo    --target HOST:PORT [--op addone|echodata] [--size N] [common options]
 //   rpcgate-bench connect [--target HOST:PORT] [--interface UUID[:M.m]] [common options]
 //   common: [--connections N] [--threads 1|2] [--duration S] [--warmup S] [--timeout S] [--json]
+//           [--server-pid PID]
 //   rpcgate-bench idle    [--target 127.X.Y.Z:PORT] [--connections N] [--sources K]
 //                         [--server-pid PID] [--probes M] [--interface UUID[:M.m]] [--timeout S]
 //                         [--hold S] [--json]
@@ -70,6 +71,7 @@ struct Options {
   double warmup = 1;
   double timeout = 5;
   bool json = false;
+  std::optional<int> server_pid;  // load modes: the server's CPU per call
 };
 
 struct IdleOptions {
@@ -145,6 +147,19 @@ void print_json(const LoadConfig& c, const Options& o, const LoadResult& r) {
   j["p999_us"] = us(r.latency.percentile(99.9));
   j["max_us"] = us(r.latency.max());
   j["mean_us"] = std::round(r.latency.mean() / 100) / 10;
+  // CPU in the measured window: the load generator's (busy near threads x 1.0: it may be the
+  // bottleneck) and, with --server-pid, the server's per call.
+  const auto per_call_us = [&r](double s) {
+    return r.calls > 0 ? std::round(s * 1e7 / static_cast<double>(r.calls)) / 10 : 0.0;
+  };
+  const auto busy = [&r](double s) {
+    return r.seconds > 0 ? std::round(s / r.seconds * 100) / 100 : 0.0;
+  };
+  j["client_cpu_busy"] = busy(r.client_cpu_s);
+  j["client_cpu_us_per_call"] = per_call_us(r.client_cpu_s);
+  j["server_cpu_busy"] = r.server_cpu_s ? nlohmann::ordered_json(busy(*r.server_cpu_s)) : nullptr;
+  j["server_cpu_us_per_call"] =
+      r.server_cpu_s ? nlohmann::ordered_json(per_call_us(*r.server_cpu_s)) : nullptr;
   j["errors"] = r.errors.total();
   j["error_kinds"] = {{"connect", r.errors.connect},   {"bind", r.errors.bind},
                       {"fault", r.errors.fault},       {"status", r.errors.status},
@@ -268,6 +283,9 @@ void add_common(CLI::App* sub, Options& o) {
   sub->add_option("--timeout", o.timeout, "seconds allowed per connect, bind and call")
       ->check(CLI::Range(0.1, 60.0));
   sub->add_flag("--json", o.json, "one JSON object on stdout");
+  sub->add_option("--server-pid", o.server_pid,
+                  "the server's pid: its CPU per call in the measured window (--json)")
+      ->check(CLI::PositiveNumber);
 }
 
 int run_idle(const Options& o, const IdleOptions& io) {
@@ -388,6 +406,12 @@ int main(int argc, char** argv) {
   c.duration = ms(o.duration);
   c.warmup = ms(o.warmup);
   c.call_timeout = ms(o.timeout);
+  c.server_pid = o.server_pid;
+  if (c.server_pid && !rpcgate::bench::process_cpu_seconds(*c.server_pid)) {
+    std::cerr << "rpcgate-bench: --server-pid " << *c.server_pid << ": cannot read /proc/"
+              << *c.server_pid << "/stat\n";
+    return kExitUsage;
+  }
 
   auto result = rpcgate::bench::run_load(c);
   if (!result) {

@@ -327,8 +327,7 @@ Connection::ClientPart::ClientPart(const ClientRole& c) : config(c), responses(c
 
 bool Connection::bind(std::span<const SyntaxId> interfaces, TimePoint now) {
   auto* c = std::get_if<ClientPart>(&part_);
-  if (c == nullptr || state_ != State::kOpen || c->bind_started || interfaces.empty())
-    return false;
+  if (c == nullptr || state_ != State::kOpen || c->bind_started || interfaces.empty()) return false;
   c->bind_started = true;
   c->binding.assign(interfaces.begin(), interfaces.end());
   c->next_context = 0;
