@@ -19,6 +19,7 @@
 
 #include "load.h"
 #include "ndr/epm_types.h"
+#include "rpc/connection.h"
 #include "runtime/net.h"
 #include "runtime/rpc_client.h"
 #include "runtime/sync_client.h"
@@ -29,7 +30,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using TimePoint = Clock::time_point;
 
-constexpr std::uint32_t kBindCallId = 1;
 constexpr std::chrono::milliseconds kScanEvery{10};
 
 std::string errno_text(int e) {
@@ -99,22 +99,32 @@ std::expected<runtime::Fd, std::string> connect_from(const sockaddr_in& source,
   return std::move(fd);
 }
 
-// One connection being opened or held. The receive buffer exists only during the handshake.
-struct Conn {
+// What the engine's client role needs for one bind: no deadlines of its own (the opener's
+// step_timeout applies).
+rpc::ConnectionOptions handshake_options() {
+  rpc::ConnectionOptions o;
+  o.idle_before_bind = o.idle_after_bind = o.pdu = o.write = o.response = {};
+  o.max_outstanding_calls = 1;
+  return o;
+}
+
+// One connection being opened or held: the socket shell of an rpc::Connection in the client role
+// during the handshake (binding EPM); the engine is dropped once the bind is answered, so a held
+// connection costs its descriptor only.
+struct Conn : rpc::ConnectionHandler {
   runtime::Fd fd;
   enum class State : std::uint8_t { kNotStarted, kConnecting, kBinding, kHeld, kFailed };
   State state = State::kNotStarted;
-  std::size_t sent = 0;
-  std::size_t have = 0;
-  std::unique_ptr<std::uint8_t[]> in;
+  std::unique_ptr<rpc::Connection> engine;
+  std::optional<rpc::BindResult> bind_result;
   TimePoint started;
+  void on_bind_result(const rpc::BindResult& r) override { bind_result = r; }
 };
 
 class Opener {
  public:
-  Opener(const IdleConfig& config, std::vector<std::uint8_t> bind_pdu, IdleResult& result)
+  Opener(const IdleConfig& config, IdleResult& result)
       : cfg_(config),
-        bind_pdu_(std::move(bind_pdu)),
         result_(result),
         conns_(config.connections),
         target_(target_address(config)) {}
@@ -133,7 +143,6 @@ class Opener {
   void finished(Conn& c);
 
   const IdleConfig& cfg_;
-  std::vector<std::uint8_t> bind_pdu_;
   IdleResult& result_;
   std::vector<Conn> conns_;
   sockaddr_in target_;
@@ -152,7 +161,7 @@ void Opener::fail(Conn& c, ErrorKind f) {
 }
 
 void Opener::finished(Conn& c) {
-  c.in.reset();
+  c.engine.reset();
   --in_flight_;
 }
 
@@ -182,16 +191,20 @@ void Opener::start(std::size_t i, TimePoint now) {
 
 void Opener::send_bind(Conn& c) {
   c.state = Conn::State::kBinding;
-  c.in = std::make_unique<std::uint8_t[]>(kMaxFrag);
+  rpc::ClientRole role;
+  role.max_xmit_frag = kMaxFrag;
+  role.max_recv_frag = kMaxFrag;
+  c.engine = std::make_unique<rpc::Connection>(role, handshake_options(), c, Clock::now());
+  c.engine->bind(std::span<const rpc::SyntaxId>(&rpc::kEpmSyntax, 1), Clock::now());
   on_writable(c);
 }
 
 void Opener::on_writable(Conn& c) {
-  while (c.sent < bind_pdu_.size()) {
-    const ssize_t n = ::send(c.fd.get(), bind_pdu_.data() + c.sent, bind_pdu_.size() - c.sent,
-                             MSG_NOSIGNAL | MSG_DONTWAIT);
+  for (auto out = c.engine->next_output(); !out.bytes.empty(); out = c.engine->next_output()) {
+    const ssize_t n =
+        ::send(c.fd.get(), out.bytes.data(), out.bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
-      c.sent += static_cast<std::size_t>(n);
+      c.engine->output_sent(static_cast<std::size_t>(n), Clock::now());
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -205,31 +218,19 @@ void Opener::on_writable(Conn& c) {
 }
 
 void Opener::on_readable(Conn& c) {
+  std::uint8_t buf[kMaxFrag];
   for (;;) {
-    const ssize_t n = ::recv(c.fd.get(), c.in.get() + c.have, kMaxFrag - c.have, MSG_DONTWAIT);
+    const ssize_t n = ::recv(c.fd.get(), buf, sizeof buf, MSG_DONTWAIT);
     if (n == 0) return fail(c, ErrorKind::kClosed);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
       return fail(c, ErrorKind::kClosed);
     }
-    c.have += static_cast<std::size_t>(n);
-    if (c.have < rpc::kCommonHeaderSize) continue;
-    const std::span<const std::uint8_t> got(c.in.get(), c.have);
-    auto h = rpc::decode_header(got);
-    if (!h || h->frag_length > kMaxFrag || h->call_id != kBindCallId)
-      return fail(c, ErrorKind::kProtocol);
-    if (c.have < h->frag_length) continue;
-    if (c.have > h->frag_length) return fail(c, ErrorKind::kProtocol);  // nothing was asked
-    auto pdu = rpc::decode_pdu(got);
-    if (!pdu) return fail(c, ErrorKind::kProtocol);
-    if (const auto* ack = std::get_if<rpc::BindAck>(&pdu->body)) {
-      if (ack->results.empty() || ack->results[0].result != 0) return fail(c, ErrorKind::kBind);
-      return held(c);
-    }
-    return fail(c, h->ptype == static_cast<std::uint8_t>(rpc::PType::kBindNak)
-                       ? ErrorKind::kBind
-                       : ErrorKind::kProtocol);
+    c.engine->feed(rpc::Direction::kServerToClient,
+                   std::span<const std::uint8_t>(buf, static_cast<std::size_t>(n)), Clock::now());
+    if (c.bind_result) return c.bind_result->accepted ? held(c) : fail(c, ErrorKind::kBind);
+    if (c.engine->state() != rpc::Connection::State::kOpen) return fail(c, ErrorKind::kProtocol);
   }
 }
 
@@ -281,25 +282,12 @@ std::expected<void, std::string> Opener::run() {
         continue;
       }
       if (c.state != Conn::State::kBinding) continue;
-      if ((ev & EPOLLOUT) != 0 && c.sent < bind_pdu_.size()) on_writable(c);
+      if ((ev & EPOLLOUT) != 0 && c.engine->output_bytes() > 0) on_writable(c);
       if (c.state == Conn::State::kBinding && (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0)
         on_readable(c);
     }
   }
   return {};
-}
-
-std::expected<std::vector<std::uint8_t>, std::string> encode_bind() {
-  rpc::Bind bind;
-  bind.max_xmit_frag = kMaxFrag;
-  bind.max_recv_frag = kMaxFrag;
-  rpc::ContextElement ctx;
-  ctx.abstract_syntax = rpc::kEpmSyntax;
-  ctx.transfer_syntaxes = {rpc::kNdr20Syntax};
-  bind.contexts = {ctx};
-  auto b = rpc::encode_pdu(rpc::make_pdu(std::move(bind), kBindCallId));
-  if (!b) return std::unexpected(fmt::format("cannot encode bind: {}", b.error().message()));
-  return std::move(*b);
 }
 
 // Closes `fd` after the server has closed its side: shutdown(SHUT_WR), then read until EOF (at
@@ -430,8 +418,6 @@ std::expected<IdleResult, std::string> run_idle(const IdleConfig& config) {
   const auto begin = Clock::now();
   if (auto ok = ensure_fd_limit(std::uint64_t{config.connections} + kSpareFds); !ok)
     return std::unexpected(ok.error());
-  auto bind_pdu = encode_bind();
-  if (!bind_pdu) return std::unexpected(bind_pdu.error());
   auto stub = runtime::ept_map_request_stub(config.interface, ndr::Protseq::kNcacnIpTcp);
   if (!stub) return std::unexpected(stub.error().message);
 
@@ -450,7 +436,7 @@ std::expected<IdleResult, std::string> run_idle(const IdleConfig& config) {
   if (config.server_pid) result.rss_before_kib = read_vm_rss_kib(*config.server_pid);
 
   const auto open_begin = Clock::now();
-  Opener opener(config, std::move(*bind_pdu), result);
+  Opener opener(config, result);
   if (auto ok = opener.run(); !ok) return std::unexpected(ok.error());
   result.open_seconds = seconds_since(open_begin);
 
