@@ -1,5 +1,5 @@
 // The DCE/RPC connection-oriented server runtime: listeners, connections, timers and limits around
-// the sans-I/O codecs (rpc::Framer -> rpc::decode_pdu -> rpc::ServerAssociation).
+// the sans-I/O connection engine (rpc::Connection in the server role, rpc/connection.h).
 //
 // Thread model. A Server lives on ONE thread: the thread running the asio::io_context it was
 // given. Every member function, every Handler, every Responder completion and every hook runs on
@@ -24,17 +24,19 @@
 // after its connection closed is a harmless no-op (its fds are closed).
 //
 // Per connection: bytes are read into one buffer shared by all connections (the loop is single
-// threaded), framed (rpc::Framer; before bind at most ServerOptions::max_frag_before_bind bytes per
-// PDU, after bind the negotiated max_recv_frag), decoded and given to the connection's
-// rpc::ServerAssociation, whose Decision is applied:
-//   kSend             the PDU is queued as ONE write (Impacket reads the bind_ack with one recv).
-//   kDispatch         the call's Handler runs (see Handler contract).
-//   kCloseConnection  the PDU, if any (bind_nak / fault), is written, then the connection closes.
-//   kIgnore           nothing.
-// Requests may be pipelined; responses are queued whole (every fragment of one response at once)
-// in order of completion, so fragments of different calls never interleave. An idle connection
-// holds no read buffer: its memory is the socket, a timer, the empty framer and the association
-// (about 2 KiB of RSS each, rpcgate-bench idle).
+// threaded) and fed to the connection's engine, which frames them (before bind at most
+// ServerOptions::max_frag_before_bind bytes per PDU, after bind the server's own 5840), decodes,
+// negotiates, reassembles under the budgets and hands complete calls to the Handler (see Handler
+// contract); what it queues is written (a bind_ack as ONE write: Impacket reads it with one
+// recv), and when it decides to close, the bind_nak / fault it queued is written first. Requests
+// may be pipelined; responses are queued whole (every fragment of one response at once) in order
+// of completion, so fragments of different calls never interleave. This file keeps the socket
+// shell: epoll interest, recv/sendmsg with descriptors, the timer, dispatch. An idle connection
+// holds no read buffer: its memory is the socket, a timer and the engine (under 2 KiB of RSS
+// each, rpcgate-bench idle).
+//
+// Time: deadlines are read from ServerOptions::clock (the steady clock by default); with a
+// common::ManualClock they move only when a test advances it.
 //
 // Fail closed, and one client never disturbs another:
 //  * protocol violations close the connection (after the association's bind_nak / fault);
