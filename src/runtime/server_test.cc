@@ -336,9 +336,7 @@ TEST_F(ServerTest, HooksRunOnceOnEofAndOnStop) {
     ASSERT_TRUE(c->send(testing::impacket_epm_bind()));
     ASSERT_TRUE(c->read_pdu());
   }  // closed: EOF
-  auto deadline = Clock::now() + 2s;
-  while (closed_ < 1 && Clock::now() < deadline)
-    std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(wait_until(*st_, [this] { return closed_ >= 1; }));
   EXPECT_EQ(closed_, 1);
   auto a = RawConn::tcp(port_);
   auto b = RawConn::tcp(port_);
@@ -462,7 +460,10 @@ TEST(ServerPause, PausedConnectionThatResetsIsClosedAtOnce) {
     }
     ASSERT_TRUE(c->send(input));
     ASSERT_TRUE(c->read_pdu());  // bind_ack; call 2 is sleeping, call 3 waits: input paused
-    std::this_thread::sleep_for(100ms);
+    ASSERT_TRUE(wait_until(st, [&] {
+      const auto stats = st.server().stats();
+      return stats.calls == 1 && stats.bytes_in == input.size();
+    }));
     ASSERT_EQ(wait_for_connections(st, 1), 1u);
     linger reset{1, 0};
     ASSERT_EQ(::setsockopt(c->fd(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset), 0);
@@ -536,8 +537,7 @@ TEST(ServerLimits, LocalConnectionsPerUid) {
   auto refused = [&] {
     return st.on_io([&] { return st.server().stats().rejected_local_per_uid; });
   };
-  for (auto deadline = Clock::now() + 2s; refused() < 2 && Clock::now() < deadline;)
-    std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(wait_until(st, [&] { return st.server().stats().rejected_local_per_uid >= 2; }));
   EXPECT_EQ(refused(), 2u);
   std::vector<RawConn> root;
   for (int i = 0; i < 3; ++i)
@@ -669,8 +669,7 @@ TEST(ServerBudgets, OverThePerConnectionBudgetThatConnectionIsClosed) {
   ASSERT_TRUE(c.send(fragment(2, 0, 5000)));  // 10 000: at the budget, not over
   auto other = b.bound();                     // another connection has its own budget
   ASSERT_TRUE(other.send(fragment(2, kFirst, 4000)));
-  for (auto t0 = Clock::now(); b.stats().reassembly_bytes < 14'000 && Clock::now() - t0 < 2s;)
-    std::this_thread::sleep_for(5ms);
+  wait_until(b.st, [&] { return b.st.server().stats().reassembly_bytes >= 14'000; });
   EXPECT_EQ(b.stats().reassembly_bytes, 14'000u);
   ASSERT_TRUE(c.send(fragment(2, 0, 1)));  // one byte over
   expect_access_denied_fault(c, 2);
@@ -693,8 +692,7 @@ TEST(ServerBudgets, OverThePerPeerBudgetThePeersBiggestHolderIsClosed) {
   ASSERT_TRUE(big.send(fragment(2, 0, 4000)));         // 12 000 needed: grows to 16 000
   ASSERT_TRUE(big.send(fragment(2, 0, 4000)));         // 16 000
   ASSERT_TRUE(small.send(fragment(2, kFirst, 4000)));  // 4 000: 20 000, at the budget
-  for (auto t0 = Clock::now(); b.stats().reassembly_bytes < 20'000 && Clock::now() - t0 < 2s;)
-    std::this_thread::sleep_for(5ms);
+  wait_until(b.st, [&] { return b.st.server().stats().reassembly_bytes >= 20'000; });
   EXPECT_EQ(b.stats().reassembly_bytes, 20'000u);
   EXPECT_EQ(b.closes(CloseReason::kPeerBudget), 0u);
   ASSERT_TRUE(small.send(fragment(2, 0, 4000)));  // 8 000: 24 000, the biggest (16 000) goes
@@ -714,8 +712,7 @@ TEST(ServerBudgets, OverTheServerBudgetTheBiggestHolderIsClosed) {
   auto small = b.bound();
   ASSERT_TRUE(big.send(fragment(2, kFirst, 4000)));
   ASSERT_TRUE(big.send(fragment(2, 0, 4000)));  // 8 000
-  for (auto t0 = Clock::now(); b.stats().reassembly_bytes < 8'000 && Clock::now() - t0 < 2s;)
-    std::this_thread::sleep_for(5ms);
+  wait_until(b.st, [&] { return b.st.server().stats().reassembly_bytes >= 8'000; });
   ASSERT_TRUE(small.send(fragment(2, kFirst, 2000)));  // 10 000: at the budget
   ASSERT_TRUE(small.send(fragment(2, 0, 100)));        // grows to 4 000: `big` goes, not small
   EXPECT_TRUE(big.wait_closed(2s));
@@ -765,17 +762,15 @@ TEST(ServerBudgets, ReleasedReassemblyMemoryIsTrimmed) {
       for (int n = 0; n < 128; ++n)  // one call of 128 x 4000 bytes: ~500 KB each
         ASSERT_TRUE(conns.back().send(fragment(2, n == 0 ? kFirst : 0, 4000)));
     }
-    for (auto t0 = Clock::now(); b.stats().reassembly_bytes < 2'000'000 && Clock::now() - t0 < 3s;)
-      std::this_thread::sleep_for(5ms);
+    wait_until(b.st, [&] { return b.st.server().stats().reassembly_bytes >= 2'000'000; });
     EXPECT_GE(b.stats().reassembly_bytes, 2'000'000u);
     EXPECT_EQ(b.stats().malloc_trims, 0u);
   }  // all closed
-  auto done = [&] {
-    auto s = b.stats();
+  // malloc_trim runs on a real timer (at most once per kTrimInterval, 1 s): waited for, bounded.
+  wait_until(b.st, [&] {
+    const auto s = b.st.server().stats();
     return s.malloc_trims > 0 && s.reassembly_bytes == 0;
-  };
-  for (auto t0 = Clock::now(); !done() && Clock::now() - t0 < 3s;)
-    std::this_thread::sleep_for(10ms);
+  });
   EXPECT_EQ(b.stats().reassembly_bytes, 0u);
   EXPECT_GE(b.stats().malloc_trims, 1u);
   EXPECT_LE(b.stats().malloc_trims, 2u);  // rate-limited, not once per connection
