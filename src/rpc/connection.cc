@@ -105,7 +105,7 @@ Role Connection::role() const {
   return static_cast<Role>(part_.index());
 }
 
-// ---- input -------------------------------------------------------------------------------------
+// ---- input --------------------------------------------------------------------------------------
 
 bool Connection::paused() const {
   if (state_ != State::kOpen) return true;
@@ -159,6 +159,21 @@ void Connection::input(std::span<const std::uint8_t>& data, TimePoint now) {
   in_process_ = false;
 }
 
+Connection::Frame Connection::next_frame(std::span<const std::uint8_t>& data) {
+  if (auto whole = framer_.whole_pdu(data)) {
+    data = data.subspan(whole->size());
+    return Frame{*whole, false, {}};  // read in place, not copied
+  }
+  auto n = framer_.feed(data);
+  if (!n) {
+    data = {};
+    return Frame{{}, true, n.error()};
+  }
+  data = data.subspan(*n);
+  if (!framer_.ready()) return Frame{};
+  return Frame{framer_.frame(), true, {}};
+}
+
 void Connection::refresh_pdu_deadline(TimePoint now) {
   if (paused() || framer_.buffered() == 0 || !positive(options_.pdu)) {
     pdu_deadline_.reset();
@@ -167,32 +182,23 @@ void Connection::refresh_pdu_deadline(TimePoint now) {
   }
 }
 
-// ---- server
-// --------------------------------------------------------------------------------------
+// ---- server -------------------------------------------------------------------------------------
 
 void Connection::server_input(std::span<const std::uint8_t>& data, TimePoint now) {
   auto& s = std::get<ServerPart>(part_);
   while (!data.empty() && !paused()) {
-    std::span<const std::uint8_t> frame;
-    const bool buffered = !framer_.whole_pdu(data).has_value();
-    if (!buffered) {
-      frame = data.first(framer_.header().frag_length);  // read in place, not copied
-      data = data.subspan(frame.size());
-    } else {
-      const auto before = data;
-      auto n = framer_.feed(data);
-      if (!n) {
-        // The refused PDU's header as the framer holds it (input may split it anywhere).
-        const auto held = framer_.held();
-        data = {};
-        server_apply(s.assoc.handle_malformed(n.error(), held.empty() ? before : held),
-                     CloseInfo{CloseReason::kProtocol, n.error()}, now);
-        return;
-      }
-      data = data.subspan(*n);
-      if (!framer_.ready()) continue;
-      frame = framer_.frame();
+    const auto before = data;
+    const Frame f = next_frame(data);
+    if (f.error) {
+      // The refused PDU's header as the framer holds it (input may split it anywhere).
+      const auto held = framer_.held();
+      server_apply(s.assoc.handle_malformed(f.error, held.empty() ? before : held),
+                   CloseInfo{CloseReason::kProtocol, f.error}, now);
+      return;
     }
+    if (f.bytes.empty()) continue;
+    const auto frame = f.bytes;
+    const bool buffered = f.buffered;
     ++counters_.pdus_in;
     auto pdu = decode_pdu(frame, {}, &spare_stub_);
     std::uint16_t p_cont_id = 0;
@@ -320,8 +326,7 @@ void Connection::after_answer(TimePoint now) {
   refresh_pdu_deadline(now);
 }
 
-// ---- client
-// --------------------------------------------------------------------------------------
+// ---- client -------------------------------------------------------------------------------------
 
 Connection::ClientPart::ClientPart(const ClientRole& c) : config(c), responses(c.responses) {}
 
@@ -411,21 +416,11 @@ std::string_view Connection::secondary_address() const {
 void Connection::client_input(std::span<const std::uint8_t>& data, TimePoint now) {
   auto& c = std::get<ClientPart>(part_);
   while (!data.empty() && state_ == State::kOpen) {
-    std::span<const std::uint8_t> frame;
-    const bool buffered = !framer_.whole_pdu(data).has_value();
-    if (!buffered) {
-      frame = data.first(framer_.header().frag_length);  // read in place, not copied
-      data = data.subspan(frame.size());
-    } else {
-      auto n = framer_.feed(data);
-      if (!n) {
-        data = {};
-        return closed(CloseInfo{CloseReason::kProtocol, n.error()});
-      }
-      data = data.subspan(*n);
-      if (!framer_.ready()) continue;
-      frame = framer_.frame();
-    }
+    const Frame f = next_frame(data);
+    if (f.error) return closed(CloseInfo{CloseReason::kProtocol, f.error});
+    if (f.bytes.empty()) continue;
+    const auto frame = f.bytes;
+    const bool buffered = f.buffered;
     ++counters_.pdus_in;
     pdu_deadline_.reset();
     const PduHeader& h = framer_.header();
@@ -524,8 +519,7 @@ void Connection::client_bind_answer(const Pdu& pdu, TimePoint now) {
   handler_->on_bind_result(BindResult{.accepted = true});
 }
 
-// ---- observer
-// ------------------------------------------------------------------------------------
+// ---- observer -----------------------------------------------------------------------------------
 
 Connection::ObserverPart::ObserverPart(ObserverLimits l, std::uint16_t max_frag_before_bind)
     : limits(l), observer(l), server_framer(max_frag_before_bind) {}
@@ -594,8 +588,7 @@ void Connection::observer_pdu(Direction d, std::span<const std::uint8_t> frame) 
   }
 }
 
-// ---- output
-// --------------------------------------------------------------------------------------
+// ---- output -------------------------------------------------------------------------------------
 
 void Connection::queue(std::span<const std::uint8_t> bytes, TimePoint now) {
   out_.insert(out_.end(), bytes.begin(), bytes.end());
@@ -654,8 +647,7 @@ std::vector<int> Connection::take_unsent_fds() {
   return fds;
 }
 
-// ---- timers and closing
-// --------------------------------------------------------------------------
+// ---- timers and closing -------------------------------------------------------------------------
 
 std::optional<TimePoint> Connection::next_expiry() const {
   if (state_ == State::kClosed) return std::nullopt;

@@ -343,6 +343,15 @@ class Connection {
   void fault_out(const CallRef& call, std::uint32_t status, TimePoint now);
   void closing(const CloseInfo& info);  // flush, then closed
   void closed(const CloseInfo& info);
+  // The next PDU of `data` (consumed from the front): in place when it arrived whole, else
+  // through framer_ (buffered: pop() it after use). Empty bytes and no error: the framer holds a
+  // partial PDU. An error: the framer's (it stays failed), `data` emptied.
+  struct Frame {
+    std::span<const std::uint8_t> bytes;
+    bool buffered = false;
+    std::error_code error;
+  };
+  Frame next_frame(std::span<const std::uint8_t>& data);
   void refresh_pdu_deadline(TimePoint now);
   void after_answer(TimePoint now);
 
