@@ -19,13 +19,14 @@ using rpcgate::fuzzing::Reader;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace std::chrono_literals;
-  const PinholeLimits limits{.timeout = 100ms, .max_interfaces = 3, .max_per_client = 4,
-                             .max_total = 10};
+  const PinholeLimits limits{
+      .timeout = 100ms, .max_interfaces = 3, .max_per_client = 4, .max_total = 10};
   PinholeTable t(limits);
   rpcgate::firewall::TimePoint now{std::chrono::seconds(1)};
   Reader in{data, size};
   auto key_of = [](std::uint8_t b) {
-    return PinholeKey{rpcgate::firewall::ipv4(10, 0, 0, b & 7), rpcgate::firewall::ipv4(10, 0, 1, 5),
+    return PinholeKey{rpcgate::firewall::ipv4(10, 0, 0, b & 7),
+                      rpcgate::firewall::ipv4(10, 0, 1, 5),
                       static_cast<std::uint16_t>(49664 + ((b >> 3) & 7))};
   };
   auto iface_of = [](std::uint8_t b) {

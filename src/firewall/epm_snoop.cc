@@ -71,8 +71,7 @@ std::string_view to_string(TowerVerdict v) {
 std::vector<std::uint16_t> MapDecision::ports() const {
   std::vector<std::uint16_t> out;
   for (const auto& t : towers)
-    if (t.verdict == TowerVerdict::kOpen &&
-        std::find(out.begin(), out.end(), t.port) == out.end())
+    if (t.verdict == TowerVerdict::kOpen && std::find(out.begin(), out.end(), t.port) == out.end())
       out.push_back(t.port);
   return out;
 }

@@ -38,15 +38,15 @@ struct MapPolicy {
 };
 
 enum class TowerVerdict : std::uint8_t {
-  kOpen,             // open client -> server:port for the interface
-  kUndecodable,      // the tower's octets do not decode
-  kNull,             // a NULL tower pointer
-  kOtherInterface,   // floor 1 names another interface than the one asked for
-  kNotTcp,           // not ncacn_ip_tcp
-  kOtherHost,        // the address floor names neither the server nor 0.0.0.0
-  kNoPort,           // port 0 or not a number
-  kOverLimit,        // beyond MapPolicy::max_towers
-  kNotAllowed,       // the interface is not allowed: nothing is opened
+  kOpen,            // open client -> server:port for the interface
+  kUndecodable,     // the tower's octets do not decode
+  kNull,            // a NULL tower pointer
+  kOtherInterface,  // floor 1 names another interface than the one asked for
+  kNotTcp,          // not ncacn_ip_tcp
+  kOtherHost,       // the address floor names neither the server nor 0.0.0.0
+  kNoPort,          // port 0 or not a number
+  kOverLimit,       // beyond MapPolicy::max_towers
+  kNotAllowed,      // the interface is not allowed: nothing is opened
 };
 std::string_view to_string(TowerVerdict v);
 
@@ -59,8 +59,8 @@ struct MapDecision {
   // The interface the client asked for (from the request's map tower), nullopt when the
   // request carried no usable tower (then nothing is opened).
   std::optional<rpc::SyntaxId> interface;
-  bool allowed = false;      // MapPolicy::allowed(interface)
-  std::uint32_t status = 0;  // the response's status word
+  bool allowed = false;               // MapPolicy::allowed(interface)
+  std::uint32_t status = 0;           // the response's status word
   std::vector<TowerDecision> towers;  // one per returned tower, in order
   // The distinct ports of the kOpen towers, in order.
   std::vector<std::uint16_t> ports() const;

@@ -80,7 +80,7 @@ TEST(EptMapSnoop, EveryTowerThatCouldOpenSomethingElseOpensNothing) {
   Bytes garbage{0x05, 0x00, 0x13, 0x00};
   const auto d = decide_ept_map(
       map_request(kWinreg, e), e,
-      map_response({tower(kSvcctl, ndr::Protseq::kNcacnIpTcp, "10.0.1.5", "49666"),   // C: other
+      map_response({tower(kSvcctl, ndr::Protseq::kNcacnIpTcp, "10.0.1.5", "49666"),  // C: other
                     tower(kWinreg, ndr::Protseq::kNcadgIpUdp, "10.0.1.5", "49667"),  // UDP
                     tower(kWinreg, ndr::Protseq::kNcacnIpTcp, "10.0.9.9", "49668"),  // referral
                     tower(kWinreg, ndr::Protseq::kNcacnIpTcp, "10.0.1.5", "0"),      // port 0
@@ -99,8 +99,8 @@ TEST(EptMapSnoop, AnInterfaceThePolicyDoesNotAllowOpensNothing) {
   const Endian e = Endian::kLittle;
   const auto d = decide_ept_map(
       map_request(kSvcctl, e), e,
-      map_response({tower(kSvcctl, ndr::Protseq::kNcacnIpTcp, "10.0.1.5", "49666")}, e), e,
-      kServer, allow({kWinreg}));
+      map_response({tower(kSvcctl, ndr::Protseq::kNcacnIpTcp, "10.0.1.5", "49666")}, e), e, kServer,
+      allow({kWinreg}));
   ASSERT_TRUE(d);
   EXPECT_FALSE(d->allowed);
   EXPECT_EQ(verdicts(*d), std::vector<TowerVerdict>{TowerVerdict::kNotAllowed});
@@ -117,7 +117,8 @@ TEST(EptMapSnoop, TowersBeyondTheLimitAreNotConsidered) {
   const Endian e = Endian::kLittle;
   std::vector<std::optional<Bytes>> towers;
   for (int i = 0; i < 5; ++i)
-    towers.push_back(tower(kWinreg, ndr::Protseq::kNcacnIpTcp, "10.0.1.5", std::to_string(50000 + i)));
+    towers.push_back(
+        tower(kWinreg, ndr::Protseq::kNcacnIpTcp, "10.0.1.5", std::to_string(50000 + i)));
   const auto d = decide_ept_map(map_request(kWinreg, e), e, map_response(towers, e), e, kServer,
                                 allow({kWinreg}, 2));
   ASSERT_TRUE(d);

@@ -1,6 +1,7 @@
 #include "firewall/pinholes.h"
 
 #include <algorithm>
+
 #include <arpa/inet.h>
 
 #include "rpc/association.h"
@@ -90,10 +91,9 @@ bool PinholeTable::allows(const PinholeKey& key, const rpc::SyntaxId& interface,
                           TimePoint now) const {
   const Pinhole* p = find(key, now);
   if (p == nullptr) return false;
-  return std::any_of(p->interfaces.begin(), p->interfaces.end(),
-                     [&](const rpc::SyntaxId& offered) {
-                       return rpc::interface_matches(offered, interface);
-                     });
+  return std::any_of(p->interfaces.begin(), p->interfaces.end(), [&](const rpc::SyntaxId& offered) {
+    return rpc::interface_matches(offered, interface);
+  });
 }
 
 std::size_t PinholeTable::expire(TimePoint now) {

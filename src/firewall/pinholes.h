@@ -27,7 +27,7 @@ using TimePoint = std::chrono::steady_clock::time_point;
 using Address = std::array<std::uint8_t, 16>;
 Address ipv4(std::uint8_t a, std::uint8_t b, std::uint8_t c, std::uint8_t d);
 std::optional<Address> parse_address(const std::string& text);  // "10.0.0.1", "fe80::1"
-std::string to_string(const Address& a);                         // the forms parse accepts
+std::string to_string(const Address& a);                        // the forms parse accepts
 
 struct PinholeKey {
   Address client{};
@@ -50,11 +50,11 @@ struct Pinhole {
 };
 
 enum class OpenResult : std::uint8_t {
-  kOpened,          // a new pinhole
-  kRefreshed,       // it existed: expiry moved on (and the interface added if new)
+  kOpened,             // a new pinhole
+  kRefreshed,          // it existed: expiry moved on (and the interface added if new)
   kTooManyInterfaces,  // it exists with max_interfaces others: refreshed, this one not added
-  kClientFull,      // the client holds max_per_client pinholes: nothing opened
-  kTableFull,       // max_total pinholes: nothing opened
+  kClientFull,         // the client holds max_per_client pinholes: nothing opened
+  kTableFull,          // max_total pinholes: nothing opened
 };
 std::string_view to_string(OpenResult r);
 

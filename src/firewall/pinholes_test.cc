@@ -32,9 +32,9 @@ TEST(PinholeTable, OnlyThatClientThatServerThatPortAndTheLearnedInterfaces) {
   PinholeTable t;
   t.open(key(1), kWinreg, kT0);
   EXPECT_TRUE(t.allows(key(1), kWinreg, kT0));
-  EXPECT_FALSE(t.allows(key(2), kWinreg, kT0));          // another client
-  EXPECT_FALSE(t.allows(key(1, 49665), kWinreg, kT0));   // another port
-  EXPECT_FALSE(t.allows(key(1), kSvcctl, kT0));          // another interface on the same port
+  EXPECT_FALSE(t.allows(key(2), kWinreg, kT0));         // another client
+  EXPECT_FALSE(t.allows(key(1, 49665), kWinreg, kT0));  // another port
+  EXPECT_FALSE(t.allows(key(1), kSvcctl, kT0));         // another interface on the same port
   PinholeKey other_server = key(1);
   other_server.server = ipv4(10, 0, 1, 6);
   EXPECT_FALSE(t.allows(other_server, kWinreg, kT0));
@@ -62,8 +62,7 @@ TEST(PinholeTable, BudgetsPerPinholePerClientAndInAll) {
   PinholeTable t(PinholeLimits{.max_interfaces = 2, .max_per_client = 3, .max_total = 4});
   t.open(key(1), kWinreg, kT0);
   t.open(key(1), kSvcctl, kT0);
-  EXPECT_EQ(t.open(key(1), rpc::SyntaxId{kWinreg.uuid, 9, 0}, kT0),
-            OpenResult::kTooManyInterfaces);
+  EXPECT_EQ(t.open(key(1), rpc::SyntaxId{kWinreg.uuid, 9, 0}, kT0), OpenResult::kTooManyInterfaces);
   EXPECT_FALSE(t.allows(key(1), rpc::SyntaxId{kWinreg.uuid, 9, 0}, kT0));
   EXPECT_EQ(t.open(key(1, 2), kWinreg, kT0), OpenResult::kOpened);
   EXPECT_EQ(t.open(key(1, 3), kWinreg, kT0), OpenResult::kOpened);

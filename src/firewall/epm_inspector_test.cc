@@ -1,0 +1,182 @@
+#include "firewall/epm_inspector.h"
+
+#include <gtest/gtest.h>
+
+#include "ndr/binding.h"
+#include "ndr/epm_types.h"
+#include "ndr/tower.h"
+
+namespace rpcgate::firewall {
+namespace {
+
+using Bytes = std::vector<std::uint8_t>;
+using rpc::Direction;
+using Kind = EpmAction::Kind;
+
+const rpc::TimePoint kT0{std::chrono::seconds(1000)};
+const rpc::SyntaxId kWinreg{*common::Uuid::parse("338cd001-2244-31f1-aaaa-900038001003"), 1, 0};
+const rpc::SyntaxId kSvcctl{*common::Uuid::parse("367abb81-9844-35f1-ad32-98f038001003"), 2, 0};
+const Address kClient = ipv4(10, 0, 0, 7);
+const Address kServer = ipv4(10, 0, 1, 5);
+
+Bytes tower(const rpc::SyntaxId& iface, std::string host, std::string port) {
+  ndr::StringBinding b;
+  b.network_addr = std::move(host);
+  b.endpoint = std::move(port);
+  return ndr::encode_tower(*ndr::binding_to_tower(b, iface));
+}
+
+Bytes bind(const rpc::SyntaxId& iface) {
+  rpc::Bind b;
+  b.max_xmit_frag = b.max_recv_frag = 5840;
+  b.contexts.push_back(rpc::ContextElement{0, iface, {rpc::kNdr20Syntax}});
+  return *rpc::encode_pdu(rpc::make_pdu(std::move(b), 1));
+}
+
+// The bind_ack a real server (the engine's server role) gives the client's bind.
+Bytes bind_ack(const Bytes& bind_pdu) {
+  rpc::ConnectionHandler none;
+  rpc::ServerConfig config;
+  config.interfaces = rpc::make_interface_lookup({rpc::kEpmSyntax, kSvcctl});
+  rpc::Connection server(rpc::ServerRole{config}, {}, none, kT0);
+  server.feed(Direction::kClientToServer, bind_pdu, kT0);
+  const auto out = server.next_output();
+  return Bytes(out.bytes.begin(), out.bytes.end());
+}
+
+Bytes request(std::uint32_t call_id, std::uint16_t opnum, Bytes stub,
+              std::uint8_t flags = rpc::pfc::kFirstFrag | rpc::pfc::kLastFrag) {
+  rpc::Request q;
+  q.opnum = opnum;
+  q.stub = std::move(stub);
+  return *rpc::encode_pdu(rpc::make_pdu(std::move(q), call_id, flags));
+}
+
+Bytes map_request(std::uint32_t call_id, const rpc::SyntaxId& iface) {
+  ndr::epm::EptMapRequest q;
+  q.object = common::Uuid{};
+  q.map_tower = tower(iface, "", "");
+  q.max_towers = 4;
+  return request(call_id, ndr::epm::kOpnumEptMap, ndr::epm::encode(q, common::Endian::kLittle));
+}
+
+Bytes map_response(std::uint32_t call_id, std::vector<std::optional<Bytes>> towers) {
+  ndr::epm::EptMapResponse r;
+  r.max_count = 4;
+  r.towers = std::move(towers);
+  rpc::Response resp;
+  resp.stub = ndr::epm::encode(r, common::Endian::kLittle);
+  return *rpc::encode_pdu(rpc::make_pdu(std::move(resp), call_id));
+}
+
+MapPolicy allow_winreg() {
+  return MapPolicy{[](const rpc::SyntaxId& s) { return s.uuid == kWinreg.uuid; }, 16};
+}
+
+std::vector<Kind> kinds(const std::vector<EpmAction>& actions) {
+  std::vector<Kind> k;
+  for (const auto& a : actions)
+    k.push_back(a.kind);
+  return k;
+}
+
+struct EpmInspectorBound : ::testing::Test {
+  EpmInspector fw{kClient, kServer, allow_winreg(), kT0};
+  void SetUp() override {
+    const Bytes b = bind(rpc::kEpmSyntax);
+    ASSERT_EQ(kinds(fw.feed(Direction::kClientToServer, b, kT0)), std::vector<Kind>{Kind::kForward});
+    ASSERT_EQ(kinds(fw.feed(Direction::kServerToClient, bind_ack(b), kT0)),
+              std::vector<Kind>{Kind::kForward});
+  }
+};
+
+TEST_F(EpmInspectorBound, AnAllowedEptMapOpensItsPinholeBeforeTheAnswerIsReleased) {
+  const Bytes q = map_request(2, kWinreg);
+  auto a = fw.feed(Direction::kClientToServer, q, kT0);
+  ASSERT_EQ(kinds(a), std::vector<Kind>{Kind::kForward});
+  EXPECT_EQ(a[0].bytes, q);
+  const Bytes r = map_response(2, {tower(kWinreg, "10.0.1.5", "49664"),
+                                   tower(kWinreg, "10.0.9.9", "49665")});  // a referral: no
+  a = fw.feed(Direction::kServerToClient, r, kT0);
+  ASSERT_EQ(kinds(a), (std::vector<Kind>{Kind::kOpen, Kind::kForward}));
+  EXPECT_EQ(a[0].pinholes, (std::vector<PinholeKey>{PinholeKey{kClient, kServer, 49664}}));
+  EXPECT_EQ(a[0].interface, kWinreg);
+  EXPECT_EQ(a[1].bytes, r);
+  EXPECT_EQ(a[1].direction, Direction::kServerToClient);
+}
+
+TEST_F(EpmInspectorBound, AnInterfaceNotAllowedIsAnsweredButOpensNothing) {
+  fw.feed(Direction::kClientToServer, map_request(2, kSvcctl), kT0);
+  const auto a = fw.feed(Direction::kServerToClient,
+                         map_response(2, {tower(kSvcctl, "10.0.1.5", "49666")}), kT0);
+  EXPECT_EQ(kinds(a), std::vector<Kind>{Kind::kForward});
+}
+
+TEST_F(EpmInspectorBound, RegistrationFromTheNetworkIsDropped) {
+  for (const std::uint16_t opnum : {ndr::epm::kOpnumEptInsert, ndr::epm::kOpnumEptDelete,
+                                    ndr::epm::kOpnumEptMgmtDelete}) {
+    EpmInspector f{kClient, kServer, allow_winreg(), kT0};
+    const Bytes b = bind(rpc::kEpmSyntax);
+    f.feed(Direction::kClientToServer, b, kT0);
+    f.feed(Direction::kServerToClient, bind_ack(b), kT0);
+    const auto a = f.feed(Direction::kClientToServer, request(2, opnum, Bytes(16, 0)), kT0);
+    ASSERT_EQ(kinds(a), std::vector<Kind>{Kind::kDrop}) << opnum;
+    EXPECT_EQ(a[0].drop, EpmDrop::kRegistration);
+    EXPECT_TRUE(f.dropped());
+    EXPECT_TRUE(f.feed(Direction::kClientToServer, map_request(3, kWinreg), kT0).empty());
+  }
+}
+
+TEST_F(EpmInspectorBound, AFragmentedEptMapIsDropped) {
+  const auto a = fw.feed(Direction::kClientToServer,
+                         request(2, ndr::epm::kOpnumEptMap, Bytes(16, 0), rpc::pfc::kFirstFrag),
+                         kT0);
+  ASSERT_EQ(kinds(a), std::vector<Kind>{Kind::kDrop});
+  EXPECT_EQ(a[0].drop, EpmDrop::kFragmentedMap);
+}
+
+TEST_F(EpmInspectorBound, AnUndecodableMapAnswerIsDroppedNotGuessed) {
+  fw.feed(Direction::kClientToServer, map_request(2, kWinreg), kT0);
+  rpc::Response resp;
+  resp.stub = Bytes(7, 0xee);
+  const auto a = fw.feed(Direction::kServerToClient,
+                         *rpc::encode_pdu(rpc::make_pdu(std::move(resp), 2)), kT0);
+  ASSERT_EQ(kinds(a), std::vector<Kind>{Kind::kDrop});
+  EXPECT_EQ(a[0].drop, EpmDrop::kBadMap);
+}
+
+TEST(EpmInspector, OnlyTheEndpointMapperMayBeBoundOnItsPort) {
+  EpmInspector fw{kClient, kServer, allow_winreg(), kT0};
+  const auto a = fw.feed(Direction::kClientToServer, bind(kSvcctl), kT0);
+  ASSERT_EQ(kinds(a), std::vector<Kind>{Kind::kDrop});
+  EXPECT_EQ(a[0].drop, EpmDrop::kOtherInterface);
+}
+
+TEST(EpmInspector, BytesThatAreNotDceRpcAreDroppedAtOnce) {
+  EpmInspector fw{kClient, kServer, allow_winreg(), kT0};
+  const std::string http = "GET / HTTP/1.1\r\n\r\n";
+  const auto a = fw.feed(Direction::kClientToServer,
+                         std::span(reinterpret_cast<const std::uint8_t*>(http.data()), http.size()),
+                         kT0);
+  ASSERT_EQ(kinds(a), std::vector<Kind>{Kind::kDrop});
+  EXPECT_EQ(a[0].drop, EpmDrop::kProtocol);
+}
+
+TEST_F(EpmInspectorBound, APduSplitAnywhereGivesTheSameActions) {
+  const Bytes q = map_request(2, kWinreg);
+  const Bytes r = map_response(2, {tower(kWinreg, "0.0.0.0", "49664")});
+  for (std::size_t cut = 1; cut < r.size(); ++cut) {
+    EpmInspector f{kClient, kServer, allow_winreg(), kT0};
+    const Bytes b = bind(rpc::kEpmSyntax);
+    f.feed(Direction::kClientToServer, b, kT0);
+    f.feed(Direction::kServerToClient, bind_ack(b), kT0);
+    f.feed(Direction::kClientToServer, q, kT0);
+    auto a = f.feed(Direction::kServerToClient, std::span(r).first(cut), kT0);
+    EXPECT_TRUE(a.empty()) << cut;
+    a = f.feed(Direction::kServerToClient, std::span(r).subspan(cut), kT0);
+    ASSERT_EQ(kinds(a), (std::vector<Kind>{Kind::kOpen, Kind::kForward})) << cut;
+  }
+}
+
+}  // namespace
+}  // namespace rpcgate::firewall
