@@ -53,8 +53,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         case firewall::EpmAction::Kind::kForward: {
           CHECK(a.bytes.size() >= rpc::kCommonHeaderSize);
           const bool little = (a.bytes[4] & 0x10) != 0;
-          const std::size_t frag = little ? (a.bytes[8] | a.bytes[9] << 8)
-                                          : (a.bytes[9] | a.bytes[8] << 8);
+          const std::size_t frag =
+              little ? (a.bytes[8] | a.bytes[9] << 8) : (a.bytes[9] | a.bytes[8] << 8);
           CHECK(frag == a.bytes.size());
           break;
         }

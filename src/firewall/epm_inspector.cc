@@ -28,8 +28,7 @@ EpmInspector::EpmInspector(Address client, Address server, MapPolicy policy, rpc
       engine_(rpc::ObserverRole{limits}, options, *this, now) {}
 
 std::vector<EpmAction> EpmInspector::feed(rpc::Direction direction,
-                                          std::span<const std::uint8_t> bytes,
-                                          rpc::TimePoint now) {
+                                          std::span<const std::uint8_t> bytes, rpc::TimePoint now) {
   out_.clear();
   if (!dropped_) engine_.feed(direction, bytes, now);
   return std::move(out_);
@@ -55,11 +54,11 @@ void EpmInspector::on_verdict(const rpc::VerdictView& v) {
   if (v.direction == rpc::Direction::kClientToServer) {
     if (type == rpc::PType::kBind || type == rpc::PType::kAlterContext) {
       auto pdu = rpc::decode_pdu(v.pdu);
-      const auto* body = pdu ? (type == rpc::PType::kBind
-                                    ? static_cast<const rpc::BindBody*>(
-                                          std::get_if<rpc::Bind>(&pdu->body))
-                                    : std::get_if<rpc::AlterContext>(&pdu->body))
-                             : nullptr;
+      const auto* body =
+          pdu ? (type == rpc::PType::kBind
+                     ? static_cast<const rpc::BindBody*>(std::get_if<rpc::Bind>(&pdu->body))
+                     : std::get_if<rpc::AlterContext>(&pdu->body))
+              : nullptr;
       if (body == nullptr) return drop(EpmDrop::kProtocol);
       for (const auto& item : body->contexts)
         if (item.abstract_syntax.uuid != rpc::kEpmSyntax.uuid ||

@@ -79,7 +79,7 @@ class EpmInspector : rpc::ConnectionHandler {
     common::Endian endian = common::Endian::kLittle;
   };
   std::unordered_map<std::uint32_t, Pending> maps_;  // ept_map requests awaiting their response
-  std::vector<EpmAction> out_;                        // actions of the current feed()
+  std::vector<EpmAction> out_;                       // actions of the current feed()
   bool dropped_ = false;
 };
 

@@ -84,7 +84,8 @@ struct EpmInspectorBound : ::testing::Test {
   EpmInspector fw{kClient, kServer, allow_winreg(), kT0};
   void SetUp() override {
     const Bytes b = bind(rpc::kEpmSyntax);
-    ASSERT_EQ(kinds(fw.feed(Direction::kClientToServer, b, kT0)), std::vector<Kind>{Kind::kForward});
+    ASSERT_EQ(kinds(fw.feed(Direction::kClientToServer, b, kT0)),
+              std::vector<Kind>{Kind::kForward});
     ASSERT_EQ(kinds(fw.feed(Direction::kServerToClient, bind_ack(b), kT0)),
               std::vector<Kind>{Kind::kForward});
   }
@@ -113,8 +114,8 @@ TEST_F(EpmInspectorBound, AnInterfaceNotAllowedIsAnsweredButOpensNothing) {
 }
 
 TEST_F(EpmInspectorBound, RegistrationFromTheNetworkIsDropped) {
-  for (const std::uint16_t opnum : {ndr::epm::kOpnumEptInsert, ndr::epm::kOpnumEptDelete,
-                                    ndr::epm::kOpnumEptMgmtDelete}) {
+  for (const std::uint16_t opnum :
+       {ndr::epm::kOpnumEptInsert, ndr::epm::kOpnumEptDelete, ndr::epm::kOpnumEptMgmtDelete}) {
     EpmInspector f{kClient, kServer, allow_winreg(), kT0};
     const Bytes b = bind(rpc::kEpmSyntax);
     f.feed(Direction::kClientToServer, b, kT0);
@@ -128,9 +129,9 @@ TEST_F(EpmInspectorBound, RegistrationFromTheNetworkIsDropped) {
 }
 
 TEST_F(EpmInspectorBound, AFragmentedEptMapIsDropped) {
-  const auto a = fw.feed(Direction::kClientToServer,
-                         request(2, ndr::epm::kOpnumEptMap, Bytes(16, 0), rpc::pfc::kFirstFrag),
-                         kT0);
+  const auto a =
+      fw.feed(Direction::kClientToServer,
+              request(2, ndr::epm::kOpnumEptMap, Bytes(16, 0), rpc::pfc::kFirstFrag), kT0);
   ASSERT_EQ(kinds(a), std::vector<Kind>{Kind::kDrop});
   EXPECT_EQ(a[0].drop, EpmDrop::kFragmentedMap);
 }
@@ -139,8 +140,8 @@ TEST_F(EpmInspectorBound, AnUndecodableMapAnswerIsDroppedNotGuessed) {
   fw.feed(Direction::kClientToServer, map_request(2, kWinreg), kT0);
   rpc::Response resp;
   resp.stub = Bytes(7, 0xee);
-  const auto a = fw.feed(Direction::kServerToClient,
-                         *rpc::encode_pdu(rpc::make_pdu(std::move(resp), 2)), kT0);
+  const auto a =
+      fw.feed(Direction::kServerToClient, *rpc::encode_pdu(rpc::make_pdu(std::move(resp), 2)), kT0);
   ASSERT_EQ(kinds(a), std::vector<Kind>{Kind::kDrop});
   EXPECT_EQ(a[0].drop, EpmDrop::kBadMap);
 }
@@ -155,9 +156,9 @@ TEST(EpmInspector, OnlyTheEndpointMapperMayBeBoundOnItsPort) {
 TEST(EpmInspector, BytesThatAreNotDceRpcAreDroppedAtOnce) {
   EpmInspector fw{kClient, kServer, allow_winreg(), kT0};
   const std::string http = "GET / HTTP/1.1\r\n\r\n";
-  const auto a = fw.feed(Direction::kClientToServer,
-                         std::span(reinterpret_cast<const std::uint8_t*>(http.data()), http.size()),
-                         kT0);
+  const auto a =
+      fw.feed(Direction::kClientToServer,
+              std::span(reinterpret_cast<const std::uint8_t*>(http.data()), http.size()), kT0);
   ASSERT_EQ(kinds(a), std::vector<Kind>{Kind::kDrop});
   EXPECT_EQ(a[0].drop, EpmDrop::kProtocol);
 }
