@@ -99,15 +99,6 @@ std::expected<runtime::Fd, std::string> connect_from(const sockaddr_in& source,
   return std::move(fd);
 }
 
-// What the engine's client role needs for one bind: no deadlines of its own (the opener's
-// step_timeout applies).
-rpc::ConnectionOptions handshake_options() {
-  rpc::ConnectionOptions o;
-  o.idle_before_bind = o.idle_after_bind = o.pdu = o.write = o.response = {};
-  o.max_outstanding_calls = 1;
-  return o;
-}
-
 // One connection being opened or held: the socket shell of an rpc::Connection in the client role
 // during the handshake (binding EPM); the engine is dropped once the bind is answered, so a held
 // connection costs its descriptor only.
@@ -194,7 +185,8 @@ void Opener::send_bind(Conn& c) {
   rpc::ClientRole role;
   role.max_xmit_frag = kMaxFrag;
   role.max_recv_frag = kMaxFrag;
-  c.engine = std::make_unique<rpc::Connection>(role, handshake_options(), c, Clock::now());
+  c.engine = std::make_unique<rpc::Connection>(role, rpc::caller_timed_client_options(), c,
+                                               Clock::now());  // step_timeout applies
   c.engine->bind(std::span<const rpc::SyntaxId>(&rpc::kEpmSyntax, 1), Clock::now());
   on_writable(c);
 }

@@ -246,14 +246,7 @@ void Worker::on_connected(Conn& c, TimePoint now) {
   role.max_xmit_frag = kMaxFrag;
   role.max_recv_frag = kMaxFrag;
   // Deadlines are the worker's (scan_timers); the engine has none of its own.
-  const rpc::ConnectionOptions options{.idle_before_bind = {},
-                                       .idle_after_bind = {},
-                                       .pdu = {},
-                                       .write = {},
-                                       .response = {},
-                                       .max_outstanding_calls = 1,
-                                       .max_output_bytes = std::size_t{1} << 30};
-  c.engine = std::make_unique<rpc::Connection>(role, options, c, now);
+  c.engine = std::make_unique<rpc::Connection>(role, rpc::caller_timed_client_options(), c, now);
   c.engine->bind(std::span<const rpc::SyntaxId>(&plan_.interface, 1), now);
   set_events(c, EPOLLIN);
   flush(c);

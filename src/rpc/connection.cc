@@ -71,6 +71,14 @@ std::string_view to_string(CloseReason r) {
   return "?";
 }
 
+ConnectionOptions caller_timed_client_options() {
+  ConnectionOptions o;
+  o.idle_before_bind = o.idle_after_bind = o.pdu = o.write = o.response = {};
+  o.max_outstanding_calls = 1;
+  o.max_output_bytes = std::size_t{1} << 30;
+  return o;
+}
+
 CallRef call_ref(const ServerCall& call) {
   return CallRef{call.call.call_id, call.call.p_cont_id, call.call.drep,
                  (call.call.pfc_flags & pfc::kMaybe) != 0};

@@ -94,6 +94,11 @@ struct ConnectionOptions {
   std::uint16_t max_frag_before_bind = 8192;
 };
 
+// Options for a client whose caller keeps every deadline itself (a blocking client's per-call
+// wait, a load generator's scan): no engine deadline, one call at a time, output never pauses
+// input (the caller writes everything before it reads).
+ConnectionOptions caller_timed_client_options();
+
 // Server role: the association's configuration (interfaces, frag sizes, assoc groups,
 // reassembly budgets and per-interface caps).
 struct ServerRole {

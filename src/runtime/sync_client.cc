@@ -63,16 +63,8 @@ std::expected<SyncClient, std::error_code> SyncClient::connect_tcp(
 }
 
 SyncClient::Core::Core(const rpc::ClientRole& role)
-    : engine(role,
-             // No idle or PDU deadline of the engine's: every wait of a SyncClient has its own.
-             rpc::ConnectionOptions{.idle_before_bind = {},
-                                    .idle_after_bind = {},
-                                    .pdu = {},
-                                    .write = {},
-                                    .response = {},
-                                    .max_outstanding_calls = 1,
-                                    .max_output_bytes = std::size_t{1} << 30},
-             *this, Clock::now()) {}
+    // No engine deadline: every wait of a SyncClient has its own.
+    : engine(role, rpc::caller_timed_client_options(), *this, Clock::now()) {}
 
 void SyncClient::Core::on_response(const rpc::ResponseView& r) {
   if (r.fault) {
