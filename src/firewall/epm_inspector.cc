@@ -16,6 +16,8 @@ std::string_view to_string(EpmDrop d) {
       return "fragmented ept_map";
     case EpmDrop::kBadMap:
       return "ept_map stub does not decode";
+    case EpmDrop::kTooManyMaps:
+      return "too many ept_map requests awaiting an answer";
   }
   return "?";
 }
@@ -74,6 +76,8 @@ void EpmInspector::on_verdict(const rpc::VerdictView& v) {
         auto pdu = rpc::decode_pdu(v.pdu);
         auto* q = pdu ? std::get_if<rpc::Request>(&pdu->body) : nullptr;
         if (q == nullptr) return drop(EpmDrop::kBadMap);
+        if (maps_.size() >= kMaxPendingMaps && !maps_.contains(v.header->call_id))
+          return drop(EpmDrop::kTooManyMaps);
         maps_.insert_or_assign(v.header->call_id, Pending{std::move(q->stub), v.header->endian()});
       }
     }

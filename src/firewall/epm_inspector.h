@@ -14,10 +14,13 @@
 // * everything else the observer allows is forwarded as it came (kForward, whole PDUs); the
 //   first DROP ends the connection (kDrop with the reason) and nothing after it is forwarded.
 //
-// Bounded: remembered requests are at most ObserverLimits::max_outstanding_calls (the observer
-// drops beyond), each at most one fragment.
+// Bounded: at most kMaxPendingMaps ept_map requests are remembered per connection (a client
+// waits for a handful; one more is dropped: kTooManyMaps), each at most one fragment - so a
+// connection holds at most 16 x 5840 bytes here, not the observer's 1024 outstanding calls' worth.
+// Per client and in all, the relay that owns the inspectors bounds their number.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -38,7 +41,10 @@ enum class EpmDrop : std::uint8_t {
   kRegistration,    // ept_insert / ept_delete / ept_mgmt_delete from the network
   kFragmentedMap,   // an ept_map request in more than one fragment
   kBadMap,          // an ept_map request or response stub that does not decode
+  kTooManyMaps,     // more than kMaxPendingMaps ept_map requests awaiting their response
 };
+
+inline constexpr std::size_t kMaxPendingMaps = 16;
 std::string_view to_string(EpmDrop d);
 
 struct EpmAction {

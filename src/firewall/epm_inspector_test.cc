@@ -128,6 +128,17 @@ TEST_F(EpmInspectorBound, RegistrationFromTheNetworkIsDropped) {
   }
 }
 
+TEST_F(EpmInspectorBound, PendingEptMapsAreBoundedPerConnection) {
+  for (std::uint32_t id = 2; id < 2 + kMaxPendingMaps; ++id)
+    ASSERT_EQ(kinds(fw.feed(Direction::kClientToServer, map_request(id, kWinreg), kT0)),
+              std::vector<Kind>{Kind::kForward})
+        << id;
+  const auto a =
+      fw.feed(Direction::kClientToServer, map_request(2 + kMaxPendingMaps, kWinreg), kT0);
+  ASSERT_EQ(kinds(a), std::vector<Kind>{Kind::kDrop});
+  EXPECT_EQ(a[0].drop, EpmDrop::kTooManyMaps);
+}
+
 TEST_F(EpmInspectorBound, AFragmentedEptMapIsDropped) {
   const auto a =
       fw.feed(Direction::kClientToServer,
