@@ -48,11 +48,12 @@ std::string_view to_string(OpenResult r) {
 }
 
 OpenResult PinholeTable::open(const PinholeKey& key, const rpc::SyntaxId& interface,
-                              TimePoint now) {
+                              TimePoint now, std::chrono::milliseconds timeout) {
   expire(now);
-  const TimePoint expires = now + limits_.timeout;
+  TimePoint expires = now + timeout;
   if (auto it = pinholes_.find(key); it != pinholes_.end()) {
     Pinhole& p = it->second;
+    expires = std::max(expires, p.expires);
     // One index entry per pinhole (a client refreshing often must not grow the index).
     auto [lo, hi] = by_expiry_.equal_range(p.expires);
     for (auto e = lo; e != hi; ++e) {

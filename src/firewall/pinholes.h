@@ -64,7 +64,13 @@ class PinholeTable {
 
   // Opens (or refreshes) the pinhole `key` for `interface` until now + timeout. Expired pinholes
   // are dropped first, so they never count against a limit.
-  OpenResult open(const PinholeKey& key, const rpc::SyntaxId& interface, TimePoint now);
+  OpenResult open(const PinholeKey& key, const rpc::SyntaxId& interface, TimePoint now) {
+    return open(key, interface, now, limits_.timeout);
+  }
+  // The same with this pinhole's own lifetime (a rule's pinhole_timeout; a pinhole recovered from
+  // the kernel after a restart, with the time it had left). A refresh never shortens a pinhole.
+  OpenResult open(const PinholeKey& key, const rpc::SyntaxId& interface, TimePoint now,
+                  std::chrono::milliseconds timeout);
 
   // The live pinhole for `key`, or nullptr (none, or expired at `now`).
   const Pinhole* find(const PinholeKey& key, TimePoint now) const;
@@ -79,6 +85,8 @@ class PinholeTable {
   std::optional<TimePoint> next_expiry() const;
 
   std::size_t size() const { return pinholes_.size(); }
+  // Every pinhole held (some may have expired: call expire(now) first for only live ones).
+  const std::map<PinholeKey, Pinhole>& all() const { return pinholes_; }
   std::size_t count_for(const Address& client) const;
   const PinholeLimits& limits() const { return limits_; }
 
