@@ -20,10 +20,26 @@ using namespace rpcgate;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const firewall::Address client = firewall::ipv4(10, 0, 0, 7);
   const firewall::Address server = firewall::ipv4(127, 0, 0, 1);
-  // Allows every interface whose UUID's first byte is even, so both outcomes are reached.
-  auto allowed = [](const rpc::SyntaxId& s) { return (s.uuid.bytes()[0] & 1) == 0; };
-  firewall::EpmInspector fw(client, server, firewall::MapPolicy{allowed, 4},
-                            rpc::TimePoint(std::chrono::seconds(1)));
+  // Allows the interfaces of two rules (UUIDs whose first byte is 0x00 or 0x12, as winreg's,
+  // netlogon's, spoolss'... and a few fuzzed ones), so both outcomes are reached.
+  static const firewall::RuleSet rules = [] {
+    firewall::FirewallConfig c;
+    c.max_towers = 4;
+    c.dcom = true;
+    for (const char* name : {"winreg", "spoolss"}) {
+      firewall::Rule r;
+      r.name = name;
+      r.interfaces.push_back(*firewall::parse_interface(name));
+      c.rules.push_back(std::move(r));
+    }
+    firewall::Rule any;
+    any.name = "any-version";
+    any.interfaces.push_back(*firewall::parse_interface("00000000-0000-0000-0000-000000000000"));
+    c.rules.push_back(std::move(any));
+    return firewall::RuleSet(std::move(c));
+  }();
+  auto allowed = [&](const rpc::SyntaxId& s) { return rules.find(client, server, s) != nullptr; };
+  firewall::EpmInspector fw(client, server, rules, rpc::TimePoint(std::chrono::seconds(1)));
   std::span<const std::uint8_t> in(data, size);
   bool ended = false;
   while (in.size() >= 3) {
@@ -37,20 +53,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (std::size_t i = 0; i < actions.size(); ++i) {
       const auto& a = actions[i];
       switch (a.kind) {
-        case firewall::EpmAction::Kind::kDrop:
+        case firewall::Action::Kind::kDrop:
           CHECK(i + 1 == actions.size());
           CHECK(fw.dropped());
           ended = true;
           break;
-        case firewall::EpmAction::Kind::kOpen:
-          CHECK(!a.pinholes.empty() && a.interface && allowed(*a.interface));
+        case firewall::Action::Kind::kOpen:
+          CHECK(!a.pinholes.empty() && a.interface && allowed(*a.interface) && !a.rule.empty() &&
+                a.timeout.count() > 0);
           for (const auto& p : a.pinholes)
             CHECK(p.client == client && p.server == server && p.port != 0);
-          CHECK(i + 1 < actions.size() &&
-                actions[i + 1].kind == firewall::EpmAction::Kind::kForward &&
+          CHECK(i + 1 < actions.size() && actions[i + 1].kind == firewall::Action::Kind::kForward &&
                 actions[i + 1].direction == rpc::Direction::kServerToClient);
           break;
-        case firewall::EpmAction::Kind::kForward: {
+        case firewall::Action::Kind::kForward: {
           CHECK(a.bytes.size() >= rpc::kCommonHeaderSize);
           const bool little = (a.bytes[4] & 0x10) != 0;
           const std::size_t frag =

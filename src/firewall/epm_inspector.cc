@@ -4,52 +4,80 @@
 
 namespace rpcgate::firewall {
 
-std::string_view to_string(EpmDrop d) {
-  switch (d) {
-    case EpmDrop::kProtocol:
-      return "protocol";
-    case EpmDrop::kOtherInterface:
-      return "interface other than the endpoint mapper's on port 135";
-    case EpmDrop::kRegistration:
-      return "registration from the network";
-    case EpmDrop::kFragmentedMap:
-      return "fragmented ept_map";
-    case EpmDrop::kBadMap:
-      return "ept_map stub does not decode";
-    case EpmDrop::kTooManyMaps:
-      return "too many ept_map requests awaiting an answer";
-  }
-  return "?";
-}
+namespace {
+// DCOM's activation and OXID resolution interfaces, which Windows serves on 135 ([MS-DCOM] 1.9;
+// rules.cc's well-known table names them too).
+const rpc::SyntaxId kISystemActivator{*common::Uuid::parse("000001a0-0000-0000-c000-000000000046"),
+                                      0, 0};
+const rpc::SyntaxId kIOXIDResolver{*common::Uuid::parse("99fcfec4-5260-101b-bbcb-00aa0021347a"), 0,
+                                   0};
 
-EpmInspector::EpmInspector(Address client, Address server, MapPolicy policy, rpc::TimePoint now,
+bool same_interface(const rpc::SyntaxId& a, const rpc::SyntaxId& b) {
+  return a.uuid == b.uuid && a.major == b.major;
+}
+}  // namespace
+
+EpmInspector::EpmInspector(Address client, Address server, const RuleSet& rules, rpc::TimePoint now,
                            rpc::ObserverLimits limits, rpc::ConnectionOptions options)
     : client_(client),
       server_(server),
-      policy_(std::move(policy)),
+      rules_(&rules),
+      policy_{
+          [this](const rpc::SyntaxId& s) { return rules_->find(client_, server_, s) != nullptr; },
+          rules.config().max_towers},
       engine_(rpc::ObserverRole{limits}, options, *this, now) {}
 
-std::vector<EpmAction> EpmInspector::feed(rpc::Direction direction,
-                                          std::span<const std::uint8_t> bytes, rpc::TimePoint now) {
+std::vector<Action> EpmInspector::feed(rpc::Direction direction,
+                                       std::span<const std::uint8_t> bytes, rpc::TimePoint now) {
   out_.clear();
-  if (!dropped_) engine_.feed(direction, bytes, now);
+  if (!dropped_) {
+    engine_.feed(direction, bytes, now);
+    // Every close of the observer comes with a DROP verdict; this is the net under it.
+    if (engine_.state() != rpc::Connection::State::kOpen)
+      drop(DropReason::kProtocol, engine_.close_info().error);
+  }
   return std::move(out_);
 }
 
-void EpmInspector::drop(EpmDrop why, std::error_code error) {
+std::vector<Action> EpmInspector::on_expiry(rpc::TimePoint now) {
+  out_.clear();
+  if (!dropped_) {
+    engine_.on_expiry(now);
+    if (engine_.state() != rpc::Connection::State::kOpen) drop(DropReason::kTimeout);
+  }
+  return std::move(out_);
+}
+
+std::optional<rpc::TimePoint> EpmInspector::next_expiry() const {
+  if (dropped_) return std::nullopt;
+  return engine_.next_expiry();
+}
+
+void EpmInspector::drop(DropReason why, std::error_code error) {
   if (dropped_) return;
   dropped_ = true;
   maps_.clear();
-  EpmAction a;
-  a.kind = EpmAction::Kind::kDrop;
+  Action a;
+  a.kind = Action::Kind::kDrop;
   a.drop = why;
   a.error = error;
   out_.push_back(std::move(a));
 }
 
+void EpmInspector::drop_offending(DropReason why, const rpc::SyntaxId& interface) {
+  drop(why);
+  if (!out_.empty() && out_.back().kind == Action::Kind::kDrop) out_.back().interface = interface;
+}
+
+bool EpmInspector::bindable(const rpc::SyntaxId& interface) const {
+  if (same_interface(interface, rpc::kEpmSyntax)) return true;
+  return rules_->config().dcom && (same_interface(interface, kISystemActivator) ||
+                                   same_interface(interface, kIOXIDResolver));
+}
+
 void EpmInspector::on_verdict(const rpc::VerdictView& v) {
   if (dropped_) return;
-  if (!v.verdict->allowed()) return drop(EpmDrop::kProtocol, v.verdict->reason);
+  if (!v.verdict->allowed()) return drop(DropReason::kProtocol, v.verdict->reason);
   const auto type = static_cast<rpc::PType>(v.header->ptype);
   const bool whole = (v.header->pfc_flags & (rpc::pfc::kFirstFrag | rpc::pfc::kLastFrag)) ==
                      (rpc::pfc::kFirstFrag | rpc::pfc::kLastFrag);
@@ -61,42 +89,49 @@ void EpmInspector::on_verdict(const rpc::VerdictView& v) {
                      ? static_cast<const rpc::BindBody*>(std::get_if<rpc::Bind>(&pdu->body))
                      : std::get_if<rpc::AlterContext>(&pdu->body))
               : nullptr;
-      if (body == nullptr) return drop(EpmDrop::kProtocol);
+      if (body == nullptr) return drop(DropReason::kProtocol);
       for (const auto& item : body->contexts)
-        if (item.abstract_syntax.uuid != rpc::kEpmSyntax.uuid ||
-            item.abstract_syntax.major != rpc::kEpmSyntax.major)
-          return drop(EpmDrop::kOtherInterface);
+        if (!bindable(item.abstract_syntax))
+          return drop_offending(DropReason::kEpmOtherInterface, item.abstract_syntax);
     } else if (v.verdict->request && v.verdict->request->first_fragment) {
       const auto opnum = v.verdict->request->opnum;
       if (opnum == ndr::epm::kOpnumEptInsert || opnum == ndr::epm::kOpnumEptDelete ||
-          opnum == ndr::epm::kOpnumEptMgmtDelete)
-        return drop(EpmDrop::kRegistration);
+          opnum == ndr::epm::kOpnumEptMgmtDelete) {
+        drop(DropReason::kEpmRegistration);
+        out_.back().opnum = opnum;
+        return;
+      }
       if (opnum == ndr::epm::kOpnumEptMap) {
-        if (!whole) return drop(EpmDrop::kFragmentedMap);
+        if (!whole) return drop(DropReason::kEpmFragmentedMap);
         auto pdu = rpc::decode_pdu(v.pdu);
         auto* q = pdu ? std::get_if<rpc::Request>(&pdu->body) : nullptr;
-        if (q == nullptr) return drop(EpmDrop::kBadMap);
+        if (q == nullptr) return drop(DropReason::kEpmBadMap);
         if (maps_.size() >= kMaxPendingMaps && !maps_.contains(v.header->call_id))
-          return drop(EpmDrop::kTooManyMaps);
+          return drop(DropReason::kEpmTooManyMaps);
         maps_.insert_or_assign(v.header->call_id, Pending{std::move(q->stub), v.header->endian()});
       }
     }
   } else if (v.answers != nullptr && v.answers->opnum == ndr::epm::kOpnumEptMap) {
     auto it = maps_.find(v.header->call_id);
     if (type == rpc::PType::kResponse && it != maps_.end()) {
-      if (!whole) return drop(EpmDrop::kFragmentedMap);
+      if (!whole) return drop(DropReason::kEpmFragmentedMap);
       auto pdu = rpc::decode_pdu(v.pdu);
       const auto* r = pdu ? std::get_if<rpc::Response>(&pdu->body) : nullptr;
-      if (r == nullptr) return drop(EpmDrop::kBadMap);
+      if (r == nullptr) return drop(DropReason::kEpmBadMap);
       auto decision = decide_ept_map(it->second.stub, it->second.endian, r->stub,
                                      v.header->endian(), server_, policy_);
       maps_.erase(it);
-      if (!decision) return drop(EpmDrop::kBadMap, decision.error());
+      if (!decision) return drop(DropReason::kEpmBadMap, decision.error());
       if (const auto ports = decision->ports(); !ports.empty()) {
-        EpmAction open;
-        open.kind = EpmAction::Kind::kOpen;
+        Action open;
+        open.kind = Action::Kind::kOpen;
         open.direction = v.direction;
         open.interface = decision->interface;
+        // decide_ept_map opened ports only for an allowed interface: a rule names it.
+        if (const Rule* rule = rules_->find(client_, server_, *decision->interface)) {
+          open.rule = rule->name;
+          open.timeout = rules_->timeout(*rule);
+        }
         for (const auto port : ports)
           open.pinholes.push_back(PinholeKey{client_, server_, port});
         out_.push_back(std::move(open));  // before the response is released
@@ -105,7 +140,7 @@ void EpmInspector::on_verdict(const rpc::VerdictView& v) {
       maps_.erase(it);  // a fault ends the call: nothing to learn
     }
   }
-  EpmAction forward;
+  Action forward;
   forward.direction = v.direction;
   forward.bytes.assign(v.pdu.begin(), v.pdu.end());
   out_.push_back(std::move(forward));

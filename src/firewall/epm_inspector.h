@@ -2,20 +2,22 @@
 // observer role of the connection engine (rpc/connection.h) judges every PDU of both
 // directions, and this class adds what only the endpoint mapper's traffic means to a firewall:
 //
-// * only the endpoint mapper's interface may be bound on 135 (kOtherInterface otherwise: DCOM
-//   activation and the rest are not relayed);
-// * ept_insert, ept_delete and ept_mgmt_delete from the network are dropped (kRegistration):
+// * only the endpoint mapper's interface may be bound on 135 (kEpmOtherInterface otherwise: DCOM
+//   activation and the rest are not relayed, unless FirewallConfig::dcom lets ISystemActivator
+//   and IOXIDResolver through - docs/evasions.md D11);
+// * ept_insert, ept_delete and ept_mgmt_delete from the network are dropped (kEpmRegistration):
 //   registration is local only ([MS-RPCE] 3.1.3.5.3 and C706 App. O leave it to the host);
 // * an ept_map request is remembered by call_id (its stub must fit one fragment, as every
-//   client's does; a fragmented one is dropped: kFragmentedMap) until its response comes; the
-//   response is decided with decide_ept_map (epm_snoop.h), and the pinholes it allows are
-//   returned as an kOpen action BEFORE the kForward of the response itself - the relay installs
-//   them in the kernel first, so the client can never race its own pinhole;
+//   client's does; a fragmented one is dropped: kEpmFragmentedMap) until its response comes; the
+//   response is decided with decide_ept_map (epm_snoop.h; the MapPolicy asks the RuleSet), and
+//   the pinholes it allows are returned as a kOpen action (with the rule's name and pinhole
+//   timeout) BEFORE the kForward of the response itself - the relay installs them in the kernel
+//   first, so the client can never race its own pinhole;
 // * everything else the observer allows is forwarded as it came (kForward, whole PDUs); the
 //   first DROP ends the connection (kDrop with the reason) and nothing after it is forwarded.
 //
 // Bounded: at most kMaxPendingMaps ept_map requests are remembered per connection (a client
-// waits for a handful; one more is dropped: kTooManyMaps), each at most one fragment - so a
+// waits for a handful; one more is dropped: kEpmTooManyMaps), each at most one fragment - so a
 // connection holds at most 16 x 5840 bytes here, not the observer's 1024 outstanding calls' worth.
 // Per client and in all, the relay that owns the inspectors bounds their number.
 #pragma once
@@ -30,54 +32,45 @@
 #include <vector>
 
 #include "firewall/epm_snoop.h"
+#include "firewall/inspector.h"
 #include "firewall/pinholes.h"
+#include "firewall/rules.h"
 #include "rpc/connection.h"
 
 namespace rpcgate::firewall {
 
-enum class EpmDrop : std::uint8_t {
-  kProtocol,        // the observer's DROP (see `error`)
-  kOtherInterface,  // a bind / alter_context offers an interface other than the EPM's
-  kRegistration,    // ept_insert / ept_delete / ept_mgmt_delete from the network
-  kFragmentedMap,   // an ept_map request in more than one fragment
-  kBadMap,          // an ept_map request or response stub that does not decode
-  kTooManyMaps,     // more than kMaxPendingMaps ept_map requests awaiting their response
-};
-
 inline constexpr std::size_t kMaxPendingMaps = 16;
-std::string_view to_string(EpmDrop d);
-
-struct EpmAction {
-  enum class Kind : std::uint8_t { kForward, kOpen, kDrop };
-  Kind kind = Kind::kForward;
-  rpc::Direction direction = rpc::Direction::kClientToServer;
-  std::vector<std::uint8_t> bytes;  // kForward: one whole PDU
-  // kOpen: the pinholes to install (client . server . port) for `interface`.
-  std::vector<PinholeKey> pinholes;
-  std::optional<rpc::SyntaxId> interface;
-  // kDrop: why.
-  std::optional<EpmDrop> drop;
-  std::error_code error;
-};
 
 class EpmInspector : rpc::ConnectionHandler {
  public:
-  EpmInspector(Address client, Address server, MapPolicy policy, rpc::TimePoint now,
+  // `client` connected to `server`:135. `rules` decide which interfaces may be mapped (an
+  // interface is allowed when rules.find(client, server, interface) names a rule; that rule's
+  // name and pinhole timeout go into the kOpen) and, with FirewallConfig::dcom, let
+  // ISystemActivator and IOXIDResolver be bound on 135 besides the endpoint mapper. `rules` must
+  // outlive the inspector (a reload builds a new RuleSet for new connections).
+  EpmInspector(Address client, Address server, const RuleSet& rules, rpc::TimePoint now,
                rpc::ObserverLimits limits = {}, rpc::ConnectionOptions options = {});
 
-  // Bytes seen in `direction` at `now`: the actions they lead to, in order. After a kDrop the
-  // connection is over: every later call returns nothing.
-  std::vector<EpmAction> feed(rpc::Direction direction, std::span<const std::uint8_t> bytes,
-                              rpc::TimePoint now);
+  // Bytes seen in `direction` at `now`: the actions they lead to, in order (inspector.h). After
+  // a kDrop the connection is over: every later call returns nothing.
+  std::vector<Action> feed(rpc::Direction direction, std::span<const std::uint8_t> bytes,
+                           rpc::TimePoint now);
+  // The engine's deadlines (idle before / after bind, a PDU not complete in time): call at
+  // next_expiry(); a deadline that has come drops the connection (kDrop kTimeout).
+  std::vector<Action> on_expiry(rpc::TimePoint now);
+  std::optional<rpc::TimePoint> next_expiry() const;
   bool dropped() const { return dropped_; }
   const rpc::Connection& connection() const { return engine_; }
 
  private:
   void on_verdict(const rpc::VerdictView& v) override;
-  void drop(EpmDrop why, std::error_code error = {});
+  void drop(DropReason why, std::error_code error = {});
+  void drop_offending(DropReason why, const rpc::SyntaxId& interface);
+  bool bindable(const rpc::SyntaxId& interface) const;
 
   Address client_;
   Address server_;
+  const RuleSet* rules_;
   MapPolicy policy_;
   rpc::Connection engine_;
   struct Pending {
@@ -85,7 +78,7 @@ class EpmInspector : rpc::ConnectionHandler {
     common::Endian endian = common::Endian::kLittle;
   };
   std::unordered_map<std::uint32_t, Pending> maps_;  // ept_map requests awaiting their response
-  std::vector<EpmAction> out_;                       // actions of the current feed()
+  std::vector<Action> out_;                          // actions of the current feed()
   bool dropped_ = false;
 };
 

@@ -1,5 +1,8 @@
 #include "firewall/epm_inspector.h"
 
+#include <algorithm>
+#include <set>
+
 #include <gtest/gtest.h>
 
 #include "ndr/binding.h"
@@ -11,7 +14,7 @@ namespace {
 
 using Bytes = std::vector<std::uint8_t>;
 using rpc::Direction;
-using Kind = EpmAction::Kind;
+using Kind = Action::Kind;
 
 const rpc::TimePoint kT0{std::chrono::seconds(1000)};
 const rpc::SyntaxId kWinreg{*common::Uuid::parse("338cd001-2244-31f1-aaaa-900038001003"), 1, 0};
@@ -69,11 +72,20 @@ Bytes map_response(std::uint32_t call_id, std::vector<std::optional<Bytes>> towe
   return *rpc::encode_pdu(rpc::make_pdu(std::move(resp), call_id));
 }
 
-MapPolicy allow_winreg() {
-  return MapPolicy{[](const rpc::SyntaxId& s) { return s.uuid == kWinreg.uuid; }, 16};
+// One rule: clients may reach winreg on any server, with 2-minute pinholes.
+RuleSet allow_winreg(bool dcom = false) {
+  FirewallConfig c;
+  c.dcom = dcom;
+  Rule r;
+  r.name = "winreg-rule";
+  r.interfaces.push_back(*parse_interface("winreg"));
+  r.pinhole_timeout = std::chrono::seconds(120);
+  c.rules.push_back(std::move(r));
+  return RuleSet(std::move(c));
 }
+const RuleSet kRules = allow_winreg();
 
-std::vector<Kind> kinds(const std::vector<EpmAction>& actions) {
+std::vector<Kind> kinds(const std::vector<Action>& actions) {
   std::vector<Kind> k;
   for (const auto& a : actions)
     k.push_back(a.kind);
@@ -81,7 +93,7 @@ std::vector<Kind> kinds(const std::vector<EpmAction>& actions) {
 }
 
 struct EpmInspectorBound : ::testing::Test {
-  EpmInspector fw{kClient, kServer, allow_winreg(), kT0};
+  EpmInspector fw{kClient, kServer, kRules, kT0};
   void SetUp() override {
     const Bytes b = bind(rpc::kEpmSyntax);
     ASSERT_EQ(kinds(fw.feed(Direction::kClientToServer, b, kT0)),
@@ -102,6 +114,8 @@ TEST_F(EpmInspectorBound, AnAllowedEptMapOpensItsPinholeBeforeTheAnswerIsRelease
   ASSERT_EQ(kinds(a), (std::vector<Kind>{Kind::kOpen, Kind::kForward}));
   EXPECT_EQ(a[0].pinholes, (std::vector<PinholeKey>{PinholeKey{kClient, kServer, 49664}}));
   EXPECT_EQ(a[0].interface, kWinreg);
+  EXPECT_EQ(a[0].rule, "winreg-rule");
+  EXPECT_EQ(a[0].timeout, std::chrono::seconds(120));
   EXPECT_EQ(a[1].bytes, r);
   EXPECT_EQ(a[1].direction, Direction::kServerToClient);
 }
@@ -116,13 +130,14 @@ TEST_F(EpmInspectorBound, AnInterfaceNotAllowedIsAnsweredButOpensNothing) {
 TEST_F(EpmInspectorBound, RegistrationFromTheNetworkIsDropped) {
   for (const std::uint16_t opnum :
        {ndr::epm::kOpnumEptInsert, ndr::epm::kOpnumEptDelete, ndr::epm::kOpnumEptMgmtDelete}) {
-    EpmInspector f{kClient, kServer, allow_winreg(), kT0};
+    EpmInspector f{kClient, kServer, kRules, kT0};
     const Bytes b = bind(rpc::kEpmSyntax);
     f.feed(Direction::kClientToServer, b, kT0);
     f.feed(Direction::kServerToClient, bind_ack(b), kT0);
     const auto a = f.feed(Direction::kClientToServer, request(2, opnum, Bytes(16, 0)), kT0);
     ASSERT_EQ(kinds(a), std::vector<Kind>{Kind::kDrop}) << opnum;
-    EXPECT_EQ(a[0].drop, EpmDrop::kRegistration);
+    EXPECT_EQ(a[0].drop, DropReason::kEpmRegistration);
+    EXPECT_EQ(a[0].opnum, opnum);
     EXPECT_TRUE(f.dropped());
     EXPECT_TRUE(f.feed(Direction::kClientToServer, map_request(3, kWinreg), kT0).empty());
   }
@@ -136,7 +151,7 @@ TEST_F(EpmInspectorBound, PendingEptMapsAreBoundedPerConnection) {
   const auto a =
       fw.feed(Direction::kClientToServer, map_request(2 + kMaxPendingMaps, kWinreg), kT0);
   ASSERT_EQ(kinds(a), std::vector<Kind>{Kind::kDrop});
-  EXPECT_EQ(a[0].drop, EpmDrop::kTooManyMaps);
+  EXPECT_EQ(a[0].drop, DropReason::kEpmTooManyMaps);
 }
 
 TEST_F(EpmInspectorBound, AFragmentedEptMapIsDropped) {
@@ -144,7 +159,7 @@ TEST_F(EpmInspectorBound, AFragmentedEptMapIsDropped) {
       fw.feed(Direction::kClientToServer,
               request(2, ndr::epm::kOpnumEptMap, Bytes(16, 0), rpc::pfc::kFirstFrag), kT0);
   ASSERT_EQ(kinds(a), std::vector<Kind>{Kind::kDrop});
-  EXPECT_EQ(a[0].drop, EpmDrop::kFragmentedMap);
+  EXPECT_EQ(a[0].drop, DropReason::kEpmFragmentedMap);
 }
 
 TEST_F(EpmInspectorBound, AnUndecodableMapAnswerIsDroppedNotGuessed) {
@@ -154,31 +169,93 @@ TEST_F(EpmInspectorBound, AnUndecodableMapAnswerIsDroppedNotGuessed) {
   const auto a =
       fw.feed(Direction::kServerToClient, *rpc::encode_pdu(rpc::make_pdu(std::move(resp), 2)), kT0);
   ASSERT_EQ(kinds(a), std::vector<Kind>{Kind::kDrop});
-  EXPECT_EQ(a[0].drop, EpmDrop::kBadMap);
+  EXPECT_EQ(a[0].drop, DropReason::kEpmBadMap);
 }
 
 TEST(EpmInspector, OnlyTheEndpointMapperMayBeBoundOnItsPort) {
-  EpmInspector fw{kClient, kServer, allow_winreg(), kT0};
+  EpmInspector fw{kClient, kServer, kRules, kT0};
   const auto a = fw.feed(Direction::kClientToServer, bind(kSvcctl), kT0);
   ASSERT_EQ(kinds(a), std::vector<Kind>{Kind::kDrop});
-  EXPECT_EQ(a[0].drop, EpmDrop::kOtherInterface);
+  EXPECT_EQ(a[0].drop, DropReason::kEpmOtherInterface);
+  EXPECT_EQ(a[0].interface, kSvcctl);
+}
+
+// docs/evasions.md D11: DCOM activation on 135 only in DCOM mode, and nothing else even then.
+TEST(EpmInspector, DcomModeLetsTheActivatorAndOxidResolverBind) {
+  const rpc::SyntaxId activator{*common::Uuid::parse("000001a0-0000-0000-c000-000000000046"), 0, 0};
+  const rpc::SyntaxId oxid{*common::Uuid::parse("99fcfec4-5260-101b-bbcb-00aa0021347a"), 0, 0};
+  const RuleSet dcom = allow_winreg(true);
+  for (const auto& iface : {activator, oxid}) {
+    EpmInspector off{kClient, kServer, kRules, kT0};
+    auto a = off.feed(Direction::kClientToServer, bind(iface), kT0);
+    ASSERT_EQ(kinds(a), std::vector<Kind>{Kind::kDrop});
+    EXPECT_EQ(a[0].drop, DropReason::kEpmOtherInterface);
+    EpmInspector on{kClient, kServer, dcom, kT0};
+    EXPECT_EQ(kinds(on.feed(Direction::kClientToServer, bind(iface), kT0)),
+              std::vector<Kind>{Kind::kForward});
+  }
+  EpmInspector on{kClient, kServer, dcom, kT0};
+  EXPECT_EQ(kinds(on.feed(Direction::kClientToServer, bind(kSvcctl), kT0)),
+            std::vector<Kind>{Kind::kDrop});
+}
+
+TEST(EpmInspector, TheEngineDeadlinesDropWithTimeout) {
+  rpc::ConnectionOptions options;
+  options.idle_before_bind = std::chrono::milliseconds(5000);
+  EpmInspector fw{kClient, kServer, kRules, kT0, {}, options};
+  ASSERT_EQ(fw.next_expiry(), kT0 + std::chrono::seconds(5));
+  EXPECT_TRUE(fw.on_expiry(kT0 + std::chrono::seconds(4)).empty());
+  EXPECT_FALSE(fw.dropped());
+  const auto a = fw.on_expiry(kT0 + std::chrono::seconds(5));
+  ASSERT_EQ(kinds(a), std::vector<Kind>{Kind::kDrop});
+  EXPECT_EQ(a[0].drop, DropReason::kTimeout);
+  EXPECT_TRUE(fw.dropped());
+  EXPECT_EQ(fw.next_expiry(), std::nullopt);
+  EXPECT_TRUE(fw.on_expiry(kT0 + std::chrono::seconds(9)).empty());
+  EXPECT_TRUE(fw.feed(Direction::kClientToServer, bind(rpc::kEpmSyntax), kT0).empty());
+}
+
+TEST(EpmInspector, AHalfPduDropsAtThePduDeadline) {
+  rpc::ConnectionOptions options;
+  options.pdu = std::chrono::milliseconds(2000);
+  EpmInspector fw{kClient, kServer, kRules, kT0, {}, options};
+  const Bytes b = bind(rpc::kEpmSyntax);
+  EXPECT_TRUE(fw.feed(Direction::kClientToServer, std::span(b).first(10), kT0).empty());
+  ASSERT_EQ(fw.next_expiry(), kT0 + std::chrono::seconds(2));
+  const auto a = fw.on_expiry(kT0 + std::chrono::seconds(2));
+  ASSERT_EQ(kinds(a), std::vector<Kind>{Kind::kDrop});
+  EXPECT_EQ(a[0].drop, DropReason::kTimeout);
+}
+
+TEST(DropReason, CodesAreDistinctKebabCase) {
+  std::set<std::string_view> codes;
+  for (int i = 0; i <= static_cast<int>(DropReason::kTimeout); ++i) {
+    const auto r = static_cast<DropReason>(i);
+    const auto code = to_string(r);
+    EXPECT_TRUE(codes.insert(code).second) << code;
+    EXPECT_TRUE(std::ranges::all_of(code, [](char c) {
+      return (c >= 'a' && c <= 'z') || c == '-';
+    })) << code;
+    EXPECT_TRUE(describe(r).ends_with(".")) << code;
+  }
+  EXPECT_EQ(to_string(DropReason::kInterfaceNotAllowed), "interface-not-allowed");
 }
 
 TEST(EpmInspector, BytesThatAreNotDceRpcAreDroppedAtOnce) {
-  EpmInspector fw{kClient, kServer, allow_winreg(), kT0};
+  EpmInspector fw{kClient, kServer, kRules, kT0};
   const std::string http = "GET / HTTP/1.1\r\n\r\n";
   const auto a =
       fw.feed(Direction::kClientToServer,
               std::span(reinterpret_cast<const std::uint8_t*>(http.data()), http.size()), kT0);
   ASSERT_EQ(kinds(a), std::vector<Kind>{Kind::kDrop});
-  EXPECT_EQ(a[0].drop, EpmDrop::kProtocol);
+  EXPECT_EQ(a[0].drop, DropReason::kProtocol);
 }
 
 TEST_F(EpmInspectorBound, APduSplitAnywhereGivesTheSameActions) {
   const Bytes q = map_request(2, kWinreg);
   const Bytes r = map_response(2, {tower(kWinreg, "0.0.0.0", "49664")});
   for (std::size_t cut = 1; cut < r.size(); ++cut) {
-    EpmInspector f{kClient, kServer, allow_winreg(), kT0};
+    EpmInspector f{kClient, kServer, kRules, kT0};
     const Bytes b = bind(rpc::kEpmSyntax);
     f.feed(Direction::kClientToServer, b, kT0);
     f.feed(Direction::kServerToClient, bind_ack(b), kT0);
