@@ -7,7 +7,7 @@
 
 #include "rpc/status.h"
 
-// Cases are named after docs/evasions.md (the catalogue of §4 A-G): C1..C14, E1..E6.
+// Cases are named after the catalogue docs/evasions.md: A1.., C1..C14, E1..E6.
 namespace rpcgate::firewall {
 namespace {
 
