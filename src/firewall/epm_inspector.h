@@ -4,7 +4,7 @@
 //
 // * only the endpoint mapper's interface may be bound on 135 (kEpmOtherInterface otherwise: DCOM
 //   activation and the rest are not relayed, unless FirewallConfig::dcom lets ISystemActivator
-//   and IOXIDResolver through - docs/evasions.md D11);
+//   and IOXIDResolver through, as firewalls' DCOM modes do);
 // * ept_insert, ept_delete and ept_mgmt_delete from the network are dropped (kEpmRegistration):
 //   registration is local only ([MS-RPCE] 3.1.3.5.3 and C706 App. O leave it to the host);
 // * an ept_map request is remembered by call_id (its stub must fit one fragment, as every

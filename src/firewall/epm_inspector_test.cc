@@ -180,7 +180,7 @@ TEST(EpmInspector, OnlyTheEndpointMapperMayBeBoundOnItsPort) {
   EXPECT_EQ(a[0].interface, kSvcctl);
 }
 
-// docs/evasions.md D11: DCOM activation on 135 only in DCOM mode, and nothing else even then.
+// DCOM activation on 135 only in DCOM mode, and nothing else even then.
 TEST(EpmInspector, DcomModeLetsTheActivatorAndOxidResolverBind) {
   const rpc::SyntaxId activator{*common::Uuid::parse("000001a0-0000-0000-c000-000000000046"), 0, 0};
   const rpc::SyntaxId oxid{*common::Uuid::parse("99fcfec4-5260-101b-bbcb-00aa0021347a"), 0, 0};

@@ -1,0 +1,142 @@
+#include "firewall/pinhole_inspector.h"
+
+namespace rpcgate::firewall {
+
+PinholeInspector::PinholeInspector(Address client, Address server, std::uint16_t port,
+                                   const RuleSet& rules, rpc::TimePoint now,
+                                   rpc::ObserverLimits limits, rpc::ConnectionOptions options)
+    : client_(client),
+      server_(server),
+      port_(port),
+      rules_(&rules),
+      engine_(rpc::ObserverRole{limits}, options, *this, now) {}
+
+std::vector<Action> PinholeInspector::feed(rpc::Direction direction,
+                                           std::span<const std::uint8_t> bytes,
+                                           rpc::TimePoint now) {
+  out_.clear();
+  if (!dropped_) {
+    engine_.feed(direction, bytes, now);
+    // Every close of the observer comes with a DROP verdict; this is the net under it.
+    if (engine_.state() != rpc::Connection::State::kOpen)
+      drop(DropReason::kProtocol, engine_.close_info().error);
+  }
+  return std::move(out_);
+}
+
+std::vector<Action> PinholeInspector::on_expiry(rpc::TimePoint now) {
+  out_.clear();
+  if (!dropped_) {
+    engine_.on_expiry(now);
+    if (engine_.state() != rpc::Connection::State::kOpen) drop(DropReason::kTimeout);
+  }
+  return std::move(out_);
+}
+
+std::optional<rpc::TimePoint> PinholeInspector::next_expiry() const {
+  if (dropped_) return std::nullopt;
+  return engine_.next_expiry();
+}
+
+void PinholeInspector::drop(DropReason why, std::error_code error,
+                            std::optional<rpc::SyntaxId> interface,
+                            std::optional<std::uint16_t> opnum) {
+  if (dropped_) return;
+  dropped_ = true;
+  Action a;
+  a.kind = Action::Kind::kDrop;
+  a.drop = why;
+  a.error = error;
+  a.interface = interface;
+  a.opnum = opnum;
+  out_.push_back(std::move(a));
+  // The engine must not judge (or buffer) anything more: a later PDU could otherwise be allowed
+  // by the observer, which knows nothing of this DROP.
+  engine_.close(rpc::CloseReason::kProtocol, rpc::TimePoint{}, error);
+}
+
+const Rule* PinholeInspector::rule_for(const rpc::SyntaxId& interface) const {
+  return rules_->find(client_, server_, interface);
+}
+
+bool PinholeInspector::offer(const rpc::VerdictView& v) {
+  const auto type = static_cast<rpc::PType>(v.header->ptype);
+  auto pdu = rpc::decode_pdu(v.pdu);
+  const rpc::BindBody* body = nullptr;
+  if (pdu) {
+    if (type == rpc::PType::kBind) {
+      body = std::get_if<rpc::Bind>(&pdu->body);
+    } else {
+      body = std::get_if<rpc::AlterContext>(&pdu->body);
+    }
+  }
+  if (body == nullptr) {  // the observer allowed what decodes; never guess otherwise
+    drop(DropReason::kProtocol, pdu ? std::error_code{} : pdu.error());
+    return false;
+  }
+  const std::uint8_t trailer_level = pdu->auth ? pdu->auth->auth_level : 0;
+  if (type == rpc::PType::kBind) bind_auth_level_ = trailer_level;
+  // An alter_context without a trailer keeps the security context the bind set up.
+  const std::uint8_t level =
+      pdu->auth || type == rpc::PType::kBind ? trailer_level : bind_auth_level_;
+  for (const auto& item : body->contexts) {
+    const Rule* rule = rule_for(item.abstract_syntax);
+    if (rule == nullptr) {
+      drop(DropReason::kInterfaceNotAllowed, {}, item.abstract_syntax);
+      return false;
+    }
+    if (rule->min_auth != AuthLevel::kNone && level < static_cast<std::uint8_t>(rule->min_auth)) {
+      drop(DropReason::kAuthLevel, {}, item.abstract_syntax);
+      return false;
+    }
+  }
+  return true;
+}
+
+bool PinholeInspector::request(const rpc::VerdictView& v) {
+  const rpc::RequestTarget& target = *v.verdict->request;
+  const Rule* rule = rule_for(target.abstract_syntax);
+  if (rule == nullptr) {  // bound through offer(), so a rule exists; never assume it
+    drop(DropReason::kInterfaceNotAllowed, {}, target.abstract_syntax, target.opnum);
+    return false;
+  }
+  // Later fragments carry the same opnum (the observer drops one that does not).
+  if (target.first_fragment && !rule->allows_opnum(target.opnum)) {
+    drop(DropReason::kOpnumNotAllowed, {}, target.abstract_syntax, target.opnum);
+    return false;
+  }
+  if (rule->min_auth == AuthLevel::kNone) return true;
+  const auto need = static_cast<std::uint8_t>(rule->min_auth);
+  if (v.header->auth_length == 0) {
+    // Connect level authenticates the bind only: its requests carry no verifier.
+    if (rule->min_auth == AuthLevel::kConnect && bind_auth_level_ >= need) return true;
+    drop(DropReason::kAuthLevel, {}, target.abstract_syntax, target.opnum);
+    return false;
+  }
+  auto pdu = rpc::decode_pdu(v.pdu);
+  if (!pdu || !pdu->auth || pdu->auth->auth_level < need) {
+    drop(DropReason::kAuthLevel, pdu ? std::error_code{} : pdu.error(), target.abstract_syntax,
+         target.opnum);
+    return false;
+  }
+  return true;
+}
+
+void PinholeInspector::on_verdict(const rpc::VerdictView& v) {
+  if (dropped_) return;
+  if (!v.verdict->allowed()) return drop(DropReason::kProtocol, v.verdict->reason);
+  if (v.direction == rpc::Direction::kClientToServer) {
+    const auto type = static_cast<rpc::PType>(v.header->ptype);
+    if (type == rpc::PType::kBind || type == rpc::PType::kAlterContext) {
+      if (!offer(v)) return;
+    } else if (v.verdict->request) {
+      if (!request(v)) return;
+    }
+  }
+  Action forward;
+  forward.direction = v.direction;
+  forward.bytes.assign(v.pdu.begin(), v.pdu.end());
+  out_.push_back(std::move(forward));
+}
+
+}  // namespace rpcgate::firewall

@@ -1,0 +1,94 @@
+// The firewall's view of one connection through a pinhole (client -> server:port, opened by an
+// ept_map answer), sans-I/O: the observer role of the connection engine (rpc/connection.h)
+// judges every PDU of both directions - framing, the bind / alter_context / bind_ack rules, the
+// contexts the server accepted, fragment rules, byte order, call caps (association.h,
+// AssociationObserver; docs/evasions.md A, B and most of C) - and this class adds what the rules
+// say about this client and this server (docs/evasions.md C and E):
+//
+// * every item of the bind and of every alter_context must name an interface some rule allows
+//   for (client, server): rules.find(client, server, abstract_syntax) != nullptr, version rules
+//   included. One item that is not allowed drops the whole connection (kInterfaceNotAllowed,
+//   with the offending interface): a bind mixing allowed and blocked interfaces (C1, C2), an
+//   alter_context adding a blocked one (C6, E4), an interface other than the one learned on a
+//   port Windows shares between many (E2, E6), a version outside the rule (C13). Windows' own
+//   bind - NDR, NDR64 and a bind-time feature negotiation item, all for the SAME interface, with
+//   PFC_SUPPORT_HEADER_SIGN and an NTLM / Kerberos trailer, then AUTH3 - passes (C14): every
+//   item names the allowed interface.
+// * a request's opnum must be one its context's rule allows (Rule::opnums): decided on the FIRST
+//   fragment (kOpnumNotAllowed, with the interface and opnum; E5); the observer makes every later
+//   fragment of the call agree with it (same p_cont_id, opnum and object).
+// * authentication (Rule::min_auth, from the sec trailer the PDU decoder exposes,
+//   rpc::AuthTrailer::auth_level; [MS-RPCE] 2.2.2.11): an item whose rule asks for more than
+//   "none" needs the bind / alter_context to carry a trailer at that level or above - an
+//   alter_context without a trailer is judged at the level the bind established - and every
+//   request fragment on such a context needs a trailer at that level or above, except that at
+//   min_auth "connect" a request may carry none (connect-level requests carry no verifier) once
+//   the association authenticated at connect or above (kAuthLevel).
+// * requests on contexts never accepted (C10, C12), before the bind_ack (A2), without a bind or
+//   bytes that are not DCE/RPC (E3) are the observer's DROP (kProtocol, Action::error says why).
+//
+// Output as inspector.h promises: every PDU allowed is one kForward (whole, as it came); the
+// first DROP ends the connection and nothing after it is forwarded. The engine's deadlines (idle,
+// a PDU not complete in time) come out of on_expiry() as kDrop kTimeout.
+//
+// Cost: a bind / alter_context is decoded once more here (to read its items and trailer); a
+// request is decoded again only when its rule has a min_auth and it carries a trailer.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <system_error>
+#include <unordered_map>
+#include <vector>
+
+#include "firewall/inspector.h"
+#include "firewall/pinholes.h"
+#include "firewall/rules.h"
+#include "rpc/connection.h"
+
+namespace rpcgate::firewall {
+
+class PinholeInspector : rpc::ConnectionHandler {
+ public:
+  // `client` connected to `server`:`port` through a pinhole. `rules` must outlive the inspector
+  // (a reload builds a new RuleSet for new connections).
+  PinholeInspector(Address client, Address server, std::uint16_t port, const RuleSet& rules,
+                   rpc::TimePoint now, rpc::ObserverLimits limits = {},
+                   rpc::ConnectionOptions options = {});
+
+  // Bytes seen in `direction` at `now`: the actions they lead to, in order (kForward per PDU, or
+  // a final kDrop). After a kDrop every later call returns nothing.
+  std::vector<Action> feed(rpc::Direction direction, std::span<const std::uint8_t> bytes,
+                           rpc::TimePoint now);
+  // The engine's deadlines: call at next_expiry(); one that has come drops (kDrop kTimeout).
+  std::vector<Action> on_expiry(rpc::TimePoint now);
+  std::optional<rpc::TimePoint> next_expiry() const;
+  bool dropped() const { return dropped_; }
+
+  PinholeKey key() const { return PinholeKey{client_, server_, port_}; }
+  const rpc::Connection& connection() const { return engine_; }
+
+ private:
+  void on_verdict(const rpc::VerdictView& v) override;
+  // Returns false when it dropped.
+  bool offer(const rpc::VerdictView& v);
+  bool request(const rpc::VerdictView& v);
+  void drop(DropReason why, std::error_code error = {},
+            std::optional<rpc::SyntaxId> interface = std::nullopt,
+            std::optional<std::uint16_t> opnum = std::nullopt);
+  const Rule* rule_for(const rpc::SyntaxId& interface) const;
+
+  Address client_;
+  Address server_;
+  std::uint16_t port_;
+  const RuleSet* rules_;
+  rpc::Connection engine_;
+  // The auth_level of the bind's sec trailer (0: none), the level an alter_context without a
+  // trailer is judged at.
+  std::uint8_t bind_auth_level_ = 0;
+  std::vector<Action> out_;  // actions of the current feed() / on_expiry()
+  bool dropped_ = false;
+};
+
+}  // namespace rpcgate::firewall
