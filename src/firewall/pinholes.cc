@@ -47,8 +47,8 @@ std::string_view to_string(OpenResult r) {
   return "?";
 }
 
-OpenResult PinholeTable::open(const PinholeKey& key, const rpc::SyntaxId& interface,
-                              TimePoint now, std::chrono::milliseconds timeout) {
+OpenResult PinholeTable::open(const PinholeKey& key, const rpc::SyntaxId& interface, TimePoint now,
+                              std::chrono::milliseconds timeout) {
   expire(now);
   TimePoint expires = now + timeout;
   if (auto it = pinholes_.find(key); it != pinholes_.end()) {

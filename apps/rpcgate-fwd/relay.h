@@ -1,0 +1,66 @@
+// rpcgate-fwd's data path: the transparent relay the kernel diverts governed connections to.
+//
+// The nftables table (firewall/kernel.h) sends every new TCP connection to port 135 of a governed
+// server, and every new connection that matches a pinhole, to one of two transparent listeners
+// (IP_TRANSPARENT; accept() gives the client's socket, getsockname() the server and port it was
+// meant for). For each, the relay connects on to that server - in router mode from the client's
+// own address, so the server sees the real client - and passes the bytes through an inspector
+// (firewall/epm_inspector.h on 135, firewall/pinhole_inspector.h on a pinhole): whole PDUs are
+// forwarded only once judged; the first DROP resets both connections and is logged.
+//
+// Pinholes: an ept_map answer the rules allow yields an kOpen action; the relay adds the pinhole to
+// its PinholeTable and to the kernel set (one netlink batch) BEFORE it forwards the answer, so the
+// client can never race its own pinhole. The kernel set's elements expire on their own; their
+// comments name the interface, so a restarted relay recovers every live pinhole
+// (Relay::start). The table is never removed on stop or crash: without the relay, governed
+// traffic is dropped (fail closed); only --uninstall removes it.
+//
+// Single-threaded (one epoll loop). Bounded: connections in all and per client address
+// (FirewallConfig), bytes queued per direction (kMaxQueued: reading pauses, TCP pushes back),
+// each inspector's own limits, pinholes per client and in all (PinholeTable).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <expected>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "decision_log.h"
+#include "firewall/rules.h"
+
+namespace rpcgate::fwd {
+
+struct Options {
+  firewall::FirewallConfig config;  // validated
+  // The governed dynamic ports (the --policy file's sets, as `rpcgate policy` resolves them).
+  std::vector<std::pair<std::uint16_t, std::uint16_t>> dynamic_ports{{49152, 65535}};
+  std::uint32_t mark = 0x135;       // fwmark and ct mark of diverted traffic
+  std::uint32_t route_table = 135;  // policy-routing table for the return path
+  // How long a relayed connection may sit idle once bound (long-lived RPC sessions exist).
+  std::chrono::milliseconds idle_timeout{3'600'000};
+};
+
+// Re-reads the configuration for SIGHUP: the new Options, or why they are refused (then the
+// running rules and table stay untouched).
+using Reload = std::function<std::expected<Options, std::string>()>;
+
+// Sets everything up (listeners, table, routing, recovery) and runs until SIGTERM/SIGINT.
+// Returns the process exit status: 0 after a stop, 1 when start-up failed (nothing half-done
+// is left: if the listeners cannot be opened the kernel is not touched).
+int run(Options options, DecisionLog& log, Reload reload);
+
+// Removes the table and the policy routing an rpcgate-fwd with these options installed.
+// 0 on success (nothing installed is success too), 1 with a message on stderr otherwise.
+int uninstall(const Options& options);
+
+// The nft ruleset `run` would install (for --dry-run).
+std::string render_table(const Options& options);
+
+// Asks a running rpcgate-fwd for its status over the control socket: the JSON document.
+std::expected<std::string, std::string> query_status(const std::string& control_path);
+
+}  // namespace rpcgate::fwd

@@ -1,0 +1,307 @@
+#!/usr/bin/python3
+"""rpcgate-fwd end to end (issue 14): three network namespaces, clients -- firewall -- servers
+(fwd_topology.py), the real daemon in the firewall's with nothing but `--allow`,
+`--pinhole-timeout` and where to put its control socket, real servers (rpcgate-epmd on 135,
+rpcgate-echo and rpcgate-testsrv on dynamic ports 49152-65535) and real clients (Impacket,
+smbtorture, and fwd_client.py's crafted PDUs for firewalls.md §4) in the clients'.
+
+What the server executed is checked on the server's side of the firewall: a capture on its veth
+(tshark) shows whether a blocked bind ever reached it.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import fwd_topology as topo  # noqa: E402
+import rpcgate_testlib  # noqa: E402
+from rpcgate_testlib import BIN  # noqa: E402
+
+why = topo.available()
+if why:
+    rpcgate_testlib.skip(why)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLIENT_PY = os.path.join(HERE, "fwd_client.py")
+RPCECHO = "60a15ec5-4de8-11d7-a637-005056a20182"
+ALLOWED = "11111111-2222-3333-4444-5555555555a1"  # allowed, shares a port with BLOCKED
+BLOCKED = "11111111-2222-3333-4444-5555555555b1"
+ALONE = "11111111-2222-3333-4444-5555555555c1"  # blocked, on a port of its own
+TIMEOUT_S = 6
+SMBTORTURE = shutil.which("smbtorture", path="/usr/bin:/bin:/usr/sbin:/sbin")
+TSHARK = shutil.which("tshark", path="/usr/bin:/bin:/usr/sbin:/sbin")
+
+
+class Firewall:
+    """One rpcgate-fwd in the firewall namespace, JSON decision records in a file."""
+
+    def __init__(self, t, workdir, *extra):
+        self.t = t
+        self.control = os.path.join(workdir, "fwd.sock")
+        self.log_path = os.path.join(workdir, f"fwd-{time.monotonic_ns()}.log")
+        self.log = open(self.log_path, "w")
+        self.proc = t.popen(t.f, [os.path.join(BIN, "rpcgate-fwd"), "--allow", RPCECHO, "--allow",
+                                  ALLOWED, "--pinhole-timeout", f"{TIMEOUT_S}s", "--control",
+                                  self.control, "--json-log", *extra],
+                            stdout=self.log, stderr=subprocess.STDOUT)
+        topo.wait_for(lambda: self.proc.poll() is not None or self.events("start"), 10,
+                      "rpcgate-fwd to start")
+        assert self.proc.poll() is None, self.text()
+
+    def text(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def records(self):
+        out = []
+        for line in self.text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+        return out
+
+    def events(self, event, **match):
+        return [r for r in self.records()
+                if r.get("event") == event and all(r.get(k) == v for k, v in match.items())]
+
+    def status(self):
+        r = self.t.run(self.t.f, [os.path.join(BIN, "rpcgate-fwd"), "status", "--json",
+                                  "--control", self.control])
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    def stop(self, sig=signal.SIGTERM):
+        rpcgate_testlib.stop_process(self.proc, sig)
+        self.log.close()
+
+
+class Capture:
+    """tshark on the server's veth: which DCE/RPC binds reached the server."""
+
+    def __init__(self, t, workdir):
+        self.t = t
+        self.path = os.path.join(workdir, f"cap-{time.monotonic_ns()}.pcap")
+        self.proc = t.popen(t.s, [TSHARK, "-q", "-i", "s0", "-f", "tcp", "-w", self.path],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # tshark says "Capturing on 's0'" once the capture runs.
+        lines = []
+        while not lines or "Capturing" not in lines[-1]:
+            lines.append(self.proc.stderr.readline().decode())
+            assert lines[-1], lines
+
+    def bound_uuids(self):
+        time.sleep(0.3)  # the last segments
+        rpcgate_testlib.stop_process(self.proc, signal.SIGINT)
+        r = subprocess.run([TSHARK, "-r", self.path, "-d", "tcp.port==49152-65535,dcerpc",
+                            "-Y", "dcerpc.cn_bind_to_uuid", "-T", "fields", "-e",
+                            "dcerpc.cn_bind_to_uuid"], capture_output=True, text=True)
+        return {u for line in r.stdout.split() for u in line.split(",") if u}
+
+
+class FirewallTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.workdir = tempfile.mkdtemp(prefix="rpcgate-fwd-")
+        t = cls.t = topo.Topology()
+        epmd_dir = os.path.join(cls.workdir, "epmd")
+        os.makedirs(epmd_dir)
+        cls.epmd_control = os.path.join(epmd_dir, "epmd.sock")
+        cls.epmd_log = open(os.path.join(epmd_dir, "epmd.log"), "w")
+        cls.epmd = t.popen(t.s, [os.path.join(BIN, "rpcgate-epmd"), "--listen", "0.0.0.0:135",
+                                 "--control", cls.epmd_control],
+                           stdout=cls.epmd_log, stderr=subprocess.STDOUT)
+        topo.wait_for(lambda: os.path.exists(cls.epmd_control), 10, "rpcgate-epmd")
+        cls.echo = t.popen(t.s, [os.path.join(BIN, "rpcgate-echo"), "--control",
+                                 cls.epmd_control], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+        line = cls.echo.stdout.readline()
+        assert line.startswith("port="), line
+        cls.echo_port = int(line.split("=")[1])
+        cls.shared = t.popen(t.s, [os.path.join(BIN, "rpcgate-testsrv"), "--epmd",
+                                   cls.epmd_control, "--interface", f"{ALLOWED}:1.0",
+                                   "--interface", f"{BLOCKED}:1.0", "--class", "intranet"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = cls.shared.stdout.readline()
+        assert line.startswith("port="), line
+        cls.shared_port = int(line.split("=")[1])
+        cls.alone = t.popen(t.s, [os.path.join(BIN, "rpcgate-testsrv"), "--epmd",
+                                  cls.epmd_control, "--uuid", ALONE, "--version", "1.0",
+                                  "--class", "intranet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = cls.alone.stdout.readline()
+        assert line.startswith("port="), line
+        cls.alone_port = int(line.split("=")[1])
+        cls.fw = Firewall(t, cls.workdir)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.fw.stop()
+        subprocess.run(["ip", "netns", "exec", cls.t.f, os.path.join(BIN, "rpcgate-fwd"),
+                        "--uninstall"], capture_output=True)
+        cls.t.close()
+        cls.epmd_log.close()
+        shutil.rmtree(cls.workdir, ignore_errors=True)
+
+    # ---- helpers
+    def client(self, *args, source_ns=None, timeout=90):
+        r = self.t.run(source_ns or self.t.c, ["/usr/bin/python3", CLIENT_PY, *args],
+                       timeout=timeout)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout)
+
+    def map(self, uuid):
+        return self.client("map", topo.SERVER, uuid)
+
+    def attack(self, case, port, *extra):
+        return self.client("attack", case, topo.SERVER, str(port), *extra)["answers"]
+
+    def open_shared_pinhole(self):
+        m = self.map(ALLOWED)
+        self.assertEqual(m.get("port"), self.shared_port, m)
+
+    def assert_dropped(self, answers, reason, **match):
+        self.assertTrue(answers == [] or answers[-1] in ("reset", "closed"), answers)
+        topo.wait_for(lambda: self.fw.events("drop", reason=reason, **match), 5,
+                      f"a drop record with reason {reason}: {self.fw.text()[-2000:]}")
+
+    # ---- allowed traffic works end to end
+    def test_a_impacket_echo_through_the_firewall(self):
+        r = self.client("echo", topo.SERVER, "--bytes", "4000", "--calls", "5")
+        self.assertEqual(r.get("echoed"), 5, r)
+        self.assertIn(f"[{self.echo_port}]", r["binding"])
+        opened = self.fw.events("pinhole", port=self.echo_port, client=topo.CLIENT)
+        self.assertTrue(opened, self.fw.text())
+        self.assertIn(RPCECHO, opened[-1]["interface"])
+        self.assertEqual(opened[-1]["timeout_s"], TIMEOUT_S)
+        st = self.fw.status()
+        holes = [h for h in st["pinholes"] if h["port"] == self.echo_port]
+        self.assertEqual(len(holes), 1, st)
+        self.assertEqual(holes[0]["client"], topo.CLIENT)
+        self.assertGreater(holes[0]["remaining_ms"], 0)
+        self.assertLessEqual(holes[0]["remaining_ms"], TIMEOUT_S * 1000)
+
+    @unittest.skipUnless(SMBTORTURE, "smbtorture not installed (samba-testsuite)")
+    def test_b_smbtorture_rpc_echo_through_the_firewall(self):
+        r = self.t.run(self.t.c, [SMBTORTURE, f"ncacn_ip_tcp:{topo.SERVER}", "-U%", "rpc.echo"],
+                       timeout=120, env=dict(topo.ENV, HOME=self.workdir))
+        out = r.stdout + r.stderr
+        for subtest in ("addone", "sinkdata", "echodata", "sourcedata", "testcall", "testcall2",
+                        "enum", "surrounding", "doublepointer", "sleep"):
+            self.assertIn(f"success: echo.{subtest}\n", out, out[-3000:])
+        self.assertNotIn("failure:", out, out[-3000:])
+        # It went through the firewall: the endpoint mapper's answer opened rpcecho's port.
+        self.assertTrue(self.fw.events("pinhole", port=self.echo_port, client=topo.CLIENT))
+
+    # ---- the endpoint mapper (§4 D)
+    def test_c_map_of_a_blocked_interface_opens_nothing(self):
+        before = self.fw.status().get("kernel_counters", {}).get("no_pinhole", 0)
+        self.map(ALONE)  # answered or not, it must open nothing
+        self.assertFalse(self.fw.events("pinhole", port=self.alone_port), self.fw.text())
+        c = self.client("connect", topo.SERVER, str(self.alone_port))
+        self.assertFalse(c["connected"], c)
+        after = self.fw.status()["kernel_counters"]["no_pinhole"]
+        self.assertGreater(after, before)
+
+    def test_d_registration_from_the_network_is_dropped(self):
+        self.assert_dropped(self.attack("epm-insert", 135), "epm-registration")
+
+    def test_d_dcom_activation_on_135_is_dropped(self):
+        self.assert_dropped(self.attack("epm-dcom", 135), "epm-other-interface")
+
+    def test_d_malformed_pdu_on_135_is_dropped(self):
+        self.assert_dropped(self.attack("frag-too-short", 135), "protocol")
+
+    def test_d_pinhole_is_for_that_client_only(self):
+        self.open_shared_pinhole()
+        c = self.client("connect", topo.SERVER, str(self.shared_port), "--source", topo.CLIENT2)
+        self.assertFalse(c["connected"], c)
+        c = self.client("connect", topo.SERVER, str(self.shared_port), "--source", topo.CLIENT)
+        self.assertTrue(c["connected"], c)
+
+    # ---- the pinhole connection (§4 E and C)
+    def test_e_allowed_interface_binds(self):
+        self.open_shared_pinhole()
+        self.assertEqual(self.attack("bind-allowed", self.shared_port, "--uuid", ALLOWED),
+                         ["bind_ack"])
+        self.assertEqual(self.attack("bind-allowed-split", self.shared_port, "--uuid", ALLOWED),
+                         ["bind_ack"])
+        self.assertEqual(self.attack("bind-windows", self.shared_port, "--uuid", ALLOWED),
+                         ["bind_ack"])
+
+    @unittest.skipUnless(TSHARK, "tshark not installed")
+    def test_e_other_interface_on_the_same_port_never_reaches_the_server(self):
+        self.open_shared_pinhole()
+        cap = Capture(self.t, self.workdir)
+        cases = ["bind-other", "bind-other-split", "bind-mixed", "bind-two-transfer-syntaxes"]
+        for case in cases:
+            answers = self.attack(case, self.shared_port, "--uuid", ALLOWED, "--other", BLOCKED)
+            self.assert_dropped(answers, "interface-not-allowed", port=self.shared_port)
+        # Control: an allowed bind in the same capture shows the capture sees binds at all.
+        self.assertEqual(self.attack("bind-allowed", self.shared_port, "--uuid", ALLOWED),
+                         ["bind_ack"])
+        seen = cap.bound_uuids()
+        self.assertIn(ALLOWED, seen)
+        self.assertNotIn(BLOCKED, seen)
+
+    def test_e_alter_context_to_a_blocked_interface_is_dropped(self):
+        self.open_shared_pinhole()
+        answers = self.attack("alter-to-other", self.shared_port, "--uuid", ALLOWED, "--other",
+                              BLOCKED)
+        self.assertEqual(answers[0], "bind_ack", answers)
+        self.assert_dropped(answers, "interface-not-allowed")
+
+    def test_e_not_rpc_or_no_bind_is_dropped(self):
+        self.open_shared_pinhole()
+        for case in ("request-without-bind", "garbage", "request-unbound-context", "second-bind"):
+            answers = self.attack(case, self.shared_port, "--uuid", ALLOWED)
+            self.assertIn(answers[-1] if answers else "reset", ("reset", "closed"), (case, answers))
+
+    # ---- lifetime, crash, restart, uninstall
+    def test_f_pinhole_expires_but_an_established_connection_stays(self):
+        # One call, a pause longer than the pinhole's life, a second call on the same connection.
+        r = self.client("echo", topo.SERVER, "--calls", "2", "--hold", str(TIMEOUT_S + 1))
+        self.assertEqual(r.get("echoed"), 2, r)
+        # ... while a new connection through the expired pinhole is dropped (§4 D16).
+        c = self.client("connect", topo.SERVER, str(self.echo_port))
+        self.assertFalse(c["connected"], c)
+
+    def test_z_kill_9_fails_closed_and_a_restart_recovers_pinholes(self):
+        self.open_shared_pinhole()
+        self.fw.stop(signal.SIGKILL)
+        try:
+            self.assertTrue(self.t.has_table())
+            c = self.client("connect", topo.SERVER, "135")
+            self.assertFalse(c["connected"], c)
+            c = self.client("connect", topo.SERVER, str(self.shared_port))
+            self.assertFalse(c["connected"], c)
+        finally:
+            type(self).fw = Firewall(self.t, self.workdir)
+        self.assertTrue(self.fw.events("recover"), self.fw.text())
+        # The pinhole learned before the crash works again without a new ept_map.
+        self.assertEqual(self.attack("bind-allowed", self.shared_port, "--uuid", ALLOWED),
+                         ["bind_ack"])
+
+    def test_zz_uninstall_leaves_nothing_behind(self):
+        self.fw.stop()
+        r = self.t.run(self.t.f, [os.path.join(BIN, "rpcgate-fwd"), "--uninstall"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertFalse(self.t.has_table())
+        rules = self.t.run(self.t.f, ["ip", "rule", "show"]).stdout
+        self.assertNotIn("lookup 135", rules)
+        routes = self.t.run(self.t.f, ["ip", "route", "show", "table", "135"])
+        self.assertEqual(routes.stdout.strip(), "")
+        # Without the firewall nothing governs: the router forwards 135 again.
+        c = self.client("connect", topo.SERVER, "135")
+        self.assertTrue(c["connected"], c)
+        type(self).fw = Firewall(self.t, self.workdir)
+
+
+if __name__ == "__main__":
+    rpcgate_testlib.main()
