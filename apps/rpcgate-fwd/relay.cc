@@ -632,6 +632,23 @@ void Relay::apply(Flow& f, std::vector<Action> actions, TimePoint received) {
         break;
       case Action::Kind::kDrop:
         return drop(f, firewall::to_string(*a.drop), &a);
+      case Action::Kind::kAnswer: {
+        // The inspector answered for the server (an ept_map of an interface no rule allows).
+        const auto reason = firewall::to_string(*a.drop);
+        count(reason);
+        Record r = base(f, "refuse");
+        r.reason = reason;
+        if (a.interface) r.interface = syntax_text(*a.interface);
+        r.opnum = a.opnum;
+        r.message = std::string(firewall::describe(*a.drop));
+        log_.write(r, Priority::kNotice);
+        if (f.c.sent == f.c.out.size()) {
+          f.c.out.clear();
+          f.c.sent = 0;
+        }
+        f.c.out.insert(f.c.out.end(), a.bytes.begin(), a.bytes.end());
+        break;
+      }
     }
   }
 }

@@ -1,6 +1,7 @@
 #include "firewall/epm_inspector.h"
 
 #include "ndr/epm_types.h"
+#include "rpc/fragments.h"
 
 namespace rpcgate::firewall {
 
@@ -75,6 +76,29 @@ bool EpmInspector::bindable(const rpc::SyntaxId& interface) const {
                                    same_interface(interface, kIOXIDResolver));
 }
 
+void EpmInspector::answer_not_registered(const rpc::PduHeader& request,
+                                         std::uint16_t p_cont_id, std::uint32_t max_towers,
+                                         const rpc::SyntaxId& asked) {
+  ndr::epm::EptMapResponse answer;
+  answer.max_count = max_towers;
+  answer.status = ndr::epm::kEptSNotRegistered;
+  const auto stub = ndr::epm::encode(answer, request.endian());
+  rpc::FragmentParams params;
+  params.call_id = request.call_id;
+  params.p_cont_id = p_cont_id;
+  params.drep = request.drep;
+  params.rpc_vers_minor = request.rpc_vers_minor;
+  Action a;
+  a.kind = Action::Kind::kAnswer;
+  a.direction = rpc::Direction::kServerToClient;
+  a.drop = DropReason::kMapNotAllowed;
+  a.interface = asked;
+  a.opnum = ndr::epm::kOpnumEptMap;
+  if (!rpc::append_response(params, stub, rpc::kDefaultServerMaxFrag, a.bytes))
+    return drop(DropReason::kEpmBadMap);
+  out_.push_back(std::move(a));
+}
+
 void EpmInspector::on_verdict(const rpc::VerdictView& v) {
   if (dropped_) return;
   if (!v.verdict->allowed()) return drop(DropReason::kProtocol, v.verdict->reason);
@@ -106,6 +130,16 @@ void EpmInspector::on_verdict(const rpc::VerdictView& v) {
         auto pdu = rpc::decode_pdu(v.pdu);
         auto* q = pdu ? std::get_if<rpc::Request>(&pdu->body) : nullptr;
         if (q == nullptr) return drop(DropReason::kEpmBadMap);
+        // An interface no rule allows: answer "not registered" at once, as an endpoint mapper
+        // without it would, so the client fails fast (no connect that the kernel would drop
+        // after a timeout), and the server never learns what was asked. NDR20 only (what every
+        // client negotiates for the EPM); an NDR64 context is forwarded and opens nothing.
+        std::uint32_t max_towers = 0;
+        const auto asked = requested_interface(q->stub, v.header->endian(), &max_towers);
+        if (asked && rules_->find(client_, server_, *asked) == nullptr &&
+            v.verdict->request->transfer_syntax == rpc::kNdr20Syntax)
+          return answer_not_registered(*v.header, v.verdict->request->p_cont_id, max_towers,
+                                       *asked);
         if (maps_.size() >= kMaxPendingMaps && !maps_.contains(v.header->call_id))
           return drop(DropReason::kEpmTooManyMaps);
         maps_.insert_or_assign(v.header->call_id, Pending{std::move(q->stub), v.header->endian()});

@@ -13,6 +13,13 @@
 //   the pinholes it allows are returned as a kOpen action (with the rule's name and pinhole
 //   timeout) BEFORE the kForward of the response itself - the relay installs them in the kernel
 //   first, so the client can never race its own pinhole;
+// * an ept_map for an interface no rule allows (for this client and server) is not forwarded:
+//   the inspector answers it itself with ept_s_not_registered and no towers (kAnswer,
+//   kMapNotAllowed), as an endpoint mapper without that interface would. Why answer rather than
+//   drop: the client fails at once with the error it would get from a server that lacks the
+//   interface, instead of connecting to a port the kernel drops and waiting for a timeout; the
+//   connection (and the client's other, allowed, maps on it) goes on; and the server never
+//   sees what was asked. (An NDR64 EPM context is forwarded as before: it opens nothing.)
 // * everything else the observer allows is forwarded as it came (kForward, whole PDUs); the
 //   first DROP ends the connection (kDrop with the reason) and nothing after it is forwarded.
 //
@@ -67,6 +74,8 @@ class EpmInspector : rpc::ConnectionHandler {
   void drop(DropReason why, std::error_code error = {});
   void drop_offending(DropReason why, const rpc::SyntaxId& interface);
   bool bindable(const rpc::SyntaxId& interface) const;
+  void answer_not_registered(const rpc::PduHeader& request, std::uint16_t p_cont_id,
+                             std::uint32_t max_towers, const rpc::SyntaxId& asked);
 
   Address client_;
   Address server_;

@@ -120,11 +120,28 @@ TEST_F(EpmInspectorBound, AnAllowedEptMapOpensItsPinholeBeforeTheAnswerIsRelease
   EXPECT_EQ(a[1].direction, Direction::kServerToClient);
 }
 
-TEST_F(EpmInspectorBound, AnInterfaceNotAllowedIsAnsweredButOpensNothing) {
-  fw.feed(Direction::kClientToServer, map_request(2, kSvcctl), kT0);
-  const auto a = fw.feed(Direction::kServerToClient,
-                         map_response(2, {tower(kSvcctl, "10.0.1.5", "49666")}), kT0);
-  EXPECT_EQ(kinds(a), std::vector<Kind>{Kind::kForward});
+TEST_F(EpmInspectorBound, AnInterfaceNotAllowedIsAnsweredNotRegisteredByTheFirewall) {
+  // Not forwarded: the inspector answers the client itself, fail-fast, and opens nothing.
+  auto a = fw.feed(Direction::kClientToServer, map_request(2, kSvcctl), kT0);
+  ASSERT_EQ(kinds(a), std::vector<Kind>{Kind::kAnswer});
+  EXPECT_EQ(a[0].direction, Direction::kServerToClient);
+  EXPECT_EQ(a[0].drop, DropReason::kMapNotAllowed);
+  EXPECT_EQ(a[0].interface, kSvcctl);
+  auto pdu = rpc::decode_pdu(a[0].bytes);
+  ASSERT_TRUE(pdu);
+  EXPECT_EQ(pdu->header.call_id, 2u);
+  const auto* resp = std::get_if<rpc::Response>(&pdu->body);
+  ASSERT_NE(resp, nullptr);
+  auto answer = ndr::epm::decode_ept_map_response(resp->stub, common::Endian::kLittle);
+  ASSERT_TRUE(answer);
+  EXPECT_EQ(answer->status, ndr::epm::kEptSNotRegistered);
+  EXPECT_TRUE(answer->towers.empty());
+  EXPECT_EQ(answer->max_count, 4u);
+  // The connection goes on: an allowed map on it still opens its pinhole.
+  fw.feed(Direction::kClientToServer, map_request(3, kWinreg), kT0);
+  a = fw.feed(Direction::kServerToClient, map_response(3, {tower(kWinreg, "10.0.1.5", "49664")}),
+              kT0);
+  EXPECT_EQ(kinds(a), (std::vector<Kind>{Kind::kOpen, Kind::kForward}));
 }
 
 TEST_F(EpmInspectorBound, RegistrationFromTheNetworkIsDropped) {

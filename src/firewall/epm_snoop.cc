@@ -44,6 +44,14 @@ TowerDecision judge(std::span<const std::uint8_t> octets, const rpc::SyntaxId& a
 
 }  // namespace
 
+std::optional<rpc::SyntaxId> requested_interface(std::span<const std::uint8_t> request_stub,
+                                                 common::Endian endian, std::uint32_t* max_towers) {
+  auto request = ndr::epm::decode_ept_map_request(request_stub, endian);
+  if (!request || !request->map_tower) return std::nullopt;
+  if (max_towers != nullptr) *max_towers = request->max_towers;
+  return tower_interface(*request->map_tower);
+}
+
 std::string_view to_string(TowerVerdict v) {
   switch (v) {
     case TowerVerdict::kOpen:

@@ -66,6 +66,12 @@ struct MapDecision {
   std::vector<std::uint16_t> ports() const;
 };
 
+// The interface an ept_map request asks for (its map tower's floor 1), or nullopt when the stub
+// does not decode or carries no usable tower. `max_towers` receives the request's max_towers.
+std::optional<rpc::SyntaxId> requested_interface(std::span<const std::uint8_t> request_stub,
+                                                 common::Endian endian,
+                                                 std::uint32_t* max_towers = nullptr);
+
 // Decides on one ept_map exchange. `server` is the address the client connected to (the
 // endpoint mapper it asked). Errors (the caller drops the response and opens nothing): the
 // request or response stub does not decode (ndr::Errc).

@@ -24,6 +24,8 @@ std::string_view to_string(DropReason r) {
       return "auth-level";
     case DropReason::kTimeout:
       return "timeout";
+    case DropReason::kMapNotAllowed:
+      return "map-not-allowed";
   }
   return "unknown";
 }
@@ -54,6 +56,9 @@ std::string_view describe(DropReason r) {
              "requires.";
     case DropReason::kTimeout:
       return "The connection was idle, or a PDU did not complete, for too long.";
+    case DropReason::kMapNotAllowed:
+      return "An ept_map asked for an interface no rule allows: the firewall answered \"not "
+             "registered\" itself and the server never saw the request.";
   }
   return "Unknown reason.";
 }

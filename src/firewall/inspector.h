@@ -42,6 +42,8 @@ enum class DropReason : std::uint8_t {
   kOpnumNotAllowed,      // a request whose opnum its interface's rule does not allow
   kAuthLevel,            // a bind, alter_context or request below its rule's min_auth
   kTimeout,              // the engine's deadline (idle / PDU): the connection is closed
+  kMapNotAllowed,        // kAnswer: ept_map for an interface no rule allows, answered "not
+                         // registered" by the firewall (the server never sees it)
 };
 // Short kebab-case reason code for logs and counters, e.g. "interface-not-allowed".
 std::string_view to_string(DropReason r);
@@ -49,7 +51,10 @@ std::string_view to_string(DropReason r);
 std::string_view describe(DropReason r);
 
 struct Action {
-  enum class Kind : std::uint8_t { kForward, kOpen, kDrop };
+  // kAnswer: the inspector answered the client itself and did not forward the request (an
+  // ept_map for an interface no rule allows: see EpmInspector); `bytes` go to the client,
+  // `drop` says why, the connection goes on.
+  enum class Kind : std::uint8_t { kForward, kOpen, kDrop, kAnswer };
   Kind kind = Kind::kForward;
   rpc::Direction direction = rpc::Direction::kClientToServer;
   std::vector<std::uint8_t> bytes;  // kForward: one whole PDU
