@@ -2,6 +2,15 @@
 
 namespace rpcgate::firewall {
 
+namespace {
+// A sec trailer's auth_level as a level to compare: outside none..privacy ([MS-RPCE]
+// 2.2.1.1.8) it meets no min_auth (a server refuses such a level; it must not pass as "high").
+std::uint8_t level_of(const std::optional<rpc::AuthTrailer>& auth) {
+  if (!auth || auth->auth_level > static_cast<std::uint8_t>(AuthLevel::kPrivacy)) return 0;
+  return auth->auth_level;
+}
+}  // namespace
+
 PinholeInspector::PinholeInspector(Address client, Address server, std::uint16_t port,
                                    const RuleSet& rules, rpc::TimePoint now,
                                    rpc::ObserverLimits limits, rpc::ConnectionOptions options)
@@ -74,7 +83,7 @@ bool PinholeInspector::offer(const rpc::VerdictView& v) {
     drop(DropReason::kProtocol, pdu ? std::error_code{} : pdu.error());
     return false;
   }
-  const std::uint8_t trailer_level = pdu->auth ? pdu->auth->auth_level : 0;
+  const std::uint8_t trailer_level = level_of(pdu->auth);
   if (type == rpc::PType::kBind) bind_auth_level_ = trailer_level;
   // An alter_context without a trailer keeps the security context the bind set up.
   const std::uint8_t level =
@@ -114,7 +123,7 @@ bool PinholeInspector::request(const rpc::VerdictView& v) {
     return false;
   }
   auto pdu = rpc::decode_pdu(v.pdu);
-  if (!pdu || !pdu->auth || pdu->auth->auth_level < need) {
+  if (!pdu || level_of(pdu->auth) < need) {
     drop(DropReason::kAuthLevel, pdu ? std::error_code{} : pdu.error(), target.abstract_syntax,
          target.opnum);
     return false;

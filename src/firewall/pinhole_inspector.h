@@ -18,12 +18,12 @@
 //   fragment (kOpnumNotAllowed, with the interface and opnum; E5); the observer makes every later
 //   fragment of the call agree with it (same p_cont_id, opnum and object).
 // * authentication (Rule::min_auth, from the sec trailer the PDU decoder exposes,
-//   rpc::AuthTrailer::auth_level; [MS-RPCE] 2.2.2.11): an item whose rule asks for more than
-//   "none" needs the bind / alter_context to carry a trailer at that level or above - an
-//   alter_context without a trailer is judged at the level the bind established - and every
-//   request fragment on such a context needs a trailer at that level or above, except that at
-//   min_auth "connect" a request may carry none (connect-level requests carry no verifier) once
-//   the association authenticated at connect or above (kAuthLevel).
+//   rpc::AuthTrailer::auth_level; [MS-RPCE] 2.2.2.11; a level above privacy counts as none): an
+//   item whose rule asks for more than "none" needs the bind / alter_context to carry a trailer
+//   at that level or above - an alter_context without a trailer is judged at the level the bind
+//   established - and every request fragment on such a context needs a trailer at that level or
+//   above, except that at min_auth "connect" a request may carry none (connect-level requests
+//   carry no verifier) once the bind authenticated at connect or above (kAuthLevel).
 // * requests on contexts never accepted (C10, C12), before the bind_ack (A2), without a bind or
 //   bytes that are not DCE/RPC (E3) are the observer's DROP (kProtocol, Action::error says why).
 //

@@ -402,7 +402,7 @@ TEST_F(Pinhole, A5_TheEngineDeadlinesDropWithTimeout) {
 
 TEST_F(Pinhole, MinAuthNeedsTheBindAtThatLevel) {
   refuse(kC2S, bind(kSamr), DropReason::kAuthLevel);
-  for (const std::uint8_t level : {2, 4, 5}) {
+  for (const std::uint8_t level : {2, 4, 5, 7, 0xff}) {  // 7 and up are no level at all
     PinholeInspector f{kClient, kServer, kPort, kRules, kT0};
     const auto a = f.feed(kC2S, bind({item(0, kSamr)}, ntlm(level)), kT0);
     ASSERT_EQ(kinds(a), kDropped) << int(level);
