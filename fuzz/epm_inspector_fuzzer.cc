@@ -66,6 +66,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           CHECK(i + 1 < actions.size() && actions[i + 1].kind == firewall::Action::Kind::kForward &&
                 actions[i + 1].direction == rpc::Direction::kServerToClient);
           break;
+        case firewall::Action::Kind::kAnswer:
+          // Only for an interface no rule allows, and only towards the client.
+          CHECK(a.interface && !allowed(*a.interface) &&
+                a.drop == firewall::DropReason::kMapNotAllowed &&
+                a.direction == rpc::Direction::kServerToClient);
+          [[fallthrough]];
         case firewall::Action::Kind::kForward: {
           CHECK(a.bytes.size() >= rpc::kCommonHeaderSize);
           const bool little = (a.bytes[4] & 0x10) != 0;

@@ -87,7 +87,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           ended = true;
           break;
         case firewall::Action::Kind::kOpen:
-          CHECK(false);
+        case firewall::Action::Kind::kAnswer:
+          CHECK(false);  // only the endpoint mapper's inspector opens or answers
           break;
         case firewall::Action::Kind::kForward: {
           CHECK(!ended);

@@ -202,7 +202,13 @@ class FirewallTest(unittest.TestCase):
     # ---- the endpoint mapper (§4 D)
     def test_c_map_of_a_blocked_interface_opens_nothing(self):
         before = self.fw.status().get("kernel_counters", {}).get("no_pinhole", 0)
-        self.map(ALONE)  # answered or not, it must open nothing
+        # The firewall answers "not registered" itself (fail fast), as a server without it would.
+        started = time.monotonic()
+        m = self.map(ALONE)
+        self.assertIn("ept_s_not_registered", m.get("error", "").lower(), m)
+        self.assertLess(time.monotonic() - started, 5)
+        self.assertTrue(self.fw.events("refuse", reason="map-not-allowed", client=topo.CLIENT),
+                        self.fw.text())
         self.assertFalse(self.fw.events("pinhole", port=self.alone_port), self.fw.text())
         c = self.client("connect", topo.SERVER, str(self.alone_port))
         self.assertFalse(c["connected"], c)

@@ -76,9 +76,8 @@ bool EpmInspector::bindable(const rpc::SyntaxId& interface) const {
                                    same_interface(interface, kIOXIDResolver));
 }
 
-void EpmInspector::answer_not_registered(const rpc::PduHeader& request,
-                                         std::uint16_t p_cont_id, std::uint32_t max_towers,
-                                         const rpc::SyntaxId& asked) {
+void EpmInspector::answer_not_registered(const rpc::PduHeader& request, std::uint16_t p_cont_id,
+                                         std::uint32_t max_towers, const rpc::SyntaxId& asked) {
   ndr::epm::EptMapResponse answer;
   answer.max_count = max_towers;
   answer.status = ndr::epm::kEptSNotRegistered;
