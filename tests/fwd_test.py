@@ -294,6 +294,47 @@ class FirewallTest(unittest.TestCase):
         self.assertEqual(self.attack("bind-allowed", self.shared_port, "--uuid", ALLOWED),
                          ["bind_ack"])
 
+    def test_g_invalid_rules_exit_2_naming_the_line_and_touch_nothing(self):
+        chain = ["nft", "-j", "list", "chain", "inet", "rpcgate_fwd", "prerouting"]
+        before = self.t.run(self.t.f, chain).stdout
+        bad = os.path.join(self.workdir, "bad.toml")
+        with open(bad, "w") as f:
+            f.write('[firewall]\npinhole_timeout = "30s"\n\n[[firewall.rule]]\nname = "x"\n'
+                    'interfaces = ["no-such-interface"]\n')
+        r = self.t.run(self.t.f, [os.path.join(BIN, "rpcgate-fwd"), "--config", bad,
+                                  "--control", "none", "--epm-listen-port", "25135",
+                                  "--pinhole-listen-port", "25136"])
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn(f"{bad}:6", r.stderr)
+        self.assertIn("no-such-interface", r.stderr)
+        self.assertEqual(self.t.run(self.t.f, chain).stdout, before)
+        self.assertIsNone(self.fw.proc.poll())
+
+    def test_h_sighup_applies_a_valid_file_and_refuses_an_invalid_one(self):
+        conf = os.path.join(self.workdir, "rpcgate.toml")
+        with open(conf, "w") as f:
+            f.write("[firewall]\n")
+        self.fw.stop()
+        type(self).fw = Firewall(self.t, self.workdir, "--config", conf)
+        try:
+            self.assertIn("ept_s_not_registered", self.map(ALONE).get("error", "").lower())
+            with open(conf, "w") as f:
+                f.write(f'[firewall]\n[[firewall.rule]]\nname = "alone"\n'
+                        f'interfaces = ["{ALONE}:1.0"]\n')
+            self.fw.proc.send_signal(signal.SIGHUP)
+            topo.wait_for(lambda: self.fw.events("reload", reason="applied"), 5, "the reload")
+            self.assertEqual(self.map(ALONE).get("port"), self.alone_port)
+            with open(conf, "w") as f:
+                f.write('[firewall]\n[[firewall.rule]]\nname = "alone"\ninterfaces = []\n')
+            self.fw.proc.send_signal(signal.SIGHUP)
+            topo.wait_for(lambda: self.fw.events("reload", reason="invalid"), 5, "the refusal")
+            self.assertIn(f"{conf}:4", self.fw.events("reload", reason="invalid")[-1]["message"])
+            # The running rules stay.
+            self.assertEqual(self.map(ALONE).get("port"), self.alone_port)
+        finally:
+            self.fw.stop()
+            type(self).fw = Firewall(self.t, self.workdir)
+
     def test_zz_uninstall_leaves_nothing_behind(self):
         self.fw.stop()
         r = self.t.run(self.t.f, [os.path.join(BIN, "rpcgate-fwd"), "--uninstall"])

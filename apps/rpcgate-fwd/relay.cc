@@ -103,40 +103,6 @@ std::string syntax_text(const rpc::SyntaxId& s) {
   return s.uuid.to_string() + " v" + std::to_string(s.major) + "." + std::to_string(s.minor);
 }
 
-// The comment of a pinhole's kernel element: the interfaces learned for it, "uuid:M.m,..." (as
-// many as fit nft's 128 bytes). A restarted relay reads them back (parse_comment).
-std::string comment_of(const firewall::Pinhole& p) {
-  std::string c;
-  for (const auto& s : p.interfaces) {
-    std::string one =
-        s.uuid.to_string() + ":" + std::to_string(s.major) + "." + std::to_string(s.minor);
-    if (c.size() + one.size() + 1 > 127) break;
-    if (!c.empty()) c += ',';
-    c += one;
-  }
-  return c;
-}
-
-std::vector<rpc::SyntaxId> parse_comment(std::string_view c) {
-  std::vector<rpc::SyntaxId> out;
-  while (!c.empty()) {
-    const auto comma = c.find(',');
-    std::string_view one = c.substr(0, comma);
-    c = comma == std::string_view::npos ? std::string_view{} : c.substr(comma + 1);
-    const auto colon = one.find(':');
-    const auto dot = one.find('.', colon == std::string_view::npos ? 0 : colon);
-    if (colon == std::string_view::npos || dot == std::string_view::npos) continue;
-    auto uuid = common::Uuid::parse(one.substr(0, colon));
-    if (!uuid) continue;
-    rpc::SyntaxId s;
-    s.uuid = *uuid;
-    s.major = static_cast<std::uint16_t>(std::atoi(std::string(one.substr(colon + 1)).c_str()));
-    s.minor = static_cast<std::uint16_t>(std::atoi(std::string(one.substr(dot + 1)).c_str()));
-    out.push_back(s);
-  }
-  return out;
-}
-
 firewall::kernel::TableSpec table_spec(const Options& o) {
   firewall::kernel::TableSpec t;
   t.mode = o.config.mode;
@@ -356,7 +322,7 @@ std::expected<void, std::string> Relay::install_kernel(bool recover) {
     if (!old) return std::unexpected("cannot read the existing table: " + old.error());
     for (const auto& r : *old) {
       if (r.expires_in <= milliseconds(0)) continue;
-      auto ifaces = parse_comment(r.comment);
+      auto ifaces = firewall::parse_interfaces_comment(r.comment);
       if (ifaces.empty()) continue;  // not ours to trust: it lapses
       for (const auto& i : ifaces)
         pinholes_.open(r.key, i, now, r.expires_in);
@@ -365,7 +331,8 @@ std::expected<void, std::string> Relay::install_kernel(bool recover) {
   } else {
     for (const auto& [key, p] : pinholes_.all()) {
       const auto left = duration_cast<milliseconds>(p.expires - now);
-      if (left > milliseconds(0)) survivors.push_back({key, left, comment_of(p)});
+      if (left > milliseconds(0))
+        survivors.push_back({key, left, firewall::interfaces_comment(p.interfaces)});
     }
   }
   auto ok = nft_->install(table_spec(options_), survivors);
@@ -400,11 +367,18 @@ std::expected<void, std::string> Relay::start() {
   for (std::size_t i = 0; i < listeners_.size(); ++i)
     ctl(EPOLL_CTL_ADD, listeners_[i].fd.get(), key_of(Tag::kListener, i), EPOLLIN);
   if (!options_.config.control.empty()) {
+    // Root only (0600): the status names every client and server. Without it the firewall
+    // still works; only `rpcgate-fwd status` does not, so this is a warning, not a failure.
     auto c = runtime::listen_unix(options_.config.control, 0600, 64);
-    if (!c) return std::unexpected(c.error().message());
-    control_ = std::move(*c);
-    ::fcntl(control_.get(), F_SETFL, O_NONBLOCK);
-    ctl(EPOLL_CTL_ADD, control_.get(), key_of(Tag::kControlListener, 0), EPOLLIN);
+    if (!c) {
+      log_.write(note("warning", "no control socket (rpcgate-fwd status will not answer): " +
+                                     c.error().message()),
+                 Priority::kWarning);
+    } else {
+      control_ = std::move(*c);
+      ::fcntl(control_.get(), F_SETFL, O_NONBLOCK);
+      ctl(EPOLL_CTL_ADD, control_.get(), key_of(Tag::kControlListener, 0), EPOLLIN);
+    }
   }
   std::string allowed;
   for (const auto& r : options_.config.rules) {
@@ -663,7 +637,8 @@ void Relay::open_pinholes(Flow& f, const Action& a, TimePoint received) {
     results.emplace_back(key, r);
     if (r == firewall::OpenResult::kClientFull || r == firewall::OpenResult::kTableFull) continue;
     const auto* p = pinholes_.find(key, received);
-    elements.push_back({key, duration_cast<milliseconds>(p->expires - received), comment_of(*p)});
+    elements.push_back({key, duration_cast<milliseconds>(p->expires - received),
+                        firewall::interfaces_comment(p->interfaces)});
   }
   std::string kernel_error;
   if (!elements.empty()) {

@@ -1,6 +1,7 @@
 #include "firewall/pinholes.h"
 
 #include <algorithm>
+#include <charconv>
 
 #include <arpa/inet.h>
 
@@ -29,6 +30,43 @@ std::string to_string(const Address& a) {
                       a[10] == 0xff && a[11] == 0xff;
   if (mapped) return ::inet_ntop(AF_INET, a.data() + 12, buf, sizeof buf);
   return ::inet_ntop(AF_INET6, a.data(), buf, sizeof buf);
+}
+
+std::string interfaces_comment(const std::vector<rpc::SyntaxId>& interfaces) {
+  std::string c;
+  for (const auto& s : interfaces) {
+    std::string one =
+        s.uuid.to_string() + ":" + std::to_string(s.major) + "." + std::to_string(s.minor);
+    if (c.size() + one.size() + (c.empty() ? 0 : 1) > kMaxPinholeComment) break;
+    if (!c.empty()) c += ',';
+    c += one;
+  }
+  return c;
+}
+
+std::vector<rpc::SyntaxId> parse_interfaces_comment(std::string_view c) {
+  std::vector<rpc::SyntaxId> out;
+  auto number = [](std::string_view t, std::uint16_t& v) {
+    const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+    return ec == std::errc() && end == t.data() + t.size() && !t.empty();
+  };
+  while (!c.empty()) {
+    const auto comma = c.find(',');
+    const std::string_view one = c.substr(0, comma);
+    c = comma == std::string_view::npos ? std::string_view{} : c.substr(comma + 1);
+    const auto colon = one.find(':');
+    if (colon == std::string_view::npos) continue;
+    const auto dot = one.find('.', colon);
+    if (dot == std::string_view::npos) continue;
+    auto uuid = common::Uuid::parse(one.substr(0, colon));
+    rpc::SyntaxId s;
+    if (!uuid || !number(one.substr(colon + 1, dot - colon - 1), s.major) ||
+        !number(one.substr(dot + 1), s.minor))
+      continue;
+    s.uuid = *uuid;
+    out.push_back(s);
+  }
+  return out;
 }
 
 std::string_view to_string(OpenResult r) {

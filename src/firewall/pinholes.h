@@ -58,6 +58,14 @@ enum class OpenResult : std::uint8_t {
 };
 std::string_view to_string(OpenResult r);
 
+// The comment a pinhole's kernel set element carries, so a restarted relay can recover what the
+// pinhole was for: "uuid:M.m,uuid:M.m", as many interfaces as fit in kMaxCommentBytes - 1 (nft's
+// limit is 128 bytes with the NUL). parse_interfaces_comment skips what does not parse (a comment
+// is the kernel's copy of our own words, but a set anyone with CAP_NET_ADMIN can write to).
+inline constexpr std::size_t kMaxPinholeComment = 127;
+std::string interfaces_comment(const std::vector<rpc::SyntaxId>& interfaces);
+std::vector<rpc::SyntaxId> parse_interfaces_comment(std::string_view comment);
+
 class PinholeTable {
  public:
   explicit PinholeTable(PinholeLimits limits = {}) : limits_(limits) {}

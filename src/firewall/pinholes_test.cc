@@ -86,5 +86,21 @@ TEST(Address, ParsesAndPrintsBothFamilies) {
   EXPECT_FALSE(parse_address("host"));
 }
 
+TEST(PinholeComment, RoundTripsTheInterfacesThatFitAndSkipsWhatDoesNotParse) {
+  const rpc::SyntaxId a{*common::Uuid::parse("12345778-1234-abcd-ef00-0123456789ab"), 0, 0};
+  const rpc::SyntaxId b{*common::Uuid::parse("338cd001-2244-31f1-aaaa-900038001003"), 1, 2};
+  const auto c = interfaces_comment({a, b});
+  EXPECT_EQ(c, "12345778-1234-abcd-ef00-0123456789ab:0.0,338cd001-2244-31f1-aaaa-900038001003:1.2");
+  EXPECT_EQ(parse_interfaces_comment(c), (std::vector<rpc::SyntaxId>{a, b}));
+  // Four do not fit in 127 bytes: the first three are kept, whole.
+  const auto full = interfaces_comment({a, b, a, b});
+  EXPECT_LE(full.size(), kMaxPinholeComment);
+  EXPECT_EQ(parse_interfaces_comment(full).size(), 3u);
+  EXPECT_EQ(parse_interfaces_comment("junk,338cd001-2244-31f1-aaaa-900038001003:1.2,x:1.,:1.0"),
+            (std::vector<rpc::SyntaxId>{b}));
+  EXPECT_TRUE(parse_interfaces_comment("").empty());
+  EXPECT_TRUE(parse_interfaces_comment("338cd001-2244-31f1-aaaa-900038001003:70000.0").empty());
+}
+
 }  // namespace
 }  // namespace rpcgate::firewall
