@@ -115,7 +115,7 @@ class FirewallTest(unittest.TestCase):
         cls.epmd_control = os.path.join(epmd_dir, "epmd.sock")
         cls.epmd_log = open(os.path.join(epmd_dir, "epmd.log"), "w")
         cls.epmd = t.popen(t.s, [os.path.join(BIN, "rpcgate-epmd"), "--listen", "0.0.0.0:135",
-                                 "--control", cls.epmd_control],
+                                 "--listen", "[::]:135", "--control", cls.epmd_control],
                            stdout=cls.epmd_log, stderr=subprocess.STDOUT)
         topo.wait_for(lambda: os.path.exists(cls.epmd_control), 10, "rpcgate-epmd")
         cls.echo = t.popen(t.s, [os.path.join(BIN, "rpcgate-echo"), "--control",
@@ -162,6 +162,9 @@ class FirewallTest(unittest.TestCase):
     def attack(self, case, port, *extra):
         return self.client("attack", case, topo.SERVER, str(port), *extra)["answers"]
 
+    def attack6(self, case, port, *extra):
+        return self.client("attack", case, topo.SERVER6, str(port), *extra)["answers"]
+
     def open_shared_pinhole(self):
         m = self.map(ALLOWED)
         self.assertEqual(m.get("port"), self.shared_port, m)
@@ -198,6 +201,31 @@ class FirewallTest(unittest.TestCase):
         self.assertNotIn("failure:", out, out[-3000:])
         # It went through the firewall: the endpoint mapper's answer opened rpcecho's port.
         self.assertTrue(self.fw.events("pinhole", port=self.echo_port, client=topo.CLIENT))
+
+    def test_b_rpcgate_map_and_lookup_through_the_firewall(self):
+        rpcgate = os.path.join(BIN, "rpcgate")
+        r = self.t.run(self.t.c, [rpcgate, "map", topo.SERVER, f"{RPCECHO}:1.0", "--json"])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(f"[{self.echo_port}]", r.stdout)
+        r = self.t.run(self.t.c, [rpcgate, "map", topo.SERVER, f"{ALONE}:1.0"])
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)  # not registered, at once
+        # ept_lookup passes (Impacket's rpcdump.py) and opens nothing.
+        opened = len(self.fw.events("pinhole"))
+        r = self.t.run(self.t.c, ["/usr/bin/python3",
+                                  "/usr/share/doc/python3-impacket/examples/rpcdump.py",
+                                  "-port", "135", topo.SERVER], timeout=60)
+        self.assertIn(RPCECHO, r.stdout.lower(), r.stdout + r.stderr)
+        self.assertIn(ALONE, r.stdout.lower())
+        self.assertEqual(len(self.fw.events("pinhole")), opened)
+
+    def test_b_ipv6_map_opens_an_ipv6_pinhole(self):
+        r = self.t.run(self.t.c, [os.path.join(BIN, "rpcgate"), "map", topo.SERVER6,
+                                  f"{RPCECHO}:1.0", "--json"])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertTrue(self.fw.events("pinhole", client=topo.CLIENT6, server=topo.SERVER6,
+                                       port=self.echo_port), self.fw.text()[-2000:])
+        self.assertEqual(self.attack6("bind-allowed", self.echo_port), ["bind_ack"])
+        self.assertEqual(self.attack6("bind-other", self.echo_port), ["reset"])
 
     # ---- the endpoint mapper (§4 D)
     def test_c_map_of_a_blocked_interface_opens_nothing(self):
