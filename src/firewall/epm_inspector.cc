@@ -129,6 +129,9 @@ void EpmInspector::on_verdict(const rpc::VerdictView& v) {
         auto pdu = rpc::decode_pdu(v.pdu);
         auto* q = pdu ? std::get_if<rpc::Request>(&pdu->body) : nullptr;
         if (q == nullptr) return drop(DropReason::kEpmBadMap);
+        // Sealed (packet privacy): the stubs are ciphertext. Say so, rather than "does not
+        // decode": the administrator's fix is integrity, or a static port rule.
+        if (pdu->auth && pdu->auth->auth_level >= 6) return drop(DropReason::kEpmSealed);
         // An interface no rule allows: answer "not registered" at once, as an endpoint mapper
         // without it would, so the client fails fast (no connect that the kernel would drop
         // after a timeout), and the server never learns what was asked. NDR20 only (what every

@@ -144,6 +144,33 @@ TEST_F(EpmInspectorBound, AnInterfaceNotAllowedIsAnsweredNotRegisteredByTheFirew
   EXPECT_EQ(kinds(a), (std::vector<Kind>{Kind::kOpen, Kind::kForward}));
 }
 
+TEST(EpmInspector, ASealedEptMapIsReportedAsSuchAndOpensNothing) {
+  // An authenticated endpoint mapper at packet privacy (NTLM): the request stub is ciphertext.
+  rpc::AuthTrailer t;
+  t.auth_type = 10;
+  t.auth_level = 6;
+  t.auth_value = Bytes(16, 1);
+  EpmInspector fw{kClient, kServer, kRules, kT0};
+  const Bytes plain = bind(rpc::kEpmSyntax);
+  auto b = *rpc::decode_pdu(plain);
+  b.auth = t;
+  auto ack = *rpc::decode_pdu(bind_ack(plain));
+  ack.auth = t;
+  ASSERT_EQ(kinds(fw.feed(Direction::kClientToServer, *rpc::encode_pdu(b), kT0)),
+            std::vector<Kind>{Kind::kForward});
+  ASSERT_EQ(kinds(fw.feed(Direction::kServerToClient, *rpc::encode_pdu(ack), kT0)),
+            std::vector<Kind>{Kind::kForward});
+  rpc::Request q;
+  q.opnum = ndr::epm::kOpnumEptMap;
+  q.stub = Bytes(64, 0xA5);
+  auto pdu = rpc::make_pdu(std::move(q), 2);
+  pdu.auth = t;
+  const auto a = fw.feed(Direction::kClientToServer, *rpc::encode_pdu(pdu), kT0);
+  ASSERT_EQ(kinds(a), std::vector<Kind>{Kind::kDrop});
+  EXPECT_EQ(a[0].drop, DropReason::kEpmSealed) << a[0].error.message();
+  EXPECT_EQ(to_string(DropReason::kEpmSealed), "epm-sealed");
+}
+
 TEST_F(EpmInspectorBound, RegistrationFromTheNetworkIsDropped) {
   for (const std::uint16_t opnum :
        {ndr::epm::kOpnumEptInsert, ndr::epm::kOpnumEptDelete, ndr::epm::kOpnumEptMgmtDelete}) {

@@ -26,6 +26,8 @@ std::string_view to_string(DropReason r) {
       return "timeout";
     case DropReason::kMapNotAllowed:
       return "map-not-allowed";
+    case DropReason::kEpmSealed:
+      return "epm-sealed";
   }
   return "unknown";
 }
@@ -56,6 +58,10 @@ std::string_view describe(DropReason r) {
              "requires.";
     case DropReason::kTimeout:
       return "The connection was idle, or a PDU did not complete, for too long.";
+    case DropReason::kEpmSealed:
+      return "An ept_map came at packet privacy (encrypted endpoint mapper): the firewall cannot "
+             "read the answer, so it cannot open a pinhole; use integrity, or allow the ports "
+             "statically.";
     case DropReason::kMapNotAllowed:
       return "An ept_map asked for an interface no rule allows: the firewall answered \"not "
              "registered\" itself and the server never saw the request.";

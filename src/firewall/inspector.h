@@ -42,6 +42,8 @@ enum class DropReason : std::uint8_t {
   kOpnumNotAllowed,      // a request whose opnum its interface's rule does not allow
   kAuthLevel,            // a bind, alter_context or request below its rule's min_auth
   kTimeout,              // the engine's deadline (idle / PDU): the connection is closed
+  kEpmSealed,            // an ept_map at packet privacy: its answer cannot be read, so nothing
+                         // can be opened (authenticated EPM with encryption)
   kMapNotAllowed,        // kAnswer: ept_map for an interface no rule allows, answered "not
                          // registered" by the firewall (the server never sees it)
 };
