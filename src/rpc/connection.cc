@@ -565,9 +565,55 @@ void Connection::observer_input(Direction d, std::span<const std::uint8_t> data,
   }
 }
 
+std::size_t Connection::head_size(std::span<const std::uint8_t, kCommonHeaderSize> header) {
+  const auto type = static_cast<PType>(header[2]);
+  if (type != PType::kRequest && type != PType::kResponse) return 0;
+  return min_frag_length(header[2], header[3]);
+}
+
+void Connection::feed_head(Direction d, std::span<const std::uint8_t> head, TimePoint now) {
+  if (state_ != State::kOpen || head.empty()) return;
+  auto* o = std::get_if<ObserverPart>(&part_);
+  const bool from_client = d == Direction::kClientToServer;
+  if (o == nullptr) return closed(CloseInfo{CloseReason::kProtocol, ec(Errc::kInvalidArgument)});
+  Framer& framer = from_client ? framer_ : o->server_framer;
+  counters_.bytes_in += head.size();
+  last_activity_ = now;
+  ++counters_.pdus_in;
+  auto fail = [&](std::error_code e) {
+    const Verdict v = o->observer.observe_error(d, e);
+    handler_->on_verdict(VerdictView{d, nullptr, head, &v, nullptr});
+    closed(CloseInfo{CloseReason::kProtocol, e});
+  };
+  auto header = decode_header(head);
+  if (!header) return fail(header.error());
+  if (framer.buffered() != 0 || head.size() < kCommonHeaderSize ||
+      head_size(head.first<kCommonHeaderSize>()) != head.size())
+    return fail(ec(Errc::kInvalidArgument));
+  if (header->frag_length > framer.max_frag_length()) return fail(ec(Errc::kFragTooLong));
+  // The fixed fields, decoded by the one PDU decoder: the head as a PDU of its own length.
+  std::array<std::uint8_t, 64> copy{};
+  std::copy(head.begin(), head.end(), copy.begin());
+  const auto len = static_cast<std::uint16_t>(head.size());
+  const bool little = header->endian() == Endian::kLittle;
+  copy[8] = static_cast<std::uint8_t>(little ? len & 0xff : len >> 8);
+  copy[9] = static_cast<std::uint8_t>(little ? len >> 8 : len & 0xff);
+  copy[10] = copy[11] = 0;  // auth_length: the trailer is in the unseen part
+  auto pdu = decode_pdu(std::span<const std::uint8_t>(copy.data(), head.size()));
+  if (pdu) {
+    pdu->header = *header;
+    if (header->auth_length != 0) pdu->auth = AuthTrailer{};
+  }
+  observer_decoded(d, std::move(pdu), head);
+}
+
 void Connection::observer_pdu(Direction d, std::span<const std::uint8_t> frame) {
+  observer_decoded(d, decode_pdu(frame), frame);
+}
+
+void Connection::observer_decoded(Direction d, std::expected<Pdu, std::error_code> pdu,
+                                  std::span<const std::uint8_t> frame) {
   auto& o = std::get<ObserverPart>(part_);
-  auto pdu = decode_pdu(frame);
   const Verdict v = pdu ? o.observer.observe(d, *pdu) : o.observer.observe_error(d, pdu.error());
   std::optional<RequestTarget> answered;
   if (pdu && v.allowed()) {

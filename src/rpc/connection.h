@@ -291,6 +291,20 @@ class Connection {
 
   // ---- observer ----
   const AssociationObserver* observer() const;
+  // The observer's zero-copy path, for a relay that passes request and response bodies on
+  // unseen (splice): `head` is the first head_size() bytes of ONE request or response PDU - its
+  // 16-byte header and the fixed body fields (call, context, opnum, object) - while nothing of
+  // `direction` is buffered (between whole PDUs). The PDU is judged exactly as feed() would judge
+  // it, on everything but its stub: the same checks, verdict (VerdictView::pdu is `head`),
+  // answered request and deadlines; an auth trailer's presence is known (auth_length), its
+  // contents are not (AuthTrailer left empty). The caller forwards the remaining
+  // frag_length - head.size() bytes only if the verdict allowed the PDU. Anything else (another
+  // type, the wrong size, bytes buffered): the connection closes with a protocol error.
+  void feed_head(Direction direction, std::span<const std::uint8_t> head, TimePoint now);
+  // How many bytes feed_head() needs for the PDU whose 16-byte common header is `header`: the
+  // fixed part of a request (24, or 40 with an object UUID) or response (24); 0 for every other
+  // type (read those whole and feed() them).
+  static std::size_t head_size(std::span<const std::uint8_t, kCommonHeaderSize> header);
 
   const ConnectionCounters& counters() const { return counters_; }
 
@@ -343,6 +357,8 @@ class Connection {
   void send_bind_step(TimePoint now);
   void observer_input(Direction d, std::span<const std::uint8_t> data, TimePoint now);
   void observer_pdu(Direction d, std::span<const std::uint8_t> frame);
+  void observer_decoded(Direction d, std::expected<Pdu, std::error_code> pdu,
+                        std::span<const std::uint8_t> frame);
   void queue(std::span<const std::uint8_t> bytes, TimePoint now);
   void queued(TimePoint now);  // after appending to out_
   void fault_out(const CallRef& call, std::uint32_t status, TimePoint now);

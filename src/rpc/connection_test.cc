@@ -370,5 +370,79 @@ TEST_F(Trio, ObserverDropsARequestOnAContextTheServerNeverAcceptedAndCloses) {
   EXPECT_EQ(observer.close_info().error, Errc::kContextNotAccepted);
 }
 
+// The splice path: an observer that sees only the heads of requests and responses (and every
+// other PDU whole) decides exactly as one that sees everything.
+TEST_F(Trio, HeadsAloneGiveTheSameVerdictsAsWholePdus) {
+  Recorder heads_rec;
+  Connection heads{ObserverRole{}, short_options(), heads_rec, kT0};
+  auto feed_heads = [&](Direction d, const Bytes& bytes) {
+    Framer f(kMaxFragLength);
+    for (std::span<const std::uint8_t> in(bytes); !in.empty();) {
+      auto n = f.feed(in);
+      ASSERT_TRUE(n);
+      in = in.subspan(*n);
+      if (!f.ready()) continue;
+      const auto frame = f.frame();
+      const auto size = Connection::head_size(frame.first<kCommonHeaderSize>());
+      if (size != 0) {
+        heads.feed_head(d, frame.first(size), kT0);
+      } else {
+        heads.feed(d, frame, kT0);
+      }
+      f.pop();
+    }
+  };
+  ASSERT_TRUE(client.bind(std::vector<SyntaxId>{kEpmSyntax, kMgmtSyntax}, kT0));
+  const Bytes big(20000, 7);
+  for (int round = 0; round < 3; ++round) {
+    for (bool moved = true; moved;) {
+      moved = false;
+      for (auto [from, to, d] : {std::tuple{&client, &server, Direction::kClientToServer},
+                                 std::tuple{&server, &client, Direction::kServerToClient}}) {
+        const Bytes b = drain(*from, kT0);
+        if (b.empty()) continue;
+        moved = true;
+        observer.feed(d, b, kT0);
+        feed_heads(d, b);
+        to->feed(d, b, kT0);
+      }
+    }
+    if (round < 2) {
+      ASSERT_NE(client.call(1, 0, big, kT0), 0u);  // fragments both ways
+    }
+  }
+  ASSERT_EQ(heads_rec.verdicts.size(), observer_rec.verdicts.size());
+  ASSERT_GT(heads_rec.verdicts.size(), 10u);
+  for (std::size_t i = 0; i < heads_rec.verdicts.size(); ++i) {
+    EXPECT_EQ(heads_rec.verdicts[i].allowed, observer_rec.verdicts[i].allowed) << i;
+    EXPECT_EQ(heads_rec.verdicts[i].ptype, observer_rec.verdicts[i].ptype) << i;
+    EXPECT_EQ(heads_rec.verdicts[i].answers.has_value(),
+              observer_rec.verdicts[i].answers.has_value())
+        << i;
+  }
+  // A request on a context never accepted is dropped from its head alone.
+  Request q;
+  q.p_cont_id = 5;
+  q.stub = Bytes(100, 0);
+  const Bytes bad = *encode_pdu(make_pdu(std::move(q), 9));
+  heads.feed_head(Direction::kClientToServer, std::span(bad).first(24), kT0);
+  EXPECT_FALSE(heads_rec.verdicts.back().allowed);
+  EXPECT_EQ(heads.close_info().error, Errc::kContextNotAccepted);
+}
+
+TEST(ObserverHeads, OnlyRequestAndResponseHeadsOfTheRightSize) {
+  Recorder rec;
+  Connection o{ObserverRole{}, short_options(), rec, kT0};
+  const Bytes b = testing::impacket_bind();
+  EXPECT_EQ(Connection::head_size(std::span(b).first<kCommonHeaderSize>()), 0u);
+  Request q;
+  q.stub = Bytes(40, 1);
+  const Bytes r = *encode_pdu(make_pdu(std::move(q), 2));
+  EXPECT_EQ(Connection::head_size(std::span(r).first<kCommonHeaderSize>()), 24u);
+  o.feed_head(Direction::kClientToServer, std::span(r).first(20), kT0);  // short
+  EXPECT_EQ(o.state(), Connection::State::kClosed);
+  EXPECT_EQ(o.close_info().reason, CloseReason::kProtocol);
+}
+
 }  // namespace
 }  // namespace rpcgate::rpc
