@@ -18,7 +18,28 @@ PinholeInspector::PinholeInspector(Address client, Address server, std::uint16_t
       server_(server),
       port_(port),
       rules_(&rules),
-      engine_(rpc::ObserverRole{limits}, options, *this, now) {}
+      engine_(rpc::ObserverRole{limits}, options, *this, now) {
+  for (const auto& r : rules.config().rules)
+    any_min_auth_ = any_min_auth_ || r.min_auth != AuthLevel::kNone;
+}
+
+bool PinholeInspector::body_needed(
+    std::span<const std::uint8_t, rpc::kCommonHeaderSize> header) const {
+  if (rpc::Connection::head_size(header) == 0) return true;
+  return any_min_auth_ && header[2] == static_cast<std::uint8_t>(rpc::PType::kRequest);
+}
+
+std::vector<Action> PinholeInspector::feed_head(rpc::Direction direction,
+                                                std::span<const std::uint8_t> head,
+                                                rpc::TimePoint now) {
+  out_.clear();
+  if (!dropped_) {
+    engine_.feed_head(direction, head, now);
+    if (engine_.state() != rpc::Connection::State::kOpen)
+      drop(DropReason::kProtocol, engine_.close_info().error);
+  }
+  return std::move(out_);
+}
 
 std::vector<Action> PinholeInspector::feed(rpc::Direction direction,
                                            std::span<const std::uint8_t> bytes,

@@ -61,6 +61,15 @@ class PinholeInspector : rpc::ConnectionHandler {
   // a final kDrop). After a kDrop every later call returns nothing.
   std::vector<Action> feed(rpc::Direction direction, std::span<const std::uint8_t> bytes,
                            rpc::TimePoint now);
+  // The zero-copy path (rpc::Connection::feed_head): the head of one request or response, whose
+  // remaining frag_length - head.size() bytes the relay passes on unseen if the answer is a
+  // kForward (of the head). Only when body_needed() is false for this PDU.
+  std::vector<Action> feed_head(rpc::Direction direction, std::span<const std::uint8_t> head,
+                                rpc::TimePoint now);
+  // Whether a PDU with this common header must be read whole (feed()) rather than as a head:
+  // every type but request and response, and requests when some rule requires a minimum
+  // authentication level (the level is in the sec trailer, at the end of the PDU).
+  bool body_needed(std::span<const std::uint8_t, rpc::kCommonHeaderSize> header) const;
   // The engine's deadlines: call at next_expiry(); one that has come drops (kDrop kTimeout).
   std::vector<Action> on_expiry(rpc::TimePoint now);
   std::optional<rpc::TimePoint> next_expiry() const;
@@ -87,7 +96,8 @@ class PinholeInspector : rpc::ConnectionHandler {
   // The auth_level of the bind's sec trailer (0: none), the level an alter_context without a
   // trailer is judged at.
   std::uint8_t bind_auth_level_ = 0;
-  std::vector<Action> out_;  // actions of the current feed() / on_expiry()
+  bool any_min_auth_ = false;  // some rule has min_auth above none
+  std::vector<Action> out_;    // actions of the current feed() / on_expiry()
   bool dropped_ = false;
 };
 

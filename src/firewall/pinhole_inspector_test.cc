@@ -240,6 +240,40 @@ TEST_F(Pinhole, E5_AnOpnumOutsideTheRuleIsDropped) {
   EXPECT_EQ(a.interface, kSvcctl);
 }
 
+// The relay's zero-copy path: request and response heads alone, decided as the whole PDUs.
+TEST_F(Pinhole, HeadsOfRequestsAndResponsesAreJudgedLikeWholePdus) {
+  bound(kSvcctl);
+  const Bytes q = request(2, 5);
+  const auto head = std::span(q).first(24);
+  auto a = fw.feed_head(kC2S, head, kT0);
+  ASSERT_EQ(kinds(a), kForwarded);
+  EXPECT_EQ(a[0].bytes, Bytes(head.begin(), head.end()));  // the head only: the rest is spliced
+  const Bytes r = response(2);
+  a = fw.feed_head(kS2C, std::span(r).first(24), kT0);
+  ASSERT_EQ(kinds(a), kForwarded);
+  const Bytes bad = request(3, 6);  // opnum 6: outside svcctl-read's 0-5, 12
+  a = fw.feed_head(kC2S, std::span(bad).first(24), kT0);
+  ASSERT_EQ(kinds(a), kDropped);
+  EXPECT_EQ(a[0].drop, DropReason::kOpnumNotAllowed);
+}
+
+TEST(PinholeBodies, OnlyRequestsAndResponsesGoByHeadAndRequestsNotUnderAMinimumAuthLevel) {
+  const PinholeInspector with_auth{kClient, kServer, kPort, kRules, kT0};  // samr needs privacy
+  FirewallConfig c;
+  c.rules.push_back(rule("winreg", {"winreg"}));
+  const RuleSet plain_rules(std::move(c));
+  const PinholeInspector plain{kClient, kServer, kPort, plain_rules, kT0};
+  const Bytes b = bind(kWinreg);
+  const Bytes q = request(2, 0);
+  const Bytes r = response(2);
+  auto head = [](const Bytes& x) { return std::span(x).first<rpc::kCommonHeaderSize>(); };
+  EXPECT_TRUE(plain.body_needed(head(b)));
+  EXPECT_FALSE(plain.body_needed(head(q)));
+  EXPECT_FALSE(plain.body_needed(head(r)));
+  EXPECT_TRUE(with_auth.body_needed(head(q)));
+  EXPECT_FALSE(with_auth.body_needed(head(r)));
+}
+
 TEST_F(Pinhole, E5_TheFirstFragmentDecidesAndLaterOnesMustAgree) {
   bound(kSvcctl);
   pass(kC2S, request(2, 1, 0, {}, rpc::pfc::kFirstFrag));
