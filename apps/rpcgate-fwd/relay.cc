@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <nlohmann/json.hpp>
@@ -43,6 +44,8 @@ using std::chrono::milliseconds;
 // Bytes queued towards one side before the other side is no longer read (TCP back-pressure).
 constexpr std::size_t kMaxQueued = 512 * 1024;
 constexpr std::size_t kReadChunk = 64 * 1024;
+// A spliced body waits in a pipe (the default pipe holds 64 KiB); reading pauses when it is full.
+constexpr std::size_t kPipeBytes = 64 * 1024;
 constexpr std::size_t kMaxControlRequest = 256;
 constexpr std::size_t kMaxControlConnections = 8;
 
@@ -196,6 +199,15 @@ struct Side {
   std::uint32_t events = 0;       // registered with epoll (0 = not registered)
   std::uint64_t bytes_in = 0;
   std::size_t queued() const { return out.size() - sent; }
+  // The zero-copy path (pinhole flows): the PDU being read FROM this side. Its head (header and
+  // fixed body fields) or, for PDUs judged whole, all of it, is read into user space; the rest
+  // of a request's or response's frag_length goes through `pipe` to the other side unseen.
+  std::array<std::uint8_t, 40> head{};
+  std::size_t have = 0;        // head bytes read
+  std::size_t whole_left = 0;  // bytes still to read of a PDU judged whole (feed())
+  std::size_t body_left = 0;   // body bytes still to move to the other side
+  Fd pipe_r, pipe_w;           // created at the first spliced body
+  std::size_t in_pipe = 0;     // bytes from this side in the pipe
 };
 
 struct Flow {
@@ -236,6 +248,12 @@ class Relay {
   void on_flow_event(std::uint64_t id, bool client_side, std::uint32_t events);
   void on_connected(Flow& f);
   void read_side(Flow& f, bool client_side);
+  // The zero-copy reader of pinhole flows: heads through the inspector, bodies spliced.
+  // Returns false when the flow ended.
+  bool pump(Flow& f, bool client_side);
+  bool pump_body(Flow& f, Side& me, Side& other, bool client_side);
+  bool read_failed(Flow& f, bool client_side, int error);
+  bool truncated(Flow& f, bool client_side);
   void apply(Flow& f, std::vector<Action> actions, TimePoint received);
   void open_pinholes(Flow& f, const Action& a, TimePoint received);
   bool flush(Flow& f, Side& to);
@@ -276,6 +294,9 @@ class Relay {
   TimePoint started_ = Clock::now();
   bool stop_ = false;
   std::uint64_t relayed_total_ = 0;
+  bool splice_ = options_.splice;
+  std::uint64_t spliced_bytes_ = 0;  // body bytes moved socket to socket, never in user space
+  std::size_t splice_min_ = options_.splice_min;
 };
 
 void Relay::ctl(int op, int fd, std::uint64_t key, std::uint32_t events) {
@@ -547,9 +568,176 @@ void Relay::on_flow_event(std::uint64_t id, bool client_side, std::uint32_t even
   }
   if (events & EPOLLOUT) {
     if (!flush(f, me)) return;
+    // A body waiting in the pipe towards me (or a pause because I was full) goes on.
+    if (f.pin && splice_ && !pump(f, !client_side)) return;
   }
   if ((events & EPOLLHUP) && me.read_eof) return finish(f, "closed");
-  if (events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP)) read_side(f, client_side);
+  if (events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP)) {
+    if (f.pin && splice_) {
+      if (pump(f, client_side)) {
+        update(f);
+        if (flows_.find(id) != flows_.end()) schedule(f);
+      }
+    } else {
+      read_side(f, client_side);
+    }
+  } else if (events & EPOLLOUT) {
+    update(f);
+  }
+}
+
+bool Relay::read_failed(Flow& f, bool client_side, int error) {
+  count("reset");
+  Record r = base(f, "close");
+  r.reason = client_side ? "client-reset" : "server-reset";
+  r.message = std::strerror(error);
+  log_.write(r);
+  reset(f.c.fd);
+  reset(f.s.fd);
+  finish(f, "");
+  return false;
+}
+
+// The peer closed in the middle of a PDU: what was forwarded of it cannot be completed, so both
+// connections are reset (a truncated stream is never resynchronised).
+bool Relay::truncated(Flow& f, bool client_side) {
+  count("truncated");
+  Record r = base(f, "drop");
+  r.reason = "truncated";
+  r.message =
+      std::string("the ") + (client_side ? "client" : "server") + " closed in the middle of a PDU";
+  log_.write(r, Priority::kNotice);
+  reset(f.c.fd);
+  reset(f.s.fd);
+  finish(f, "");
+  return false;
+}
+
+bool Relay::pump_body(Flow& f, Side& me, Side& other, bool client_side) {
+  // The head (queued in other.out) leaves before its body.
+  if (!flush(f, other)) return false;
+  while (other.queued() == 0 && (me.body_left > 0 || me.in_pipe > 0)) {
+    bool moved = false;
+    if (me.body_left > 0 && me.body_left < splice_min_ && me.in_pipe == 0) {
+      // A small body: one copy costs less than two splices.
+      std::array<std::uint8_t, 4096> small{};
+      const ssize_t n = ::recv(me.fd.get(), small.data(), std::min(me.body_left, small.size()), 0);
+      if (n == 0) return truncated(f, client_side);
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR) return true;
+        return read_failed(f, client_side, errno);
+      }
+      me.bytes_in += static_cast<std::size_t>(n);
+      me.body_left -= static_cast<std::size_t>(n);
+      other.out.insert(other.out.end(), small.begin(), small.begin() + n);
+      if (!flush(f, other)) return false;
+      continue;
+    }
+    if (me.body_left > 0 && me.in_pipe < kPipeBytes) {
+      if (!me.pipe_r) {
+        int p[2];
+        if (::pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0) return read_failed(f, client_side, errno);
+        me.pipe_r = Fd(p[0]);
+        me.pipe_w = Fd(p[1]);
+      }
+      const ssize_t n = ::splice(me.fd.get(), nullptr, me.pipe_w.get(), nullptr,
+                                 std::min(me.body_left, kPipeBytes - me.in_pipe),
+                                 SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n == 0) return truncated(f, client_side);
+      if (n < 0 && errno != EAGAIN && errno != EINTR) return read_failed(f, client_side, errno);
+      if (n > 0) {
+        me.bytes_in += static_cast<std::size_t>(n);
+        me.body_left -= static_cast<std::size_t>(n);
+        me.in_pipe += static_cast<std::size_t>(n);
+        moved = true;
+      }
+    }
+    if (me.in_pipe > 0) {
+      const ssize_t m =
+          ::splice(me.pipe_r.get(), nullptr, other.fd.get(), nullptr, me.in_pipe,
+                   SPLICE_F_MOVE | SPLICE_F_NONBLOCK | (me.body_left > 0 ? SPLICE_F_MORE : 0));
+      if (m < 0 && errno != EAGAIN && errno != EINTR) return read_failed(f, !client_side, errno);
+      if (m > 0) {
+        me.in_pipe -= static_cast<std::size_t>(m);
+        spliced_bytes_ += static_cast<std::uint64_t>(m);
+        moved = true;
+      }
+    }
+    if (!moved) break;
+  }
+  return true;
+}
+
+bool Relay::pump(Flow& f, bool client_side) {
+  const std::uint64_t id = f.id;
+  Side& me = client_side ? f.c : f.s;
+  Side& other = client_side ? f.s : f.c;
+  const auto dir = client_side ? rpc::Direction::kClientToServer : rpc::Direction::kServerToClient;
+  // Bounded per wake-up so one busy connection cannot starve the others.
+  for (int rounds = 0; rounds < 64; ++rounds) {
+    if (me.body_left > 0 || me.in_pipe > 0) {
+      if (!pump_body(f, me, other, client_side)) return false;
+      if (me.body_left > 0 || me.in_pipe > 0) break;  // wait: me not readable or other full
+      continue;
+    }
+    if (me.read_eof || other.queued() >= kMaxQueued) break;
+    ssize_t n = 0;
+    if (me.whole_left == 0) {
+      const std::size_t want =
+          me.have < rpc::kCommonHeaderSize
+              ? rpc::kCommonHeaderSize - me.have
+              : rpc::Connection::head_size(std::span(me.head).first<rpc::kCommonHeaderSize>()) -
+                    me.have;
+      n = ::recv(me.fd.get(), me.head.data() + me.have, want, 0);
+    } else {
+      n = ::recv(me.fd.get(), scratch_.data(), std::min(me.whole_left, scratch_.size()), 0);
+    }
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (errno == EINTR) continue;
+      return read_failed(f, client_side, errno);
+    }
+    if (n == 0) {
+      // A partial head or PDU is never forwarded; between PDUs this is a clean half-close.
+      me.read_eof = true;
+      if (me.have != 0 || me.whole_left != 0) return truncated(f, client_side);
+      break;
+    }
+    me.bytes_in += static_cast<std::size_t>(n);
+    const auto now = Clock::now();
+    std::vector<Action> actions;
+    if (me.whole_left != 0) {
+      // The rest of a PDU judged whole: the engine frames and buffers it as on the copy path.
+      me.whole_left -= static_cast<std::size_t>(n);
+      actions = f.pin->feed(dir, {scratch_.data(), static_cast<std::size_t>(n)}, now);
+    } else {
+      me.have += static_cast<std::size_t>(n);
+      if (me.have < rpc::kCommonHeaderSize) continue;
+      const auto header = std::span(me.head).first<rpc::kCommonHeaderSize>();
+      const auto decoded = rpc::decode_header(header);
+      const std::size_t frag = decoded ? decoded->frag_length : 0;
+      const std::size_t size = rpc::Connection::head_size(header);
+      if (me.have == rpc::kCommonHeaderSize &&
+          (!decoded || f.pin->body_needed(header) || frag < size)) {
+        // Judged whole (bind, alter_context, auth3, faults, requests under min_auth) - and any
+        // header that does not even decode, which the engine drops at once.
+        actions = f.pin->feed(dir, header, now);
+        me.whole_left =
+            decoded && frag > rpc::kCommonHeaderSize ? frag - rpc::kCommonHeaderSize : 0;
+        me.have = 0;
+      } else if (me.have < size) {
+        continue;
+      } else {
+        actions = f.pin->feed_head(dir, std::span(me.head).first(size), now);
+        me.body_left = frag - size;
+        me.have = 0;
+      }
+    }
+    apply(f, std::move(actions), now);
+    if (flows_.find(id) == flows_.end()) return false;
+    if (!flush(f, other)) return false;
+  }
+  return true;
 }
 
 void Relay::read_side(Flow& f, bool client_side) {
@@ -708,7 +896,7 @@ bool Relay::flush(Flow& f, Side& to) {
 void Relay::update(Flow& f) {
   // A side that has closed, and whose bytes are all forwarded: pass the half-close on.
   for (auto [from, to] : {std::pair{&f.c, &f.s}, std::pair{&f.s, &f.c}}) {
-    if (from->read_eof && !to->shut && to->queued() == 0 && f.connected) {
+    if (from->read_eof && !to->shut && to->queued() == 0 && from->in_pipe == 0 && f.connected) {
       ::shutdown(to->fd.get(), SHUT_WR);
       to->shut = true;
     }
@@ -718,8 +906,11 @@ void Relay::update(Flow& f) {
     std::uint32_t ev = 0;
     if (server_side && !f.connected) return std::uint32_t{EPOLLOUT};
     if (!f.connected) return std::uint32_t{0};
-    if (!me.read_eof && other.queued() < kMaxQueued) ev |= EPOLLIN | EPOLLRDHUP;
-    if (me.queued() > 0) ev |= EPOLLOUT;
+    // Reading pauses while the other side cannot take more (queued bytes, or a full pipe).
+    if (!me.read_eof && other.queued() < kMaxQueued && me.in_pipe < kPipeBytes &&
+        !(me.in_pipe > 0 && me.body_left == 0))
+      ev |= EPOLLIN | EPOLLRDHUP;
+    if (me.queued() > 0 || other.in_pipe > 0) ev |= EPOLLOUT;
     return ev;
   };
   for (bool client_side : {true, false}) {
@@ -932,6 +1123,8 @@ std::string Relay::status_json() {
     conns.push_back(std::move(c));
   }
   j["relayed_total"] = relayed_total_;
+  j["splice"] = splice_;
+  j["spliced_bytes"] = spliced_bytes_;
   j["counters"] = counters_;
   if (auto k = nft_->counters()) {
     auto& kc = j["kernel_counters"] = nlohmann::ordered_json::object();

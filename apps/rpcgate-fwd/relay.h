@@ -42,6 +42,12 @@ struct Options {
   std::uint32_t route_table = 135;  // policy-routing table for the return path
   // How long a relayed connection may sit idle once bound (long-lived RPC sessions exist).
   std::chrono::milliseconds idle_timeout{3'600'000};
+  // Pinhole connections: request and response bodies move between the sockets with splice()
+  // (never copied to user space; only headers and fixed fields are read), except bodies smaller
+  // than splice_min, which one recv/send moves for less than two splices. false: every byte is
+  // read and judged whole (the endpoint mapper's connections always are).
+  bool splice = true;
+  std::size_t splice_min = 4096;
 };
 
 // Re-reads the configuration for SIGHUP: the new Options, or why they are refused (then the
