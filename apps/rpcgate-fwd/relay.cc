@@ -121,25 +121,30 @@ firewall::kernel::TableSpec table_spec(const Options& o) {
 }
 
 // A transparent listener: accepts connections the kernel's tproxy rule diverts to `port`, for
-// any destination address.
-std::expected<Fd, std::string> transparent_listener(int family, std::uint16_t port) {
+// any destination address. The error keeps its errno (a machine without IPv6 is not fatal).
+struct ListenFailure {
+  int error = 0;
+  std::string message;
+};
+std::expected<Fd, ListenFailure> transparent_listener(int family, std::uint16_t port) {
+  auto fail = [](int e, std::string what) {
+    return std::unexpected(ListenFailure{e, what + ": " + std::strerror(e)});
+  };
   Fd fd(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!fd) return std::unexpected(std::string("socket: ") + std::strerror(errno));
+  if (!fd) return fail(errno, "socket");
   const int one = 1;
   ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (family == AF_INET6) ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   const int level = family == AF_INET ? SOL_IP : SOL_IPV6;
   const int opt = family == AF_INET ? IP_TRANSPARENT : IPV6_TRANSPARENT;
   if (::setsockopt(fd.get(), level, opt, &one, sizeof one) != 0)
-    return std::unexpected(std::string("IP_TRANSPARENT (needs CAP_NET_ADMIN): ") +
-                           std::strerror(errno));
+    return fail(errno, "IP_TRANSPARENT (needs CAP_NET_ADMIN)");
   sockaddr_storage ss{};
   socklen_t len = to_sockaddr(family == AF_INET ? firewall::ipv4(0, 0, 0, 0) : Address{}, port, ss);
   const std::string where = (family == AF_INET ? "0.0.0.0:" : "[::]:") + std::to_string(port);
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0)
-    return std::unexpected("cannot listen on " + where + ": " + std::strerror(errno));
-  if (::listen(fd.get(), 1024) != 0)
-    return std::unexpected("cannot listen on " + where + ": " + std::strerror(errno));
+    return fail(errno, "cannot listen on " + where);
+  if (::listen(fd.get(), 1024) != 0) return fail(errno, "cannot listen on " + where);
   return fd;
 }
 
@@ -313,11 +318,13 @@ std::expected<void, std::string> Relay::open_listeners() {
       auto fd = transparent_listener(family, port);
       if (!fd) {
         // A machine without IPv6 still governs IPv4; anything else is fatal.
-        if (family == AF_INET6 && (errno == EAFNOSUPPORT || errno == EADDRNOTAVAIL)) {
-          log_.write(note("warning", "no IPv6 listener: " + fd.error()), Priority::kWarning);
+        if (family == AF_INET6 &&
+            (fd.error().error == EAFNOSUPPORT || fd.error().error == EADDRNOTAVAIL)) {
+          log_.write(note("warning", "no IPv6 listener: " + fd.error().message),
+                     Priority::kWarning);
           continue;
         }
-        return std::unexpected(fd.error());
+        return std::unexpected(fd.error().message);
       }
       listeners_.push_back(Listener{std::move(*fd), kind});
     }
