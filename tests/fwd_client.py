@@ -4,7 +4,7 @@ Debian's /usr/bin/python3. Each command prints one JSON object on stdout and exi
 judges it). Two kinds of client:
 
 * real ones: Impacket's ept_map (`map`), Impacket's transport and NDR for rpcecho (`echo`);
-* a crafted-PDU client (`attack`) for firewalls.md §4 A-E: it writes the PDUs byte by byte as
+* a crafted-PDU client (`attack`) for the cases of docs/evasions.md (A-E): it writes the PDUs byte by byte as
   an attacker would (struct, not Impacket), and reports what came back: the answer's PDU type,
   "reset", "closed" or "timeout".
 
@@ -159,7 +159,7 @@ def cmd_connect(a):
         out({"connected": False, "error": f"{type(e).__name__}: {e}"})
 
 
-# ---- crafted cases (firewalls.md §4 names) -------------------------------------------------
+# ---- crafted cases (docs/evasions.md names) -------------------------------------------------
 def attack(a):
     allowed = (a.uuid, a.major, a.minor)
     other = (a.other, 1, 0)

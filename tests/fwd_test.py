@@ -3,7 +3,7 @@
 (fwd_topology.py), the real daemon in the firewall's with nothing but `--allow`,
 `--pinhole-timeout` and where to put its control socket, real servers (rpcgate-epmd on 135,
 rpcgate-echo and rpcgate-testsrv on dynamic ports 49152-65535) and real clients (Impacket,
-smbtorture, and fwd_client.py's crafted PDUs for firewalls.md §4) in the clients'.
+smbtorture, and fwd_client.py's crafted PDUs for the cases of docs/evasions.md) in the clients'.
 
 What the server executed is checked on the server's side of the firewall: a capture on its veth
 (tshark) shows whether a blocked bind ever reached it.
@@ -41,14 +41,15 @@ TSHARK = shutil.which("tshark", path="/usr/bin:/bin:/usr/sbin:/sbin")
 class Firewall:
     """One rpcgate-fwd in the firewall namespace, JSON decision records in a file."""
 
-    def __init__(self, t, workdir, *extra):
+    def __init__(self, t, workdir, *extra, ns=None, mode=()):
         self.t = t
+        self.ns = ns or t.f
         self.control = os.path.join(workdir, "fwd.sock")
         self.log_path = os.path.join(workdir, f"fwd-{time.monotonic_ns()}.log")
         self.log = open(self.log_path, "w")
-        self.proc = t.popen(t.f, [os.path.join(BIN, "rpcgate-fwd"), "--allow", RPCECHO, "--allow",
-                                  ALLOWED, "--pinhole-timeout", f"{TIMEOUT_S}s", "--control",
-                                  self.control, "--json-log", *extra],
+        self.proc = t.popen(self.ns, [os.path.join(BIN, "rpcgate-fwd"), "--allow", RPCECHO,
+                                      "--allow", ALLOWED, "--pinhole-timeout", f"{TIMEOUT_S}s",
+                                      "--control", self.control, "--json-log", *mode, *extra],
                             stdout=self.log, stderr=subprocess.STDOUT)
         topo.wait_for(lambda: self.proc.poll() is not None or self.events("start"), 10,
                       "rpcgate-fwd to start")
@@ -72,7 +73,7 @@ class Firewall:
                 if r.get("event") == event and all(r.get(k) == v for k, v in match.items())]
 
     def status(self):
-        r = self.t.run(self.t.f, [os.path.join(BIN, "rpcgate-fwd"), "status", "--json",
+        r = self.t.run(self.ns, [os.path.join(BIN, "rpcgate-fwd"), "status", "--json",
                                   "--control", self.control])
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout)
@@ -85,10 +86,10 @@ class Firewall:
 class Capture:
     """tshark on the server's veth: which DCE/RPC binds reached the server."""
 
-    def __init__(self, t, workdir):
+    def __init__(self, t, workdir, iface="s0"):
         self.t = t
         self.path = os.path.join(workdir, f"cap-{time.monotonic_ns()}.pcap")
-        self.proc = t.popen(t.s, [TSHARK, "-q", "-i", "s0", "-f", "tcp", "-w", self.path],
+        self.proc = t.popen(t.s, [TSHARK, "-q", "-i", iface, "-f", "tcp", "-w", self.path],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         # tshark says "Capturing on 's0'" once the capture runs.
         lines = []
@@ -106,10 +107,22 @@ class Capture:
 
 
 class FirewallTest(unittest.TestCase):
+    """Router mode: rpcgate-fwd in the firewall namespace between clients and servers."""
+    MODE = ()
+    CAPTURE_IF = "s0"  # where the traffic that reached the servers is seen
+
+    @classmethod
+    def fw_ns(cls):
+        return cls.t.f
+
+    @classmethod
+    def start_firewall(cls, *extra):
+        return Firewall(cls.t, cls.workdir, *extra, ns=cls.fw_ns(), mode=cls.MODE)
+
     @classmethod
     def setUpClass(cls):
         cls.workdir = tempfile.mkdtemp(prefix="rpcgate-fwd-")
-        t = cls.t = topo.Topology()
+        t = cls.t = topo.Topology(tag=cls.__name__[0].lower())
         epmd_dir = os.path.join(cls.workdir, "epmd")
         os.makedirs(epmd_dir)
         cls.epmd_control = os.path.join(epmd_dir, "epmd.sock")
@@ -138,12 +151,12 @@ class FirewallTest(unittest.TestCase):
         line = cls.alone.stdout.readline()
         assert line.startswith("port="), line
         cls.alone_port = int(line.split("=")[1])
-        cls.fw = Firewall(t, cls.workdir)
+        cls.fw = cls.start_firewall()
 
     @classmethod
     def tearDownClass(cls):
         cls.fw.stop()
-        subprocess.run(["ip", "netns", "exec", cls.t.f, os.path.join(BIN, "rpcgate-fwd"),
+        subprocess.run(["ip", "netns", "exec", cls.fw_ns(), os.path.join(BIN, "rpcgate-fwd"),
                         "--uninstall"], capture_output=True)
         cls.t.close()
         cls.epmd_log.close()
@@ -236,7 +249,7 @@ class FirewallTest(unittest.TestCase):
         self.assertEqual(self.attack6("bind-allowed", self.echo_port), ["bind_ack"])
         self.assertEqual(self.attack6("bind-other", self.echo_port), ["reset"])
 
-    # ---- the endpoint mapper (§4 D)
+    # ---- the endpoint mapper
     def test_c_map_of_a_blocked_interface_opens_nothing(self):
         before = self.fw.status().get("kernel_counters", {}).get("no_pinhole", 0)
         # The firewall answers "not registered" itself (fail fast), as a server without it would.
@@ -268,7 +281,7 @@ class FirewallTest(unittest.TestCase):
         c = self.client("connect", topo.SERVER, str(self.shared_port), "--source", topo.CLIENT)
         self.assertTrue(c["connected"], c)
 
-    # ---- the pinhole connection (§4 E and C)
+    # ---- the pinhole connection (docs/evasions.md E and C)
     def test_e_allowed_interface_binds(self):
         self.open_shared_pinhole()
         self.assertEqual(self.attack("bind-allowed", self.shared_port, "--uuid", ALLOWED),
@@ -281,7 +294,7 @@ class FirewallTest(unittest.TestCase):
     @unittest.skipUnless(TSHARK, "tshark not installed")
     def test_e_other_interface_on_the_same_port_never_reaches_the_server(self):
         self.open_shared_pinhole()
-        cap = Capture(self.t, self.workdir)
+        cap = Capture(self.t, self.workdir, self.CAPTURE_IF)
         cases = ["bind-other", "bind-other-split", "bind-mixed", "bind-two-transfer-syntaxes"]
         for case in cases:
             answers = self.attack(case, self.shared_port, "--uuid", ALLOWED, "--other", BLOCKED)
@@ -311,7 +324,7 @@ class FirewallTest(unittest.TestCase):
         # One call, a pause longer than the pinhole's life, a second call on the same connection.
         r = self.client("echo", topo.SERVER, "--calls", "2", "--hold", str(TIMEOUT_S + 1))
         self.assertEqual(r.get("echoed"), 2, r)
-        # ... while a new connection through the expired pinhole is dropped (§4 D16).
+        # ... while a new connection through the expired pinhole is dropped.
         c = self.client("connect", topo.SERVER, str(self.echo_port))
         self.assertFalse(c["connected"], c)
 
@@ -319,13 +332,13 @@ class FirewallTest(unittest.TestCase):
         self.open_shared_pinhole()
         self.fw.stop(signal.SIGKILL)
         try:
-            self.assertTrue(self.t.has_table())
+            self.assertTrue(self.t.has_table(ns=self.fw_ns()))
             c = self.client("connect", topo.SERVER, "135")
             self.assertFalse(c["connected"], c)
             c = self.client("connect", topo.SERVER, str(self.shared_port))
             self.assertFalse(c["connected"], c)
         finally:
-            type(self).fw = Firewall(self.t, self.workdir)
+            type(self).fw = self.start_firewall()
         self.assertTrue(self.fw.events("recover"), self.fw.text())
         # The pinhole learned before the crash works again without a new ept_map.
         self.assertEqual(self.attack("bind-allowed", self.shared_port, "--uuid", ALLOWED),
@@ -333,18 +346,18 @@ class FirewallTest(unittest.TestCase):
 
     def test_g_invalid_rules_exit_2_naming_the_line_and_touch_nothing(self):
         chain = ["nft", "-j", "list", "chain", "inet", "rpcgate_fwd", "prerouting"]
-        before = self.t.run(self.t.f, chain).stdout
+        before = self.t.run(self.fw_ns(), chain).stdout
         bad = os.path.join(self.workdir, "bad.toml")
         with open(bad, "w") as f:
             f.write('[firewall]\npinhole_timeout = "30s"\n\n[[firewall.rule]]\nname = "x"\n'
                     'interfaces = ["no-such-interface"]\n')
-        r = self.t.run(self.t.f, [os.path.join(BIN, "rpcgate-fwd"), "--config", bad,
+        r = self.t.run(self.fw_ns(), [os.path.join(BIN, "rpcgate-fwd"), "--config", bad,
                                   "--control", "none", "--epm-listen-port", "25135",
                                   "--pinhole-listen-port", "25136"])
         self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
         self.assertIn(f"{bad}:6", r.stderr)
         self.assertIn("no-such-interface", r.stderr)
-        self.assertEqual(self.t.run(self.t.f, chain).stdout, before)
+        self.assertEqual(self.t.run(self.fw_ns(), chain).stdout, before)
         self.assertIsNone(self.fw.proc.poll())
 
     def test_h_sighup_applies_a_valid_file_and_refuses_an_invalid_one(self):
@@ -352,7 +365,7 @@ class FirewallTest(unittest.TestCase):
         with open(conf, "w") as f:
             f.write("[firewall]\n")
         self.fw.stop()
-        type(self).fw = Firewall(self.t, self.workdir, "--config", conf)
+        type(self).fw = self.start_firewall("--config", conf)
         try:
             self.assertIn("ept_s_not_registered", self.map(ALONE).get("error", "").lower())
             with open(conf, "w") as f:
@@ -370,21 +383,33 @@ class FirewallTest(unittest.TestCase):
             self.assertEqual(self.map(ALONE).get("port"), self.alone_port)
         finally:
             self.fw.stop()
-            type(self).fw = Firewall(self.t, self.workdir)
+            type(self).fw = self.start_firewall()
 
     def test_zz_uninstall_leaves_nothing_behind(self):
         self.fw.stop()
-        r = self.t.run(self.t.f, [os.path.join(BIN, "rpcgate-fwd"), "--uninstall"])
+        r = self.t.run(self.fw_ns(), [os.path.join(BIN, "rpcgate-fwd"), "--uninstall"])
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertFalse(self.t.has_table())
-        rules = self.t.run(self.t.f, ["ip", "rule", "show"]).stdout
+        self.assertFalse(self.t.has_table(ns=self.fw_ns()))
+        rules = self.t.run(self.fw_ns(), ["ip", "rule", "show"]).stdout
         self.assertNotIn("lookup 135", rules)
-        routes = self.t.run(self.t.f, ["ip", "route", "show", "table", "135"])
+        routes = self.t.run(self.fw_ns(), ["ip", "route", "show", "table", "135"])
         self.assertEqual(routes.stdout.strip(), "")
         # Without the firewall nothing governs: the router forwards 135 again.
         c = self.client("connect", topo.SERVER, "135")
         self.assertTrue(c["connected"], c)
-        type(self).fw = Firewall(self.t, self.workdir)
+        type(self).fw = self.start_firewall()
+
+
+class HostModeTest(FirewallTest):
+    """Host mode: rpcgate-fwd on the servers' own machine protects rpcgate-epmd and the servers
+    there (the namespace in the middle only forwards). The same cases; what reached the servers
+    is what the relay passed on over loopback."""
+    MODE = ("--mode", "host")
+    CAPTURE_IF = "lo"
+
+    @classmethod
+    def fw_ns(cls):
+        return cls.t.s
 
 
 if __name__ == "__main__":

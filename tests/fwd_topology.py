@@ -100,8 +100,8 @@ class Topology:
         r = self.run(ns or self.f, ["nft", "-j", "list", "ruleset"])
         return json.loads(r.stdout or "{}")
 
-    def has_table(self, name="rpcgate_fwd"):
-        r = self.run(self.f, ["nft", "list", "table", "inet", name])
+    def has_table(self, name="rpcgate_fwd", ns=None):
+        r = self.run(ns or self.f, ["nft", "list", "table", "inet", name])
         return r.returncode == 0
 
     def close(self):

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <set>
 #include <unordered_map>
 
 #include <arpa/inet.h>
@@ -201,7 +202,8 @@ struct Side {
   std::size_t sent = 0;           // of `out`
   bool read_eof = false;          // this side closed its sending direction
   bool shut = false;              // we shut down our sending direction towards it
-  std::uint32_t events = 0;       // registered with epoll (0 = not registered)
+  std::uint32_t events = 0;       // what epoll waits for on this side
+  bool registered = false;        // added to the epoll set
   std::uint64_t bytes_in = 0;
   std::size_t queued() const { return out.size() - sent; }
   // The zero-copy path (pinhole flows): the PDU being read FROM this side. Its head (header and
@@ -507,9 +509,13 @@ void Relay::on_accept(std::uint64_t index) {
       const bool v4 = dst.ss_family == AF_INET;
       ::setsockopt(sfd.get(), v4 ? SOL_IP : SOL_IPV6, v4 ? IP_TRANSPARENT : IPV6_TRANSPARENT, &one,
                    sizeof one);
-      ::setsockopt(sfd.get(), SOL_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+      // The client's own port too, so the upstream leg has the client's very 4-tuple: with a
+      // port of our choosing, a later connection of the client's from that port to the same
+      // server port would be taken for our socket (`socket transparent`) and hang. The client's
+      // kernel never reuses a port while its connection lives, so this tuple is free.
+      ::setsockopt(sfd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
       sockaddr_storage src{};
-      const socklen_t slen = to_sockaddr(f->client, 0, src);
+      const socklen_t slen = to_sockaddr(f->client, f->client_port, src);
       if (::bind(sfd.get(), reinterpret_cast<sockaddr*>(&src), slen) != 0) {
         refuse("upstream-error",
                std::string("bind to the client's address: ") + std::strerror(errno));
@@ -825,9 +831,22 @@ void Relay::apply(Flow& f, std::vector<Action> actions, TimePoint received) {
 void Relay::open_pinholes(Flow& f, const Action& a, TimePoint received) {
   std::vector<firewall::kernel::PinholeElement> elements;
   std::vector<std::pair<PinholeKey, firewall::OpenResult>> results;
+  std::set<PinholeKey> kept;  // live long enough: not rewritten in the kernel
   const auto timeout = a.timeout.count() > 0 ? milliseconds(a.timeout)
                                              : milliseconds(options_.config.pinhole_timeout);
   for (const auto& key : a.pinholes) {
+    // A pinhole that has this interface and at least 9/10 of its lifetime left is not rewritten:
+    // every kernel update costs a libnftables batch (~0.1 ms), and a client mapping in a loop
+    // must not make the firewall spend its CPU on them. So a pinhole is refreshed at most once
+    // per tenth of its lifetime, and may close up to a tenth early - never late.
+    if (const auto* p = pinholes_.find(key, received);
+        p != nullptr && p->expires - received >= timeout - timeout / 10 &&
+        std::find(p->interfaces.begin(), p->interfaces.end(), *a.interface) !=
+            p->interfaces.end()) {
+      results.emplace_back(key, firewall::OpenResult::kRefreshed);
+      kept.insert(key);
+      continue;
+    }
     const auto r = pinholes_.open(key, *a.interface, received, timeout);
     results.emplace_back(key, r);
     if (r == firewall::OpenResult::kClientFull || r == firewall::OpenResult::kTableFull) continue;
@@ -858,7 +877,7 @@ void Relay::open_pinholes(Flow& f, const Action& a, TimePoint received) {
       log_.write(rec, Priority::kWarning);
       continue;
     }
-    if (!kernel_error.empty()) {
+    if (!kernel_error.empty() && !kept.contains(key)) {
       rec.event = "error";
       rec.reason = "kernel";
       rec.message = "pinhole not installed: " + kernel_error;
@@ -866,10 +885,12 @@ void Relay::open_pinholes(Flow& f, const Action& a, TimePoint received) {
       log_.write(rec, Priority::kError);
       continue;
     }
-    rec.reason = r == firewall::OpenResult::kOpened ? "opened" : "refreshed";
+    rec.reason = r == firewall::OpenResult::kOpened ? "opened"
+                 : kept.contains(key)               ? "kept"
+                                                    : "refreshed";
     rec.timeout_s = static_cast<std::uint64_t>(timeout.count() / 1000);
-    rec.install_us = us;
-    count(r == firewall::OpenResult::kOpened ? "pinhole-opened" : "pinhole-refreshed");
+    if (!kept.contains(key)) rec.install_us = us;
+    count(std::string("pinhole-") + std::string(rec.reason));
     log_.write(rec);
   }
 }
@@ -914,9 +935,12 @@ void Relay::update(Flow& f) {
     if (server_side && !f.connected) return std::uint32_t{EPOLLOUT};
     if (!f.connected) return std::uint32_t{0};
     // Reading pauses while the other side cannot take more (queued bytes, or a full pipe).
-    if (!me.read_eof && other.queued() < kMaxQueued && me.in_pipe < kPipeBytes &&
-        !(me.in_pipe > 0 && me.body_left == 0))
-      ev |= EPOLLIN | EPOLLRDHUP;
+    // A body waits for the other side (its head still queued, or the pipe full or holding the
+    // whole rest): wake up on the other side's EPOLLOUT instead, or this would spin.
+    const bool body_blocked =
+        (me.body_left > 0 || me.in_pipe > 0) &&
+        (other.queued() > 0 || me.in_pipe >= kPipeBytes || (me.in_pipe > 0 && me.body_left == 0));
+    if (!me.read_eof && other.queued() < kMaxQueued && !body_blocked) ev |= EPOLLIN | EPOLLRDHUP;
     if (me.queued() > 0 || other.in_pipe > 0) ev |= EPOLLOUT;
     return ev;
   };
@@ -926,11 +950,10 @@ void Relay::update(Flow& f) {
     const std::uint32_t ev = want(me, other, !client_side);
     if (ev == me.events) continue;
     const auto key = key_of(client_side ? Tag::kClient : Tag::kServer, f.id);
-    if (me.events == 0) {
-      ctl(EPOLL_CTL_ADD, me.fd.get(), key, ev);
-    } else {
-      ctl(EPOLL_CTL_MOD, me.fd.get(), key, ev);
-    }
+    // Registered once, then modified - also to no events at all (a side waiting for the other
+    // one's pipe to drain): "no events" must not be mistaken for "not registered".
+    ctl(me.registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, me.fd.get(), key, ev);
+    me.registered = true;
     me.events = ev;
   }
 }
@@ -1127,6 +1150,17 @@ std::string Relay::status_json() {
     c["bytes_from_client"] = f->c.bytes_in;
     c["bytes_from_server"] = f->s.bytes_in;
     c["pdus"] = f->pdus;
+    for (const auto* side : {&f->c, &f->s}) {
+      nlohmann::ordered_json d;
+      d["events"] = side->events;
+      d["queued"] = side->queued();
+      d["have"] = side->have;
+      d["whole_left"] = side->whole_left;
+      d["body_left"] = side->body_left;
+      d["in_pipe"] = side->in_pipe;
+      d["read_eof"] = side->read_eof;
+      c[side == &f->c ? "client_side" : "server_side"] = std::move(d);
+    }
     conns.push_back(std::move(c));
   }
   j["relayed_total"] = relayed_total_;
