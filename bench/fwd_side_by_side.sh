@@ -59,11 +59,12 @@
 # 0.2 s warmup, 100 idle connections, no busy verdicts: --max-load 99) a new temp dir unless --out.
 # Environment forms: FWD_BENCH_REPS, FWD_BENCH_DURATION, FWD_BENCH_WARMUP, FWD_BENCH_OUT,
 # FWD_BENCH_IDLE_CONNECTIONS, BENCH_MAX_LOAD; FWD_BENCH_TIMEOUT bounds the whole run (seconds).
-# Binaries: RPCGATE_BIN (default build/bin).
+# Binaries: RPCGATE_BIN (default build/bin). FWD_BENCH_KEEP=1 keeps the scratch dir (every log).
 #
 # Exit status: 0 when every run completed, targets met or not (a measurement, not a test); 1 when
-# something could not start, a check failed or a run failed (the scratch dir with every log is
-# kept and named); 2 bad usage.
+# something could not start, a check failed or a run failed twice (a run that fails is retried
+# once; the report lists each retry and why) - the scratch dir with every log is then kept and
+# named; 2 bad usage.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -177,10 +178,16 @@ cleanup() {
     sleep 0.1
   done
   for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null; done
-  # Deleting the firewall's namespace removes its table and routes with it.
-  for ns in "$NS_C" "$NS_F" "$NS_S"; do ip netns del "$ns" 2>/dev/null; done
-  if [ "$rc" = 0 ]; then
+  # Anything else still running in the namespaces created here (a client the timeout cut short)
+  # would keep them alive unnamed. Deleting the firewall's namespace removes its table and routes.
+  for ns in "$NS_C" "$NS_F" "$NS_S"; do
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+    ip netns del "$ns" 2>/dev/null
+  done
+  if [ "$rc" = 0 ] && [ "${FWD_BENCH_KEEP:-0}" != 1 ]; then
     rm -rf "$S"
+  elif [ "$rc" = 0 ]; then
+    echo "fwd_side_by_side: logs kept in $S (FWD_BENCH_KEEP=1)" >&2
   else
     echo "fwd_side_by_side: failed (exit $rc); logs kept in $S" >&2
   fi
@@ -306,6 +313,7 @@ echo "== checked: ept_map(rpcecho) -> port $ECHO_PORT on both paths; only $SERVE
 # --- measure ---
 mkdir -p "$S/runs"
 : >"$S/runs.txt"
+: >"$S/retries.txt"
 run_timeout=$("$PY" -c "print(int($WARMUP + $DURATION + 30))")
 total=$((REPS * 8))
 n=0
@@ -331,11 +339,21 @@ measure() {
   fi
   other=$(other_cpus)
   load_before=$(loadavg_1min)
-  log_from=$(stat -c %s "$S/fwd.log")
-  in_ns "$NS_C" timeout "$run_timeout" "$BIN/rpcgate-bench" "${args[@]}" --connections "$conns" \
-    "${SOURCE_ARGS[@]}" --duration "$DURATION" --warmup "$WARMUP" --server-pid "$pid" --json \
-    >"$f" 2>"$f.err" ||
-    die "run $row $conns connections $path ($server), round $round failed (exit $?): $(tail -n 3 "$f.err")"
+  local attempt rc
+  for attempt in 1 2; do
+    log_from=$(stat -c %s "$S/fwd.log")
+    rc=0
+    in_ns "$NS_C" timeout "$run_timeout" "$BIN/rpcgate-bench" "${args[@]}" --connections "$conns" \
+      "${SOURCE_ARGS[@]}" --duration "$DURATION" --warmup "$WARMUP" --server-pid "$pid" --json \
+      >"$f" 2>"$f.err" || rc=$?
+    [ "$rc" != 0 ] || break
+    # One retry, recorded: a connect lost at the start (exit 1) must not cost the whole run, but
+    # it is a finding (the report names it).
+    echo "  run $row $conns $path round $round failed (exit $rc): $(tail -n 1 "$f.err")" >&2
+    echo "$row $conns $path $round attempt $attempt exit $rc: $(tail -n 1 "$f.err")" >>"$S/retries.txt"
+  done
+  [ "$rc" = 0 ] ||
+    die "run $row $conns connections $path ($server), round $round failed twice (exit $rc): $(tail -n 3 "$f.err")"
   load_after=$(loadavg_1min)
   log_to=$(stat -c %s "$S/fwd.log")
   if [ "$path" = through ]; then
@@ -414,6 +432,7 @@ dirty=false
 } >"$S/meta.txt"
 
 "$PY" "$HERE/fwd_side_by_side_report.py" --meta "$S/meta.txt" --runs "$S/runs.txt" \
-  --idle "$IDLE_JSON" --status "$S/status-final.json" --out "$FWD_BENCH_OUT" ||
+  --idle "$IDLE_JSON" --status "$S/status-final.json" --retries "$S/retries.txt" \
+  --out "$FWD_BENCH_OUT" ||
   die "the report could not be written (fwd_side_by_side_report.py)"
 echo "== wrote $FWD_BENCH_OUT/fwd-latest.json, fwd-latest.txt" >&2

@@ -5,11 +5,12 @@ rpcgate-bench idle through the firewall, machine info), prints the through-vs-di
 the issue's target, and writes OUT/fwd-latest.json (every raw number) and OUT/fwd-latest.txt (the
 table).
 
-    fwd_side_by_side_report.py --meta META --runs RUNS [--idle JSON] [--status JSON] --out OUT
-                               [--max-load L]
+    fwd_side_by_side_report.py --meta META --runs RUNS [--idle JSON] [--status JSON]
+                               [--retries FILE] --out OUT [--max-load L]
 
 META: key=value lines. RUNS: one line per run, "row connections path round file loadavg_before
 loadavg_after other_cpus_before" (row: epm-map | echodata | reconnect; path: through | direct).
+RETRIES: one line per failed attempt that was retried (listed under the table).
 A through run's FILE.fwdlog holds rpcgate-fwd's JSON decision records written during it (the
 "pinhole" records carry install_us) and FILE.status its `status --json` right after.
 
@@ -135,6 +136,9 @@ def summarize(runs):
                 "p50_us": median_of(x["p50_us"] for x in res),
                 "p99_us": median_of(x["p99_us"] for x in res),
                 "errors": sum(x["errors"] for x in res),
+                # Connects or calls still waiting for 1 s or more when a run ended (lost on the
+                # way: they show as a lower rate, not as errors, within a short run).
+                "stalled_at_end": sum(x.get("stalled_at_end", 0) for x in res),
                 "rate_each_round": [r["rate"] for r in rs],
                 "load_each_round": [r["load"] for r in rs],
                 "client_cpu_busy": median_of(x.get("client_cpu_busy") for x in res),
@@ -190,7 +194,11 @@ def targets(summary, max_load):
         name = "bulk 64 KiB @%d: through >= %gx direct" % (conns, TARGET_BULK_VS_DIRECT)
         v = e["ratio"]
         errors = sum(e.get(p, {}).get("errors", 0) for p in PATHS)
+        stalled = sum(e.get(p, {}).get("stalled_at_end", 0) for p in PATHS)
         notes = ["%d errors" % errors] if errors else []
+        if stalled:
+            notes.append("%d calls stalled" % stalled)
+            errors += stalled
         if v is None:
             out.append({"target": name, "value": "-", "result": "N/A", "note": "not measured"})
         elif e["busy"]:
@@ -221,12 +229,18 @@ def idle_text(idle, wanted, busy):
                                                            idle.get("fds_after"))
     text += "; probes (connect, bind, AddOne) p50 %s us, %s errors" % (
         fmt_num(idle.get("probe_p50_us"), 0), idle.get("probe_errors", "?"))
+    if idle.get("connections_failed"):
+        kinds = idle.get("failure_kinds") or {}
+        text += "; NOT HELD %d: %s" % (idle["connections_failed"], ", ".join(
+            "%s %d" % (k, v) for k, v in kinds.items() if v))
+    if idle.get("probe_error"):
+        text += "; first probe error: %s" % idle["probe_error"]
     if busy:
         text += "  * machine busy before it"
     return text
 
 
-def table(meta, summary, installs, idle, status, target_list, max_load):
+def table(meta, summary, installs, idle, status, target_list, max_load, retries=()):
     lines = []
     lines.append("rpcgate-fwd side by side with a direct route: client rpcgate-bench (1 thread, "
                  "%d client addresses) -> forwarding namespace -> rpcgate-epmd + rpcgate-echo"
@@ -258,19 +272,23 @@ def table(meta, summary, installs, idle, status, target_list, max_load):
         busy = bool(e["busy"])
         label = "%s  %d" % (LABEL[row], conns)
         digits = 1 if row == "echodata" else 0
-        lines.append("%-16s %-8s %s %s  %s  %s %s  %s  %12s %12s  %s/%s" % (
-            label, UNIT[row], fmt_num(t.get("rate"), 10, digits), fmt_num(d.get("rate"), 10, digits),
+        stalled = [e.get(p, {}).get("stalled_at_end", 0) for p in PATHS]
+        lines.append("%-16s %-8s %s %s  %s  %s %s  %s  %12s %12s  %s/%s%s" % (
+            label, UNIT[row], fmt_num(t.get("rate"), 10, digits),
+            fmt_num(d.get("rate"), 10, digits),
             fmt_ratio(e["ratio"], 8, busy), fmt_num(t.get("p99_us"), 9),
             fmt_num(d.get("p99_us"), 9), fmt_ratio(e["p99_ratio"], 8, busy),
             fmt_2(t.get("server_cpu_us_per_call")), fmt_2(d.get("server_cpu_us_per_call")),
-            t.get("errors", "-"), d.get("errors", "-")))
+            t.get("errors", "-"), d.get("errors", "-"),
+            "  stalled %d/%d" % tuple(stalled) if any(stalled) else ""))
         if busy:
             footnotes.append("* %s: machine busy before %s" % (label, ", ".join(
                 "%s round %d (other work %.2f CPUs, 1-min load average %.2f)"
                 % (b["path"], b["round"], b["other_cpus_before"], b["loadavg_1min_before"])
                 for b in e["busy"])))
     lines.append("")
-    lines.append("  MB/s = each way (64 KiB out and 64 KiB back per call). fwd us/call = "
+    lines.append("  MB/s = each way (64 KiB out and 64 KiB back per call). stalled = connects or calls "
+                 "still waiting after 1 s or more when a run ended (through/direct). fwd us/call = "
                  "rpcgate-fwd's CPU per call in the through runs (--server-pid); server us = the "
                  "server's (rpcgate-epmd / rpcgate-echo) in the direct runs. client CPUs busy "
                  "(through/direct): %s" % ", ".join(
@@ -293,6 +311,8 @@ def table(meta, summary, installs, idle, status, target_list, max_load):
     lines.append("%-16s %s" % ("idle %s" % meta.get("idle_connections", "?"),
                                idle_text(idle, int(meta.get("idle_connections", "0")), idle_busy)))
     lines.extend(footnotes)
+    for r in retries:
+        lines.append("RETRIED (failed once, measured again): " + r)
     lines.append("")
     lines.append("Targets (issue 14)                                       this run")
     for t in target_list:
@@ -307,6 +327,7 @@ def main():
     p.add_argument("--runs", required=True)
     p.add_argument("--idle", default="")
     p.add_argument("--status", default="")
+    p.add_argument("--retries", default="")
     p.add_argument("--out", required=True)
     p.add_argument("--max-load", type=float, default=None)
     a = p.parse_args()
@@ -321,7 +342,11 @@ def main():
     idle = read_json(a.idle)
     status = read_json(a.status)
     target_list = targets(summary, max_load)
-    text = table(meta, summary, installs, idle, status, target_list, max_load)
+    retries = []
+    if a.retries and os.path.exists(a.retries):
+        with open(a.retries) as f:
+            retries = [line.rstrip("\n") for line in f if line.strip()]
+    text = table(meta, summary, installs, idle, status, target_list, max_load, retries)
 
     machine = {k: meta.get(k) for k in ("nproc", "kernel", "cpu_model", "date", "git_commit",
                                          "rpcgate_version", "loadavg_start", "loadavg_end")}
@@ -350,6 +375,7 @@ def main():
                                                                 "0"))}},
         "fwd_status_final": status,
         "targets": target_list,
+        "retries": retries,
         "runs": runs,
     }
     os.makedirs(a.out, exist_ok=True)

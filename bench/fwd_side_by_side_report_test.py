@@ -24,8 +24,9 @@ BUSY = (1.92, 1.95, 1.30)
 ROWS = (("epm-map", 16), ("echodata", 1), ("echodata", 16), ("reconnect", 16))
 
 
-def bench_result(calls_per_s, p99, errors=0, server_cpu=None):
+def bench_result(calls_per_s, p99, errors=0, server_cpu=None, stalled=0):
     return {"calls_per_s": calls_per_s, "p50_us": p99 / 2, "p99_us": p99, "errors": errors,
+            "stalled_at_end": stalled,
             "client_cpu_busy": 0.9, "server_cpu_us_per_call": server_cpu,
             "server_cpu_busy": 0.5 if server_cpu else None}
 
@@ -35,7 +36,8 @@ class Report:
     maps (row, conns, path, round) to a load triple (QUIET otherwise); installs[round] = the
     install times in that round's through epm-map records."""
 
-    def __init__(self, rates, installs=None, loads=None, errors=None, max_load=None):
+    def __init__(self, rates, installs=None, loads=None, errors=None, max_load=None, stalled=None,
+                 idle=None, retries=None):
         self.dir = tempfile.TemporaryDirectory(prefix="fwd-sbs-report-test.")
         d = self.dir.name
         reps = len(next(iter(rates.values())))
@@ -53,7 +55,7 @@ class Report:
             json.dump({"connections_held": 1000, "bytes_per_connection": 4096,
                        "fds_per_connection": 2.0, "rss_before_kib": 4000, "rss_after_kib": 8000,
                        "fds_before": 12, "fds_after": 2012, "probe_p50_us": 300,
-                       "probe_errors": 0}, f)
+                       "probe_errors": 0, **(idle or {})}, f)
         with open(os.path.join(d, "status.json"), "w") as f:
             json.dump({"pinhole_install_us": {"count": 9, "p50": 41, "p99": 95, "max": 96}}, f)
         with open(os.path.join(d, "runs.txt"), "w") as runs:
@@ -61,9 +63,10 @@ class Report:
                 for rnd, rate in enumerate(per_round, start=1):
                     file = os.path.join(d, "%s.%d.%s.%d.json" % (row, conns, path, rnd))
                     err = (errors or {}).get((row, conns, path, rnd), 0)
+                    stuck = (stalled or {}).get((row, conns, path, rnd), 0)
                     with open(file, "w") as f:
                         json.dump(bench_result(rate, 1000.0 / rate * 1000, err,
-                                               12.5 if path == "through" else 3.0), f)
+                                               12.5 if path == "through" else 3.0, stuck), f)
                     if path == "through" and row == "epm-map":
                         with open(file + ".fwdlog", "w") as f:
                             for i, us in enumerate((installs or {}).get(rnd, [])):
@@ -77,11 +80,16 @@ class Report:
                     load = (loads or {}).get((row, conns, path, rnd), QUIET)
                     runs.write("%s %d %s %d %s %.2f %.2f %.2f\n" % (row, conns, path, rnd, file,
                                                                     *load))
+        if retries is not None:
+            with open(os.path.join(d, "retries.txt"), "w") as f:
+                f.write("".join(line + "\n" for line in retries))
         args = [sys.executable, REPORT, "--meta", os.path.join(d, "meta.txt"), "--runs",
                 os.path.join(d, "runs.txt"), "--idle", os.path.join(d, "idle.json"), "--status",
                 os.path.join(d, "status.json"), "--out", os.path.join(d, "out")]
         if max_load is not None:
             args += ["--max-load", str(max_load)]
+        if retries is not None:
+            args += ["--retries", os.path.join(d, "retries.txt")]
         r = subprocess.run(args, capture_output=True, text=True)
         if r.returncode != 0:
             raise AssertionError("report failed: " + r.stderr)
@@ -170,6 +178,32 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(r.target(1)["result"], "MISS")
         self.assertIn("3 errors", r.target(1)["note"])
         self.assertIn("3/0", r.line("echodata 64K  1 "))
+
+    def test_stalled_calls_are_shown_and_miss_the_target(self):
+        r = Report(rates(), stalled={("echodata", 1, "through", 1): 1,
+                                     ("reconnect", 16, "through", 2): 2})
+        self.assertEqual(r.json["summary"]["reconnect 16"]["through"]["stalled_at_end"], 2)
+        self.assertIn("0/0  stalled 2/0", r.line("reconnect  16 "))
+        self.assertNotIn("stalled", r.line("echodata 64K  16 "))
+        self.assertEqual(r.target(1)["result"], "MISS")
+        self.assertIn("1 calls stalled", r.target(1)["note"])
+        self.assertEqual(r.target(16)["result"], "PASS")
+
+    def test_idle_connections_not_held_are_named(self):
+        line = Report(rates(), idle={
+            "connections_held": 997, "connections_failed": 3,
+            "failure_kinds": {"connect": 0, "timeout": 3},
+            "probe_error": "connect to 10.135.2.2:49152: timed out after 5 s"}).line("idle 1000 ")
+        self.assertIn("997 of 1000", line)
+        self.assertIn("NOT HELD 3: timeout 3", line)
+        self.assertIn("first probe error: connect to 10.135.2.2:49152: timed out", line)
+
+    def test_retries_are_listed(self):
+        r = Report(rates(), retries=["epm-map 16 through 2 attempt 1 exit 1: connect timed out"])
+        self.assertIn("RETRIED (failed once, measured again): epm-map 16 through 2 attempt 1 exit "
+                      "1: connect timed out", r.stdout)
+        self.assertEqual(len(r.json["retries"]), 1)
+        self.assertNotIn("RETRIED", Report(rates(), retries=[]).stdout)
 
     def test_a_busy_run_marks_its_row_only(self):
         r = Report(rates(), loads={("echodata", 16, "direct", 2): BUSY})
