@@ -118,7 +118,7 @@ fi
 [[ $REPS =~ ^[1-9][0-9]?$ ]] || bad_usage "--reps must be 1-99, not '$REPS'"
 [[ $DURATION =~ ^[0-9]+(\.[0-9]+)?$ ]] || bad_usage "--duration must be seconds, not '$DURATION'"
 [[ $WARMUP =~ ^[0-9]+(\.[0-9]+)?$ ]] || bad_usage "--warmup must be seconds, not '$WARMUP'"
-[[ $IDLE_CONNECTIONS =~ ^[1-9][0-9]{0,3}$ ]] && [ "$IDLE_CONNECTIONS" -le 2000 ] ||
+{ [[ $IDLE_CONNECTIONS =~ ^[1-9][0-9]{0,3}$ ]] && [ "$IDLE_CONNECTIONS" -le 2000 ]; } ||
   bad_usage "--idle-connections must be 1-2000 (rpcgate-fwd: 256 per client, 8 clients), not '$IDLE_CONNECTIONS'"
 [[ $MAX_LOAD =~ ^[0-9]{1,3}(\.[0-9]+)?$ ]] ||
   bad_usage "--max-load must be a number of CPUs (e.g. 0.5), not '$MAX_LOAD'"
@@ -319,7 +319,7 @@ total=$((REPS * 8))
 n=0
 # $1 row (epm-map | echodata | reconnect), $2 connections, $3 path (through | direct), $4 round
 measure() {
-  local row=$1 conns=$2 path=$3 round=$4 f other load_before load_after busy= server pid
+  local row=$1 conns=$2 path=$3 round=$4 f other load_before load_after busy='' server pid
   local log_from log_to summary
   f="$S/runs/$row.$conns.$path.$round.json"
   n=$((n + 1))

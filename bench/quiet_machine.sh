@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the side-by-side benchmarks (epm_side_by_side.sh, fwd_side_by_side.sh): how busy the
 # machine is before a run. Not executable on its own.
 #
