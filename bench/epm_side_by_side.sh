@@ -273,23 +273,10 @@ mkdir -p "$S/runs"
 run_timeout=$("$PY" -c "print(int($WARMUP + $DURATION + 30))")
 total=$((REPS * 12))
 n=0
-# The 1-minute load average.
-loadavg_1min() { cut -d' ' -f1 /proc/loadavg; }
-# "busy total" jiffies of all CPUs (busy: user nice system irq softirq steal; total adds idle and
-# iowait).
-cpu_jiffies() { awk '/^cpu / { b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6; exit }' /proc/stat; }
-# The CPUs other work takes (0 .. nproc, two decimals): the machine's busy share over
-# QUIET_WINDOW s while nothing here runs (between runs every server is idle and no client runs).
-# /proc/stat is not namespaced: it sees the whole machine.
-other_cpus() {
-  local before after
-  before=$(cpu_jiffies)
-  sleep "$QUIET_WINDOW"
-  after=$(cpu_jiffies)
-  awk -v a="$before" -v b="$after" -v n="$(nproc)" 'BEGIN {
-    split(a, x, " "); split(b, y, " "); t = y[2] - x[2]
-    printf "%.2f\n", (t > 0 ? (y[1] - x[1]) / t * n : 0) }'
-}
+# loadavg_1min, other_cpus (the CPUs other work takes over QUIET_WINDOW s), is_busy: shared with
+# fwd_side_by_side.sh.
+# shellcheck source=bench/quiet_machine.sh
+. "$HERE/quiet_machine.sh"
 
 # $1 mode, $2 connections, $3 server name, $4 round
 measure() {
@@ -319,7 +306,7 @@ measure() {
   load_after=$(loadavg_1min)
   echo "$mode $conns $name $round $f $load_before $load_after $other" >>"$S/runs.txt"
   summary=$("$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); s=j.get("server_cpu_us_per_call"); print("%.0f calls/s, p99 %.0f us, %d errors, client %.2f CPUs, server %s" % (j["calls_per_s"], j["p99_us"], j["errors"], j.get("client_cpu_busy", 0), "%.2f CPUs %.2f us/call" % (j["server_cpu_busy"], s) if s is not None else "-"))' "$f")
-  awk -v o="$other" -v m="$MAX_LOAD" 'BEGIN { exit !(o > m) }' && busy=" - MACHINE BUSY"
+  is_busy "$other" "$MAX_LOAD" && busy=" - MACHINE BUSY"
   printf '  [%2d/%d] round %d  %-7s %3d conns  %-7s  %s; other work %s CPUs, load %s -> %s%s\n' \
     "$n" "$total" "$round" "$mode" "$conns" "$name" "$summary" "$other" "$load_before" \
     "$load_after" "$busy" >&2

@@ -129,6 +129,90 @@ class BenchTest(unittest.TestCase):
         j = bench_json("connect", "--target", "127.0.0.1:135", "--interface", f"{ALPHA}:1.0")
         self.assert_clean(j, "connect")
 
+    def time_wait_from(self, source):
+        """Client-side TIME-WAIT sockets from `source` to rpcgate-echo: one per connection the
+        client closed first."""
+        r = subprocess.run(["ss", "-Htan", "state", "time-wait", "src", source, "dst",
+                            f"127.0.0.1:{self.echo.port}"], capture_output=True, text=True)
+        return len(r.stdout.splitlines())
+
+    def test_echo_reconnect_makes_a_new_connection_per_call_from_the_sources(self):
+        j = bench_json("echo", "--target", f"127.0.0.1:{self.echo.port}", "--op", "addone",
+                       "--reconnect", "--source", "127.0.0.21", "--source", "127.0.0.22")
+        self.assert_clean(j, "echo")
+        self.assertTrue(j["reconnect"])
+        self.assertEqual(j["sources"], ["127.0.0.21", "127.0.0.22"])
+        # Each call's connection was closed by the client (TIME-WAIT on its side), from both
+        # addresses; warmup 0, so at least the measured calls.
+        tw = self.time_wait_from("127.0.0.21") + self.time_wait_from("127.0.0.22")
+        self.assertGreaterEqual(tw, min(j["calls"], 20000), j)
+        self.assertGreater(self.time_wait_from("127.0.0.22"), 0)
+
+    def test_echo_without_reconnect_keeps_its_connections(self):
+        j = bench_json("echo", "--target", f"127.0.0.1:{self.echo.port}", "--op", "addone",
+                       "--source", "127.0.0.23")
+        self.assert_clean(j, "echo")
+        self.assertFalse(j["reconnect"])
+        self.assertGreater(j["calls"], 8)
+        self.assertLessEqual(self.time_wait_from("127.0.0.23"), 4)  # the 4 connections at most
+
+    def test_calls_outstanding_at_the_end_are_counted_as_stalled(self):
+        # A listener that never answers: the kernel completes each connect, the bind waits.
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(16)
+        try:
+            r = bench("echo", "--target", f"127.0.0.1:{s.getsockname()[1]}", "--connections", "3",
+                      "--duration", "1.2", "--warmup", "0", "--timeout", "30", "--json")
+        finally:
+            s.close()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        j = json.loads(r.stdout)
+        self.assertEqual(j["calls"], 0)
+        self.assertEqual(j["errors"], 0, j["error_kinds"])  # no timeout within 30 s
+        self.assertEqual(j["stalled_at_end"], 3)
+        j = bench_json("echo", "--target", f"127.0.0.1:{self.echo.port}", "--op", "addone")
+        self.assertEqual(j["stalled_at_end"], 0)
+
+    def test_source_not_assigned_here_exits_1_naming_it(self):
+        r = bench("echo", "--target", f"127.0.0.1:{self.echo.port}", "--source", "192.0.2.1",
+                  "--duration", "0.2", "--warmup", "0")
+        self.assertEqual(r.returncode, 1, (r.stdout, r.stderr))
+        self.assertIn("192.0.2.1", r.stderr)
+        r = bench("epm-map", "--target", "127.0.0.1:135", "--source", "::1", "--duration", "0.2",
+                  "--warmup", "0")
+        self.assertEqual(r.returncode, 1, (r.stdout, r.stderr))
+        self.assertIn("address family", r.stderr)
+
+    def test_idle_bound_to_rpcecho_from_given_sources(self):
+        r = bench("idle", "--target", f"127.0.0.1:{self.echo.port}", "--bind", "rpcecho",
+                  "--source", "127.0.0.31", "--source", "127.0.0.32", "--connections", "40",
+                  "--probes", "3", "--server-pid", str(self.echo.proc.pid), "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        j = json.loads(r.stdout)
+        self.assertEqual(j["bind"], "rpcecho")
+        self.assertEqual(j["connections_held"], 40)
+        self.assertEqual(j["source_addresses"], ["127.0.0.31", "127.0.0.32"])
+        self.assertEqual(j["sources"], 2)
+        self.assertEqual(j["probe_source"], "127.0.0.31")
+        self.assertEqual(j["probe_errors"], 0, j["probe_error"])  # AddOne answered in + 1
+        self.assertEqual(j["held_after_probes"], 40)
+        # rpcgate-echo holds one descriptor per connection.
+        self.assertEqual(j["fds_after"] - j["fds_before"], 40, j)
+        self.assertEqual(j["fds_per_connection"], 1.0)
+        # Against the endpoint mapper's interface rpcgate-echo rejects the bind.
+        r = bench("idle", "--target", f"127.0.0.1:{self.echo.port}", "--source", "127.0.0.31",
+                  "--connections", "2")
+        self.assertEqual(r.returncode, 1, r.stdout)
+
+    def test_idle_source_options_usage(self):
+        self.assertEqual(bench("idle", "--source", "127.0.0.2", "--sources", "2").returncode, 2)
+        self.assertEqual(bench("idle", "--probe-source", "127.0.0.2").returncode, 2)
+        self.assertEqual(bench("idle", "--source", "::1").returncode, 2)
+        self.assertEqual(bench("idle", "--bind", "samr").returncode, 2)
+        # A non-loopback target needs --source.
+        self.assertEqual(bench("idle", "--target", "192.0.2.1:135").returncode, 2)
+
     def test_human_table(self):
         r = bench("epm-map", "--target", f"127.0.0.1:{self.floor.port}", "--duration", "0.2",
                   "--warmup", "0", "--connections", "2")

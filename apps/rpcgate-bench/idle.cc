@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <thread>
@@ -17,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "echo/echo.h"
 #include "load.h"
 #include "ndr/epm_types.h"
 #include "rpc/connection.h"
@@ -38,14 +40,37 @@ std::string errno_text(int e) {
   return m;
 }
 
-// 127.0.0.1 + index.
-sockaddr_in source_address(unsigned index) {
+sockaddr_in ipv4_sockaddr(std::uint32_t host_order) {
   sockaddr_in a{};
   a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK + index);
+  a.sin_addr.s_addr = htonl(host_order);
   a.sin_port = 0;
   return a;
 }
+
+// 127.0.0.1 + index.
+sockaddr_in source_address(unsigned index) {
+  return ipv4_sockaddr(INADDR_LOOPBACK + index);
+}
+
+// Connection i's source: from the list when there is one, else 127.0.0.(1 + i % sources).
+sockaddr_in source_of(const IdleConfig& c, std::size_t i) {
+  if (!c.source_list.empty())
+    return ipv4_sockaddr(c.source_list[i % c.source_list.size()].to_uint());
+  return source_address(static_cast<unsigned>(i % c.sources));
+}
+
+asio::ip::address_v4 probe_source_of(const IdleConfig& c) {
+  if (!c.source_list.empty()) return c.probe_source.value_or(c.source_list.front());
+  return asio::ip::address_v4(INADDR_LOOPBACK + c.sources);
+}
+
+const rpc::SyntaxId& bind_syntax(IdleBind b) {
+  static const rpc::SyntaxId rpcecho = echo::rpcecho_syntax();
+  return b == IdleBind::kRpcecho ? rpcecho : rpc::kEpmSyntax;
+}
+
+constexpr std::uint32_t kAddOneInput = 0x0a0b0c0d;
 
 sockaddr_in target_address(const IdleConfig& c) {
   sockaddr_in a{};
@@ -53,10 +78,6 @@ sockaddr_in target_address(const IdleConfig& c) {
   a.sin_addr.s_addr = htonl(c.address.to_uint());
   a.sin_port = htons(c.port);
   return a;
-}
-
-std::string source_text(unsigned index) {
-  return asio::ip::address_v4(INADDR_LOOPBACK + index).to_string();
 }
 
 // A non-blocking TCP socket bound to `source` (port chosen at connect time), connect() started.
@@ -169,7 +190,7 @@ void Opener::start(std::size_t i, TimePoint now) {
   c.started = now;
   ++in_flight_;
   c.state = Conn::State::kConnecting;
-  auto s = start_connect(source_address(static_cast<unsigned>(i % cfg_.sources)), target_);
+  auto s = start_connect(source_of(cfg_, i), target_);
   if (!s) return fail(c, ErrorKind::kConnect);
   c.fd = std::move(s->first);
   epoll_event ev{};
@@ -187,7 +208,7 @@ void Opener::send_bind(Conn& c) {
   role.max_recv_frag = kMaxFrag;
   c.engine = std::make_unique<rpc::Connection>(role, rpc::caller_timed_client_options(), c,
                                                Clock::now());  // step_timeout applies
-  c.engine->bind(std::span<const rpc::SyntaxId>(&rpc::kEpmSyntax, 1), Clock::now());
+  c.engine->bind(std::span<const rpc::SyntaxId>(&bind_syntax(cfg_.bind), 1), Clock::now());
   on_writable(c);
 }
 
@@ -303,11 +324,12 @@ void close_gracefully(int fd, std::chrono::milliseconds timeout) {
 }
 
 // A new client: connect from `source`, bind EPM, and with a `stub` one ept_map whose status must
-// be 0 with a tower. Returns the time that took; the connection is then closed gracefully (not
-// timed). Error: one sentence.
+// be 0 with a tower (kRpcecho: bind rpcecho, and with a `stub` one AddOne, answered in + 1).
+// Returns the time that took; the connection is then closed gracefully (not timed). Error: one
+// sentence.
 std::expected<Clock::duration, std::string> probe(const sockaddr_in& source,
                                                   const sockaddr_in& target,
-                                                  const std::string& peer,
+                                                  const std::string& peer, IdleBind bind,
                                                   const std::vector<std::uint8_t>* stub,
                                                   std::chrono::milliseconds timeout) {
   const auto t0 = Clock::now();
@@ -315,10 +337,18 @@ std::expected<Clock::duration, std::string> probe(const sockaddr_in& source,
   if (!fd) return std::unexpected(fmt::format("connect to {}: {}", peer, fd.error()));
   auto client = runtime::SyncClient::adopt(std::move(*fd));
   client.set_timeout(timeout);
-  if (auto b = client.bind({rpc::kEpmSyntax}); !b)
+  if (auto b = client.bind({bind_syntax(bind)}); !b)
     return std::unexpected(
         runtime::describe_call_error(b.error(), client, peer, "bind", timeout).message);
-  if (stub != nullptr) {
+  if (stub != nullptr && bind == IdleBind::kRpcecho) {
+    auto r = client.call(0, static_cast<std::uint16_t>(echo::Opnum::kAddOne), *stub);
+    if (!r)
+      return std::unexpected(
+          runtime::describe_call_error(r.error(), client, peer, "call", timeout).message);
+    auto decoded = echo::AddOneResponse::decode(r->stub, r->endian);
+    if (!decoded || decoded->out_data != kAddOneInput + 1)
+      return std::unexpected("AddOne answered wrong");
+  } else if (stub != nullptr) {
     auto r = client.call(0, ndr::epm::kOpnumEptMap, *stub);
     if (!r)
       return std::unexpected(
@@ -368,6 +398,18 @@ unsigned default_sources(unsigned connections) {
   return std::clamp(k, 1u, kMaxSources);
 }
 
+std::optional<std::uint64_t> count_open_fds(pid_t pid) {
+  std::error_code ec;
+  std::filesystem::directory_iterator it(fmt::format("/proc/{}/fd", pid), ec);
+  if (ec) return std::nullopt;
+  std::uint64_t n = 0;
+  for (const auto end = std::filesystem::directory_iterator(); it != end; it.increment(ec)) {
+    if (ec) return std::nullopt;
+    ++n;
+  }
+  return n;
+}
+
 std::optional<std::uint64_t> read_vm_rss_kib(pid_t pid) {
   std::ifstream in(fmt::format("/proc/{}/status", pid));
   std::string line;
@@ -410,22 +452,32 @@ std::expected<IdleResult, std::string> run_idle(const IdleConfig& config) {
   const auto begin = Clock::now();
   if (auto ok = ensure_fd_limit(std::uint64_t{config.connections} + kSpareFds); !ok)
     return std::unexpected(ok.error());
-  auto stub = runtime::ept_map_request_stub(config.interface, ndr::Protseq::kNcacnIpTcp);
-  if (!stub) return std::unexpected(stub.error().message);
+  std::vector<std::uint8_t> probe_stub;
+  if (config.bind == IdleBind::kRpcecho) {
+    probe_stub = echo::AddOneRequest{kAddOneInput}.encode(common::Endian::kLittle);
+  } else {
+    auto stub = runtime::ept_map_request_stub(config.interface, ndr::Protseq::kNcacnIpTcp);
+    if (!stub) return std::unexpected(stub.error().message);
+    probe_stub = std::move(*stub);
+  }
 
   const sockaddr_in target = target_address(config);
   const std::string peer = fmt::format("{}:{}", config.address.to_string(), config.port);
 
   // Reachable, and an endpoint mapper: connect and bind once (not measured), from the probes'
   // address so that the server's per-peer count of the sources starts at 0.
-  const auto probe_from = source_address(config.sources);
-  if (auto ok = probe(probe_from, target, peer, nullptr, config.step_timeout); !ok)
+  const auto probe_address = probe_source_of(config);
+  const auto probe_from = ipv4_sockaddr(probe_address.to_uint());
+  if (auto ok = probe(probe_from, target, peer, config.bind, nullptr, config.step_timeout); !ok)
     return std::unexpected(ok.error());
 
   IdleResult result;
   result.sources = config.sources;
-  result.probe_source = source_text(config.sources);
-  if (config.server_pid) result.rss_before_kib = read_vm_rss_kib(*config.server_pid);
+  result.probe_source = probe_address.to_string();
+  if (config.server_pid) {
+    result.rss_before_kib = read_vm_rss_kib(*config.server_pid);
+    result.fds_before = count_open_fds(*config.server_pid);
+  }
 
   const auto open_begin = Clock::now();
   Opener opener(config, result);
@@ -435,6 +487,11 @@ std::expected<IdleResult, std::string> run_idle(const IdleConfig& config) {
   if (config.server_pid) {
     std::this_thread::sleep_for(config.settle);
     result.rss_after_kib = read_vm_rss_kib(*config.server_pid);
+    result.fds_after = count_open_fds(*config.server_pid);
+    if (result.fds_before && result.fds_after && result.connections_held > 0)
+      result.fds_per_connection =
+          (static_cast<double>(*result.fds_after) - static_cast<double>(*result.fds_before)) /
+          result.connections_held;
     if (result.rss_before_kib && result.rss_after_kib && result.connections_held > 0) {
       const auto delta = static_cast<std::int64_t>(*result.rss_after_kib) -
                          static_cast<std::int64_t>(*result.rss_before_kib);
@@ -444,7 +501,7 @@ std::expected<IdleResult, std::string> run_idle(const IdleConfig& config) {
   }
 
   for (unsigned i = 0; i < config.probes; ++i) {
-    auto took = probe(probe_from, target, peer, &*stub, config.step_timeout);
+    auto took = probe(probe_from, target, peer, config.bind, &probe_stub, config.step_timeout);
     if (took) {
       result.probe_latency_ns.push_back(static_cast<std::uint64_t>(
           std::chrono::duration_cast<std::chrono::nanoseconds>(*took).count()));

@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -64,13 +65,85 @@ struct Plan {
   std::string peer;  // "127.0.0.1:135"
   sockaddr_storage addr{};
   socklen_t addr_len = 0;
+  struct Source {
+    sockaddr_storage addr{};
+    socklen_t len = 0;
+    std::string text;
+  };
+  std::vector<Source> sources;  // empty: the kernel picks
+  // A new connection per call (kConnect, or kEcho with reconnect).
+  bool reconnect = false;
 };
+
+// A non-blocking TCP socket for connection `index`, bound to its source address when the plan
+// has any, connect() started. The errno and what failed on error.
+struct Opened {
+  runtime::Fd fd;
+  bool connected = false;  // connect() completed at once
+};
+std::expected<Opened, std::pair<int, std::string>> open_socket(const Plan& p, unsigned index) {
+  runtime::Fd fd(::socket(p.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) return std::unexpected(std::pair{errno, std::string("socket")});
+  const int one = 1;
+  ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (!p.sources.empty()) {
+    const auto& src = p.sources[index % p.sources.size()];
+    // Without it bind() picks the port for the address alone and runs out far sooner.
+    ::setsockopt(fd.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&src.addr), src.len) != 0)
+      return std::unexpected(std::pair{errno, "bind to source " + src.text});
+  }
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&p.addr), p.addr_len) == 0)
+    return Opened{std::move(fd), true};
+  if (errno != EINPROGRESS) return std::unexpected(std::pair{errno, std::string("connect")});
+  return Opened{std::move(fd), false};
+}
+
+// open_socket, then waits for the connect within `timeout`. Error: one sentence.
+std::expected<runtime::Fd, std::string> connect_now(const Plan& p, unsigned index,
+                                                    std::chrono::milliseconds timeout) {
+  auto o = open_socket(p, index);
+  const std::string from =
+      p.sources.empty() ? "" : " from " + p.sources[index % p.sources.size()].text;
+  if (!o)
+    return std::unexpected(fmt::format("connect to {}{}: {}: {}", p.peer, from, o.error().second,
+                                       lower_first(std::strerror(o.error().first))));
+  if (o->connected) return std::move(o->fd);
+  pollfd pfd{o->fd.get(), POLLOUT, 0};
+  int r;
+  do {
+    r = ::poll(&pfd, 1, static_cast<int>(timeout.count()));
+  } while (r < 0 && errno == EINTR);
+  int err = 0;
+  if (r == 0) {
+    err = ETIMEDOUT;
+  } else if (r < 0) {
+    err = errno;
+  } else {
+    socklen_t len = sizeof err;
+    ::getsockopt(o->fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+  }
+  if (err != 0)
+    return std::unexpected(
+        fmt::format("connect to {}{}: {}", p.peer, from, lower_first(std::strerror(err))));
+  return std::move(o->fd);
+}
 
 std::expected<Plan, std::string> make_plan(const LoadConfig& c) {
   Plan p;
   p.config = &c;
   p.peer = runtime::format_endpoint(c.address, c.port);
   p.addr_len = runtime::make_sockaddr(c.address, c.port, p.addr);
+  p.reconnect = c.mode == Mode::kConnect || (c.mode == Mode::kEcho && c.reconnect);
+  for (const auto& a : c.sources) {
+    if (a.is_v4() != c.address.is_v4())
+      return std::unexpected(
+          fmt::format("source {} is not of the target {}'s address family", a.to_string(), p.peer));
+    Plan::Source src;
+    src.len = runtime::make_sockaddr(a, 0, src.addr);
+    src.text = a.to_string();
+    p.sources.push_back(std::move(src));
+  }
   p.interface = c.mode == Mode::kEcho ? echo::rpcecho_syntax() : rpc::kEpmSyntax;
   if (c.mode == Mode::kEcho) {
     if (c.op == EchoOp::kAddOne) {
@@ -102,6 +175,7 @@ class Worker;
 struct Conn : rpc::ConnectionHandler {
   enum class Answer { kNone, kBound, kBindRejected, kOk, kFault, kBadStatus };
   Worker* worker = nullptr;
+  unsigned index = 0;  // over all workers: picks the source address
   runtime::Fd fd;
   std::unique_ptr<rpc::Connection> engine;
   State state = State::kIdle;
@@ -142,15 +216,17 @@ class Worker {
   // This worker samples the CPU used at the measured window's ends.
   void sample_cpu(CpuWindow* window) { cpu_ = window; }
 
-  void add(runtime::Fd fd) {
+  void add(unsigned index, runtime::Fd fd) {
     auto c = std::make_unique<Conn>();
     c->worker = this;
+    c->index = index;
     c->fd = std::move(fd);
     conns_.push_back(std::move(c));
   }
-  void add_unconnected() {
+  void add_unconnected(unsigned index) {
     conns_.push_back(std::make_unique<Conn>());
     conns_.back()->worker = this;
+    conns_.back()->index = index;
   }
 
   // Runs until `end` or a fatal error (then sets stop and fatal()).
@@ -227,14 +303,10 @@ void Worker::fail(Conn& c, ErrorKind kind) {
 void Worker::start_connect(Conn& c, TimePoint now) {
   c.started = now;
   c.iteration_start = now;
-  const int fd = ::socket(plan_.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return fail(c, ErrorKind::kConnect);
-  c.fd.reset(fd);
-  const int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&plan_.addr), plan_.addr_len) == 0)
-    return on_connected(c, now);
-  if (errno != EINPROGRESS) return fail(c, ErrorKind::kConnect);
+  auto opened = open_socket(plan_, c.index);
+  if (!opened) return fail(c, ErrorKind::kConnect);
+  c.fd = std::move(opened->fd);
+  if (opened->connected) return on_connected(c, now);
   c.state = State::kConnecting;
   set_events(c, EPOLLOUT);
 }
@@ -255,7 +327,7 @@ void Worker::on_connected(Conn& c, TimePoint now) {
 void Worker::start_call(Conn& c, TimePoint now) {
   c.state = State::kCalling;
   c.started = now;
-  if (cfg_.mode != Mode::kConnect) c.iteration_start = now;
+  if (!plan_.reconnect) c.iteration_start = now;
   if (c.engine->call(0, plan_.opnum, plan_.stub, now) == 0) {
     set_fatal(fmt::format("cannot send the request to {} (stub of {} bytes)", plan_.peer,
                           plan_.stub.size()));
@@ -381,7 +453,7 @@ void Worker::complete_call(Conn& c, TimePoint now) {
     c.state = State::kDone;
     return;
   }
-  if (cfg_.mode == Mode::kConnect) {
+  if (plan_.reconnect) {
     close(c);
     return start_connect(c, now);
   }
@@ -397,7 +469,7 @@ void Worker::end_call_in_error(Conn& c, ErrorKind kind) {
     c.state = State::kDone;
     return;
   }
-  if (cfg_.mode == Mode::kConnect) {
+  if (plan_.reconnect) {
     close(c);
     return start_connect(c, now);
   }
@@ -476,8 +548,13 @@ void Worker::run() {
     if (!cpu_started_) cpu_->sample(true);  // stopped early: an empty window
     cpu_->sample(false);
   }
-  for (auto& c : conns_)
+  const auto ended = Clock::now();
+  for (auto& c : conns_) {
+    const bool waiting = c->state == State::kConnecting || c->state == State::kBinding ||
+                         c->state == State::kCalling;
+    if (waiting && ended - c->started >= kStalledAfter) ++result_.stalled_at_end;
     close(*c);
+  }
 }
 
 }  // namespace
@@ -543,21 +620,18 @@ std::expected<LoadResult, std::string> run_load(const LoadConfig& config) {
 
   std::atomic<bool> stop{false};
   std::vector<runtime::Fd> fds;
-  if (config.mode == Mode::kConnect) {
-    // Fail early and clearly when nothing listens there.
-    auto fd = runtime::connect_stream(reinterpret_cast<const sockaddr*>(&plan->addr),
-                                      plan->addr_len, config.call_timeout);
-    if (!fd)
-      return std::unexpected(
-          fmt::format("connect to {}: {}", plan->peer, lower_first(fd.error().message())));
+  if (plan->reconnect) {
+    // Fail early and clearly when nothing listens there (from every source).
+    for (std::size_t i = 0; i < std::max<std::size_t>(plan->sources.size(), 1); ++i) {
+      auto fd = connect_now(*plan, static_cast<unsigned>(i), config.call_timeout);
+      if (!fd) return std::unexpected(fd.error());
+    }
   } else {
     for (unsigned i = 0; i < config.connections; ++i) {
-      auto fd = runtime::connect_stream(reinterpret_cast<const sockaddr*>(&plan->addr),
-                                        plan->addr_len, config.call_timeout);
+      auto fd = connect_now(*plan, i, config.call_timeout);
       if (!fd)
-        return std::unexpected(fmt::format("connect to {}: {} ({} of {} connections open)",
-                                           plan->peer, lower_first(fd.error().message()), i,
-                                           config.connections));
+        return std::unexpected(
+            fmt::format("{} ({} of {} connections open)", fd.error(), i, config.connections));
       fds.push_back(std::move(*fd));
     }
   }
@@ -573,10 +647,10 @@ std::expected<LoadResult, std::string> run_load(const LoadConfig& config) {
   workers[0]->sample_cpu(&cpu);
   for (unsigned i = 0; i < config.connections; ++i) {
     Worker& w = *workers[i % threads];
-    if (config.mode == Mode::kConnect)
-      w.add_unconnected();
+    if (plan->reconnect)
+      w.add_unconnected(i);
     else
-      w.add(std::move(fds[i]));
+      w.add(i, std::move(fds[i]));
   }
   {
     std::vector<std::jthread> running;
@@ -591,6 +665,7 @@ std::expected<LoadResult, std::string> run_load(const LoadConfig& config) {
     if (w->fatal()) return std::unexpected(*w->fatal());
     out.latency.merge(w->result().latency);
     out.errors.add(w->result().errors);
+    out.stalled_at_end += w->result().stalled_at_end;
   }
   out.calls = out.latency.count();
   out.client_cpu_s = std::max(0.0, cpu.client_end - cpu.client_start);

@@ -16,9 +16,21 @@
 //             or EchoData of `size` bytes (response stub must be max_count + the same `size`
 //             bytes; contents compared every kFullCheckEvery-th call).
 //   kConnect  per iteration: new connection, bind EPM, one ept_map, close. Latency covers all four.
+//   `reconnect` (kEcho only; kConnect always): per iteration a new connection, the bind, one call,
+//             close - the connection setup rate of that interface (through a firewall's pinhole:
+//             every connection is a new relayed flow). Latency covers all four.
+//
+// Sources: with `sources` given, connection i (0-based, over all threads) is bound to
+// sources[i % sources.size()] before it connects (IP_BIND_ADDRESS_NO_PORT: the port is chosen at
+// connect time), so one run can stand for several clients (a firewall keeps state per client
+// address). Each address must be of the target's family and assigned here; otherwise every
+// connect fails (at the start: fatal, the message names the address). Empty: the kernel picks.
 //
 // Timing: the run lasts warmup + duration from the moment the loops start; calls completing in
-// the warmup are not recorded. Calls still outstanding at the end are abandoned (not counted).
+// the warmup are not recorded. Calls still outstanding at the end are abandoned (not counted as
+// calls or errors); those whose current step (connect, bind or call) had been waiting for
+// kStalledAfter or more are counted as stalled_at_end - a connect or a call lost on the way that
+// ended no sooner than call_timeout would otherwise hide as a lower rate.
 //
 // Errors never stop the run; each is counted by kind (ErrorCounts) over the whole run (warmup
 // included) and the affected connection is closed and re-opened after kRetryDelay (a fault or a
@@ -33,6 +45,7 @@
 #include <expected>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <asio/ip/address.hpp>
 
@@ -46,6 +59,7 @@ enum class EchoOp { kAddOne, kEchoData };
 
 inline constexpr std::uint32_t kFullCheckEvery = 1024;
 inline constexpr std::chrono::milliseconds kRetryDelay{100};
+inline constexpr std::chrono::milliseconds kStalledAfter{1000};
 inline constexpr std::uint32_t kMaxEchoSize = 1u << 20;
 // What we offer in the bind (max_xmit_frag = max_recv_frag): the value Windows and rpcgate's own
 // client use. A response fragment above it is a protocol error.
@@ -57,7 +71,9 @@ struct LoadConfig {
   std::uint16_t port = 0;
   rpc::SyntaxId interface;  // kEpmMap, kConnect: the interface to ept_map
   EchoOp op = EchoOp::kAddOne;
-  std::uint32_t size = 0;  // kEcho + kEchoData: bytes, <= kMaxEchoSize
+  std::uint32_t size = 0;                  // kEcho + kEchoData: bytes, <= kMaxEchoSize
+  bool reconnect = false;                  // kEcho: a new connection per call (kConnect: always)
+  std::vector<asio::ip::address> sources;  // local addresses, round-robin over the connections
   unsigned connections = 16;
   unsigned threads = 1;  // 1..connections
   std::chrono::milliseconds duration{5000};
@@ -89,6 +105,9 @@ struct LoadResult {
   std::uint64_t calls = 0;  // = latency.count()
   ErrorCounts errors;       // whole run
   double seconds = 0;       // length of the measured window as it really was
+  // Connections whose connect, bind or call was outstanding for kStalledAfter or more when the
+  // run ended (see Timing).
+  std::uint64_t stalled_at_end = 0;
   // CPU seconds spent in the measured window by this process (all its threads: is the load
   // generator the bottleneck?) and by LoadConfig::server_pid (nullopt without one, or when its
   // /proc entry could not be read). Sampled by the first worker as it crosses the window's ends.

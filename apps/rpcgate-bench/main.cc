@@ -2,25 +2,34 @@
 // holder of idle connections (idle.h has that model).
 //
 //   rpcgate-bench epm-map [--target HOST:PORT] [--interface UUID[:M.m]] [common options]
-//   rpcgate-bench echo    --target HOST:PORT [--op addone|echodata] [--size N] [common options]
+//   rpcgate-bench echo    --target HOST:PORT [--op addone|echodata] [--size N] [--reconnect]
+//                         [common options]
 //   rpcgate-bench connect [--target HOST:PORT] [--interface UUID[:M.m]] [common options]
 //   common: [--connections N] [--threads 1|2] [--duration S] [--warmup S] [--timeout S] [--json]
-//           [--server-pid PID]
-//   rpcgate-bench idle    [--target 127.X.Y.Z:PORT] [--connections N] [--sources K]
+//           [--server-pid PID] [--source ADDR]...
+//   rpcgate-bench idle    [--target HOST:PORT] [--connections N] [--sources K | --source ADDR...]
+//                         [--probe-source ADDR] [--bind epm|rpcecho]
 //                         [--server-pid PID] [--probes M] [--interface UUID[:M.m]] [--timeout S]
 //                         [--hold S] [--json]
+//
+// --source ADDR (repeatable): connection i is made from the i-th address, round-robin (several
+// clients in one run: a firewall keeps its state per client address); each must be assigned to
+// this host. echo --reconnect: a new connection per call (connect, bind rpcecho, the call, close),
+// as connect does for the EPM.
 //
 // HOST is a numeric IPv4 or IPv6 address ([::1]:135). epm-map, connect and idle default to
 // 127.0.0.1:135 and the EPM's own interface (e1af8308-5d1f-11c9-91a4-08002b14a0fa:3.0, always
 // registered); echo binds rpcecho (Samba's echo.idl) and has no default target.
 //
-// idle opens N connections (default 1000), each bound to the EPM and then left idle, from the
-// source addresses 127.0.0.1..127.0.0.K (default K = ceil(N / 1000), at most 253: the target must
-// be an IPv4 loopback address), at most 256 handshakes at a time, all within --timeout (default
-// 60 s). With --server-pid it reads that process's VmRSS before and after, and reports the
-// difference per held connection. While they are held it runs M probes (default 20: connect from
-// 127.0.0.(K+1), bind, one ept_map of --interface), then checks how many held connections are
-// still open, waits --hold seconds (default 0: time to look at the server from outside), closes.
+// idle opens N connections (default 1000), each bound to the EPM (--bind rpcecho: to rpcecho) and
+// then left idle, from the source addresses 127.0.0.1..127.0.0.K (default K = ceil(N / 1000), at
+// most 253: the target must then be an IPv4 loopback address) or from the --source addresses
+// (any IPv4 target), at most 256 handshakes at a time, all within --timeout (default 60 s). With
+// --server-pid it reads that process's VmRSS and open descriptors before and after, and reports
+// the difference per held connection. While they are held it runs M probes (default 20: connect
+// from 127.0.0.(K+1), or --probe-source (default the first --source), bind, one ept_map of
+// --interface; with --bind rpcecho one AddOne), then checks how many held connections are still
+// open, waits --hold seconds (default 0: time to look at the server from outside), closes.
 //
 // Output: one table (mode, target, connections, threads, duration, calls, calls/s, p50/p99/p99.9
 // latency in microseconds, errors; idle: connections held/failed, sources, bytes per connection,
@@ -34,9 +43,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <expected>
 #include <iostream>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -72,12 +83,16 @@ struct Options {
   double timeout = 5;
   bool json = false;
   std::optional<int> server_pid;  // load modes: the server's CPU per call
+  std::vector<std::string> sources;
+  bool reconnect = false;  // echo
 };
 
 struct IdleOptions {
   unsigned connections = 1000;
   unsigned sources = 0;  // 0: default_sources(connections)
   unsigned probes = 20;
+  std::string probe_source;
+  std::string bind = "epm";
   std::optional<int> server_pid;
   double timeout = 60;
   double hold = 0;
@@ -133,11 +148,15 @@ void print_json(const LoadConfig& c, const Options& o, const LoadResult& r) {
   if (c.mode == Mode::kEcho) {
     j["op"] = o.op;
     j["size"] = c.op == EchoOp::kEchoData ? c.size : 0;
+    j["reconnect"] = c.reconnect;
   } else {
     j["interface"] = o.interface;
   }
   j["connections"] = c.connections;
   j["threads"] = c.threads;
+  j["sources"] = nlohmann::ordered_json::array();
+  for (const auto& a : c.sources)
+    j["sources"].push_back(a.to_string());
   j["duration_s"] = r.seconds;
   j["warmup_s"] = o.warmup;
   j["calls"] = r.calls;
@@ -161,6 +180,7 @@ void print_json(const LoadConfig& c, const Options& o, const LoadResult& r) {
   j["server_cpu_us_per_call"] =
       r.server_cpu_s ? nlohmann::ordered_json(per_call_us(*r.server_cpu_s)) : nullptr;
   j["errors"] = r.errors.total();
+  j["stalled_at_end"] = r.stalled_at_end;
   j["error_kinds"] = {{"connect", r.errors.connect},   {"bind", r.errors.bind},
                       {"fault", r.errors.fault},       {"status", r.errors.status},
                       {"protocol", r.errors.protocol}, {"timeout", r.errors.timeout},
@@ -172,6 +192,7 @@ void print_table(const LoadConfig& c, const Options& o, const LoadResult& r) {
   std::string mode = mode_name(c.mode);
   if (c.mode == Mode::kEcho)
     mode += c.op == EchoOp::kAddOne ? "/addone" : fmt::format("/echodata:{}", c.size);
+  if (c.mode == Mode::kEcho && c.reconnect) mode += "/re";
   const auto target = rpcgate::runtime::format_endpoint(c.address, c.port);
   std::cout << fmt::format(
       "{:<16} {:<21} {:>5} {:>7} {:>8} {:>10} {:>10} {:>9} {:>9} {:>9} {:>7}\n", "mode", "target",
@@ -225,12 +246,19 @@ void print_idle_json(const rpcgate::bench::IdleConfig& c, const rpcgate::bench::
                         {"protocol", f.protocol},
                         {"timeout", f.timeout},
                         {"closed", f.closed}};
+  j["bind"] = c.bind == rpcgate::bench::IdleBind::kRpcecho ? "rpcecho" : "epm";
   j["sources"] = r.sources;
+  j["source_addresses"] = nlohmann::ordered_json::array();
+  for (const auto& a : c.source_list)
+    j["source_addresses"].push_back(a.to_string());
   j["probe_source"] = r.probe_source;
   j["server_pid"] = c.server_pid ? nlohmann::ordered_json(*c.server_pid) : nullptr;
   j["rss_before_kib"] = or_null(r.rss_before_kib);
   j["rss_after_kib"] = or_null(r.rss_after_kib);
   j["bytes_per_connection"] = or_null(r.bytes_per_connection);
+  j["fds_before"] = or_null(r.fds_before);
+  j["fds_after"] = or_null(r.fds_after);
+  j["fds_per_connection"] = or_null(r.fds_per_connection);
   j["probes"] = c.probes;
   j["probe_p50_us"] = or_null(opt_us(probe_p50_ns(r)));
   j["probe_max_us"] = or_null(opt_us(probe_max_ns(r)));
@@ -259,9 +287,10 @@ void print_idle_table(const rpcgate::bench::IdleConfig& c, const rpcgate::bench:
       text(opt_us(probe_p50_ns(r)), "{:.1f}"), text(opt_us(probe_max_ns(r)), "{:.1f}"),
       r.probe_errors, r.held_after_probes, r.seconds);
   if (c.server_pid)
-    std::cout << fmt::format("server pid {}: VmRSS {} KiB before, {} KiB with {} held\n",
-                             *c.server_pid, text(r.rss_before_kib, "{}"),
-                             text(r.rss_after_kib, "{}"), r.connections_held);
+    std::cout << fmt::format(
+        "server pid {}: VmRSS {} KiB before, {} KiB with {} held; descriptors {} -> {}\n",
+        *c.server_pid, text(r.rss_before_kib, "{}"), text(r.rss_after_kib, "{}"),
+        r.connections_held, text(r.fds_before, "{}"), text(r.fds_after, "{}"));
   if (r.connections_failed != 0) {
     const auto& f = r.failures;
     std::cout << fmt::format("not held: connect {} bind {} protocol {} timeout {} closed {}\n",
@@ -286,18 +315,58 @@ void add_common(CLI::App* sub, Options& o) {
   sub->add_option("--server-pid", o.server_pid,
                   "the server's pid: its CPU per call in the measured window (--json)")
       ->check(CLI::PositiveNumber);
+  sub->add_option("--source", o.sources,
+                  "local address to connect from (repeatable: round-robin over the connections)");
+}
+
+// --source texts as addresses; the bad one on error.
+std::expected<std::vector<asio::ip::address>, std::string> parse_sources(
+    const std::vector<std::string>& texts) {
+  std::vector<asio::ip::address> out;
+  for (const auto& t : texts) {
+    std::error_code ec;
+    out.push_back(asio::ip::make_address(t, ec));
+    if (ec) return std::unexpected(t);
+  }
+  return out;
 }
 
 int run_idle(const Options& o, const IdleOptions& io) {
   rpcgate::bench::IdleConfig c;
   LoadConfig target;
-  if (!parse_target(o.target, target) || !target.address.is_v4() ||
-      (target.address.to_v4().to_uint() >> 24) != 127) {
-    std::cerr << "rpcgate-bench: bad --target \"" << o.target
-              << "\" (idle: HOST:PORT with an IPv4 loopback address, e.g. 127.0.0.1:135; the "
-                 "connections come from 127.0.0.x)\n";
+  auto sources = parse_sources(o.sources);
+  std::error_code probe_ec;
+  const auto probe_source = io.probe_source.empty()
+                                ? asio::ip::address{}
+                                : asio::ip::make_address(io.probe_source, probe_ec);
+  if (!sources || probe_ec ||
+      std::any_of(sources->begin(), sources->end(), [](const auto& a) { return !a.is_v4(); }) ||
+      (!io.probe_source.empty() && !probe_source.is_v4())) {
+    std::cerr << "rpcgate-bench: bad --source/--probe-source \""
+              << (sources ? io.probe_source : sources.error()) << "\" (idle: an IPv4 address)\n";
     return kExitUsage;
   }
+  if (!io.probe_source.empty() && sources->empty()) {
+    std::cerr << "rpcgate-bench: --probe-source needs --source\n";
+    return kExitUsage;
+  }
+  if (!sources->empty() && io.sources != 0) {
+    std::cerr << "rpcgate-bench: --sources K and --source ADDR exclude each other\n";
+    return kExitUsage;
+  }
+  const bool loopback_sources = sources->empty();
+  if (!parse_target(o.target, target) || !target.address.is_v4() ||
+      (loopback_sources && (target.address.to_v4().to_uint() >> 24) != 127)) {
+    std::cerr << "rpcgate-bench: bad --target \"" << o.target
+              << "\" (idle: HOST:PORT with an IPv4 address, a loopback one unless --source is "
+                 "given, e.g. 127.0.0.1:135; the connections come from 127.0.0.x)\n";
+    return kExitUsage;
+  }
+  for (const auto& a : *sources)
+    c.source_list.push_back(a.to_v4());
+  if (!io.probe_source.empty()) c.probe_source = probe_source.to_v4();
+  c.bind =
+      io.bind == "rpcecho" ? rpcgate::bench::IdleBind::kRpcecho : rpcgate::bench::IdleBind::kEpm;
   c.address = target.address.to_v4();
   c.port = target.port;
   auto id = rpcgate::runtime::parse_interface(o.interface);
@@ -308,8 +377,10 @@ int run_idle(const Options& o, const IdleOptions& io) {
   c.interface = *id;
   c.connections = io.connections;
   c.sources =
-      std::min(io.sources == 0 ? rpcgate::bench::default_sources(io.connections) : io.sources,
-               io.connections);
+      !c.source_list.empty()
+          ? static_cast<unsigned>(c.source_list.size())
+          : std::min(io.sources == 0 ? rpcgate::bench::default_sources(io.connections) : io.sources,
+                     io.connections);
   c.probes = io.probes;
   if (io.server_pid) {
     c.server_pid = *io.server_pid;
@@ -355,6 +426,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"addone", "echodata"}));
   echo->add_option("--size", o.size, "EchoData bytes")
       ->check(CLI::Range(0u, rpcgate::bench::kMaxEchoSize));
+  echo->add_flag("--reconnect", o.reconnect,
+                 "a new connection per call: connect, bind rpcecho, the call, close");
   add_common(echo, o);
   auto* conn = app.add_subcommand("connect", "per call: connect, bind EPM, one ept_map, close");
   conn->add_option("--target,-t", o.target, "HOST:PORT of an endpoint mapper (numeric address)");
@@ -371,6 +444,15 @@ int main(int argc, char** argv) {
   idle->add_option("--sources", io.sources,
                    "source addresses 127.0.0.1..127.0.0.K (default ceil(N/1000))")
       ->check(CLI::Range(1u, rpcgate::bench::kMaxSources));
+  idle->add_option("--source", o.sources,
+                   "an IPv4 address to connect from, instead of 127.0.0.x (repeatable: "
+                   "round-robin); the target may then be any IPv4 address");
+  idle->add_option("--probe-source", io.probe_source,
+                   "the probes' address with --source (default: the first --source)");
+  idle->add_option("--bind", io.bind,
+                   "the interface the held connections bind: epm (default) or rpcecho (the "
+                   "probes then call AddOne)")
+      ->check(CLI::IsMember({"epm", "rpcecho"}));
   idle->add_option("--server-pid", io.server_pid,
                    "the server's pid: VmRSS before and after, bytes per connection")
       ->check(CLI::PositiveNumber);
@@ -401,6 +483,14 @@ int main(int argc, char** argv) {
   c.interface = *id;
   c.op = o.op == "echodata" ? EchoOp::kEchoData : EchoOp::kAddOne;
   c.size = o.size;
+  c.reconnect = o.reconnect;
+  auto sources = parse_sources(o.sources);
+  if (!sources) {
+    std::cerr << "rpcgate-bench: bad --source \"" << sources.error()
+              << "\" (a numeric IPv4 or IPv6 address)\n";
+    return kExitUsage;
+  }
+  c.sources = std::move(*sources);
   c.connections = o.connections;
   c.threads = std::min(o.threads, o.connections);
   c.duration = ms(o.duration);
