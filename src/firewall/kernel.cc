@@ -446,6 +446,11 @@ std::expected<std::vector<std::pair<std::string, std::uint64_t>>, std::string> N
 
 namespace {
 
+// NLMSG_DATA without its const-dropping cast.
+const std::uint8_t* payload(const nlmsghdr* m) {
+  return reinterpret_cast<const std::uint8_t*>(m) + NLMSG_HDRLEN;
+}
+
 class Netlink {
  public:
   static std::expected<Netlink, std::string> open() {
@@ -478,7 +483,7 @@ class Netlink {
     bool done = false;
     auto r = receive([&](const nlmsghdr* m) {
       if (m->nlmsg_type == NLMSG_ERROR) {
-        const auto* e = static_cast<const nlmsgerr*>(NLMSG_DATA(m));
+        const auto* e = reinterpret_cast<const nlmsgerr*>(payload(m));
         result = -e->error;
         done = true;
       }
@@ -499,7 +504,7 @@ class Netlink {
     auto r = receive([&](const nlmsghdr* m) {
       if (m->nlmsg_type == NLMSG_DONE) return false;
       if (m->nlmsg_type == NLMSG_ERROR) {
-        error = -static_cast<const nlmsgerr*>(NLMSG_DATA(m))->error;
+        error = -reinterpret_cast<const nlmsgerr*>(payload(m))->error;
         return false;
       }
       each(m);
@@ -532,9 +537,12 @@ class Netlink {
         if (errno == EINTR) continue;
         return std::unexpected(std::string("netlink recv: ") + std::strerror(errno));
       }
-      int len = static_cast<int>(n);
-      for (auto* m = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(m, len);
-           m = NLMSG_NEXT(m, len)) {
+      // NLMSG_OK / NLMSG_NEXT spelled out: the macros mix signedness and cast away const.
+      const auto size = static_cast<std::size_t>(n);
+      for (std::size_t off = 0; off + sizeof(nlmsghdr) <= size;) {
+        const auto* m = reinterpret_cast<const nlmsghdr*>(buf.data() + off);
+        if (m->nlmsg_len < sizeof(nlmsghdr) || m->nlmsg_len > size - off) break;
+        off += NLMSG_ALIGN(m->nlmsg_len);
         if (m->nlmsg_seq != seq_) continue;  // a late answer to an earlier request
         if (!on(m)) return {};
       }
@@ -579,11 +587,16 @@ class Message {
 template <typename Hdr>
 std::map<std::uint16_t, std::span<const std::uint8_t>> attributes(const nlmsghdr* m) {
   std::map<std::uint16_t, std::span<const std::uint8_t>> out;
-  const auto* hdr = static_cast<const std::uint8_t*>(NLMSG_DATA(m));
-  int len = static_cast<int>(m->nlmsg_len) - static_cast<int>(NLMSG_SPACE(sizeof(Hdr)));
-  for (auto* a = reinterpret_cast<const rtattr*>(hdr + NLMSG_ALIGN(sizeof(Hdr))); RTA_OK(a, len);
-       a = RTA_NEXT(a, len))
-    out[a->rta_type] = {static_cast<const std::uint8_t*>(RTA_DATA(a)), RTA_PAYLOAD(a)};
+  const auto* hdr = reinterpret_cast<const std::uint8_t*>(payload(m));
+  // RTA_OK / RTA_NEXT / RTA_DATA spelled out (the macros cast away const).
+  const std::size_t start = NLMSG_ALIGN(sizeof(Hdr));
+  const std::size_t total = m->nlmsg_len > NLMSG_HDRLEN ? m->nlmsg_len - NLMSG_HDRLEN : 0;
+  for (std::size_t off = start; off + sizeof(rtattr) <= total;) {
+    const auto* a = reinterpret_cast<const rtattr*>(hdr + off);
+    if (a->rta_len < sizeof(rtattr) || a->rta_len > total - off) break;
+    out[a->rta_type] = {hdr + off + RTA_LENGTH(0), a->rta_len - RTA_LENGTH(0)};
+    off += RTA_ALIGN(a->rta_len);
+  }
   return out;
 }
 std::optional<std::uint32_t> u32_of(const std::map<std::uint16_t, std::span<const std::uint8_t>>& a,
@@ -608,7 +621,7 @@ std::expected<std::vector<std::uint32_t>, std::string> our_rules(Netlink& nl, in
   std::vector<std::uint32_t> prefs;
   auto r = nl.dump(Message(RTM_GETRULE, req).take(), [&](const nlmsghdr* m) {
     if (m->nlmsg_type != RTM_NEWRULE) return;
-    const auto* h = static_cast<const fib_rule_hdr*>(NLMSG_DATA(m));
+    const auto* h = reinterpret_cast<const fib_rule_hdr*>(payload(m));
     const auto a = attributes<fib_rule_hdr>(m);
     const std::uint32_t t = u32_of(a, FRA_TABLE).value_or(h->table);
     if (h->action != FR_ACT_TO_TBL || t != table || h->src_len || h->dst_len || h->tos ||
