@@ -415,7 +415,6 @@ def cmd_lsa(a):
                 lsad.POLICY_INFORMATION_CLASS.PolicyAccountDomainInformation)
             result["policy"] = q["PolicyInformation"]["PolicyAccountDomainInfo"]["DomainName"]
         except DCERPCException as e:
-            result["fault"] = e.get_error_code()
             result["fault_text"] = str(e)
         dce.disconnect()
     except Exception as e:
