@@ -10,6 +10,7 @@ governed: router mode governs TCP only).
 Same topology and servers as fwd_test.py (fwd_topology.py: clients -- firewall -- servers;
 rpcgate-epmd on 135, rpcgate-testsrv serving ALLOWED and BLOCKED on one dynamic port).
 """
+import json
 import os
 import shutil
 import signal
@@ -90,7 +91,6 @@ class AttackTest(unittest.TestCase):
     def client(self, *args, timeout=90):
         r = self.t.run(self.t.c, ["/usr/bin/python3", CLIENT_PY, *args], timeout=timeout)
         self.assertEqual(r.returncode, 0, r.stderr)
-        import json
         return json.loads(r.stdout)
 
     def attack(self, case, *extra, timeout=90):
