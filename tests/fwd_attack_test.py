@@ -215,8 +215,10 @@ class AttackTest(unittest.TestCase):
         self.assert_dropped(answers, "protocol", before, "fragment disagrees")
         if cap:
             opnums = [o for p, ops, _ in cap.pdus_to(self.port) if p == 0 for o in ops]
-            # The FIRST fragment (opnum 0) was judged and forwarded; the LAST (opnum 1) never was.
-            self.assertEqual(opnums, ["0"])
+            # The LAST fragment (opnum 1) never reached the server. (The FIRST, opnum 0, was
+            # judged and forwarded - unless both came in one read: then the drop resets the
+            # server's leg before the FIRST is written, so it may be missing too.)
+            self.assertIn(opnums, ([], ["0"]))
 
     def test_b12_orphan_and_duplicate_first_fragments(self):
         for case, message in (("fragment-orphan", "not in progress"),
@@ -303,8 +305,8 @@ class AttackTest(unittest.TestCase):
     def test_d14_udp_135_is_left_alone(self):
         # The issue: governed traffic is TCP to 135 and to the dynamic ports, "everything else
         # is left alone" - blocking EPM over UDP is the base firewall's job, not rpcgate-fwd's.
-        # A datagram to 10.135.2.2:135/udp is forwarded like any other and logs nothing.
-        records = len(self.fw.records())
+        # A datagram to 10.135.2.2:135/udp is forwarded like any other and logs nothing (sent
+        # from the second client's address, which no other test uses, to tell its records apart).
         server = self.t.popen(self.t.s, ["/usr/bin/python3", "-c", (
             "import socket,sys\n"
             "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
@@ -314,13 +316,14 @@ class AttackTest(unittest.TestCase):
         self.assertEqual(server.stdout.readline().strip(), "ready")
         self.t.run(self.t.c, ["/usr/bin/python3", "-c", (
             "import socket,time\n"
-            "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+            f"s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('{topo.CLIENT2}',0))\n"
             f"[(s.sendto(b'epm-over-udp',('{topo.SERVER}',135)),time.sleep(0.2)) "
             "for _ in range(10)]\n")])
         line = server.stdout.readline().strip()
         server.wait(5)
-        self.assertEqual(line, f"{topo.CLIENT} epm-over-udp")
-        self.assertEqual(len(self.fw.records()), records, self.fw.text()[-1000:])
+        self.assertEqual(line, f"{topo.CLIENT2} epm-over-udp")
+        time.sleep(0.2)
+        self.assertEqual([r for r in self.fw.records() if r.get("client") == topo.CLIENT2], [])
 
     # ---- the attacker's budgets
     @unittest.skipUnless(SETPRIV, "setpriv not installed (util-linux)")

@@ -322,6 +322,9 @@ def cmd_conns(a):
     for _ in range(a.n):
         try:
             socks.append(dial(a.host, a.port, a.source))
+        except ConnectionResetError:  # the refusal came before connect() returned
+            socks.append(None)
+            answers.append("reset")
         except OSError as e:
             socks.append(None)
             answers.append(f"connect: {type(e).__name__}")
