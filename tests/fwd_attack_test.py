@@ -142,14 +142,12 @@ class AttackTest(unittest.TestCase):
         self.assert_dropped(answers, "protocol", before, "request before the association")
 
     def test_a4_truncated_pdu_then_fin_forwards_nothing(self):
+        # The relay resets both sides and logs it (docs/evasions.md A4: never resynchronised).
         cap = self.capture()
+        before = self.drops()
         answers = self.attack("truncated")
         self.assertIn(answers, (["closed"], ["reset"]), answers)
-        closes = topo.wait_for(
-            lambda: [r for r in self.fw.events("close", port=self.port)
-                     if r.get("message", "").endswith(" 0 PDUs relayed")], 5,
-            f"a close record with 0 PDUs relayed: {self.fw.text()[-2000:]}")
-        self.assertTrue(closes)
+        self.assert_dropped(answers, "truncated", before, "client closed in the middle of a PDU")
         if cap:
             self.assertEqual(cap.pdus_to(self.port), [])
 
