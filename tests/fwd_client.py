@@ -13,6 +13,9 @@ Usage:
   fwd_client.py echo HOST [--bytes N] [--calls N] [--hold S]   ept_map rpcecho, bind, EchoData
   fwd_client.py connect HOST PORT [--source IP]            does a SYN get through?
   fwd_client.py attack CASE HOST PORT [--uuid U] [--source IP]
+  fwd_client.py conns HOST PORT N [--source IP]           N connections at once, an EPM bind on each
+  fwd_client.py lookup HOST                                ept_lookup, every ncacn_ip_tcp entry
+  fwd_client.py lsa|samr HOST [--user U --password P] [--level privacy] [--users]
 """
 import argparse
 import json
@@ -61,6 +64,13 @@ def bind_pdu(items, call_id=1, ptype=11, flags=3):
 def request_pdu(ctx, opnum, stub, call_id=2, flags=3):
     body = struct.pack("<IHH", len(stub), ctx, opnum) + stub
     return header(0, flags, 16 + len(body), call_id) + body
+
+
+def request_pdu_be(ctx, opnum, stub, call_id=2, flags=3):
+    """A request whose packed_drep says big-endian, every integer written big-endian."""
+    body = struct.pack(">IHH", len(stub), ctx, opnum) + stub
+    return struct.pack(">BBBB", 5, 0, 0, flags) + b"\x00\x00\x00\x00" + struct.pack(
+        ">HHI", 16 + len(body), 0, call_id) + body
 
 
 def read_pdu(sock, timeout=3.0):
@@ -162,7 +172,7 @@ def cmd_connect(a):
 # ---- crafted cases (docs/evasions.md names) -------------------------------------------------
 def attack(a):
     allowed = (a.uuid, a.major, a.minor)
-    other = (a.other, 1, 0)
+    other = (a.other, a.other_major, a.other_minor)
     s = dial(a.host, a.port, a.source)
     case = a.case
     answers = []
@@ -211,10 +221,236 @@ def attack(a):
         kind, _ = exchange(bind_pdu([(0, allowed, [NDR20])]))
         if kind == "bind_ack":
             exchange(bind_pdu([(1, allowed, [NDR20])], call_id=2))
+    elif case == "bind-request-coalesced":  # A2: bind and request in one segment
+        exchange(bind_pdu([(0, allowed, [NDR20])]) + request_pdu(0, 0, b"\0" * 8))
+    elif case == "request-pipelined":  # A2: request sent before the bind_ack came back
+        send_all(s, bind_pdu([(0, allowed, [NDR20])]))
+        send_all(s, request_pdu(0, 0, b"\0" * 8))
+        for _ in range(2):
+            kind, _ = read_pdu(s)
+            answers.append(kind)
+            if kind in ("reset", "closed", "timeout"):
+                break
+    elif case == "truncated":  # A4: half a bind, then FIN
+        pdu = bind_pdu([(0, allowed, [NDR20])])
+        send_all(s, pdu[:len(pdu) // 2])
+        s.shutdown(socket.SHUT_WR)
+        kind, _ = read_pdu(s, timeout=5)
+        answers.append(kind)
+    elif case == "slow-drip":  # A5: one byte a second until the relay gives up
+        pdu = bind_pdu([(0, allowed, [NDR20])])
+        try:
+            for i in range(len(pdu)):
+                s.send(pdu[i:i + 1])
+                time.sleep(a.drip)
+            kind, _ = read_pdu(s)
+            answers.append(kind)
+        except ConnectionResetError:
+            answers.append("reset")
+        except BrokenPipeError:
+            answers.append("closed")
+    elif case == "frag-too-long":  # B2: a request fragment above every frame limit
+        kind, _ = exchange(bind_pdu([(0, allowed, [NDR20])]))
+        if kind == "bind_ack":
+            exchange(request_pdu(0, 0, b"\0" * (8192 - 24)))
+    elif case in ("bad-version", "bad-minor"):  # B4
+        pdu = bytearray(bind_pdu([(0, allowed, [NDR20])]))
+        if case == "bad-version":
+            pdu[0] = 4
+        else:
+            pdu[1] = 2
+        exchange(bytes(pdu))
+    elif case in ("cl-ptype", "unknown-ptype"):  # B5: a UDP-only type / no such type, once bound
+        kind, _ = exchange(bind_pdu([(0, allowed, [NDR20])]))
+        if kind == "bind_ack":
+            ptype = 1 if case == "cl-ptype" else 0x20  # ping (connectionless) / unassigned
+            exchange(header(ptype, 3, 16, 2))
+    elif case == "byte-order-change":  # B7: bind little-endian, request big-endian
+        kind, _ = exchange(bind_pdu([(0, allowed, [NDR20])]))
+        if kind == "bind_ack":
+            exchange(request_pdu_be(0, 0, b"\0" * 8))
+    elif case == "bind-first-only":  # B10: FIRST without LAST is a whole bind (as Windows)
+        exchange(bind_pdu([(0, allowed, [NDR20])], flags=1))
+    elif case == "bind-first-only-other":  # B10 + E2: and its interfaces are enforced
+        exchange(bind_pdu([(0, other, [NDR20])], flags=1))
+    elif case == "fragments-mismatch":  # B11: LAST fragment with another opnum
+        kind, _ = exchange(bind_pdu([(0, allowed, [NDR20])]))
+        if kind == "bind_ack":
+            send_all(s, request_pdu(0, 0, b"\0" * 8, call_id=2, flags=1))
+            exchange(request_pdu(0, 1, b"\0" * 8, call_id=2, flags=2))
+    elif case == "fragment-orphan":  # B12: a middle fragment of a call never started
+        kind, _ = exchange(bind_pdu([(0, allowed, [NDR20])]))
+        if kind == "bind_ack":
+            exchange(request_pdu(0, 0, b"\0" * 8, call_id=9, flags=0))
+    elif case == "fragment-second-first":  # B12: a second FIRST for a call in progress
+        kind, _ = exchange(bind_pdu([(0, allowed, [NDR20])]))
+        if kind == "bind_ack":
+            send_all(s, request_pdu(0, 0, b"\0" * 8, call_id=2, flags=1))
+            exchange(request_pdu(0, 0, b"\0" * 8, call_id=2, flags=1))
+    elif case == "no-context-items":  # C3: n_context_elem = 0
+        exchange(bind_pdu([]))
+    elif case == "no-transfer-syntaxes":  # C3: an item with n_transfer_syn = 0
+        exchange(bind_pdu([(0, allowed, [])]))
+    elif case == "many-items":  # C4: --items items (100: 4428 bytes, 200: 8828)
+        exchange(bind_pdu([(i, allowed, [NDR20]) for i in range(a.items)]))
+    elif case == "duplicate-context-id":  # C5: one p_cont_id, two different syntaxes
+        exchange(bind_pdu([(0, allowed, [NDR20]), (0, allowed, [NDR64])]))
+    elif case == "alter-redefine":  # C7: alter_context gives an accepted p_cont_id another
+        kind, _ = exchange(bind_pdu([(0, allowed, [NDR20])]))  # (allowed) interface
+        if kind == "bind_ack":
+            exchange(bind_pdu([(0, (a.redefine, 1, 0), [NDR20])], call_id=2, ptype=14))
+    elif case == "alter-first":  # C8: a connection that starts with alter_context
+        exchange(bind_pdu([(0, allowed, [NDR20])], ptype=14))
+    elif case == "request-on-negotiate-ack":  # C12: a request on the BTFN item's p_cont_id
+        kind, _ = exchange(bind_pdu([(0, allowed, [NDR20]), (1, allowed, [BTFN])]))
+        if kind == "bind_ack":
+            exchange(request_pdu(1, 0, b"\0" * 8))
+    elif case == "call":  # a bind then one request: what a well-behaved client does
+        kind, _ = exchange(bind_pdu([(0, allowed, [NDR20])]))
+        if kind == "bind_ack":
+            exchange(request_pdu(0, a.opnum, b"\0" * 8))
     else:
         out({"error": f"unknown case {case}"})
     s.close()
     out({"answers": answers})
+
+
+def cmd_conns(a):
+    """Opens N connections at once, then binds the endpoint mapper on each: what each answered
+    (a relay over its per-client budget resets the excess)."""
+    socks, answers = [], []
+    for _ in range(a.n):
+        try:
+            socks.append(dial(a.host, a.port, a.source))
+        except ConnectionResetError:  # the refusal came before connect() returned
+            socks.append(None)
+            answers.append("reset")
+        except OSError as e:
+            socks.append(None)
+            answers.append(f"connect: {type(e).__name__}")
+    for s in socks:
+        if s is None:
+            continue
+        try:
+            send_all(s, bind_pdu([(0, EPM, [NDR20])]))
+            answers.append(read_pdu(s)[0])
+        except ConnectionResetError:
+            answers.append("reset")
+        except BrokenPipeError:
+            answers.append("closed")
+    for s in socks:
+        if s is not None:
+            s.close()
+    out({"answers": answers})
+
+
+# ---- Samba (fwd_samba_test.py): Impacket as a Windows administrator's tools use it ---------
+def samba_transport(a, binding):
+    from impacket.dcerpc.v5 import transport
+    from impacket.dcerpc.v5 import rpcrt
+    t = transport.DCERPCTransportFactory(binding)
+    t.set_connect_timeout(5)
+    if a.user:
+        t.set_credentials(a.user, a.password, "")
+    dce = t.get_dce_rpc()
+    if a.user:
+        dce.set_auth_level({"connect": rpcrt.RPC_C_AUTHN_LEVEL_CONNECT,
+                            "integrity": rpcrt.RPC_C_AUTHN_LEVEL_PKT_INTEGRITY,
+                            "privacy": rpcrt.RPC_C_AUTHN_LEVEL_PKT_PRIVACY}[a.level])
+    return dce
+
+
+def cmd_lookup(a):
+    """ept_lookup of every entry as rpcdump.py does it, paging until Samba's last batch (whose
+    status is ept_s_not_registered with the entries still in it: rpcdump.py then loses them):
+    "uuid major.minor port" for each ncacn_ip_tcp tower."""
+    from impacket import uuid as iuuid
+    from impacket.dcerpc.v5 import epm
+    entries = []
+    try:
+        dce = samba_transport(argparse.Namespace(user=None), f"ncacn_ip_tcp:{a.host}[135]")
+        dce.connect()
+        dce.bind(epm.MSRPC_UUID_PORTMAP)
+        handle = epm.ept_lookup_handle_t()
+        for _ in range(100):
+            req = epm.ept_lookup()
+            req["inquiry_type"] = epm.RPC_C_EP_ALL_ELTS
+            req["object"] = epm.NULL
+            req["Ifid"] = epm.NULL
+            req["vers_option"] = epm.RPC_C_VERS_ALL
+            req["entry_handle"] = handle
+            req["max_ents"] = 500
+            resp = dce.request(req, checkError=False)
+            for i in range(resp["num_ents"]):
+                tower = epm.EPMTower(b"".join(resp["entries"][i]["tower"]["tower_octet_string"]))
+                floors = tower["Floors"]
+                if len(floors) < 4 or floors[3]["ProtocolData"][:1] != b"\x07":
+                    continue
+                entries.append([iuuid.bin_to_string(floors[0]["InterfaceUUID"]).lower(),
+                                f"{floors[0]['MajorVersion']}.{floors[0]['MinorVersion']}",
+                                int.from_bytes(floors[3]["RelatedData"], "big")])
+            handle = resp["entry_handle"]
+            if resp["status"] != 0 or handle.isNull():
+                break
+        dce.disconnect()
+        out({"entries": entries})
+    except Exception as e:
+        out({"entries": entries, "error": f"{type(e).__name__}: {e}"})
+
+
+def cmd_lsa(a):
+    """hept_map lsarpc, bind (NTLM at --level), LsarOpenPolicy2 + LsarQueryInformationPolicy2.
+    The outcome as the test judges it: "policy" (the account domain's name) or "fault"."""
+    from impacket.dcerpc.v5 import epm, lsad
+    from impacket.dcerpc.v5.rpcrt import DCERPCException
+    result = {}
+    try:
+        binding = epm.hept_map(a.host, lsad.MSRPC_UUID_LSAD, protocol="ncacn_ip_tcp")
+        result["binding"] = binding
+        dce = samba_transport(a, binding)
+        dce.connect()
+        dce.bind(lsad.MSRPC_UUID_LSAD)
+        result["bound"] = True
+        try:
+            r = lsad.hLsarOpenPolicy2(dce, lsad.MAXIMUM_ALLOWED)
+            q = lsad.hLsarQueryInformationPolicy2(
+                dce, r["PolicyHandle"],
+                lsad.POLICY_INFORMATION_CLASS.PolicyAccountDomainInformation)
+            result["policy"] = q["PolicyInformation"]["PolicyAccountDomainInfo"]["DomainName"]
+        except DCERPCException as e:
+            result["fault_text"] = str(e)
+        dce.disconnect()
+    except Exception as e:
+        result["error"] = f"{type(e).__name__}: {e}"
+    out(result)
+
+
+def cmd_samr(a):
+    """hept_map samr, bind (NTLM at --level, or none), SamrConnect +
+    SamrEnumerateDomainsInSamServer, and with --users SamrLookupDomainInSamServer +
+    SamrOpenDomain + SamrEnumerateUsersInDomain (opnum 13)."""
+    from impacket.dcerpc.v5 import epm, samr
+    result = {}
+    try:
+        binding = epm.hept_map(a.host, samr.MSRPC_UUID_SAMR, protocol="ncacn_ip_tcp")
+        result["binding"] = binding
+        result["port"] = int(binding.split("[")[1].rstrip("]"))
+        dce = samba_transport(a, binding)
+        dce.connect()
+        dce.bind(samr.MSRPC_UUID_SAMR)
+        result["bound"] = True
+        server = samr.hSamrConnect(dce)["ServerHandle"]
+        e = samr.hSamrEnumerateDomainsInSamServer(dce, server)
+        result["domains"] = [d["Name"] for d in e["Buffer"]["Buffer"]]
+        if a.users:
+            sid = samr.hSamrLookupDomainInSamServer(dce, server, result["domains"][0])["DomainId"]
+            dom = samr.hSamrOpenDomain(dce, server, domainId=sid)["DomainHandle"]
+            u = samr.hSamrEnumerateUsersInDomain(dce, dom)
+            result["users"] = [x["Name"] for x in u["Buffer"]["Buffer"]]
+        dce.disconnect()
+    except Exception as e:
+        result["error"] = f"{type(e).__name__}: {e}"
+    out(result)
 
 
 def main():
@@ -234,6 +470,20 @@ def main():
     c.add_argument("port", type=int)
     c.add_argument("--source")
     c.add_argument("--timeout", type=float, default=2.0)
+    n = sub.add_parser("conns")
+    n.add_argument("host")
+    n.add_argument("port", type=int)
+    n.add_argument("n", type=int)
+    n.add_argument("--source")
+    lk = sub.add_parser("lookup")
+    lk.add_argument("host")
+    for name in ("lsa", "samr"):
+        x = sub.add_parser(name)
+        x.add_argument("host")
+        x.add_argument("--user")
+        x.add_argument("--password", default="")
+        x.add_argument("--level", choices=("connect", "integrity", "privacy"), default="privacy")
+        x.add_argument("--users", action="store_true")
     t = sub.add_parser("attack")
     t.add_argument("case")
     t.add_argument("host")
@@ -242,6 +492,12 @@ def main():
     t.add_argument("--major", type=int, default=1)
     t.add_argument("--minor", type=int, default=0)
     t.add_argument("--other", default="11111111-2222-3333-4444-5555555555b1")
+    t.add_argument("--other-major", type=int, default=1)
+    t.add_argument("--other-minor", type=int, default=0)
+    t.add_argument("--redefine", default=RPCECHO, help="alter-redefine's second interface")
+    t.add_argument("--opnum", type=int, default=0)
+    t.add_argument("--items", type=int, default=100, help="many-items: context items")
+    t.add_argument("--drip", type=float, default=1.0, help="slow-drip: seconds per byte")
     t.add_argument("--source")
     a = p.parse_args()
     if a.cmd == "map":
@@ -250,6 +506,8 @@ def main():
         cmd_echo(a)
     elif a.cmd == "connect":
         cmd_connect(a)
+    elif a.cmd in ("conns", "lookup", "lsa", "samr"):
+        globals()["cmd_" + a.cmd](a)
     else:
         try:
             attack(a)
