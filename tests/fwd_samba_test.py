@@ -216,7 +216,7 @@ class SambaFirewallTest(unittest.TestCase):
         self.assertEqual(sorted(map(tuple, r["entries"])), self.direct_entries)
         time.sleep(0.2)
         self.assertEqual(len(self.pinholes()), before, self.fw.text()[-2000:])
-        closes = [c for c in self.fw.events("close", port=135, kind="epm")]
+        closes = [c for c in self.fw.events("allow", port=135, kind="epm")]
         self.assertTrue(closes, self.fw.text())
         # And no dynamic port opened by it: a SYN to lsarpc's port is dropped in the kernel
         # (unless an earlier test mapped it: this test runs first).
@@ -241,7 +241,7 @@ class SambaFirewallTest(unittest.TestCase):
         self.assert_no_drop(port)
         # The pinhole connection ended normally after the sealed exchange (bind, auth3, requests,
         # answers: more than the bind and its bind_ack).
-        closes = topo.wait_for(lambda: self.fw.events("close", port=port, kind="pinhole",
+        closes = topo.wait_for(lambda: self.fw.events("allow", port=port, kind="pinhole",
                                                       reason="closed"), 5, "the close record")
         pdus = int(closes[-1]["message"].split(", ")[-1].split()[0])
         self.assertGreaterEqual(pdus, 4, closes[-1])

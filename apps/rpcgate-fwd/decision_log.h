@@ -8,8 +8,11 @@
 //   {"ts":"2026-12-02T10:00:00.123Z","event":"drop","reason":"interface-not-allowed",
 //    "client":"10.0.1.2","client_port":50123,"server":"10.0.2.2","port":49153,
 //    "interface":"12345778-1234-abcd-ef00-0123456789ac v1.0","message":"..."}
-// Absent fields are left out. Events: start, stop, reload, pinhole (opened or refreshed), allow
-// (a connection's first bind passed), drop, close, error. Not thread-safe (one event loop).
+// Absent fields are left out. Every relayed connection ends in exactly one "allow" (it ran to its
+// end: reason closed, client-reset or server-reset, with its byte and PDU counts) or one "drop"
+// (the firewall ended it: the reason code says why). Other events: start, stop, reload, recover,
+// warning, error, pinhole (opened, refreshed or kept), refuse (an ept_map answered by the
+// firewall: map-not-allowed). Not thread-safe (one event loop).
 #pragma once
 
 #include <cstdint>

@@ -572,7 +572,7 @@ void Relay::on_flow_event(std::uint64_t id, bool client_side, std::uint32_t even
     socklen_t len = sizeof err;
     ::getsockopt(me.fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
     count("reset");
-    Record r = base(f, "close");
+    Record r = base(f, "allow");
     r.reason = client_side ? "client-reset" : "server-reset";
     r.message = std::strerror(err);
     log_.write(r);
@@ -601,7 +601,7 @@ void Relay::on_flow_event(std::uint64_t id, bool client_side, std::uint32_t even
 
 bool Relay::read_failed(Flow& f, bool client_side, int error) {
   count("reset");
-  Record r = base(f, "close");
+  Record r = base(f, "allow");
   r.reason = client_side ? "client-reset" : "server-reset";
   r.message = std::strerror(error);
   log_.write(r);
@@ -765,7 +765,7 @@ void Relay::read_side(Flow& f, bool client_side) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
       if (errno == EINTR) continue;
       count("reset");
-      Record r = base(f, "close");
+      Record r = base(f, "allow");
       r.reason = client_side ? "client-reset" : "server-reset";
       r.message = std::strerror(errno);
       log_.write(r);
@@ -902,7 +902,7 @@ bool Relay::flush(Flow& f, Side& to) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
       if (errno == EINTR) continue;
       count("reset");
-      Record r = base(f, "close");
+      Record r = base(f, "allow");
       r.reason = &to == &f.c ? "client-reset" : "server-reset";
       r.message = std::strerror(errno);
       log_.write(r);
@@ -980,7 +980,7 @@ void Relay::drop(Flow& f, std::string_view reason, const Action* a, std::string 
 void Relay::finish(Flow& f, std::string_view reason) {
   if (!reason.empty()) {
     count(reason);
-    Record r = base(f, "close");
+    Record r = base(f, "allow");
     r.reason = reason;
     r.message = std::to_string(f.c.bytes_in) + " bytes from the client, " +
                 std::to_string(f.s.bytes_in) + " from the server, " + std::to_string(f.pdus) +
