@@ -258,8 +258,11 @@ ECHO_PID=$!
 PIDS=("$ECHO_PID" "${PIDS[@]}")
 ECHO_PORT=$(wait_port_line "$S/echo.out" "$ECHO_PID" rpcgate-echo)
 
+# FWD_BENCH_FWD_ARGS: extra rpcgate-fwd options (e.g. --splice, --splice-min N) to compare.
+# shellcheck disable=SC2086
 ip netns exec "$NS_F" "$BIN/rpcgate-fwd" --allow "$RPCECHO" --servers "$SERVER_THROUGH/32" \
-  --pinhole-timeout 3600s --control "$S/fwd.sock" --json-log >"$S/fwd.log" 2>&1 &
+  --pinhole-timeout 3600s --control "$S/fwd.sock" --json-log ${FWD_BENCH_FWD_ARGS:-} \
+  >"$S/fwd.log" 2>&1 &
 FWD_PID=$!
 PIDS=("$FWD_PID" "${PIDS[@]}")
 for ((i = 0; i < 100; i++)); do

@@ -55,8 +55,10 @@ def percentile(sorted_values, q):
 
 def read_installs(path):
     """rpcgate-fwd's pinhole records in a run's log slice: install times (us), opened and
-    refreshed counts. Lines that are not JSON (a partial last line) are skipped."""
-    out = {"install_us": [], "opened": 0, "refreshed": 0}
+    refreshed counts, and kept ones (a pinhole with 9/10 of its life left is not rewritten in the
+    kernel, so it has no install time). Lines that are not JSON (a partial last line) are
+    skipped."""
+    out = {"install_us": [], "opened": 0, "refreshed": 0, "kept": 0}
     if not os.path.exists(path):
         return None
     with open(path, errors="replace") as f:
@@ -65,7 +67,12 @@ def read_installs(path):
                 r = json.loads(line)
             except ValueError:
                 continue
-            if r.get("event") != "pinhole" or "install_us" not in r:
+            if r.get("event") != "pinhole":
+                continue
+            if r.get("reason") == "kept":
+                out["kept"] += 1
+                continue
+            if "install_us" not in r:
                 continue
             out["install_us"].append(r["install_us"])
             if r.get("reason") == "opened":
@@ -168,6 +175,7 @@ def install_summary(runs):
         "max_us": pooled[-1] if pooled else None,
         "opened": sum(r["installs"]["opened"] for r in per_run if r.get("installs")),
         "refreshed": sum(r["installs"]["refreshed"] for r in per_run if r.get("installs")),
+        "kept": sum(r["installs"].get("kept", 0) for r in per_run if r.get("installs")),
         "each_round": [{"round": r["round"],
                         **{k: (r["installs"] or {}).get(k) for k in ("count", "p50", "p99", "max")},
                         "fwd_status": r.get("fwd_status_install_us")} for r in per_run],
@@ -297,10 +305,12 @@ def table(meta, summary, installs, idle, status, target_list, max_load, retries=
                              r, c)].get("direct", {}).get("client_cpu_busy"))) for r, c in ROWS))
     lines.append("")
     ins = installs
-    lines.append("%-16s p50 %s us, p99 %s us, max %s us over %d installs (%d opened, %d refreshed) "
-                 "in the through ept_map runs (rpcgate-fwd's records: answer in -> released)%s" % (
+    lines.append("%-16s p50 %s us, p99 %s us, max %s us over %d installs (%d opened, %d refreshed; "
+                 "%d kept, not rewritten) in the through ept_map runs (rpcgate-fwd's records: "
+                 "answer in -> released)%s" % (
                      "pinhole install", fmt_num(ins["p50_us"], 0), fmt_num(ins["p99_us"], 0),
                      fmt_num(ins["max_us"], 0), ins["count"], ins["opened"], ins["refreshed"],
+                     ins.get("kept", 0),
                      "  * machine busy before %d run(s)" % len(ins["busy"]) if ins["busy"] else ""))
     st = (status or {}).get("pinhole_install_us") or {}
     if st:

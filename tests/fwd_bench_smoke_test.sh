@@ -66,13 +66,15 @@ for row, conns in (("epm-map", 16), ("echodata", 1), ("echodata", 16), ("reconne
     for path in ("through", "direct"):
         assert (row, conns, path) in seen, (row, conns, path)
 ins = j["pinhole_install"]
-assert ins["count"] > 0 and ins["p50_us"] is not None and ins["p99_us"] >= ins["p50_us"], ins
-assert j["fwd_status_final"]["pinhole_install_us"]["count"] >= ins["count"], j["fwd_status_final"]
+# Every ept_map answer is an install or, for a pinhole with 9/10 of its life left, "kept".
+assert ins["count"] + ins["kept"] > 0, ins
+assert ins["count"] == 0 or ins["p99_us"] >= ins["p50_us"], ins
+# The daemon's own figure covers every install, the first opens included.
+st = j["fwd_status_final"]["pinhole_install_us"]
+assert st["count"] > 0 and st["count"] >= ins["count"] and st["p99"] >= st["p50"], st
 idle = j["idle"]["result"]
-# rpcgate-fwd in router mode can lose a connection whose 4-tuple its own upstream leg already
-# uses (the client picked the port rpcgate-fwd picked from the client's address): a few of 100
-# may not be held. That is the firewall's finding, reported in the table; the script still ran.
-assert idle["connections_held"] >= 95, idle
+# Every one: the upstream legs use the client's own port, so no 4-tuple clashes any more.
+assert idle["connections_held"] == 100, idle
 if idle["connections_held"] != 100 or idle["probe_errors"]:
     print("WARNING: idle held %d of 100, %d probe errors (%s)" % (
         idle["connections_held"], idle["probe_errors"], idle["probe_error"]))

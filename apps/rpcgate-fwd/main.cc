@@ -34,7 +34,7 @@ struct Overrides {
       max_connections_per_client, max_towers;
   std::optional<std::uint32_t> mark, route_table;
   std::string idle_timeout;
-  bool no_splice = false;
+  bool splice = false;
   std::optional<std::size_t> splice_min;
 };
 
@@ -122,7 +122,7 @@ std::expected<rpcgate::fwd::Options, std::string> build_options(const Overrides&
   if (o.max_connections) c.max_connections = *o.max_connections;
   if (o.max_connections_per_client) c.max_connections_per_client = *o.max_connections_per_client;
   if (o.max_towers) c.max_towers = *o.max_towers;
-  if (o.no_splice) out.splice = false;
+  if (o.splice) out.splice = true;
   if (o.splice_min) out.splice_min = *o.splice_min;
   if (o.mark) out.mark = *o.mark;
   if (o.route_table) out.route_table = *o.route_table;
@@ -232,12 +232,12 @@ int main(int argc, char** argv) {
   app.add_option("--route-table", o.route_table, "Policy-routing table (default 135)");
   app.add_option("--idle-timeout", o.idle_timeout,
                  "Close a bound relayed connection idle this long (default 1h)");
-  app.add_flag("--no-splice", o.no_splice,
-               "Read every byte of pinhole connections into user space (default: request and "
-               "response bodies are spliced between the sockets)");
+  app.add_flag("--splice", o.splice,
+               "Pinhole connections: splice request and response bodies between the sockets, "
+               "reading only PDU heads (default off: whole PDUs in 64 KiB reads measured cheaper "
+               "at real fragment sizes)");
   app.add_option("--splice-min", o.splice_min,
-                 "Bodies smaller than this many bytes are copied rather than spliced (default "
-                 "4096)");
+                 "With --splice: bodies smaller than this many bytes are copied (default 4096)");
   app.add_flag("--json-log", log_json, "JSON lines on stderr even under systemd");
   app.add_flag("--uninstall", uninstall,
                "Remove the table and the policy routing rpcgate-fwd installed, and exit");
