@@ -492,6 +492,7 @@ void Relay::on_accept(std::uint64_t index) {
       }
       f->pin = std::make_unique<firewall::PinholeInspector>(
           f->client, f->server, f->server_port, *f->rules, now, rpc::ObserverLimits{}, copts);
+      f->pin->set_sinks(&f->s.out, &f->c.out);  // whole PDUs straight into the output buffers
     }
 
     // The upstream leg: from the client's own address in router mode (IP_TRANSPARENT; the

@@ -165,7 +165,12 @@ void PinholeInspector::on_verdict(const rpc::VerdictView& v) {
   }
   Action forward;
   forward.direction = v.direction;
-  forward.bytes.assign(v.pdu.begin(), v.pdu.end());
+  auto* sink = v.direction == rpc::Direction::kClientToServer ? to_server_ : to_client_;
+  if (sink != nullptr) {
+    sink->insert(sink->end(), v.pdu.begin(), v.pdu.end());
+  } else {
+    forward.bytes.assign(v.pdu.begin(), v.pdu.end());
+  }
   out_.push_back(std::move(forward));
 }
 

@@ -75,6 +75,14 @@ class PinholeInspector : rpc::ConnectionHandler {
   std::optional<rpc::TimePoint> next_expiry() const;
   bool dropped() const { return dropped_; }
 
+  // Forwarded PDUs are appended to these buffers (towards the server / the client) instead of
+  // being copied into each kForward action, which then carries no bytes: one copy and one
+  // allocation less per PDU on a bulk connection. The buffers must outlive the inspector.
+  void set_sinks(std::vector<std::uint8_t>* to_server, std::vector<std::uint8_t>* to_client) {
+    to_server_ = to_server;
+    to_client_ = to_client;
+  }
+
   PinholeKey key() const { return PinholeKey{client_, server_, port_}; }
   const rpc::Connection& connection() const { return engine_; }
 
@@ -98,6 +106,8 @@ class PinholeInspector : rpc::ConnectionHandler {
   std::uint8_t bind_auth_level_ = 0;
   bool any_min_auth_ = false;  // some rule has min_auth above none
   std::vector<Action> out_;    // actions of the current feed() / on_expiry()
+  std::vector<std::uint8_t>* to_server_ = nullptr;
+  std::vector<std::uint8_t>* to_client_ = nullptr;
   bool dropped_ = false;
 };
 

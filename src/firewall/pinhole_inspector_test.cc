@@ -257,6 +257,33 @@ TEST_F(Pinhole, HeadsOfRequestsAndResponsesAreJudgedLikeWholePdus) {
   EXPECT_EQ(a[0].drop, DropReason::kOpnumNotAllowed);
 }
 
+TEST(PinholeSinks, ForwardedPdusGoStraightIntoTheBuffersInOrder) {
+  PinholeInspector fw{kClient, kServer, kPort, kRules, kT0};
+  Bytes to_server, to_client;
+  fw.set_sinks(&to_server, &to_client);
+  const Bytes b = bind(kWinreg);
+  const Bytes ack = server_answer(b);
+  const Bytes q = request(2, 5);
+  auto a = fw.feed(kC2S, b, kT0);
+  ASSERT_EQ(kinds(a), kForwarded);
+  EXPECT_TRUE(a[0].bytes.empty());  // in the sink instead
+  fw.feed(kS2C, ack, kT0);
+  // Two PDUs in one read: both appended, in order.
+  Bytes two = q;
+  const Bytes q2 = request(3, 5);
+  two.insert(two.end(), q2.begin(), q2.end());
+  a = fw.feed(kC2S, two, kT0);
+  EXPECT_EQ(kinds(a), (std::vector<Kind>{Kind::kForward, Kind::kForward}));
+  Bytes expect = b;
+  expect.insert(expect.end(), two.begin(), two.end());
+  EXPECT_EQ(to_server, expect);
+  EXPECT_EQ(to_client, ack);
+  // A dropped PDU never reaches the sink.
+  const auto size = to_server.size();
+  EXPECT_EQ(kinds(fw.feed(kC2S, bind(kWinreg), kT0)), kDropped);  // a second bind
+  EXPECT_EQ(to_server.size(), size);
+}
+
 TEST(PinholeBodies, OnlyRequestsAndResponsesGoByHeadAndRequestsNotUnderAMinimumAuthLevel) {
   const PinholeInspector with_auth{kClient, kServer, kPort, kRules, kT0};  // samr needs privacy
   FirewallConfig c;

@@ -607,8 +607,34 @@ void Connection::feed_head(Direction d, std::span<const std::uint8_t> head, Time
   observer_decoded(d, std::move(pdu), head);
 }
 
+// A request or response without an auth trailer is judged on its header and fixed fields only
+// (the observer never looks into stubs), so its stub is not copied out: decode_head() - a
+// firewall relaying bulk calls would otherwise copy every byte once more. Everything else, and
+// any PDU with a trailer (whose layout is checked), is decoded whole.
+std::expected<Pdu, std::error_code> Connection::decode_head(std::span<const std::uint8_t> frame) {
+  auto header = decode_header(frame);
+  if (!header) return std::unexpected(header.error());
+  const auto size = head_size(frame.first<kCommonHeaderSize>());
+  if (size == 0 || header->auth_length != 0 || frame.size() < size ||
+      header->frag_length != frame.size())
+    return decode_pdu(frame);
+  std::array<std::uint8_t, 64> copy{};
+  std::copy(frame.begin(), frame.begin() + static_cast<std::ptrdiff_t>(size), copy.begin());
+  const auto len = static_cast<std::uint16_t>(size);
+  const bool little = header->endian() == Endian::kLittle;
+  copy[8] = static_cast<std::uint8_t>(little ? len & 0xff : len >> 8);
+  copy[9] = static_cast<std::uint8_t>(little ? len >> 8 : len & 0xff);
+  copy[10] = copy[11] = 0;
+  auto pdu = decode_pdu(std::span<const std::uint8_t>(copy.data(), size));
+  if (pdu) {
+    pdu->header = *header;
+    if (header->auth_length != 0) pdu->auth = AuthTrailer{};
+  }
+  return pdu;
+}
+
 void Connection::observer_pdu(Direction d, std::span<const std::uint8_t> frame) {
-  observer_decoded(d, decode_pdu(frame), frame);
+  observer_decoded(d, decode_head(frame), frame);
 }
 
 void Connection::observer_decoded(Direction d, std::expected<Pdu, std::error_code> pdu,

@@ -357,6 +357,7 @@ class Connection {
   void send_bind_step(TimePoint now);
   void observer_input(Direction d, std::span<const std::uint8_t> data, TimePoint now);
   void observer_pdu(Direction d, std::span<const std::uint8_t> frame);
+  static std::expected<Pdu, std::error_code> decode_head(std::span<const std::uint8_t> frame);
   void observer_decoded(Direction d, std::expected<Pdu, std::error_code> pdu,
                         std::span<const std::uint8_t> frame);
   void queue(std::span<const std::uint8_t> bytes, TimePoint now);
