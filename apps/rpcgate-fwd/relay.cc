@@ -786,8 +786,8 @@ void Relay::read_side(Flow& f, bool client_side) {
     if (flows_.find(id) == flows_.end()) return;
   }
   if (!flush(f, other)) return;
-  update(f);
-  schedule(f);
+  update(f);  // may end the flow (both directions closed)
+  if (flows_.find(id) != flows_.end()) schedule(f);
 }
 
 void Relay::apply(Flow& f, std::vector<Action> actions, TimePoint received) {
