@@ -776,6 +776,10 @@ void Relay::read_side(Flow& f, bool client_side) {
     }
     if (n == 0) {
       me.read_eof = true;
+      // A PDU cut by the close: what the engine holds of it is never forwarded, and the
+      // connection ends as a drop (a truncated stream is never resynchronised).
+      const auto& engine = f.epm ? f.epm->connection() : f.pin->connection();
+      if (engine.partial_bytes(dir) != 0) return (void)truncated(f, client_side);
       break;
     }
     me.bytes_in += static_cast<std::size_t>(n);

@@ -571,6 +571,12 @@ std::size_t Connection::head_size(std::span<const std::uint8_t, kCommonHeaderSiz
   return min_frag_length(header[2], header[3]);
 }
 
+std::size_t Connection::partial_bytes(Direction direction) const {
+  const auto* o = std::get_if<ObserverPart>(&part_);
+  if (o == nullptr) return 0;
+  return direction == Direction::kClientToServer ? framer_.buffered() : o->server_framer.buffered();
+}
+
 void Connection::feed_head(Direction d, std::span<const std::uint8_t> head, TimePoint now) {
   if (state_ != State::kOpen || head.empty()) return;
   auto* o = std::get_if<ObserverPart>(&part_);

@@ -305,6 +305,8 @@ class Connection {
   // fixed part of a request (24, or 40 with an object UUID) or response (24); 0 for every other
   // type (read those whole and feed() them).
   static std::size_t head_size(std::span<const std::uint8_t, kCommonHeaderSize> header);
+  // Observer: bytes of an incomplete PDU held from `direction` (a peer that closes now cut it).
+  std::size_t partial_bytes(Direction direction) const;
 
   const ConnectionCounters& counters() const { return counters_; }
 
