@@ -76,9 +76,16 @@ void DecisionLog::write(const Record& r, Priority p) {
     sd_journal_sendv(iov.data(), static_cast<int>(iov.size()));
     return;
   }
-  const std::string line = to_json_line(r) + "\n";
-  std::fwrite(line.data(), 1, line.size(), stderr);
+  pending_ += to_json_line(r);
+  pending_ += '\n';
+  if (p <= Priority::kWarning || pending_.size() >= 64 * 1024) flush();
+}
+
+void DecisionLog::flush() {
+  if (pending_.empty()) return;
+  std::fwrite(pending_.data(), 1, pending_.size(), stderr);
   std::fflush(stderr);
+  pending_.clear();
 }
 
 }  // namespace rpcgate::fwd

@@ -53,10 +53,16 @@ class DecisionLog {
  public:
   // json: force JSON lines even under systemd (tests read them).
   explicit DecisionLog(bool force_json = false);
+  ~DecisionLog() { flush(); }
+  // JSON lines are buffered: the event loop calls flush() before it waits (one write() per
+  // loop turn, not per record - a client mapping in a loop makes a record per answer), and
+  // records at kWarning and above are written at once.
   void write(const Record& r, Priority p = Priority::kInfo);
+  void flush();
 
  private:
   bool journal_ = false;
+  std::string pending_;
 };
 
 // The JSON line (without the newline) DecisionLog writes for `r` at wall-clock time now.

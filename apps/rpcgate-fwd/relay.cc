@@ -1189,6 +1189,7 @@ int Relay::loop() {
       const auto d = duration_cast<milliseconds>(timers_.begin()->first - Clock::now()).count();
       timeout = static_cast<int>(std::clamp<std::int64_t>(d + 1, 0, 60'000));
     }
+    log_.flush();  // this turn's records, in one write
     const int n =
         ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), timeout);
     if (n < 0 && errno != EINTR) {
@@ -1228,6 +1229,7 @@ int Relay::loop() {
                   "dropped until rpcgate-fwd runs again or --uninstall)"));
   flows_.clear();
   if (!options_.config.control.empty()) ::unlink(options_.config.control.c_str());
+  log_.flush();
   return 0;
 }
 
