@@ -144,6 +144,8 @@ def cmd_echo(a):
         t.set_connect_timeout(5)
         dce = t.get_dce_rpc()
         dce.connect()
+        # Every answer within 10 s: a connection the firewall stopped must end the client.
+        t.get_socket().settimeout(10)
         dce.bind(echo.MSRPC_UUID_RPCECHO)
         data = bytes(i % 251 for i in range(a.bytes))
         ok = 0
@@ -185,6 +187,14 @@ def attack(a):
 
     if case == "bind-allowed":  # E1 (and D1's pinhole works)
         exchange(bind_pdu([(0, allowed, [NDR20])]))
+    elif case == "bind-then-call-later":  # an established connection, used again after a.wait s
+        kind, _ = exchange(bind_pdu([(0, allowed, [NDR20])]))
+        if kind == "bind_ack":
+            time.sleep(a.wait)
+            try:
+                exchange(request_pdu(0, 0, b"\0" * 8))
+            except OSError as err:  # the send itself may fail on a closed connection
+                answers.append("reset" if isinstance(err, ConnectionResetError) else "closed")
     elif case == "bind-allowed-split":  # A1: same decision as unsplit
         exchange(bind_pdu([(0, allowed, [NDR20])]), split=True)
     elif case == "bind-other":  # E2: another interface on the same port
@@ -499,6 +509,7 @@ def main():
     t.add_argument("--items", type=int, default=100, help="many-items: context items")
     t.add_argument("--drip", type=float, default=1.0, help="slow-drip: seconds per byte")
     t.add_argument("--source")
+    t.add_argument("--wait", type=float, default=0, help="bind-then-call-later: seconds")
     a = p.parse_args()
     if a.cmd == "map":
         cmd_map(a)

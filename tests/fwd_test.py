@@ -332,7 +332,16 @@ class FirewallTest(unittest.TestCase):
         self.assertFalse(c["connected"], c)
 
     def test_z_kill_9_fails_closed_and_a_restart_recovers_pinholes(self):
+        # A connection established through the firewall, that calls again after the kill.
         self.open_shared_pinhole()
+        held = self.t.popen(self.t.c, ["/usr/bin/python3", CLIENT_PY, "attack",
+                                       "bind-then-call-later", topo.SERVER, str(self.shared_port),
+                                       "--uuid", ALLOWED, "--wait", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        topo.wait_for(lambda: any(c["kind"] == "pinhole" and c["pdus"] >= 2
+                                  for c in self.fw.status()["connections"]),
+                      10, "the held connection's bind")
+        self.open_shared_pinhole()  # a fresh one: it must outlive the checks below
         self.fw.stop(signal.SIGKILL)
         try:
             self.assertTrue(self.t.has_table(ns=self.fw_ns()))
@@ -342,6 +351,11 @@ class FirewallTest(unittest.TestCase):
             self.assertFalse(c["connected"], c)
         finally:
             type(self).fw = self.start_firewall()
+        # Existing governed connections stopped: the call after the kill got no answer.
+        out, _ = held.communicate(timeout=30)
+        answers = json.loads(out)["answers"]
+        self.assertEqual(answers[0], "bind_ack", answers)
+        self.assertIn(answers[-1], ("closed", "reset", "timeout"), answers)
         self.assertTrue(self.fw.events("recover"), self.fw.text())
         # The pinhole learned before the crash works again without a new ept_map.
         self.assertEqual(self.attack("bind-allowed", self.shared_port, "--uuid", ALLOWED),
