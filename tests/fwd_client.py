@@ -195,6 +195,24 @@ def attack(a):
                 exchange(request_pdu(0, 0, b"\0" * 8))
             except OSError as err:  # the send itself may fail on a closed connection
                 answers.append("reset" if isinstance(err, ConnectionResetError) else "closed")
+    elif case == "echo-flood-no-read":  # many 64 KiB EchoData calls, answers never read
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        kind, _ = exchange(bind_pdu([(0, allowed, [NDR20])]))
+        if kind == "bind_ack":
+            data = b"\x5a" * 65536
+            stub = struct.pack("<II", len(data), len(data)) + data
+            s.settimeout(10)
+            try:
+                for call in range(a.calls):
+                    for off in range(0, len(stub), 5816):  # fragments of at most 5840 bytes
+                        part = stub[off:off + 5816]
+                        flags = (1 if off == 0 else 0) | (2 if off + 5816 >= len(stub) else 0)
+                        body = struct.pack("<IHH", len(stub) - off, 0, 1) + part
+                        s.sendall(header(0, flags, 16 + len(body), 10 + call) + body)
+                time.sleep(a.wait)
+                answers.append("held")
+            except OSError as err:
+                answers.append("reset" if isinstance(err, ConnectionResetError) else "closed")
     elif case == "bind-allowed-split":  # A1: same decision as unsplit
         exchange(bind_pdu([(0, allowed, [NDR20])]), split=True)
     elif case == "bind-other":  # E2: another interface on the same port
@@ -510,6 +528,7 @@ def main():
     t.add_argument("--drip", type=float, default=1.0, help="slow-drip: seconds per byte")
     t.add_argument("--source")
     t.add_argument("--wait", type=float, default=0, help="bind-then-call-later: seconds")
+    t.add_argument("--calls", type=int, default=20, help="echo-flood-no-read: calls sent")
     a = p.parse_args()
     if a.cmd == "map":
         cmd_map(a)

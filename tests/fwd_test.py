@@ -322,6 +322,36 @@ class FirewallTest(unittest.TestCase):
             answers = self.attack(case, self.shared_port, "--uuid", ALLOWED)
             self.assertIn(answers[-1] if answers else "reset", ("reset", "closed"), (case, answers))
 
+    def test_f_queued_bytes_are_bounded_in_total_and_the_biggest_holder_goes(self):
+        # Clients that send big calls and never read the answers: the relay queues towards them
+        # (512 KiB per connection at most), and over --max-queued-bytes in all it drops the
+        # connection that holds the most - the others, and new clients, are served.
+        self.fw.stop()
+        type(self).fw = self.start_firewall("--max-queued-bytes", str(1 << 20))
+        try:
+            self.assertEqual(self.map(RPCECHO).get("port"), self.echo_port)
+            floods = [self.t.popen(self.t.c, ["/usr/bin/python3", CLIENT_PY, "attack",
+                                              "echo-flood-no-read", topo.SERVER,
+                                              str(self.echo_port), "--wait", "4"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                      for _ in range(4)]
+            if "--splice" in self.MODE:
+                # Spliced bodies wait in each connection's pipe (64 KiB), not in user space:
+                # the total never comes near the budget.
+                time.sleep(3)
+                self.assertLess(self.fw.status()["queued_bytes"], 1 << 20)
+            else:
+                topo.wait_for(lambda: self.fw.events("drop", reason="relay-memory-budget"), 20,
+                              "a relay-memory-budget drop: " + self.fw.text()[-1500:])
+                self.assertLessEqual(self.fw.status()["queued_bytes"], 1 << 20)
+            r = self.client("echo", topo.SERVER, "--bytes", "1000", "--calls", "2")
+            self.assertEqual(r.get("echoed"), 2, r)
+            for p in floods:
+                p.communicate(timeout=30)
+        finally:
+            self.fw.stop()
+            type(self).fw = self.start_firewall()
+
     # ---- lifetime, crash, restart, uninstall
     def test_f_pinhole_expires_but_an_established_connection_stays(self):
         # One call, a pause longer than the pinhole's life, a second call on the same connection.

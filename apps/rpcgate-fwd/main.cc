@@ -36,6 +36,7 @@ struct Overrides {
   std::string idle_timeout;
   bool splice = false;
   std::optional<std::size_t> splice_min;
+  std::optional<std::size_t> max_queued_bytes;
 };
 
 // The governed dynamic ports: every port either class of the policy may hand out.
@@ -124,6 +125,7 @@ std::expected<rpcgate::fwd::Options, std::string> build_options(const Overrides&
   if (o.max_towers) c.max_towers = *o.max_towers;
   if (o.splice) out.splice = true;
   if (o.splice_min) out.splice_min = *o.splice_min;
+  if (o.max_queued_bytes) out.max_queued_bytes = *o.max_queued_bytes;
   if (o.mark) out.mark = *o.mark;
   if (o.route_table) out.route_table = *o.route_table;
   if (!o.allow.empty()) {
@@ -228,6 +230,10 @@ int main(int argc, char** argv) {
   app.add_option("--max-connections-per-client", o.max_connections_per_client,
                  "Relayed connections at once per client address");
   app.add_option("--max-towers", o.max_towers, "Towers considered per ept_map answer");
+  app.add_option("--max-queued-bytes", o.max_queued_bytes,
+                 "Bytes queued towards peers that do not read, all connections together; over "
+                 "it the biggest holder is dropped (default 268435456)")
+      ->check(CLI::Range(std::size_t{65536}, std::size_t{1} << 40));
   app.add_option("--mark", o.mark, "fwmark / ct mark of diverted traffic (default 0x135)");
   app.add_option("--route-table", o.route_table, "Policy-routing table (default 135)");
   app.add_option("--idle-timeout", o.idle_timeout,

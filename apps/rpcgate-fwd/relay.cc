@@ -228,6 +228,7 @@ struct Flow {
   std::unique_ptr<firewall::EpmInspector> epm;
   std::unique_ptr<firewall::PinholeInspector> pin;
   std::optional<TimePoint> timer;  // the key in Relay::timers_
+  std::size_t accounted = 0;       // its queued bytes as counted in Relay::queued_total_
   TimePoint started;
   std::uint64_t pdus = 0;
 };
@@ -253,6 +254,10 @@ class Relay {
   // Events.
   void on_accept(std::uint64_t listener);
   void on_flow_event(std::uint64_t id, bool client_side, std::uint32_t events);
+  void handle_flow_event(std::uint64_t id, bool client_side, std::uint32_t events);
+  // Brings queued_total_ up to date for `f`, then drops the biggest holders while the total is
+  // over Options::max_queued_bytes.
+  void account(std::uint64_t id);
   void on_connected(Flow& f);
   void read_side(Flow& f, bool client_side);
   // The zero-copy reader of pinhole flows: heads through the inspector, bodies spliced.
@@ -302,7 +307,8 @@ class Relay {
   bool stop_ = false;
   std::uint64_t relayed_total_ = 0;
   bool splice_ = options_.splice;
-  std::uint64_t spliced_bytes_ = 0;  // body bytes moved socket to socket, never in user space
+  std::uint64_t spliced_bytes_ = 0;
+  std::size_t queued_total_ = 0;  // body bytes moved socket to socket, never in user space
   std::size_t splice_min_ = options_.splice_min;
 };
 
@@ -559,6 +565,30 @@ void Relay::on_connected(Flow& f) {
 }
 
 void Relay::on_flow_event(std::uint64_t id, bool client_side, std::uint32_t events) {
+  handle_flow_event(id, client_side, events);
+  account(id);
+}
+
+void Relay::account(std::uint64_t id) {
+  if (auto it = flows_.find(id); it != flows_.end()) {
+    Flow& f = *it->second;
+    const std::size_t now = f.c.queued() + f.s.queued() + f.c.in_pipe + f.s.in_pipe;
+    queued_total_ = queued_total_ - f.accounted + now;
+    f.accounted = now;
+  }
+  while (queued_total_ > options_.max_queued_bytes && !flows_.empty()) {
+    Flow* biggest = nullptr;
+    for (auto& [fid, flow] : flows_)
+      if (biggest == nullptr || flow->accounted > biggest->accounted) biggest = flow.get();
+    const auto held = biggest->accounted;
+    drop(*biggest, "relay-memory-budget", nullptr,
+         std::to_string(held) + " bytes queued by this connection, " +
+             std::to_string(queued_total_) + " by all: over --max-queued-bytes " +
+             std::to_string(options_.max_queued_bytes) + "; the biggest holder is closed");
+  }
+}
+
+void Relay::handle_flow_event(std::uint64_t id, bool client_side, std::uint32_t events) {
   auto it = flows_.find(id);
   if (it == flows_.end()) return;
   Flow& f = *it->second;
@@ -1001,6 +1031,7 @@ void Relay::finish(Flow& f, std::string_view reason) {
       }
     }
   }
+  queued_total_ -= f.accounted;
   if (auto it = per_client_.find(f.client); it != per_client_.end() && --it->second == 0)
     per_client_.erase(it);
   flows_.erase(f.id);  // closes both descriptors (epoll forgets them)
@@ -1036,6 +1067,7 @@ void Relay::on_timers(TimePoint now) {
     if (!flush(f, f.c) || !flush(f, f.s)) continue;
     update(f);
     if (flows_.find(id) != flows_.end()) schedule(f);
+    account(id);
   }
   pinholes_.expire(now);
 }
@@ -1171,6 +1203,7 @@ std::string Relay::status_json() {
   j["relayed_total"] = relayed_total_;
   j["splice"] = splice_;
   j["spliced_bytes"] = spliced_bytes_;
+  j["queued_bytes"] = queued_total_;
   j["counters"] = counters_;
   if (auto k = nft_->counters()) {
     auto& kc = j["kernel_counters"] = nlohmann::ordered_json::object();

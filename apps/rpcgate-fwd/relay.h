@@ -51,6 +51,11 @@ struct Options {
   // It pays only for PDUs far larger than real peers send.
   bool splice = false;
   std::size_t splice_min = 4096;
+  // Bytes queued towards peers that do not read, over all relayed connections (each holds at
+  // most 512 KiB per direction; its reading pauses there). Over this total the connection
+  // holding the most is dropped (relay-memory-budget), as a client that stops reading on many
+  // connections must not grow the relay without bound.
+  std::size_t max_queued_bytes = 256u << 20;
 };
 
 // Re-reads the configuration for SIGHUP: the new Options, or why they are refused (then the
