@@ -59,48 +59,7 @@ USER = "root"
 TIMEOUT_S = 30
 
 
-class Firewall:
-    """rpcgate-fwd in the firewall namespace, its JSON decision records in a file (fwd_test.py's
-    Firewall, with the arguments the caller gives)."""
-
-    def __init__(self, t, workdir, *args):
-        self.t = t
-        self.control = os.path.join(workdir, "fwd.sock")
-        self.log_path = os.path.join(workdir, f"fwd-{time.monotonic_ns()}.log")
-        self.log = open(self.log_path, "w")
-        self.proc = t.popen(t.f, [os.path.join(BIN, "rpcgate-fwd"), *args, "--control",
-                                  self.control, "--json-log"],
-                            stdout=self.log, stderr=subprocess.STDOUT)
-        topo.wait_for(lambda: self.proc.poll() is not None or self.events("start"), 10,
-                      "rpcgate-fwd to start")
-        assert self.proc.poll() is None, self.text()
-
-    def text(self):
-        with open(self.log_path) as f:
-            return f.read()
-
-    def records(self):
-        out = []
-        for line in self.text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-        return out
-
-    def events(self, event, **match):
-        return [r for r in self.records()
-                if r.get("event") == event and all(r.get(k) == v for k, v in match.items())]
-
-    def status(self):
-        r = self.t.run(self.t.f, [os.path.join(BIN, "rpcgate-fwd"), "status", "--json",
-                                  "--control", self.control])
-        assert r.returncode == 0, r.stderr
-        return json.loads(r.stdout)
-
-    def stop(self):
-        rpcgate_testlib.stop_process(self.proc, signal.SIGTERM)
-        self.log.close()
+Firewall = topo.Firewall  # exactly the arguments each test gives
 
 
 def smb_conf(d):

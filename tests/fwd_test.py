@@ -38,49 +38,12 @@ SMBTORTURE = shutil.which("smbtorture", path="/usr/bin:/bin:/usr/sbin:/sbin")
 TSHARK = shutil.which("tshark", path="/usr/bin:/bin:/usr/sbin:/sbin")
 
 
-class Firewall:
-    """One rpcgate-fwd in the firewall namespace, JSON decision records in a file."""
+class Firewall(topo.Firewall):
+    """The rpcgate-fwd of these tests: rpcecho and ALLOWED allowed, TIMEOUT_S pinholes."""
 
     def __init__(self, t, workdir, *extra, ns=None, mode=()):
-        self.t = t
-        self.ns = ns or t.f
-        self.control = os.path.join(workdir, "fwd.sock")
-        self.log_path = os.path.join(workdir, f"fwd-{time.monotonic_ns()}.log")
-        self.log = open(self.log_path, "w")
-        self.proc = t.popen(self.ns, [os.path.join(BIN, "rpcgate-fwd"), "--allow", RPCECHO,
-                                      "--allow", ALLOWED, "--pinhole-timeout", f"{TIMEOUT_S}s",
-                                      "--control", self.control, "--json-log", *mode, *extra],
-                            stdout=self.log, stderr=subprocess.STDOUT)
-        topo.wait_for(lambda: self.proc.poll() is not None or self.events("start"), 10,
-                      "rpcgate-fwd to start")
-        assert self.proc.poll() is None, self.text()
-
-    def text(self):
-        with open(self.log_path) as f:
-            return f.read()
-
-    def records(self):
-        out = []
-        for line in self.text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-        return out
-
-    def events(self, event, **match):
-        return [r for r in self.records()
-                if r.get("event") == event and all(r.get(k) == v for k, v in match.items())]
-
-    def status(self):
-        r = self.t.run(self.ns, [os.path.join(BIN, "rpcgate-fwd"), "status", "--json",
-                                  "--control", self.control])
-        assert r.returncode == 0, r.stderr
-        return json.loads(r.stdout)
-
-    def stop(self, sig=signal.SIGTERM):
-        rpcgate_testlib.stop_process(self.proc, sig)
-        self.log.close()
+        super().__init__(t, workdir, "--allow", RPCECHO, "--allow", ALLOWED, "--pinhole-timeout",
+                         f"{TIMEOUT_S}s", *mode, *extra, ns=ns)
 
 
 class Capture:

@@ -19,6 +19,8 @@ import signal
 import subprocess
 import time
 
+from rpcgate_testlib import BIN, stop_process, wait_for  # noqa: F401 (wait_for: for tests)
+
 CLIENT = "10.135.1.2"
 CLIENT2 = "10.135.1.3"
 FW_CLIENT_SIDE = "10.135.1.1"
@@ -119,11 +121,46 @@ class Topology:
             _sh("ip", "netns", "del", ns, check=False)
 
 
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+class Firewall:
+    """One rpcgate-fwd in namespace `ns` (default: the firewall's) with exactly `args` plus its own
+    control socket and JSON decision records in a file under `workdir`."""
+
+    def __init__(self, t, workdir, *args, ns=None):
+        self.t = t
+        self.ns = ns or t.f
+        self.control = os.path.join(workdir, "fwd.sock")
+        self.log_path = os.path.join(workdir, f"fwd-{time.monotonic_ns()}.log")
+        self.log = open(self.log_path, "w")
+        self.proc = t.popen(self.ns, [os.path.join(BIN, "rpcgate-fwd"), *args, "--control",
+                                      self.control, "--json-log"],
+                            stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for(lambda: self.proc.poll() is not None or self.events("start"), 10,
+                 "rpcgate-fwd to start")
+        assert self.proc.poll() is None, self.text()
+
+    def text(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def records(self):
+        out = []
+        for line in self.text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass  # a partial last line
+        return out
+
+    def events(self, event, **match):
+        return [r for r in self.records()
+                if r.get("event") == event and all(r.get(k) == v for k, v in match.items())]
+
+    def status(self):
+        r = self.t.run(self.ns, [os.path.join(BIN, "rpcgate-fwd"), "status", "--json",
+                                 "--control", self.control])
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    def stop(self, sig=signal.SIGTERM):
+        stop_process(self.proc, sig)
+        self.log.close()

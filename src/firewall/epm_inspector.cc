@@ -20,55 +20,13 @@ bool same_interface(const rpc::SyntaxId& a, const rpc::SyntaxId& b) {
 
 EpmInspector::EpmInspector(Address client, Address server, const RuleSet& rules, rpc::TimePoint now,
                            rpc::ObserverLimits limits, rpc::ConnectionOptions options)
-    : client_(client),
+    : Inspector(now, limits, options),
+      client_(client),
       server_(server),
       rules_(&rules),
       policy_{
           [this](const rpc::SyntaxId& s) { return rules_->find(client_, server_, s) != nullptr; },
-          rules.config().max_towers},
-      engine_(rpc::ObserverRole{limits}, options, *this, now) {}
-
-std::vector<Action> EpmInspector::feed(rpc::Direction direction,
-                                       std::span<const std::uint8_t> bytes, rpc::TimePoint now) {
-  out_.clear();
-  if (!dropped_) {
-    engine_.feed(direction, bytes, now);
-    // Every close of the observer comes with a DROP verdict; this is the net under it.
-    if (engine_.state() != rpc::Connection::State::kOpen)
-      drop(DropReason::kProtocol, engine_.close_info().error);
-  }
-  return std::move(out_);
-}
-
-std::vector<Action> EpmInspector::on_expiry(rpc::TimePoint now) {
-  out_.clear();
-  if (!dropped_) {
-    engine_.on_expiry(now);
-    if (engine_.state() != rpc::Connection::State::kOpen) drop(DropReason::kTimeout);
-  }
-  return std::move(out_);
-}
-
-std::optional<rpc::TimePoint> EpmInspector::next_expiry() const {
-  if (dropped_) return std::nullopt;
-  return engine_.next_expiry();
-}
-
-void EpmInspector::drop(DropReason why, std::error_code error) {
-  if (dropped_) return;
-  dropped_ = true;
-  maps_.clear();
-  Action a;
-  a.kind = Action::Kind::kDrop;
-  a.drop = why;
-  a.error = error;
-  out_.push_back(std::move(a));
-}
-
-void EpmInspector::drop_offending(DropReason why, const rpc::SyntaxId& interface) {
-  drop(why);
-  if (!out_.empty() && out_.back().kind == Action::Kind::kDrop) out_.back().interface = interface;
-}
+          rules.config().max_towers} {}
 
 bool EpmInspector::bindable(const rpc::SyntaxId& interface) const {
   if (same_interface(interface, rpc::kEpmSyntax)) return true;
@@ -99,7 +57,7 @@ void EpmInspector::answer_not_registered(const rpc::PduHeader& request, std::uin
 }
 
 void EpmInspector::on_verdict(const rpc::VerdictView& v) {
-  if (dropped_) return;
+  if (dropped()) return;
   if (!v.verdict->allowed()) return drop(DropReason::kProtocol, v.verdict->reason);
   const auto type = static_cast<rpc::PType>(v.header->ptype);
   const bool whole = (v.header->pfc_flags & (rpc::pfc::kFirstFrag | rpc::pfc::kLastFrag)) ==
@@ -115,14 +73,12 @@ void EpmInspector::on_verdict(const rpc::VerdictView& v) {
       if (body == nullptr) return drop(DropReason::kProtocol);
       for (const auto& item : body->contexts)
         if (!bindable(item.abstract_syntax))
-          return drop_offending(DropReason::kEpmOtherInterface, item.abstract_syntax);
+          return drop(DropReason::kEpmOtherInterface, {}, item.abstract_syntax);
     } else if (v.verdict->request && v.verdict->request->first_fragment) {
       const auto opnum = v.verdict->request->opnum;
       if (opnum == ndr::epm::kOpnumEptInsert || opnum == ndr::epm::kOpnumEptDelete ||
           opnum == ndr::epm::kOpnumEptMgmtDelete) {
-        drop(DropReason::kEpmRegistration);
-        out_.back().opnum = opnum;
-        return;
+        return drop(DropReason::kEpmRegistration, {}, std::nullopt, opnum);
       }
       if (opnum == ndr::epm::kOpnumEptMap) {
         if (!whole) return drop(DropReason::kEpmFragmentedMap);

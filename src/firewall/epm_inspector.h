@@ -48,7 +48,7 @@ namespace rpcgate::firewall {
 
 inline constexpr std::size_t kMaxPendingMaps = 16;
 
-class EpmInspector : rpc::ConnectionHandler {
+class EpmInspector : public Inspector {
  public:
   // `client` connected to `server`:135. `rules` decide which interfaces may be mapped (an
   // interface is allowed when rules.find(client, server, interface) names a rule; that rule's
@@ -58,21 +58,10 @@ class EpmInspector : rpc::ConnectionHandler {
   EpmInspector(Address client, Address server, const RuleSet& rules, rpc::TimePoint now,
                rpc::ObserverLimits limits = {}, rpc::ConnectionOptions options = {});
 
-  // Bytes seen in `direction` at `now`: the actions they lead to, in order (inspector.h). After
-  // a kDrop the connection is over: every later call returns nothing.
-  std::vector<Action> feed(rpc::Direction direction, std::span<const std::uint8_t> bytes,
-                           rpc::TimePoint now);
-  // The engine's deadlines (idle before / after bind, a PDU not complete in time): call at
-  // next_expiry(); a deadline that has come drops the connection (kDrop kTimeout).
-  std::vector<Action> on_expiry(rpc::TimePoint now);
-  std::optional<rpc::TimePoint> next_expiry() const;
-  bool dropped() const { return dropped_; }
-  const rpc::Connection& connection() const { return engine_; }
+  // feed(), on_expiry(), next_expiry(), dropped(), connection(): Inspector's (inspector.h).
 
  private:
   void on_verdict(const rpc::VerdictView& v) override;
-  void drop(DropReason why, std::error_code error = {});
-  void drop_offending(DropReason why, const rpc::SyntaxId& interface);
   bool bindable(const rpc::SyntaxId& interface) const;
   void answer_not_registered(const rpc::PduHeader& request, std::uint16_t p_cont_id,
                              std::uint32_t max_towers, const rpc::SyntaxId& asked);
@@ -81,14 +70,11 @@ class EpmInspector : rpc::ConnectionHandler {
   Address server_;
   const RuleSet* rules_;
   MapPolicy policy_;
-  rpc::Connection engine_;
   struct Pending {
     std::vector<std::uint8_t> stub;
     common::Endian endian = common::Endian::kLittle;
   };
   std::unordered_map<std::uint32_t, Pending> maps_;  // ept_map requests awaiting their response
-  std::vector<Action> out_;                          // actions of the current feed()
-  bool dropped_ = false;
 };
 
 }  // namespace rpcgate::firewall

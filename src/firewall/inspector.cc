@@ -69,4 +69,35 @@ std::string_view describe(DropReason r) {
   return "Unknown reason.";
 }
 
+Inspector::Inspector(rpc::TimePoint now, rpc::ObserverLimits limits, rpc::ConnectionOptions options)
+    : engine_(rpc::ObserverRole{limits}, options, *this, now) {}
+
+std::vector<Action> Inspector::feed(rpc::Direction direction, std::span<const std::uint8_t> bytes,
+                                    rpc::TimePoint now) {
+  return run([&](rpc::Connection& e) { e.feed(direction, bytes, now); }, DropReason::kProtocol);
+}
+
+std::vector<Action> Inspector::on_expiry(rpc::TimePoint now) {
+  return run([&](rpc::Connection& e) { e.on_expiry(now); }, DropReason::kTimeout);
+}
+
+std::optional<rpc::TimePoint> Inspector::next_expiry() const {
+  if (dropped_) return std::nullopt;
+  return engine_.next_expiry();
+}
+
+void Inspector::drop(DropReason why, std::error_code error, std::optional<rpc::SyntaxId> interface,
+                     std::optional<std::uint16_t> opnum) {
+  if (dropped_) return;
+  dropped_ = true;
+  Action a;
+  a.kind = Action::Kind::kDrop;
+  a.drop = why;
+  a.error = error;
+  a.interface = interface;
+  a.opnum = opnum;
+  out_.push_back(std::move(a));
+  engine_.close(rpc::CloseReason::kProtocol, rpc::TimePoint{}, error);
+}
+
 }  // namespace rpcgate::firewall

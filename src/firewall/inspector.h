@@ -2,12 +2,8 @@
 // the endpoint-mapper inspector (epm_inspector.h) and the pinhole inspector
 // (pinhole_inspector.h), so the relay loop, its log records and its counters treat both alike.
 //
-// Both inspectors have the same shape (sans-I/O, after nghttp2: bytes and `now` in, actions out):
-//   std::vector<Action> feed(rpc::Direction, std::span<const std::uint8_t>, rpc::TimePoint now);
-//   std::vector<Action> on_expiry(rpc::TimePoint now);   // engine deadlines -> kDrop kTimeout
-//   std::optional<rpc::TimePoint> next_expiry() const;
-//   bool dropped() const;
-// and the same promises:
+// Both inspectors are an Inspector (below: sans-I/O, after nghttp2: bytes and `now` in, actions
+// out) and make the same promises:
 // * the actions of one call come in the order the relay must carry them out: a kOpen before the
 //   kForward of the response it was learned from (the pinhole is in the kernel before the client
 //   can see the port), each kForward one whole PDU as it came;
@@ -19,6 +15,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -26,6 +23,7 @@
 
 #include "firewall/pinholes.h"
 #include "rpc/association.h"
+#include "rpc/connection.h"
 #include "rpc/pdu.h"
 
 namespace rpcgate::firewall {
@@ -69,6 +67,55 @@ struct Action {
   std::chrono::seconds timeout{0};     // kOpen: the pinhole lifetime the rule gives
   std::optional<DropReason> drop;      // kDrop: why
   std::error_code error;               // kDrop kProtocol: the observer's reason
+};
+
+// What both inspectors share: the engine's observer role judging every PDU, the actions of the
+// current call, and the sticky DROP. A subclass judges in on_verdict() (it sees only PDUs the
+// observer allowed, or the observer's DROP) and calls forward() or drop().
+class Inspector : rpc::ConnectionHandler {
+ public:
+  Inspector(const Inspector&) = delete;
+  Inspector& operator=(const Inspector&) = delete;
+
+  // Bytes seen in `direction` at `now`: the actions they lead to, in order. After a kDrop every
+  // later call returns nothing.
+  std::vector<Action> feed(rpc::Direction direction, std::span<const std::uint8_t> bytes,
+                           rpc::TimePoint now);
+  // The engine's deadlines (idle before / after bind, a PDU not complete in time): call at
+  // next_expiry(); a deadline that has come drops the connection (kDrop kTimeout).
+  std::vector<Action> on_expiry(rpc::TimePoint now);
+  std::optional<rpc::TimePoint> next_expiry() const;
+  bool dropped() const { return dropped_; }
+  const rpc::Connection& connection() const { return engine_; }
+
+ protected:
+  Inspector(rpc::TimePoint now, rpc::ObserverLimits limits, rpc::ConnectionOptions options);
+  ~Inspector() override = default;
+
+  // Runs `step` on the engine unless dropped; an engine that closed meanwhile (every close of
+  // the observer comes with a DROP verdict: this is the net under it) drops with `on_close`.
+  template <typename Step>
+  std::vector<Action> run(Step&& step, DropReason on_close) {
+    out_.clear();
+    if (!dropped_) {
+      step(engine_);
+      if (engine_.state() != rpc::Connection::State::kOpen)
+        drop(on_close,
+             on_close == DropReason::kProtocol ? engine_.close_info().error : std::error_code{});
+    }
+    return std::move(out_);
+  }
+  // The sticky DROP: one kDrop action, and the engine closed - it must not judge (or buffer)
+  // anything more, or a later PDU could be allowed by an observer that knows nothing of it.
+  void drop(DropReason why, std::error_code error = {},
+            std::optional<rpc::SyntaxId> interface = std::nullopt,
+            std::optional<std::uint16_t> opnum = std::nullopt);
+
+  rpc::Connection engine_;
+  std::vector<Action> out_;  // actions of the current call
+
+ private:
+  bool dropped_ = false;
 };
 
 }  // namespace rpcgate::firewall

@@ -14,11 +14,11 @@ std::uint8_t level_of(const std::optional<rpc::AuthTrailer>& auth) {
 PinholeInspector::PinholeInspector(Address client, Address server, std::uint16_t port,
                                    const RuleSet& rules, rpc::TimePoint now,
                                    rpc::ObserverLimits limits, rpc::ConnectionOptions options)
-    : client_(client),
+    : Inspector(now, limits, options),
+      client_(client),
       server_(server),
       port_(port),
-      rules_(&rules),
-      engine_(rpc::ObserverRole{limits}, options, *this, now) {
+      rules_(&rules) {
   for (const auto& r : rules.config().rules)
     any_min_auth_ = any_min_auth_ || r.min_auth != AuthLevel::kNone;
 }
@@ -32,57 +32,7 @@ bool PinholeInspector::body_needed(
 std::vector<Action> PinholeInspector::feed_head(rpc::Direction direction,
                                                 std::span<const std::uint8_t> head,
                                                 rpc::TimePoint now) {
-  out_.clear();
-  if (!dropped_) {
-    engine_.feed_head(direction, head, now);
-    if (engine_.state() != rpc::Connection::State::kOpen)
-      drop(DropReason::kProtocol, engine_.close_info().error);
-  }
-  return std::move(out_);
-}
-
-std::vector<Action> PinholeInspector::feed(rpc::Direction direction,
-                                           std::span<const std::uint8_t> bytes,
-                                           rpc::TimePoint now) {
-  out_.clear();
-  if (!dropped_) {
-    engine_.feed(direction, bytes, now);
-    // Every close of the observer comes with a DROP verdict; this is the net under it.
-    if (engine_.state() != rpc::Connection::State::kOpen)
-      drop(DropReason::kProtocol, engine_.close_info().error);
-  }
-  return std::move(out_);
-}
-
-std::vector<Action> PinholeInspector::on_expiry(rpc::TimePoint now) {
-  out_.clear();
-  if (!dropped_) {
-    engine_.on_expiry(now);
-    if (engine_.state() != rpc::Connection::State::kOpen) drop(DropReason::kTimeout);
-  }
-  return std::move(out_);
-}
-
-std::optional<rpc::TimePoint> PinholeInspector::next_expiry() const {
-  if (dropped_) return std::nullopt;
-  return engine_.next_expiry();
-}
-
-void PinholeInspector::drop(DropReason why, std::error_code error,
-                            std::optional<rpc::SyntaxId> interface,
-                            std::optional<std::uint16_t> opnum) {
-  if (dropped_) return;
-  dropped_ = true;
-  Action a;
-  a.kind = Action::Kind::kDrop;
-  a.drop = why;
-  a.error = error;
-  a.interface = interface;
-  a.opnum = opnum;
-  out_.push_back(std::move(a));
-  // The engine must not judge (or buffer) anything more: a later PDU could otherwise be allowed
-  // by the observer, which knows nothing of this DROP.
-  engine_.close(rpc::CloseReason::kProtocol, rpc::TimePoint{}, error);
+  return run([&](rpc::Connection& e) { e.feed_head(direction, head, now); }, DropReason::kProtocol);
 }
 
 const Rule* PinholeInspector::rule_for(const rpc::SyntaxId& interface) const {
@@ -153,7 +103,7 @@ bool PinholeInspector::request(const rpc::VerdictView& v) {
 }
 
 void PinholeInspector::on_verdict(const rpc::VerdictView& v) {
-  if (dropped_) return;
+  if (dropped()) return;
   if (!v.verdict->allowed()) return drop(DropReason::kProtocol, v.verdict->reason);
   if (v.direction == rpc::Direction::kClientToServer) {
     const auto type = static_cast<rpc::PType>(v.header->ptype);

@@ -49,7 +49,7 @@
 
 namespace rpcgate::firewall {
 
-class PinholeInspector : rpc::ConnectionHandler {
+class PinholeInspector : public Inspector {
  public:
   // `client` connected to `server`:`port` through a pinhole. `rules` must outlive the inspector
   // (a reload builds a new RuleSet for new connections).
@@ -57,10 +57,9 @@ class PinholeInspector : rpc::ConnectionHandler {
                    rpc::TimePoint now, rpc::ObserverLimits limits = {},
                    rpc::ConnectionOptions options = {});
 
-  // Bytes seen in `direction` at `now`: the actions they lead to, in order (kForward per PDU, or
-  // a final kDrop). After a kDrop every later call returns nothing.
-  std::vector<Action> feed(rpc::Direction direction, std::span<const std::uint8_t> bytes,
-                           rpc::TimePoint now);
+  // feed(), on_expiry(), next_expiry(), dropped(), connection(): Inspector's (inspector.h):
+  // kForward per PDU, or a final kDrop.
+
   // The zero-copy path (rpc::Connection::feed_head): the head of one request or response, whose
   // remaining frag_length - head.size() bytes the relay passes on unseen if the answer is a
   // kForward (of the head). Only when body_needed() is false for this PDU.
@@ -70,10 +69,6 @@ class PinholeInspector : rpc::ConnectionHandler {
   // every type but request and response, and requests when some rule requires a minimum
   // authentication level (the level is in the sec trailer, at the end of the PDU).
   bool body_needed(std::span<const std::uint8_t, rpc::kCommonHeaderSize> header) const;
-  // The engine's deadlines: call at next_expiry(); one that has come drops (kDrop kTimeout).
-  std::vector<Action> on_expiry(rpc::TimePoint now);
-  std::optional<rpc::TimePoint> next_expiry() const;
-  bool dropped() const { return dropped_; }
 
   // Forwarded PDUs are appended to these buffers (towards the server / the client) instead of
   // being copied into each kForward action, which then carries no bytes: one copy and one
@@ -84,31 +79,24 @@ class PinholeInspector : rpc::ConnectionHandler {
   }
 
   PinholeKey key() const { return PinholeKey{client_, server_, port_}; }
-  const rpc::Connection& connection() const { return engine_; }
 
  private:
   void on_verdict(const rpc::VerdictView& v) override;
   // Returns false when it dropped.
   bool offer(const rpc::VerdictView& v);
   bool request(const rpc::VerdictView& v);
-  void drop(DropReason why, std::error_code error = {},
-            std::optional<rpc::SyntaxId> interface = std::nullopt,
-            std::optional<std::uint16_t> opnum = std::nullopt);
   const Rule* rule_for(const rpc::SyntaxId& interface) const;
 
   Address client_;
   Address server_;
   std::uint16_t port_;
   const RuleSet* rules_;
-  rpc::Connection engine_;
   // The auth_level of the bind's sec trailer (0: none), the level an alter_context without a
   // trailer is judged at.
   std::uint8_t bind_auth_level_ = 0;
   bool any_min_auth_ = false;  // some rule has min_auth above none
-  std::vector<Action> out_;    // actions of the current feed() / on_expiry()
   std::vector<std::uint8_t>* to_server_ = nullptr;
   std::vector<std::uint8_t>* to_client_ = nullptr;
-  bool dropped_ = false;
 };
 
 }  // namespace rpcgate::firewall
