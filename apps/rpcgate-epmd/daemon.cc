@@ -18,6 +18,7 @@
 #include <systemd/sd-journal.h>
 #include <unistd.h>
 
+#include "activation.h"
 #include "epm/epm_service.h"
 #include "epm/port_broker.h"
 #include "ndr/binding.h"
@@ -412,6 +413,7 @@ void log_broker_event(const runtime::BrokerEvent& e) {
 struct Listening {
   std::vector<std::string> addresses;
   std::vector<std::uint16_t> ports;
+  std::string control;  // the control socket's path
 };
 
 // Opens the TCP listeners - the same port on every address of a port group (e.g. 0.0.0.0:135 and
@@ -433,13 +435,37 @@ std::expected<Listening, std::string> open_listeners(runtime::Server& server, co
   }
   if (auto unix_ok = server.listen_unix(config.control, peers); !unix_ok)
     return std::unexpected(unix_ok.error().message());
+  listening.control = config.control;
   return listening;
+}
+
+// Socket-activated (activation.h): serves the inherited sockets and binds nothing; else
+// open_listeners.
+std::expected<Listening, std::string> listen_or_adopt(runtime::Server& server, const Config& config,
+                                                      const runtime::PeerPolicy& peers,
+                                                      std::optional<InheritedSockets> inherited) {
+  if (!inherited) return open_listeners(server, config, peers);
+  std::string fds;
+  for (const auto& d : inherited->descriptions)
+    fds += (fds.empty() ? "" : ", ") + d;
+  spdlog::info(
+      "socket activation: serving the inherited {}; the listen and control settings are "
+      "not used",
+      fds);
+  auto adopted = adopt_inherited(server, std::move(*inherited), peers);
+  if (!adopted) return std::unexpected(adopted.error());
+  return Listening{adopted->addresses, adopted->ports, adopted->control};
 }
 
 // Drops root for Config::user, when one is set (after the listeners are open). Error: "--user
 // USER: why".
 std::expected<void, std::string> switch_user(const Config& config) {
   if (!config.user) return {};
+  // Already that user (systemd's User=, which socket activation allows): nothing to drop, and
+  // setgroups() would fail without root.
+  if (const passwd* pw = getpwnam(config.user->c_str());
+      pw != nullptr && ::geteuid() != 0 && ::geteuid() == pw->pw_uid)
+    return {};
   if (auto dropped = drop_privileges(*config.user); !dropped)
     return std::unexpected("--user " + *config.user + ": " + dropped.error());
   return {};
@@ -516,12 +542,12 @@ void log_sweep_removal(const epm::Entry& e, const epm::ProbeTarget& t, std::uint
 }
 
 // The start-up line (tests wait for "listening on"), and the policy's event when it is invalid.
-void log_started(const Config& config, const Listening& listening, const policy::Policy& policy) {
+void log_started(const Listening& listening, const policy::Policy& policy) {
   std::string listening_text;
   for (const auto& l : listening.addresses)
     listening_text += (listening_text.empty() ? "" : ", ") + l;
   spdlog::info("rpcgate-epmd listening on {}; control {}; policy {}: {}", listening_text,
-               config.control, policy.source, describe_policy(policy));
+               listening.control, policy.source, describe_policy(policy));
   log_invalid_policy(policy);
 }
 
@@ -605,11 +631,16 @@ std::expected<policy::Policy, std::string> load_policy(const std::string& file) 
 }
 
 int run(const Config& config, policy::Policy policy) {
+  auto inherited = take_inherited_sockets();
+  if (!inherited) return refuse_to_start(1, inherited.error());
   auto access = resolve_access(config);
   if (!access) return refuse_to_start(1, access.error());
   warn_about_access(config, *access);
-  if (auto safe = check_control_directory(config, *access); !safe)
-    return refuse_to_start(1, safe.error());
+  // Socket-activated, systemd bound the control socket: config.control is not used.
+  if (!*inherited) {
+    if (auto safe = check_control_directory(config, *access); !safe)
+      return refuse_to_start(1, safe.error());
+  }
 
   asio::io_context io;
   runtime::Server server(io, server_options(config, *access));
@@ -630,7 +661,7 @@ int run(const Config& config, policy::Policy policy) {
   broker.on_lease([&epm](std::uint64_t id) { epm.hold_lease(id); });
   broker.attach(server);
 
-  auto listening = open_listeners(server, config, access->policy);
+  auto listening = listen_or_adopt(server, config, access->policy, std::move(*inherited));
   if (!listening) return refuse_to_start(1, listening.error());
   if (auto switched = switch_user(config); !switched) return refuse_to_start(1, switched.error());
 
@@ -641,7 +672,7 @@ int run(const Config& config, policy::Policy policy) {
   runtime::LivenessProber sweeper(io, epm, sweep_options(config));
   sweeper.on_removed(log_sweep_removal);
 
-  log_started(config, *listening, policy);
+  log_started(*listening, policy);
 
   asio::signal_set stop_signals(io, SIGINT, SIGTERM);
   stop_signals.async_wait([&](const std::error_code& ec, int signo) {

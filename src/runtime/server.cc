@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <filesystem>
 #include <utility>
@@ -19,6 +20,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "epm/mgmt.h"
@@ -91,7 +93,7 @@ class Listener : public std::enable_shared_from_this<Listener> {
     asio::error_code ec;
     acceptor_.close(ec);
     retry_.cancel();
-    if (!unix_path_.empty()) ::unlink(unix_path_.c_str());
+    if (owns_path_) ::unlink(unix_path_.c_str());
   }
 
   Server& server_;
@@ -102,6 +104,7 @@ class Listener : public std::enable_shared_from_this<Listener> {
   std::uint16_t port_ = 0;
   PeerPolicy policy_;
   std::string unix_path_;
+  bool owns_path_ = false;  // listen_unix bound it: unlink the file on close (adopted: never)
   asio::error_code error_;
   bool closed_ = false;
 
@@ -550,7 +553,8 @@ std::expected<std::uint16_t, ListenError> Server::listen_tcp(
   return listeners->port;
 }
 
-std::expected<std::uint16_t, std::error_code> Server::adopt_listener(int raw_fd) {
+std::expected<std::uint16_t, std::error_code> Server::adopt_listener(int raw_fd,
+                                                                     PeerPolicy policy) {
   Fd fd(raw_fd);
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
@@ -566,6 +570,15 @@ std::expected<std::uint16_t, std::error_code> Server::adopt_listener(int raw_fd)
   auto transport = ss.ss_family == AF_UNIX ? Transport::kUnix : Transport::kTcp;
   auto l = std::make_shared<detail::Listener>(*this, std::move(fd), ss.ss_family, transport);
   if (l->error_) return std::unexpected(l->error_);
+  if (transport == Transport::kUnix) {
+    l->policy_ = std::move(policy);
+    // The bound path, for Info::local and the bind_ack's secondary address; "" when abstract or
+    // unnamed.
+    const auto* un = reinterpret_cast<const sockaddr_un*>(&ss);
+    if (len > offsetof(sockaddr_un, sun_path) && un->sun_path[0] != '\0')
+      l->unix_path_.assign(un->sun_path,
+                           strnlen(un->sun_path, len - offsetof(sockaddr_un, sun_path)));
+  }
   std::uint16_t port = l->port_;
   start_listener(std::move(l));
   return port;
@@ -581,6 +594,7 @@ std::expected<void, ListenError> Server::listen_unix(const std::string& path, Pe
   }
   l->policy_ = policy;
   l->unix_path_ = path;
+  l->owns_path_ = true;
   start_listener(std::move(l));
   return {};
 }

@@ -344,10 +344,12 @@ class Server {
   // naming the address that failed (nothing is left listening then).
   std::expected<std::uint16_t, ListenError> listen_tcp(
       const std::vector<asio::ip::address>& addresses, std::uint16_t port);
-  // Serves an already listening socket (e.g. received from the broker). Takes ownership of `fd`
-  // (closed on error too). AF_INET/AF_INET6 -> TCP (returns its port), AF_UNIX -> Unix with a
-  // default PeerPolicy (returns 0). Errors: not a listening stream socket (EINVAL), asio errors.
-  std::expected<std::uint16_t, std::error_code> adopt_listener(int fd);
+  // Serves an already listening socket (received from the broker, or inherited from systemd's
+  // socket activation). Takes ownership of `fd` (closed on error too). AF_INET/AF_INET6 -> TCP
+  // (returns its port), AF_UNIX -> Unix under `policy` (returns 0); only policy's uids/gids apply
+  // (the file's mode and owner are whoever bound it's), and stop() closes the socket but never
+  // unlinks its file (it is not ours). Errors: not a listening stream socket (EINVAL), asio errors.
+  std::expected<std::uint16_t, std::error_code> adopt_listener(int fd, PeerPolicy policy = {});
   // ncalrpc over a Unix stream socket at `path` (net.h listen_unix with policy.socket).
   // Peers' SO_PEERCRED is read at accept; `policy` sets IncomingCall::may_register. The bind_ack
   // secondary address is the file name of `path`. The socket file is unlinked by stop().
