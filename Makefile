@@ -16,11 +16,14 @@ TEST_PKGS  := python3 python3-impacket python3-samba tshark iproute2 procps nfta
 # Bench: Samba's endpoint mapper (samba-dcerpcd + rpcd_epmapper) for bench/epm_side_by_side.sh,
 # and gnuplot-nox for the PNG plot it writes (bench/results/latest.png; no X needed).
 BENCH_PKGS := samba gnuplot-nox
-PKGS := $(BUILD_PKGS) $(TEST_PKGS) $(BENCH_PKGS)
+# Package: dpkg-shlibdeps and dpkg-buildflags (dpkg-dev) for `make package`; lintian, systemd's
+# systemd-analyze and systemd-socket-activate, adduser and deb-systemd-helper for its test.
+PACKAGE_PKGS := dpkg-dev lintian systemd adduser init-system-helpers
+PKGS := $(BUILD_PKGS) $(TEST_PKGS) $(BENCH_PKGS) $(PACKAGE_PKGS)
 # Profile: what bench/profile_epmd.sh uses (`make profile`); not needed by build, test or bench.
 PROFILE_PKGS := valgrind linux-perf strace
 
-.PHONY: all deps profile configure build test unit asan fuzz-build fuzz-smoke run bench format format-check clean
+.PHONY: all deps profile configure build test unit asan fuzz-build fuzz-smoke run bench package format format-check clean
 
 all: build
 
@@ -94,6 +97,25 @@ profile: build
 	$(call install_missing,$(PROFILE_PKGS))
 	bench/profile_epmd.sh $(or $(MODE),callgrind) $(CONNS)
 
+# The Debian package (cmake/Package.cmake): a release build of its own in PACKAGE_DIR (prefix
+# /usr, no tests or benchmarks), then CPack's DEB generator (dpkg-shlibdeps computes Depends).
+# Prints the .deb's path last. The compiler flags are the default preset's (RelWithDebInfo, -O2),
+# so with ccache the objects of `make build` are reused and a package costs little more than a
+# link; the link takes dpkg-buildflags' hardening (full RELRO, BIND_NOW; PIE is GCC's default on
+# Debian). The compile-time hardening flags are not used: README "Installing the Debian package".
+PACKAGE_DIR ?= build-package
+package: deps
+	@[ -f $(PACKAGE_DIR)/build.ninja ] || \
+	  cmake -S . -B $(PACKAGE_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DCMAKE_CXX_COMPILER=g++-12 -DCMAKE_INSTALL_PREFIX=/usr \
+	    -DRPCGATE_BUILD_TESTS=OFF -DRPCGATE_BUILD_BENCHMARKS=OFF \
+	    "-DCMAKE_EXE_LINKER_FLAGS=$$(DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --get LDFLAGS)" \
+	    $$(command -v ccache >/dev/null && echo -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+	cmake --build $(PACKAGE_DIR) -j $(JOBS)
+	@rm -f $(PACKAGE_DIR)/rpcgate_*.deb
+	@cd $(PACKAGE_DIR) && cpack -G DEB > cpack.log 2>&1 || { cat cpack.log; exit 1; }
+	@ls $(CURDIR)/$(PACKAGE_DIR)/rpcgate_*.deb
+
 format:
 	git ls-files '*.cc' '*.h' | xargs clang-format -i
 
@@ -101,4 +123,4 @@ format-check:
 	git ls-files '*.cc' '*.h' | xargs clang-format --dry-run -Werror
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz $(PACKAGE_DIR)

@@ -3,7 +3,9 @@
 #   rpcgate_library(NAME SRCS ... DEPS ...)        -> static lib rpcgate_NAME, alias rpcgate::NAME
 #   rpcgate_test(NAME SRCS ... DEPS ...)           -> gtest binary, tests registered with ctest
 #   rpcgate_benchmark(NAME SRCS ... DEPS ...)      -> Google Benchmark binary (not run by ctest)
-#   rpcgate_executable(NAME SRCS ... DEPS ...)     -> program in build/bin/NAME
+#   rpcgate_executable(NAME SRCS ... DEPS ... [SBIN])
+#                                                  -> program in build/bin/NAME, installed to
+#                                                    bin (sbin with SBIN: daemons)
 #   rpcgate_fuzzer(NAME SRCS ... DEPS ...)         -> libFuzzer target in the fuzz build; elsewhere a
 #                                                    replay binary that ctest runs over
 #                                                    fuzz/corpus/NAME (seeds + crash reproducers)
@@ -41,10 +43,14 @@ function(rpcgate_benchmark name)
 endfunction()
 
 function(rpcgate_executable name)
-  cmake_parse_arguments(ARG "" "" "SRCS;DEPS" ${ARGN})
+  cmake_parse_arguments(ARG "SBIN" "" "SRCS;DEPS" ${ARGN})
   add_executable(${name} ${ARG_SRCS})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} rpcgate_warnings)
-  install(TARGETS ${name} RUNTIME DESTINATION bin)
+  if(ARG_SBIN)
+    install(TARGETS ${name} RUNTIME DESTINATION ${CMAKE_INSTALL_SBINDIR})
+  else()
+    install(TARGETS ${name} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+  endif()
 endfunction()
 
 function(rpcgate_fuzzer name)

@@ -413,6 +413,7 @@ int main(int argc, char** argv) {
       "or many idle bound connections held (idle).\n"
       "Exit status: 0 run completed (errors and connections not held are counted); 1 target "
       "unreachable or bind rejected at start (idle: or too few file descriptors); 2 usage."};
+  app.set_version_flag("--version", std::string("rpcgate-bench ") + RPCGATE_VERSION);
   app.require_subcommand(1);
   Options o;
   auto* epm =

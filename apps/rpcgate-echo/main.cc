@@ -68,6 +68,7 @@ int main(int argc, char** argv) {
   app.add_option("--annotation", annotation, "EPM annotation (at most 63 characters)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  app.set_version_flag("--version", std::string("rpcgate-echo ") + RPCGATE_VERSION);
   if (auto status = rpcgate::common::parse_command_line(app, argc, argv)) return *status;
   spdlog::set_level(spdlog::level::from_str(log_level));
 
