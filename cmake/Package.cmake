@@ -39,15 +39,6 @@ install(FILES ${rpcgate_packaging}/debian/copyright ${rpcgate_changelog}.gz
         DESTINATION ${CMAKE_INSTALL_DOCDIR}
         PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
 
-if(RPCGATE_BUILD_TESTS)
-  # Builds and installs the .deb on this machine: minutes for its first release build, so longer
-  # than the other integration tests' 300 s, and alone (it installs into /usr and /etc).
-  if(TEST integration.package_test)
-    set_tests_properties(integration.package_test PROPERTIES
-      LABELS "integration;package" TIMEOUT 2400 RUN_SERIAL ON)
-  endif()
-endif()
-
 # --- CPack DEB -------------------------------------------------------------------------------
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME rpcgate)
