@@ -81,12 +81,14 @@ run: build
 # private network namespace, Samba on its port 135). Writes bench/results/latest.{json,txt,png};
 # takes ~3 minutes. Options: make bench BENCH_ARGS="--reps 5 --duration 5" (see --help).
 # Then rpcgate-fwd side by side with a direct route (three network namespaces, nftables):
-# bench/results/fwd-latest.{json,txt}, ~2 minutes; FWD_BENCH_ARGS="--reps 5" (see its --help).
+# bench/results/fwd-latest.{json,txt}, ~2 minutes, and again with rpcgate-fwd alone on a CPU
+# (--pin-cpus): fwd-pinned-latest.{json,txt}; FWD_BENCH_ARGS="--reps 5" (see its --help).
 BENCH_ARGS ?=
 FWD_BENCH_ARGS ?=
 bench: build
 	bench/epm_side_by_side.sh $(BENCH_ARGS)
 	bench/fwd_side_by_side.sh $(FWD_BENCH_ARGS)
+	bench/fwd_side_by_side.sh --pin-cpus $(FWD_BENCH_ARGS)
 
 # Where rpcgate-epmd spends an ept_map (root): MODE=callgrind (instructions per call), perf
 # (kernel/user share, top symbols) or syscalls (strace -c per call). CONNS= connections.
