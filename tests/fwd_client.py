@@ -19,6 +19,7 @@ Usage:
 """
 import argparse
 import json
+import os
 import socket
 import struct
 import sys
@@ -190,7 +191,12 @@ def attack(a):
     elif case == "bind-then-call-later":  # an established connection, used again after a.wait s
         kind, _ = exchange(bind_pdu([(0, allowed, [NDR20])]))
         if kind == "bind_ack":
-            time.sleep(a.wait)
+            if a.wait_file:  # the test says when (a fixed wait races a loaded machine)
+                deadline = time.monotonic() + 60
+                while not os.path.exists(a.wait_file) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            else:
+                time.sleep(a.wait)
             try:
                 exchange(request_pdu(0, 0, b"\0" * 8))
             except OSError as err:  # the send itself may fail on a closed connection
@@ -528,6 +534,7 @@ def main():
     t.add_argument("--drip", type=float, default=1.0, help="slow-drip: seconds per byte")
     t.add_argument("--source")
     t.add_argument("--wait", type=float, default=0, help="bind-then-call-later: seconds")
+    t.add_argument("--wait-file", help="bind-then-call-later: call once this file exists (60 s)")
     t.add_argument("--calls", type=int, default=20, help="echo-flood-no-read: calls sent")
     a = p.parse_args()
     if a.cmd == "map":

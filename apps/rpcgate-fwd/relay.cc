@@ -264,6 +264,14 @@ class Relay {
   // Returns false when the flow ended.
   bool pump(Flow& f, bool client_side);
   bool pump_body(Flow& f, Side& me, Side& other, bool client_side);
+  // The copy path of pinhole flows (the default): the same framing as pump(), over big reads -
+  // heads through the inspector, body bytes appended to the other side's queue as they arrive,
+  // never buffered whole. Returns false when the flow ended.
+  bool pump_copy(Flow& f, bool client_side);
+  // One PDU head of `me` complete in me.head (me.have bytes): judged whole (header fed; the
+  // rest follows through feed) or by its head (feed_head; the body passes unseen). The actions
+  // are applied. Returns false when the flow ended. Shared by pump() and pump_copy().
+  bool judge_head(Flow& f, Side& me, rpc::Direction dir, TimePoint now);
   bool read_failed(Flow& f, bool client_side, int error);
   bool truncated(Flow& f, bool client_side);
   void apply(Flow& f, std::vector<Action> actions, TimePoint received);
@@ -622,6 +630,8 @@ void Relay::handle_flow_event(std::uint64_t id, bool client_side, std::uint32_t 
         update(f);
         if (flows_.find(id) != flows_.end()) schedule(f);
       }
+    } else if (f.pin) {
+      pump_copy(f, client_side);
     } else {
       read_side(f, client_side);
     }
@@ -749,38 +759,102 @@ bool Relay::pump(Flow& f, bool client_side) {
     }
     me.bytes_in += static_cast<std::size_t>(n);
     const auto now = Clock::now();
-    std::vector<Action> actions;
     if (me.whole_left != 0) {
-      // The rest of a PDU judged whole: the engine frames and buffers it as on the copy path.
+      // The rest of a PDU judged whole: the engine frames and buffers it.
       me.whole_left -= static_cast<std::size_t>(n);
-      actions = f.pin->feed(dir, {scratch_.data(), static_cast<std::size_t>(n)}, now);
+      apply(f, f.pin->feed(dir, {scratch_.data(), static_cast<std::size_t>(n)}, now), now);
+      if (flows_.find(id) == flows_.end()) return false;
     } else {
       me.have += static_cast<std::size_t>(n);
-      if (me.have < rpc::kCommonHeaderSize) continue;
-      const auto header = std::span(me.head).first<rpc::kCommonHeaderSize>();
-      const auto decoded = rpc::decode_header(header);
-      const std::size_t frag = decoded ? decoded->frag_length : 0;
-      const std::size_t size = rpc::Connection::head_size(header);
-      if (me.have == rpc::kCommonHeaderSize &&
-          (!decoded || f.pin->body_needed(header) || frag < size)) {
-        // Judged whole (bind, alter_context, auth3, faults, requests under min_auth) - and any
-        // header that does not even decode, which the engine drops at once.
-        actions = f.pin->feed(dir, header, now);
-        me.whole_left =
-            decoded && frag > rpc::kCommonHeaderSize ? frag - rpc::kCommonHeaderSize : 0;
-        me.have = 0;
-      } else if (me.have < size) {
-        continue;
-      } else {
-        actions = f.pin->feed_head(dir, std::span(me.head).first(size), now);
-        me.body_left = frag - size;
-        me.have = 0;
-      }
+      if (!judge_head(f, me, dir, now)) return false;
     }
-    apply(f, std::move(actions), now);
-    if (flows_.find(id) == flows_.end()) return false;
     if (!flush(f, other)) return false;
   }
+  return true;
+}
+
+bool Relay::judge_head(Flow& f, Side& me, rpc::Direction dir, TimePoint now) {
+  if (me.have < rpc::kCommonHeaderSize) return true;
+  const std::uint64_t id = f.id;
+  const auto header = std::span(me.head).first<rpc::kCommonHeaderSize>();
+  const auto decoded = rpc::decode_header(header);
+  const std::size_t frag = decoded ? decoded->frag_length : 0;
+  const std::size_t size = rpc::Connection::head_size(header);
+  std::vector<Action> actions;
+  if (me.have == rpc::kCommonHeaderSize &&
+      (!decoded || f.pin->body_needed(header) || frag < size)) {
+    // Judged whole (bind, alter_context, auth3, faults, requests under min_auth) - and any
+    // header that does not even decode, which the engine drops at once.
+    actions = f.pin->feed(dir, header, now);
+    me.whole_left = decoded && frag > rpc::kCommonHeaderSize ? frag - rpc::kCommonHeaderSize : 0;
+    me.have = 0;
+  } else if (me.have < size) {
+    return true;
+  } else {
+    actions = f.pin->feed_head(dir, std::span(me.head).first(size), now);
+    me.body_left = frag - size;
+    me.have = 0;
+  }
+  apply(f, std::move(actions), now);
+  return flows_.find(id) != flows_.end();
+}
+
+bool Relay::pump_copy(Flow& f, bool client_side) {
+  const std::uint64_t id = f.id;
+  Side& me = client_side ? f.c : f.s;
+  Side& other = client_side ? f.s : f.c;
+  const auto dir = client_side ? rpc::Direction::kClientToServer : rpc::Direction::kServerToClient;
+  // Bounded per wake-up so one busy connection cannot starve the others.
+  for (int rounds = 0; rounds < 4 && !me.read_eof && other.queued() < kMaxQueued; ++rounds) {
+    const ssize_t n = ::recv(me.fd.get(), scratch_.data(), scratch_.size(), 0);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (errno == EINTR) continue;
+      return read_failed(f, client_side, errno);
+    }
+    if (n == 0) {
+      // A partial head or PDU is never completed; between PDUs this is a clean half-close.
+      me.read_eof = true;
+      if (me.have != 0 || me.whole_left != 0 || me.body_left != 0) return truncated(f, client_side);
+      break;
+    }
+    me.bytes_in += static_cast<std::size_t>(n);
+    const auto now = Clock::now();
+    std::span<const std::uint8_t> in(scratch_.data(), static_cast<std::size_t>(n));
+    while (!in.empty()) {
+      if (me.body_left > 0) {
+        // Body bytes of a PDU whose head passed: to the other side as they come.
+        const std::size_t k = std::min(me.body_left, in.size());
+        if (other.sent == other.out.size()) {
+          other.out.clear();
+          other.sent = 0;
+        }
+        other.out.insert(other.out.end(), in.begin(), in.begin() + static_cast<std::ptrdiff_t>(k));
+        me.body_left -= k;
+        in = in.subspan(k);
+      } else if (me.whole_left > 0) {
+        const std::size_t k = std::min(me.whole_left, in.size());
+        me.whole_left -= k;
+        apply(f, f.pin->feed(dir, in.first(k), now), now);
+        if (flows_.find(id) == flows_.end()) return false;
+        in = in.subspan(k);
+      } else {
+        const std::size_t want =
+            me.have < rpc::kCommonHeaderSize
+                ? rpc::kCommonHeaderSize - me.have
+                : rpc::Connection::head_size(std::span(me.head).first<rpc::kCommonHeaderSize>()) -
+                      me.have;
+        const std::size_t k = std::min(want, in.size());
+        std::copy_n(in.begin(), k, me.head.begin() + static_cast<std::ptrdiff_t>(me.have));
+        me.have += k;
+        in = in.subspan(k);
+        if (!judge_head(f, me, dir, now)) return false;
+      }
+    }
+    if (!flush(f, other)) return false;
+  }
+  update(f);  // may end the flow (both directions closed)
+  if (flows_.find(id) != flows_.end()) schedule(f);
   return true;
 }
 
@@ -972,8 +1046,9 @@ void Relay::update(Flow& f) {
     // Reading pauses while the other side cannot take more (queued bytes, or a full pipe).
     // A body waits for the other side (its head still queued, or the pipe full or holding the
     // whole rest): wake up on the other side's EPOLLOUT instead, or this would spin.
+    // (The copy path queues body bytes like any others: only kMaxQueued pauses it.)
     const bool body_blocked =
-        (me.body_left > 0 || me.in_pipe > 0) &&
+        splice_ && (me.body_left > 0 || me.in_pipe > 0) &&
         (other.queued() > 0 || me.in_pipe >= kPipeBytes || (me.in_pipe > 0 && me.body_left == 0));
     if (!me.read_eof && other.queued() < kMaxQueued && !body_blocked) ev |= EPOLLIN | EPOLLRDHUP;
     if (me.queued() > 0 || other.in_pipe > 0) ev |= EPOLLOUT;
