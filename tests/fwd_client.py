@@ -219,6 +219,31 @@ def attack(a):
                 answers.append("held")
             except OSError as err:
                 answers.append("reset" if isinstance(err, ConnectionResetError) else "closed")
+    elif case == "echo-split":  # A1 on the data path: rpcecho EchoData at every split point
+        kind, _ = exchange(bind_pdu([(0, allowed, [NDR20])]), split=True)
+        if kind == "bind_ack":
+            data = bytes(range(256)) * 3
+            stub = struct.pack("<II", len(data), len(data)) + data
+
+            def call(call_id):
+                return request_pdu(0, 1, stub, call_id=call_id)
+
+            def echoed(kind, raw):
+                # response: 16-byte header, alloc_hint, p_cont_id, cancel_count, reserved, then
+                # the [out] array: max_count and the bytes.
+                return kind == "response" and raw[28:] == data
+            # One call a byte at a time (every head/body boundary is a segment boundary).
+            kind, raw = exchange(call(2), split=True)
+            answers.append("echoed" if echoed(kind, raw) else "wrong")
+            # Two calls in one segment, then one cut in the middle of its header.
+            s.sendall(call(3) + call(4) + call(5)[:9])
+            for _ in range(2):
+                kind, raw = read_pdu(s)
+                answers.append(kind)
+                answers.append("echoed" if echoed(kind, raw) else "wrong")
+            time.sleep(0.05)
+            kind, raw = exchange(call(5)[9:])
+            answers.append("echoed" if echoed(kind, raw) else "wrong")
     elif case == "bind-allowed-split":  # A1: same decision as unsplit
         exchange(bind_pdu([(0, allowed, [NDR20])]), split=True)
     elif case == "bind-other":  # E2: another interface on the same port

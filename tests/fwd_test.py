@@ -166,6 +166,13 @@ class FirewallTest(unittest.TestCase):
         self.assertGreater(holes[0]["remaining_ms"], 0)
         self.assertLessEqual(holes[0]["remaining_ms"], TIMEOUT_S * 1000)
 
+    def test_a_calls_split_at_every_byte_and_packed_together_pass_whole(self):
+        m = self.map(RPCECHO)
+        self.assertEqual(m.get("port"), self.echo_port, m)
+        answers = self.attack("echo-split", self.echo_port, "--uuid", RPCECHO)
+        self.assertEqual(answers, ["bind_ack", "response", "echoed", "response", "echoed",
+                                   "response", "echoed", "response", "echoed"])
+
     def test_a_bulk_bodies_are_spliced_with_splice_and_copied_without(self):
         before = self.fw.status()["spliced_bytes"]
         r = self.client("echo", topo.SERVER, "--bytes", "65536", "--calls", "4")
