@@ -5,8 +5,12 @@
 // (IP_TRANSPARENT; accept() gives the client's socket, getsockname() the server and port it was
 // meant for). For each, the relay connects on to that server - in router mode from the client's
 // own address, so the server sees the real client - and passes the bytes through an inspector
-// (firewall/epm_inspector.h on 135, firewall/pinhole_inspector.h on a pinhole): whole PDUs are
-// forwarded only once judged; the first DROP resets both connections and is logged.
+// (firewall/epm_inspector.h on 135, firewall/pinhole_inspector.h on a pinhole): nothing is
+// forwarded before it is judged - on 135 whole PDUs; on a pinhole whole binds, alter_contexts,
+// auth3s and faults, and of a request or response its head (header and fixed fields, all the
+// inspector reads), after which its body passes as it arrives (cut-through; with --splice, through
+// a pipe). The first DROP resets both connections and is logged; a peer that closes in the middle
+// of a PDU has both connections reset (what was forwarded of it is never completed).
 //
 // Pinholes: an ept_map answer the rules allow yields an kOpen action; the relay adds the pinhole to
 // its PinholeTable and to the kernel set (one netlink batch) BEFORE it forwards the answer, so the
