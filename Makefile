@@ -7,12 +7,15 @@ FUZZ_SECONDS ?= 30
 # Sanitizer reports with file:line (llvm-19's symbolizer matches clang-19's runtime).
 export ASAN_SYMBOLIZER_PATH ?= /usr/lib/llvm-19/bin/llvm-symbolizer
 
-# Build: toolchains and libraries. Test: the independent peers the integration tests talk to.
+# Build: toolchains and libraries; scdoc renders the manual pages (docs/man/*.scd, cmake/Man.cmake).
+# Test: the independent peers the integration tests talk to; man-db's `man` renders the pages
+# the way a reader sees them (tests/man_pages_test.py).
 BUILD_PKGS := cmake ninja-build g++-12 clang-19 libclang-rt-19-dev llvm-19 clang-format \
               libgtest-dev libgmock-dev libbenchmark-dev libasio-dev libtomlplusplus-dev \
               libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libsystemd-dev pkg-config \
-              libnftables-dev
-TEST_PKGS  := python3 python3-impacket python3-samba tshark iproute2 procps nftables util-linux samba-testsuite
+              libnftables-dev scdoc
+TEST_PKGS  := python3 python3-impacket python3-samba tshark iproute2 procps nftables util-linux samba-testsuite \
+              man-db
 # Bench: Samba's endpoint mapper (samba-dcerpcd + rpcd_epmapper) for bench/epm_side_by_side.sh,
 # and gnuplot-nox for the PNG plot it writes (bench/results/latest.png; no X needed).
 BENCH_PKGS := samba gnuplot-nox

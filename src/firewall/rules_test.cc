@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <regex>
 #include <set>
 
 #include <gtest/gtest.h>
@@ -449,6 +450,42 @@ TEST(RuleSet, NoRulesAllowNothingAndGovernEverything) {
   const RuleSet rules{FirewallConfig{}};
   EXPECT_EQ(rules.find(ipv4(1, 2, 3, 4), ipv4(5, 6, 7, 8), rpc::kEpmSyntax), nullptr);
   EXPECT_TRUE(rules.governs(ipv4(1, 2, 3, 4), addr("::1")));
+}
+
+// packaging/rpcgate.toml is installed as /etc/rpcgate/rpcgate.toml with every setting commented
+// out; a "# key = value" line holds the key's default (tests/conffile_test.py checks the rest).
+// Read as shipped, and with those lines uncommented, its [firewall] must be FirewallConfig{}.
+TEST(FirewallToml, ShippedConffileMeansTheDefaults) {
+  static const std::regex kDefault("^# [a-z_]+ = .+$");
+  for (bool uncommented : {false, true}) {
+    std::ifstream in(std::string(RPCGATE_SOURCE_DIR) + "/packaging/rpcgate.toml");
+    ASSERT_TRUE(in) << "packaging/rpcgate.toml";
+    std::string text, line;
+    while (std::getline(in, line))
+      text += (uncommented && std::regex_match(line, kDefault) ? line.substr(2) : line) + "\n";
+    if (uncommented) {
+      EXPECT_NE(text.find("\nmax_connections_per_client = "), std::string::npos);
+    }
+    auto c = parse_firewall_toml(text, "packaging/rpcgate.toml");
+    ASSERT_TRUE(c) << c.error();
+    const FirewallConfig d;
+    EXPECT_EQ(c->mode, d.mode);
+    EXPECT_TRUE(c->clients.empty());
+    EXPECT_TRUE(c->servers.empty());
+    EXPECT_EQ(c->policy_file, d.policy_file);
+    EXPECT_EQ(c->pinhole_timeout, d.pinhole_timeout);
+    EXPECT_EQ(c->epm_listen_port, d.epm_listen_port);
+    EXPECT_EQ(c->pinhole_listen_port, d.pinhole_listen_port);
+    EXPECT_EQ(c->lookup_pinholes, d.lookup_pinholes);
+    EXPECT_EQ(c->dcom, d.dcom);
+    EXPECT_EQ(c->max_towers, d.max_towers);
+    EXPECT_EQ(c->max_pinholes_per_client, d.max_pinholes_per_client);
+    EXPECT_EQ(c->max_pinholes, d.max_pinholes);
+    EXPECT_EQ(c->max_connections, d.max_connections);
+    EXPECT_EQ(c->max_connections_per_client, d.max_connections_per_client);
+    EXPECT_EQ(c->control, d.control);
+    EXPECT_TRUE(c->rules.empty());
+  }
 }
 
 }  // namespace
