@@ -37,8 +37,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       c.lookup_pinholes = v != 0;
       if (v & 1) c.servers.push_back(*firewall::parse_cidr("127.0.0.0/8"));
       if (v & 2)
-        c.nat.push_back(firewall::NatEntry{firewall::ipv4(203, 0, 113, 10),
-                                           firewall::ipv4(127, 0, 0, 1), 0});
+        c.nat.push_back(
+            firewall::NatEntry{firewall::ipv4(203, 0, 113, 10), firewall::ipv4(127, 0, 0, 1), 0});
       for (const char* name : {"winreg", "spoolss"}) {
         firewall::Rule r;
         r.name = name;

@@ -92,6 +92,13 @@ class EpmFeaturesTest(unittest.TestCase):
         if self.fw is not None:
             self.fw.stop()
             self.fw = None
+        # The next test starts from nothing: a restarted rpcgate-fwd would recover this test's
+        # pinholes from the kernel.
+        self.uninstall()
+
+    def uninstall(self):
+        r = self.t.run(self.t.f, [os.path.join(BIN, "rpcgate-fwd"), "--uninstall"])
+        self.assertEqual(r.returncode, 0, r.stderr)
 
     # ---- helpers
     def firewall(self, *args):
@@ -181,6 +188,7 @@ class EpmFeaturesTest(unittest.TestCase):
         self.assertGreater(self.no_pinhole(), before)
         # Without --allow-referrals the tower is another host, as before: nothing, silently.
         self.fw.stop()
+        self.uninstall()
         self.firewall("--allow", RPCECHO, "--servers", SERVERS_NET)
         out = self.rpcgate("map", FAKE_EPM, f"{RPCECHO}:1.0")
         self.assertEqual(out.returncode, 0, out.stdout + out.stderr)

@@ -139,8 +139,7 @@ std::expected<rpcgate::fwd::Options, std::string> build_options(const Overrides&
         return std::unexpected("--nat " + n + ": must be PUBLIC=PRIVATE, two IPv4 addresses");
       c.nat.push_back(fw::NatEntry{*pub, *priv, 0});
     }
-    if (auto why = fw::validate_nat(c.nat); !why.empty())
-      return std::unexpected("--nat: " + why);
+    if (auto why = fw::validate_nat(c.nat); !why.empty()) return std::unexpected("--nat: " + why);
   }
   if (o.dcom) c.dcom = true;
   if (o.max_pinholes) c.max_pinholes = *o.max_pinholes;
@@ -332,10 +331,10 @@ int main(int argc, char** argv) {
     }
     std::cout << "lookup pinholes: "
               << (cfg.lookup_pinholes
-                      ? "on, timeout " + (cfg.lookup_pinhole_timeout
-                                              ? std::to_string(cfg.lookup_pinhole_timeout->count()) +
-                                                    " s"
-                                              : std::string("the rule's"))
+                      ? "on, timeout " +
+                            (cfg.lookup_pinhole_timeout
+                                 ? std::to_string(cfg.lookup_pinhole_timeout->count()) + " s"
+                                 : std::string("the rule's"))
                       : std::string("off"))
               << "\n";
     std::cout << "static NAT:" << (cfg.nat.empty() ? " none" : "") << "\n";

@@ -358,9 +358,12 @@ void bind_epm(EpmInspector& f) {
 }
 
 std::vector<std::optional<Bytes>> lookup_towers() {
-  return {tower(kWinreg, "10.0.1.5", "49664"), tower(kSvcctl, "10.0.1.5", "49665"),  // svcctl: no
-          tower(kSpoolss, "0.0.0.0", "49666"),  tower(kWinreg, "10.0.9.9", "49667"),  // referral
-          std::nullopt,                         Bytes{1, 0, 0x13},                    // skipped
+  return {tower(kWinreg, "10.0.1.5", "49664"),
+          tower(kSvcctl, "10.0.1.5", "49665"),  // svcctl: no
+          tower(kSpoolss, "0.0.0.0", "49666"),
+          tower(kWinreg, "10.0.9.9", "49667"),  // referral
+          std::nullopt,
+          Bytes{1, 0, 0x13},  // skipped
           tower(kWinreg, "10.0.1.5", "49668")};
 }
 
@@ -489,9 +492,8 @@ std::vector<Action> map_exchange(const RuleSet& rules, const Bytes& response,
 
 TEST(EpmInspectorReferral, OpensToTheReferredHostWhenAllThreeConditionsHold) {
   const RuleSet rules = referral_rules(true, {"10.0.0.0/16"}, {"10.0.1.0/24", "10.0.2.0/24"});
-  const auto a = map_exchange(
-      rules, map_response(2, {tower(kWinreg, "10.0.2.9", "49700"),
-                              tower(kWinreg, "10.0.1.5", "49701")}));
+  const auto a = map_exchange(rules, map_response(2, {tower(kWinreg, "10.0.2.9", "49700"),
+                                                      tower(kWinreg, "10.0.1.5", "49701")}));
   ASSERT_EQ(kinds(a), (std::vector<Kind>{Kind::kOpen, Kind::kForward}));
   EXPECT_EQ(a[0].pinholes, (std::vector<PinholeKey>{PinholeKey{kClient, kThird, 49700},
                                                     PinholeKey{kClient, kServer, 49701}}));
@@ -592,8 +594,8 @@ TEST(EpmInspectorNat, LookupAnswersAreRewrittenToo) {
   EpmInspector fw{kClient, kPublic, rules, kT0};
   bind_epm(fw);
   fw.feed(Direction::kClientToServer, lookup_request(2), kT0);
-  const Bytes r = lookup_response(2, {tower(kWinreg, "0.0.0.0", "49664"),
-                                      tower(kSvcctl, "10.0.1.5", "49665")});  // not allowed
+  const Bytes r = lookup_response(
+      2, {tower(kWinreg, "0.0.0.0", "49664"), tower(kSvcctl, "10.0.1.5", "49665")});  // not allowed
   const auto a = fw.feed(Direction::kServerToClient, r, kT0);
   ASSERT_EQ(kinds(a), (std::vector<Kind>{Kind::kNote, Kind::kOpen, Kind::kForward}));
   EXPECT_EQ(a[1].pinholes, (std::vector<PinholeKey>{PinholeKey{kClient, kPublic, 49664}}));

@@ -41,7 +41,8 @@ TowerDecision judge(std::span<const std::uint8_t> octets, const rpc::SyntaxId& a
     const auto named = parse_address(host);
     if (!named) return {TowerVerdict::kOtherHost, 0, {}, view->interface};
     // Behind static NAT the server names itself by its private address.
-    const bool is_server = *named == server || (policy.nat_private && *named == *policy.nat_private);
+    const bool is_server =
+        *named == server || (policy.nat_private && *named == *policy.nat_private);
     if (!is_server) {
       if (!policy.referral) return {TowerVerdict::kOtherHost, 0, *named, view->interface};
       third = *named;

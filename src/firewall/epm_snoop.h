@@ -28,8 +28,8 @@
 #include <optional>
 #include <span>
 #include <string_view>
-#include <utility>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "common/bytes.h"
@@ -53,16 +53,16 @@ struct MapPolicy {
 };
 
 enum class TowerVerdict : std::uint8_t {
-  kOpen,            // open client -> server:port for the interface
-  kUndecodable,     // the tower's octets do not decode
-  kNull,            // a NULL tower pointer
-  kOtherInterface,  // floor 1 names another interface than the one asked for
-  kNotTcp,          // not ncacn_ip_tcp
-  kOtherHost,       // the address floor names neither the server nor 0.0.0.0
-  kNoPort,          // port 0 or not a number
-  kOverLimit,       // beyond MapPolicy::max_towers
-  kNotAllowed,      // the interface is not allowed: nothing is opened
-  kReferral,        // a third host, and a referral is allowed: open client -> host:port
+  kOpen,                    // open client -> server:port for the interface
+  kUndecodable,             // the tower's octets do not decode
+  kNull,                    // a NULL tower pointer
+  kOtherInterface,          // floor 1 names another interface than the one asked for
+  kNotTcp,                  // not ncacn_ip_tcp
+  kOtherHost,               // the address floor names neither the server nor 0.0.0.0
+  kNoPort,                  // port 0 or not a number
+  kOverLimit,               // beyond MapPolicy::max_towers
+  kNotAllowed,              // the interface is not allowed: nothing is opened
+  kReferral,                // a third host, and a referral is allowed: open client -> host:port
   kReferralNotAllowed,      // a third host; the interface's rule does not say referrals = true
   kReferralAnyServers,      // a third host; [firewall] servers is "any": referrals never open
   kReferralOutsideServers,  // a third host outside [firewall] servers

@@ -50,7 +50,9 @@ MapPolicy allow(std::vector<rpc::SyntaxId> allowed, std::size_t max_towers = 16)
                        if (a.uuid == s.uuid && a.major == s.major) return true;
                      return false;
                    },
-                   max_towers, std::nullopt, {}};
+                   max_towers,
+                   std::nullopt,
+                   {}};
 }
 
 std::vector<TowerVerdict> verdicts(const MapDecision& d) {
@@ -167,10 +169,9 @@ TEST(EptMapSnoop, AThirdHostIsAReferralOnlyWhenThePolicySaysSo) {
   };
   d = decide_ept_map(map_request(kWinreg, e), e, resp, e, kServer, p);
   ASSERT_TRUE(d);
-  EXPECT_EQ(verdicts(*d),
-            (std::vector<TowerVerdict>{TowerVerdict::kReferral,
-                                       TowerVerdict::kReferralOutsideServers,
-                                       TowerVerdict::kNoPort}));
+  EXPECT_EQ(verdicts(*d), (std::vector<TowerVerdict>{TowerVerdict::kReferral,
+                                                     TowerVerdict::kReferralOutsideServers,
+                                                     TowerVerdict::kNoPort}));
   EXPECT_EQ(d->towers[0].port, 49668);
   EXPECT_EQ(d->towers[1].host, ipv4(10, 0, 9, 8));
   EXPECT_EQ(asked.size(), 2u);  // a tower without a port never asks
@@ -184,10 +185,9 @@ TEST(EptMapSnoop, AThirdHostIsAReferralOnlyWhenThePolicySaysSo) {
 
 TEST(EptMapSnoop, BehindNatThePrivateAddressIsTheServer) {
   const Endian e = Endian::kLittle;
-  const Bytes resp =
-      map_response({tower(kWinreg, ndr::Protseq::kNcacnIpTcp, "10.0.1.5", "49664"),
-                    tower(kWinreg, ndr::Protseq::kNcacnIpTcp, "0.0.0.0", "49665")},
-                   e);
+  const Bytes resp = map_response({tower(kWinreg, ndr::Protseq::kNcacnIpTcp, "10.0.1.5", "49664"),
+                                   tower(kWinreg, ndr::Protseq::kNcacnIpTcp, "0.0.0.0", "49665")},
+                                  e);
   // The client asked the public address: without NAT the private one is another host.
   auto d = decide_ept_map(map_request(kWinreg, e), e, resp, e, kPublic, allow({kWinreg}));
   ASSERT_TRUE(d);
@@ -199,8 +199,8 @@ TEST(EptMapSnoop, BehindNatThePrivateAddressIsTheServer) {
   ASSERT_TRUE(d);
   EXPECT_EQ(verdicts(*d), (std::vector<TowerVerdict>{TowerVerdict::kOpen, TowerVerdict::kOpen}));
   // What the client will connect to: the public address.
-  EXPECT_EQ(d->targets(), (std::vector<std::pair<Address, std::uint16_t>>{{kPublic, 49664},
-                                                                          {kPublic, 49665}}));
+  EXPECT_EQ(d->targets(),
+            (std::vector<std::pair<Address, std::uint16_t>>{{kPublic, 49664}, {kPublic, 49665}}));
 }
 
 Bytes lookup_response(std::vector<std::optional<Bytes>> towers, Endian e) {
@@ -215,23 +215,23 @@ TEST(EptLookupSnoop, EachEntryIsJudgedAsAnEptMapTowerForItsOwnInterface) {
   for (const Endian e : {Endian::kLittle, Endian::kBig}) {
     const Bytes garbage{0x01, 0x00, 0x13};
     const auto d = decide_ept_lookup(
-        lookup_response({tower(kWinreg, ndr::Protseq::kNcacnIpTcp, "10.0.1.5", "49664"),
-                         tower(kSvcctl, ndr::Protseq::kNcacnIpTcp, "10.0.1.5", "49665"),
-                         tower(kWinreg, ndr::Protseq::kNcacnIpTcp, "0.0.0.0", "49666"),
-                         tower(kWinreg, ndr::Protseq::kNcadgIpUdp, "10.0.1.5", "49667"),
-                         tower(kWinreg, ndr::Protseq::kNcacnIpTcp, "10.0.9.9", "49668"),
-                         tower(kWinreg, ndr::Protseq::kNcacnIpTcp, "10.0.1.5", "0"),
-                         std::nullopt, garbage},
-                        e),
+        lookup_response(
+            {tower(kWinreg, ndr::Protseq::kNcacnIpTcp, "10.0.1.5", "49664"),
+             tower(kSvcctl, ndr::Protseq::kNcacnIpTcp, "10.0.1.5", "49665"),
+             tower(kWinreg, ndr::Protseq::kNcacnIpTcp, "0.0.0.0", "49666"),
+             tower(kWinreg, ndr::Protseq::kNcadgIpUdp, "10.0.1.5", "49667"),
+             tower(kWinreg, ndr::Protseq::kNcacnIpTcp, "10.0.9.9", "49668"),
+             tower(kWinreg, ndr::Protseq::kNcacnIpTcp, "10.0.1.5", "0"), std::nullopt, garbage},
+            e),
         e, kServer, allow({kWinreg}));
     ASSERT_TRUE(d) << d.error().message();
     std::vector<TowerVerdict> v;
     for (const auto& t : d->entries)
       v.push_back(t.verdict);
-    EXPECT_EQ(v, (std::vector<TowerVerdict>{
-                     TowerVerdict::kOpen, TowerVerdict::kNotAllowed, TowerVerdict::kOpen,
-                     TowerVerdict::kNotTcp, TowerVerdict::kOtherHost, TowerVerdict::kNoPort,
-                     TowerVerdict::kNull, TowerVerdict::kUndecodable}));
+    EXPECT_EQ(v, (std::vector<TowerVerdict>{TowerVerdict::kOpen, TowerVerdict::kNotAllowed,
+                                            TowerVerdict::kOpen, TowerVerdict::kNotTcp,
+                                            TowerVerdict::kOtherHost, TowerVerdict::kNoPort,
+                                            TowerVerdict::kNull, TowerVerdict::kUndecodable}));
     EXPECT_EQ(d->entries[0].interface, kWinreg);
     EXPECT_EQ(d->entries[0].port, 49664);
     EXPECT_EQ(d->entries[1].interface, kSvcctl);
@@ -271,8 +271,8 @@ void expect_rewrite(const Bytes& stub, Endian e, bool lookup, std::size_t expect
   ASSERT_EQ(rewritten.size(), stub.size());
   std::size_t changed = 0;
   for (std::size_t i = 0; i < stub.size(); ++i) {
-    const bool in_address = std::ranges::any_of(
-        *offsets, [&](std::size_t off) { return i >= off && i < off + 4; });
+    const bool in_address =
+        std::ranges::any_of(*offsets, [&](std::size_t off) { return i >= off && i < off + 4; });
     if (!in_address) {
       EXPECT_EQ(rewritten[i], stub[i]) << i;
     }
@@ -328,9 +328,8 @@ TEST(NatRewrite, OnlyTheFourAddressBytesOfThePrivateAndAnyTowersChange) {
 TEST(NatRewrite, AnAliasedTowerIsOnTheWireOnceAndRewrittenOnce) {
   // Two [ptr] elements with the same referent id: the second is an alias (ndr/epm_types.h).
   const Endian e = Endian::kLittle;
-  Bytes stub = map_response({tower(kWinreg, ndr::Protseq::kNcacnIpTcp, "10.0.1.5", "49664"),
-                             std::nullopt},
-                            e);
+  Bytes stub = map_response(
+      {tower(kWinreg, ndr::Protseq::kNcacnIpTcp, "10.0.1.5", "49664"), std::nullopt}, e);
   // handle 20, num_towers 4, max/offset/actual 12: the referent ids at 36 and 40.
   ASSERT_NE(Bytes(stub.begin() + 36, stub.begin() + 40), Bytes(4, 0));
   ASSERT_EQ(Bytes(stub.begin() + 40, stub.begin() + 44), Bytes(4, 0));

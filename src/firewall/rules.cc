@@ -519,8 +519,8 @@ std::optional<Fail> validate_nat_entries(const std::vector<NatEntry>& nat) {
       for (const auto& [mine, what] :
            {std::pair{e.public_address, "public"}, std::pair{e.private_address, "private"}}) {
         if (mine == o.public_address || mine == o.private_address) {
-          return Fail{e.line, std::string("firewall.nat: ") + what + " address " +
-                                  to_string(mine) + " is already used by the entry on line " +
+          return Fail{e.line, std::string("firewall.nat: ") + what + " address " + to_string(mine) +
+                                  " is already used by the entry on line " +
                                   std::to_string(o.line) + " (NAT is one-to-one)"};
         }
       }
@@ -628,9 +628,9 @@ std::expected<FirewallConfig, Fail> parse_firewall(const toml::table& fw) {
     } else if (k == "nat") {
       const auto* entries = node.as_array();
       if (entries == nullptr || !entries->is_array_of_tables()) {
-        return fail(Fail{line_of(node),
-                         "firewall.nat must be an array of tables ([[firewall.nat]]), not " +
-                             std::string(type_name(node))});
+        return fail(
+            Fail{line_of(node), "firewall.nat must be an array of tables ([[firewall.nat]]), not " +
+                                    std::string(type_name(node))});
       }
       if (entries->size() > kMaxRules) {
         return fail(Fail{line_of(node),

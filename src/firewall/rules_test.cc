@@ -480,9 +480,10 @@ TEST(FirewallToml, LookupPinholesReferralsAndNat) {
   EXPECT_EQ(c->nat[0].private_address, addr("10.2.0.5"));
   EXPECT_EQ(c->nat[1].line, 12u);
   // Defaults: off, the rule's timeout, no referrals, no NAT.
-  const auto d = parse_firewall_toml("[firewall]\n[[firewall.rule]]\nname = \"r\"\n"
-                                     "interfaces = [\"winreg\"]\n",
-                                     "fw.toml");
+  const auto d = parse_firewall_toml(
+      "[firewall]\n[[firewall.rule]]\nname = \"r\"\n"
+      "interfaces = [\"winreg\"]\n",
+      "fw.toml");
   ASSERT_TRUE(d) << d.error();
   EXPECT_FALSE(d->lookup_pinholes);
   EXPECT_FALSE(d->lookup_pinhole_timeout);
@@ -512,8 +513,8 @@ TEST(FirewallToml, NatErrorsNameTheLine) {
        "fw.toml:3:", "IPv4 only"},
       {"[firewall]\n[[firewall.nat]]\npublic = \"203.0.113.0/24\"\nprivate = \"10.2.0.5\"\n",
        "fw.toml:3:", "must be an IPv4 address"},
-      {"[firewall]\n[[firewall.nat]]\npublic = \"203.0.113.10\"\n", "fw.toml:2:",
-       "private is missing"},
+      {"[firewall]\n[[firewall.nat]]\npublic = \"203.0.113.10\"\n",
+       "fw.toml:2:", "private is missing"},
       {"[firewall]\n[[firewall.nat]]\npublic = \"203.0.113.10\"\nprivate = \"10.2.0.5\"\n"
        "port = 135\n",
        "fw.toml:5:", "unknown key \"port\""},
