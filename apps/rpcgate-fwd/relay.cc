@@ -112,6 +112,11 @@ firewall::kernel::TableSpec table_spec(const Options& o) {
   t.mode = o.config.mode;
   t.clients = o.config.clients;
   t.servers = o.config.servers;
+  // Static NAT: a public address is governed like the server behind it (with "any servers"
+  // it already is).
+  if (!t.servers.empty())
+    for (const auto& n : o.config.nat)
+      t.servers.push_back(firewall::Cidr{n.public_address, 128});
   t.dynamic_ports = o.dynamic_ports;
   t.epm_listen_port = o.config.epm_listen_port;
   t.pinhole_listen_port = o.config.pinhole_listen_port;
@@ -221,6 +226,7 @@ struct Flow {
   std::uint64_t id = 0;
   Kind kind = Kind::kEpm;
   Address client{}, server{};
+  Address upstream{};  // where the relay connects: the server, or its NAT private address
   std::uint16_t client_port = 0, server_port = 0;
   std::shared_ptr<const firewall::RuleSet> rules;
   Side c, s;
@@ -445,6 +451,7 @@ Record Relay::base(const Flow& f, std::string_view event) const {
   r.client_port = f.client_port;
   r.server = firewall::to_string(f.server);
   r.port = f.server_port;
+  if (f.upstream != f.server) r.upstream = firewall::to_string(f.upstream);
   return r;
 }
 
@@ -464,6 +471,7 @@ void Relay::on_accept(std::uint64_t index) {
     f->kind = listener.kind;
     f->client = from_sockaddr(peer, f->client_port);
     f->server = from_sockaddr(local, f->server_port);
+    f->upstream = rules_->real_server(f->server);
     f->rules = rules_;
     f->started = Clock::now();
     f->c.fd = std::move(cfd);
@@ -513,7 +521,7 @@ void Relay::on_accept(std::uint64_t index) {
     // server's answers come back through the table's `socket transparent` rule and the policy
     // route), from this host's address in host mode.
     sockaddr_storage dst{};
-    const socklen_t dlen = to_sockaddr(f->server, f->server_port, dst);
+    const socklen_t dlen = to_sockaddr(f->upstream, f->server_port, dst);
     Fd sfd(::socket(dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!sfd) {
       refuse("upstream-error", std::string("socket: ") + std::strerror(errno));
@@ -914,6 +922,18 @@ void Relay::apply(Flow& f, std::vector<Action> actions, TimePoint received) {
       case Action::Kind::kOpen:
         open_pinholes(f, a, received);
         break;
+      case Action::Kind::kNote: {
+        Record r = base(f, a.note_event);
+        r.reason = a.note_reason;
+        if (!a.pinholes.empty()) {
+          r.referral = firewall::to_string(a.pinholes.front().server);
+          r.port = a.pinholes.front().port;
+        }
+        r.message = a.message;
+        count(std::string(a.note_event) + "-" + std::string(a.note_reason));
+        log_.write(r, a.warning ? Priority::kWarning : Priority::kInfo);
+        break;
+      }
       case Action::Kind::kDrop:
         return drop(f, firewall::to_string(*a.drop), &a);
       case Action::Kind::kAnswer: {
@@ -975,6 +995,8 @@ void Relay::open_pinholes(Flow& f, const Action& a, TimePoint received) {
     rec.port = key.port;
     rec.interface = syntax_text(*a.interface);
     rec.rule = a.rule;
+    if (key.server != f.server) rec.referral = firewall::to_string(key.server);
+    if (a.lookup) rec.message = "learned from an ept_lookup answer";
     const bool refused =
         r == firewall::OpenResult::kClientFull || r == firewall::OpenResult::kTableFull;
     if (refused) {
