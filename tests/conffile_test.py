@@ -91,7 +91,7 @@ class Conffile(unittest.TestCase):
             cls.text = f.read()
         cls.lines = scan(cls.text)
         cls.known = {t: config_keys.known_keys(t) for t in
-                     ["policy", "epmd", "epmd.entry", "firewall", "firewall.rule"]}
+                     config_keys.TABLES}
         cls.dir = tempfile.mkdtemp(prefix="rpcgate-conffile-")
         cls.files = {}
         for name, text in [
@@ -130,7 +130,8 @@ class Conffile(unittest.TestCase):
             {("policy", "ports"), ("policy", "ports_internet_available"),
              ("policy", "use_internet_ports"), ("epmd", "advertise"), ("epmd", "user"),
              ("epmd", "seed"), ("epmd", "metrics"), ("firewall", "clients"),
-             ("firewall", "servers"), ("firewall", "policy"), ("firewall", "metrics")},
+             ("firewall", "servers"), ("firewall", "policy"), ("firewall", "metrics"),
+             ("firewall", "lookup_pinhole_timeout")},
             {k for k, kind in documented.items() if kind == "example" and "." not in k[0]})
 
     def test_defaults_uncommented_differ_only_in_those_lines(self):
@@ -175,7 +176,8 @@ class Conffile(unittest.TestCase):
             with self.subTest(name=name):
                 r = run("rpcgate-fwd", "--check", "--config", self.files[name])
                 self.assertEqual(0, r.returncode, r.stdout + r.stderr)
-                self.assertEqual("configuration valid: 0 rule(s)\n", r.stdout)
+                self.assertEqual("configuration valid: 0 rule(s)\nlookup pinholes: off\n"
+                                 "static NAT: none\n", r.stdout)
                 r = run("rpcgate-fwd", "--dry-run", "--config", self.files[name])
                 self.assertEqual(0, r.returncode, r.stderr)
                 self.assertEqual(default.stdout, r.stdout)
@@ -184,7 +186,8 @@ class Conffile(unittest.TestCase):
         r = run("rpcgate-fwd", "--check", "--config", self.files["examples"])
         self.assertEqual(0, r.returncode, r.stdout + r.stderr)
         self.assertEqual("configuration valid: 1 rule(s)\n  dc-replication: drsuapi "
-                         "e3514235-4b06-11d1-ab04-00c04fc2dcd2:4.0\n", r.stdout)
+                         "e3514235-4b06-11d1-ab04-00c04fc2dcd2:4.0\nlookup pinholes: off\n"
+                         "static NAT:\n  203.0.113.10 -> 10.2.0.5\n", r.stdout)
         r = run("rpcgate-fwd", "--dry-run", "--config", self.files["examples"])
         self.assertEqual(0, r.returncode, r.stderr)
         # The governed ports are the example policy's (the file's own [policy]: the dynamic

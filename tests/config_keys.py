@@ -21,10 +21,15 @@ _PROBES = {
     "firewall": (f"[firewall]\n{PROBE_KEY} = 1\n", ["rpcgate-fwd", "--check", "--config"]),
     "firewall.rule": (f"[[firewall.rule]]\n{PROBE_KEY} = 1\n",
                       ["rpcgate-fwd", "--check", "--config"]),
+    "firewall.nat": (f"[[firewall.nat]]\n{PROBE_KEY} = 1\n",
+                     ["rpcgate-fwd", "--check", "--config"]),
 }
+# Every table of rpcgate.toml, in the man page's order.
+TABLES = list(_PROBES)
 
 # Tables whose keys include a sub-table: the key names the [[table.key]] array of tables.
-SUBTABLES = {"epmd": {"entry": "epmd.entry"}, "firewall": {"rule": "firewall.rule"}}
+SUBTABLES = {"epmd": {"entry": "epmd.entry"},
+             "firewall": {"rule": "firewall.rule", "nat": "firewall.nat"}}
 
 
 def known_keys(table):

@@ -167,7 +167,7 @@ class ManPages(unittest.TestCase):
 
     def test_every_toml_key_is_in_rpcgate_toml_5(self):
         secs = sections(self.roff["rpcgate.toml.5"])
-        for table in ["policy", "epmd", "epmd.entry", "firewall", "firewall.rule"]:
+        for table in config_keys.TABLES:
             keys = config_keys.known_keys(table)
             if "." in table:
                 where = (f"[{table.split('.')[0]}]", f"[[{table}]]")
