@@ -628,6 +628,7 @@ int run(const Config& config, policy::Policy policy) {
   runtime::BrokerService broker(port_broker, broker_options(config));
   broker.on_event(log_broker_event);
   broker.on_lease([&epm](std::uint64_t id) { epm.hold_lease(id); });
+  broker.set_endpoint_map(&epm.db());  // QueryStatus (`rpcgate status`) lists the map
   broker.attach(server);
 
   auto listening = open_listeners(server, config, access->policy);
