@@ -12,7 +12,8 @@
 // end: reason closed, client-reset or server-reset, with its byte and PDU counts) or one "drop"
 // (the firewall ended it: the reason code says why). Other events: start, stop, reload, recover,
 // warning, error, pinhole (opened, refreshed or kept), refuse (an ept_map answered by the
-// firewall: map-not-allowed). Not thread-safe (one event loop).
+// firewall: map-not-allowed), metrics (where --metrics serves, before start). Not thread-safe (one
+// event loop).
 #pragma once
 
 #include <cstdint>

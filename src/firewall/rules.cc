@@ -463,7 +463,7 @@ std::expected<Rule, Fail> parse_rule(const toml::table& t, std::size_t index) {
 }
 
 std::expected<FirewallConfig, Fail> parse_firewall(const toml::table& fw) {
-  static constexpr std::array<std::string_view, 16> kKeys = {"mode",
+  static constexpr std::array<std::string_view, 17> kKeys = {"mode",
                                                              "clients",
                                                              "servers",
                                                              "policy",
@@ -478,6 +478,7 @@ std::expected<FirewallConfig, Fail> parse_firewall(const toml::table& fw) {
                                                              "max_connections",
                                                              "max_connections_per_client",
                                                              "control",
+                                                             "metrics",
                                                              "rule"};
   const Reader r("firewall");
   FirewallConfig c;
@@ -500,6 +501,10 @@ std::expected<FirewallConfig, Fail> parse_firewall(const toml::table& fw) {
       auto v = r.list<Cidr>(node, k, parse_cidr);
       if (!v) return fail(v.error());
       (k == "clients" ? c.clients : c.servers) = std::move(*v);
+    } else if (k == "metrics") {
+      auto v = r.string(node, k);
+      if (!v) return fail(v.error());
+      c.metrics = std::move(*v);
     } else if (k == "policy" || k == "control") {
       auto v = r.string(node, k);
       if (!v) return fail(v.error());
