@@ -13,9 +13,10 @@ export ASAN_SYMBOLIZER_PATH ?= /usr/lib/llvm-19/bin/llvm-symbolizer
 BUILD_PKGS := cmake ninja-build g++-12 clang-19 libclang-rt-19-dev llvm-19 clang-format \
               libgtest-dev libgmock-dev libbenchmark-dev libasio-dev libtomlplusplus-dev \
               libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libsystemd-dev pkg-config \
-              libnftables-dev scdoc
+              libnftables-dev scdoc prometheus-cpp-dev
+# prometheus: the real Prometheus and promtool the metrics tests scrape the daemons with.
 TEST_PKGS  := python3 python3-impacket python3-samba tshark iproute2 procps nftables util-linux samba-testsuite \
-              man-db
+              man-db prometheus
 # Bench: Samba's endpoint mapper (samba-dcerpcd + rpcd_epmapper) for bench/epm_side_by_side.sh,
 # and gnuplot-nox for the PNG plot it writes (bench/results/latest.png; no X needed).
 BENCH_PKGS := samba gnuplot-nox

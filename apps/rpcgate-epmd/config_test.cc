@@ -250,6 +250,20 @@ TEST(Config, SweepKeys) {
   }
 }
 
+TEST(Config, MetricsIsOffByDefaultAndAnAddressWhenSet) {
+  EXPECT_FALSE(parse_config_toml("", "f.toml")->metrics);
+  auto c = parse_config_toml("[epmd]\nmetrics = \"[::1]:9135\"\n", "f.toml");
+  ASSERT_TRUE(c) << c.error();
+  ASSERT_TRUE(c->metrics);
+  EXPECT_EQ(c->metrics->to_string(), "[::1]:9135");
+  for (const char* bad : {"metrics = \"localhost:9135\"", "metrics = \"127.0.0.1\"",
+                          "metrics = 9135", "metrics = \"127.0.0.1:99999\""}) {
+    auto e = parse_config_toml(std::string("[epmd]\n") + bad + "\n", "f.toml");
+    ASSERT_FALSE(e) << bad;
+    EXPECT_NE(e.error().find("f.toml: [epmd] metrics"), std::string::npos) << e.error();
+  }
+}
+
 TEST(Config, StaticEntries) {
   auto c = parse_config_toml(R"([epmd]
 [[epmd.entry]]

@@ -14,7 +14,8 @@
 // warning, error, pinhole (opened, refreshed or kept), refuse (an ept_map answered by the
 // firewall: map-not-allowed), tower (a tower that opened nothing for a reason worth saying:
 // referral-not-allowed, referral-any-servers, referral-outside-servers, referral-rule-mismatch,
-// lookup-fragmented), nat (rewritten, not-rewritten-signed). Not thread-safe (one event loop).
+// lookup-fragmented), nat (rewritten, not-rewritten-signed), metrics (where --metrics serves,
+// before start). Not thread-safe (one event loop).
 #pragma once
 
 #include <cstdint>

@@ -9,6 +9,8 @@
 #include "common/command_line.h"
 #include "decision_log.h"
 #include "firewall/rules.h"
+#include "fwd_metrics.h"
+#include "metrics/metrics.h"
 #include "policy/policy.h"
 #include "relay.h"
 
@@ -40,6 +42,7 @@ struct Overrides {
   bool splice = false;
   std::optional<std::size_t> splice_min;
   std::optional<std::size_t> max_queued_bytes;
+  std::string metrics;
 };
 
 // The governed dynamic ports: every port either class of the policy may hand out.
@@ -150,6 +153,12 @@ std::expected<rpcgate::fwd::Options, std::string> build_options(const Overrides&
   if (o.splice) out.splice = true;
   if (o.splice_min) out.splice_min = *o.splice_min;
   if (o.max_queued_bytes) out.max_queued_bytes = *o.max_queued_bytes;
+  if (!o.metrics.empty()) c.metrics = o.metrics;
+  if (!c.metrics.empty()) {
+    if (auto at = rpcgate::metrics::parse_endpoint(c.metrics); !at)
+      return std::unexpected((o.metrics.empty() ? o.config_file + ": [firewall] " : "--metrics: ") +
+                             at.error());
+  }
   if (o.mark) out.mark = *o.mark;
   if (o.route_table) out.route_table = *o.route_table;
   if (!o.allow.empty()) {
@@ -284,6 +293,9 @@ int main(int argc, char** argv) {
                "at real fragment sizes)");
   app.add_option("--splice-min", o.splice_min,
                  "With --splice: bodies smaller than this many bytes are copied (default 4096)");
+  app.add_option("--metrics", o.metrics,
+                 "Serve Prometheus metrics (GET /metrics) on this numeric ADDR:PORT, e.g. "
+                 "127.0.0.1:9136 (default: off; not changed by SIGHUP)");
   app.add_flag("--json-log", log_json, "JSON lines on stderr even under systemd");
   app.add_flag("--uninstall", uninstall,
                "Remove the table and the policy routing rpcgate-fwd installed, and exit");
@@ -345,10 +357,23 @@ int main(int argc, char** argv) {
       std::cout << "warning: " << w << "\n";
     return 0;
   }
+  // Metrics (fwd_metrics.h) take their port before the relay starts: a port in use is exit 2
+  // with nothing installed.
+  std::unique_ptr<rpcgate::fwd::FwdMetrics> metrics;
+  if (!options->config.metrics.empty()) {
+    auto started =
+        rpcgate::fwd::FwdMetrics::start(*rpcgate::metrics::parse_endpoint(options->config.metrics));
+    if (!started) {
+      std::fprintf(stderr, "rpcgate-fwd: %s\n", started.error().c_str());
+      return kExitUsage;
+    }
+    metrics = std::move(*started);
+  }
   rpcgate::fwd::DecisionLog log(log_json);
   for (const auto& w : warnings)
     log.write(rpcgate::fwd::note("warning", w, "referral-any-servers"),
               rpcgate::fwd::Priority::kWarning);
+  if (metrics) log.write(rpcgate::fwd::note("metrics", "metrics on " + metrics->exporter().url()));
   if (options->config.rules.empty())
     log.write(
         rpcgate::fwd::note("warning",
@@ -356,5 +381,6 @@ int main(int argc, char** argv) {
                            "connection will be dropped",
                            "no-rules"),
         rpcgate::fwd::Priority::kWarning);
-  return rpcgate::fwd::run(std::move(*options), log, [o] { return build_options(o); });
+  return rpcgate::fwd::run(
+      std::move(*options), log, [o] { return build_options(o); }, metrics.get());
 }

@@ -56,7 +56,15 @@ std::string_view to_string(Kind k) {
 }
 
 // epoll_event.data.u64: tag in the top byte, an id below.
-enum class Tag : std::uint8_t { kListener, kClient, kServer, kControlListener, kControl, kSignal };
+enum class Tag : std::uint8_t {
+  kListener,
+  kClient,
+  kServer,
+  kControlListener,
+  kControl,
+  kSignal,
+  kMetrics
+};
 std::uint64_t key_of(Tag t, std::uint64_t id) {
   return (std::uint64_t{static_cast<std::uint8_t>(t)} << 56) | id;
 }
@@ -247,8 +255,8 @@ struct ControlConn {
 
 class Relay {
  public:
-  Relay(Options o, DecisionLog& log, Reload reload)
-      : options_(std::move(o)), log_(log), reload_(std::move(reload)) {}
+  Relay(Options o, DecisionLog& log, Reload reload, RelayMetrics* metrics)
+      : options_(std::move(o)), log_(log), reload_(std::move(reload)), metrics_(metrics) {}
   std::expected<void, std::string> start();
   int loop();
 
@@ -292,6 +300,7 @@ class Relay {
   void on_control_accept();
   void on_control(std::uint64_t id, std::uint32_t events);
   std::string status_json();
+  void publish_metrics();
   // Helpers.
   void ctl(int op, int fd, std::uint64_t key, std::uint32_t events);
   Record base(const Flow& f, std::string_view event) const;
@@ -324,6 +333,9 @@ class Relay {
   std::uint64_t spliced_bytes_ = 0;
   std::size_t queued_total_ = 0;  // body bytes moved socket to socket, never in user space
   std::size_t splice_min_ = options_.splice_min;
+  RelayMetrics* metrics_ = nullptr;  // nullptr: metrics off
+  std::uint64_t pinholes_expired_ = 0;
+  std::uint64_t finished_bytes_from_client_ = 0, finished_bytes_from_server_ = 0;
 };
 
 void Relay::ctl(int op, int fd, std::uint64_t key, std::uint32_t events) {
@@ -416,6 +428,8 @@ std::expected<void, std::string> Relay::start() {
   ctl(EPOLL_CTL_ADD, signal_.get(), key_of(Tag::kSignal, 0), EPOLLIN);
   for (std::size_t i = 0; i < listeners_.size(); ++i)
     ctl(EPOLL_CTL_ADD, listeners_[i].fd.get(), key_of(Tag::kListener, i), EPOLLIN);
+  if (metrics_ != nullptr)
+    ctl(EPOLL_CTL_ADD, metrics_->wakeup_fd(), key_of(Tag::kMetrics, 0), EPOLLIN);
   if (!options_.config.control.empty()) {
     // Root only (0600): the status names every client and server. Without it the firewall
     // still works; only `rpcgate-fwd status` does not, so this is a warning, not a failure.
@@ -776,6 +790,7 @@ bool Relay::pump(Flow& f, bool client_side) {
       me.have += static_cast<std::size_t>(n);
       if (!judge_head(f, me, dir, now)) return false;
     }
+    if (metrics_ != nullptr) metrics_->inspected(Clock::now() - now);
     if (!flush(f, other)) return false;
   }
   return true;
@@ -859,6 +874,8 @@ bool Relay::pump_copy(Flow& f, bool client_side) {
         if (!judge_head(f, me, dir, now)) return false;
       }
     }
+    // The chunk's framing and judging, its body bytes queued.
+    if (metrics_ != nullptr) metrics_->inspected(Clock::now() - now);
     if (!flush(f, other)) return false;
   }
   update(f);  // may end the flow (both directions closed)
@@ -899,6 +916,7 @@ void Relay::read_side(Flow& f, bool client_side) {
     auto actions = f.epm ? f.epm->feed(dir, {scratch_.data(), static_cast<std::size_t>(n)}, now)
                          : f.pin->feed(dir, {scratch_.data(), static_cast<std::size_t>(n)}, now);
     apply(f, std::move(actions), now);
+    if (metrics_ != nullptr) metrics_->inspected(Clock::now() - now);
     if (flows_.find(id) == flows_.end()) return;
   }
   if (!flush(f, other)) return;
@@ -990,6 +1008,7 @@ void Relay::open_pinholes(Flow& f, const Action& a, TimePoint received) {
   const auto us =
       static_cast<std::uint64_t>(duration_cast<microseconds>(Clock::now() - received).count());
   if (!elements.empty()) install_us_.add(us);
+  if (metrics_ != nullptr && !elements.empty()) metrics_->installed(Clock::now() - received);
   for (const auto& [key, r] : results) {
     Record rec = base(f, "pinhole");
     rec.port = key.port;
@@ -1129,6 +1148,8 @@ void Relay::finish(Flow& f, std::string_view reason) {
     }
   }
   queued_total_ -= f.accounted;
+  finished_bytes_from_client_ += f.c.bytes_in;
+  finished_bytes_from_server_ += f.s.bytes_in;
   if (auto it = per_client_.find(f.client); it != per_client_.end() && --it->second == 0)
     per_client_.erase(it);
   flows_.erase(f.id);  // closes both descriptors (epoll forgets them)
@@ -1166,7 +1187,7 @@ void Relay::on_timers(TimePoint now) {
     if (flows_.find(id) != flows_.end()) schedule(f);
     account(id);
   }
-  pinholes_.expire(now);
+  pinholes_expired_ += pinholes_.expire(now);
 }
 
 void Relay::on_signal() {
@@ -1262,7 +1283,7 @@ std::string Relay::status_json() {
   j["mode"] = options_.config.mode == firewall::Mode::kRouter ? "router" : "host";
   j["uptime_s"] = duration_cast<std::chrono::seconds>(now - started_).count();
   auto& holes = j["pinholes"] = nlohmann::json::array();
-  pinholes_.expire(now);
+  pinholes_expired_ += pinholes_.expire(now);
   for (const auto& [key, p] : pinholes_.all()) {
     nlohmann::ordered_json h;
     h["client"] = firewall::to_string(key.client);
@@ -1311,6 +1332,26 @@ std::string Relay::status_json() {
   return j.dump();
 }
 
+// A scrape asked (RelayMetrics::wakeup_fd): the counters status_json() prints, without the
+// per-pinhole and per-connection lists.
+void Relay::publish_metrics() {
+  RelaySnapshot s;
+  pinholes_expired_ += pinholes_.expire(Clock::now());
+  s.counters = counters_;
+  s.pinholes = pinholes_.size();
+  s.pinholes_expired = pinholes_expired_;
+  s.connections = flows_.size();
+  s.relayed_total = relayed_total_;
+  s.bytes_from_client = finished_bytes_from_client_;
+  s.bytes_from_server = finished_bytes_from_server_;
+  for (const auto& [id, f] : flows_) {
+    s.bytes_from_client += f->c.bytes_in;
+    s.bytes_from_server += f->s.bytes_in;
+  }
+  if (auto k = nft_->counters()) s.kernel_counters = std::move(*k);
+  metrics_->publish(std::move(s));
+}
+
 int Relay::loop() {
   std::array<epoll_event, 64> events{};
   while (!stop_) {
@@ -1349,6 +1390,9 @@ int Relay::loop() {
         case Tag::kSignal:
           on_signal();
           break;
+        case Tag::kMetrics:
+          publish_metrics();
+          break;
       }
     }
     on_timers(Clock::now());
@@ -1365,8 +1409,8 @@ int Relay::loop() {
 
 }  // namespace
 
-int run(Options options, DecisionLog& log, Reload reload) {
-  Relay relay(std::move(options), log, std::move(reload));
+int run(Options options, DecisionLog& log, Reload reload, RelayMetrics* metrics) {
+  Relay relay(std::move(options), log, std::move(reload), metrics);
   if (auto ok = relay.start(); !ok) {
     log.write(note("error", ok.error(), "start"), Priority::kError);
     return 1;

@@ -530,7 +530,7 @@ std::optional<Fail> validate_nat_entries(const std::vector<NatEntry>& nat) {
 }
 
 std::expected<FirewallConfig, Fail> parse_firewall(const toml::table& fw) {
-  static constexpr std::array<std::string_view, 18> kKeys = {"mode",
+  static constexpr std::array<std::string_view, 19> kKeys = {"mode",
                                                              "clients",
                                                              "servers",
                                                              "policy",
@@ -546,6 +546,7 @@ std::expected<FirewallConfig, Fail> parse_firewall(const toml::table& fw) {
                                                              "max_connections",
                                                              "max_connections_per_client",
                                                              "control",
+                                                             "metrics",
                                                              "rule",
                                                              "nat"};
   const Reader r("firewall");
@@ -569,6 +570,10 @@ std::expected<FirewallConfig, Fail> parse_firewall(const toml::table& fw) {
       auto v = r.list<Cidr>(node, k, parse_cidr);
       if (!v) return fail(v.error());
       (k == "clients" ? c.clients : c.servers) = std::move(*v);
+    } else if (k == "metrics") {
+      auto v = r.string(node, k);
+      if (!v) return fail(v.error());
+      c.metrics = std::move(*v);
     } else if (k == "policy" || k == "control") {
       auto v = r.string(node, k);
       if (!v) return fail(v.error());

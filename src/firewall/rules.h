@@ -22,6 +22,8 @@
 //   max_connections = 4096          # relayed connections at once, in all
 //   max_connections_per_client = 256
 //   control = "/run/rpcgate/fwd.sock"
+//   metrics = "127.0.0.1:9136"      # Prometheus metrics on ADDR:PORT (apps/rpcgate-fwd
+//                                   # fwd_metrics.h checks and serves it); default: off
 //
 //   [[firewall.rule]]
 //   name = "dc-replication"         # required, unique: logged with every decision it makes
@@ -153,6 +155,7 @@ struct FirewallConfig {
   std::size_t max_connections = 4096;
   std::size_t max_connections_per_client = 256;
   std::string control = "/run/rpcgate/fwd.sock";
+  std::string metrics;  // "" = off; the syntax is checked by rpcgate-fwd (metrics::parse_endpoint)
   std::vector<Rule> rules;
   std::vector<NatEntry> nat;  // validated: no public or private address twice
 };
