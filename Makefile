@@ -7,12 +7,16 @@ FUZZ_SECONDS ?= 30
 # Sanitizer reports with file:line (llvm-19's symbolizer matches clang-19's runtime).
 export ASAN_SYMBOLIZER_PATH ?= /usr/lib/llvm-19/bin/llvm-symbolizer
 
-# Build: toolchains and libraries. Test: the independent peers the integration tests talk to.
+# Build: toolchains and libraries; scdoc renders the manual pages (docs/man/*.scd, cmake/Man.cmake).
+# Test: the independent peers the integration tests talk to; man-db's `man` renders the pages
+# the way a reader sees them (tests/man_pages_test.py).
 BUILD_PKGS := cmake ninja-build g++-12 clang-19 libclang-rt-19-dev llvm-19 clang-format \
               libgtest-dev libgmock-dev libbenchmark-dev libasio-dev libtomlplusplus-dev \
               libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libsystemd-dev pkg-config \
-              libnftables-dev
-TEST_PKGS  := python3 python3-impacket python3-samba tshark iproute2 procps nftables util-linux samba-testsuite
+              libnftables-dev scdoc prometheus-cpp-dev
+# prometheus: the real Prometheus and promtool the metrics tests scrape the daemons with.
+TEST_PKGS  := python3 python3-impacket python3-samba tshark iproute2 procps nftables util-linux samba-testsuite \
+              man-db prometheus
 # Bench: Samba's endpoint mapper (samba-dcerpcd + rpcd_epmapper) for bench/epm_side_by_side.sh,
 # and gnuplot-nox for the PNG plot it writes (bench/results/latest.png; no X needed).
 BENCH_PKGS := samba gnuplot-nox
@@ -84,12 +88,14 @@ run: build
 # private network namespace, Samba on its port 135). Writes bench/results/latest.{json,txt,png};
 # takes ~3 minutes. Options: make bench BENCH_ARGS="--reps 5 --duration 5" (see --help).
 # Then rpcgate-fwd side by side with a direct route (three network namespaces, nftables):
-# bench/results/fwd-latest.{json,txt}, ~2 minutes; FWD_BENCH_ARGS="--reps 5" (see its --help).
+# bench/results/fwd-latest.{json,txt}, ~2 minutes, and again with rpcgate-fwd alone on a CPU
+# (--pin-cpus): fwd-pinned-latest.{json,txt}; FWD_BENCH_ARGS="--reps 5" (see its --help).
 BENCH_ARGS ?=
 FWD_BENCH_ARGS ?=
 bench: build
 	bench/epm_side_by_side.sh $(BENCH_ARGS)
 	bench/fwd_side_by_side.sh $(FWD_BENCH_ARGS)
+	bench/fwd_side_by_side.sh --pin-cpus $(FWD_BENCH_ARGS)
 
 # Where rpcgate-epmd spends an ept_map (root): MODE=callgrind (instructions per call), perf
 # (kernel/user share, top symbols) or syscalls (strace -c per call). CONNS= connections.

@@ -1,28 +1,32 @@
 #!/usr/bin/env bash
 # The endpoint mapper measured side by side: Samba's rpcd_epmapper, rpcgate-epmd and the floor
 # server (rpc-floor-server: canned answers, what the machine allows), all three in one private
-# network namespace, driven by the same client (rpcgate-bench) on the same interface.
+# network namespace, driven by the same client (rpcgate-bench) on the same interface; and a
+# second rpcgate-epmd with --metrics (issue 15: serving Prometheus metrics must not slow the call
+# path), reported as its ratio to the one without.
 #
 #   bench/epm_side_by_side.sh [--reps N] [--duration S] [--warmup S] [--out DIR] [--smoke]
 #                             [--idle-connections N] [--max-load L]
 #
 # Root (unshare -n). What it does, in a new network namespace with only lo up:
 #   1. starts Samba's EPM (bench/samba_epm.sh, 127.0.0.1:135), rpcgate-epmd (127.0.0.1:1135,
-#      control socket in a scratch dir) and rpc-floor-server (127.0.0.1:2135);
+#      control socket in a scratch dir), rpc-floor-server (127.0.0.1:2135) and rpcgate-epmd with
+#      --metrics 127.0.0.1:9135 (127.0.0.1:3135, "metrics" below; the same registrations);
 #   2. mirrors Samba's registrations in rpcgate-epmd: for each port in Samba's
 #      DIR/interfaces.txt one rpcgate-testsrv serving and registering every interface of that port
 #      (--interface, --port 0: Samba holds its own ports), then checks with `rpcgate map` that
 #      rpcgate-epmd answers ept_map for each with the port registered (and Samba and the floor
 #      answer for winreg);
-#   3. for REPS rounds, for 1, 16 and 256 connections, for each server in an order that rotates
+#   3. for REPS rounds, for 1, 16 and 256 connections, for each of the four in an order that rotates
 #      (by one per connection count and per round): `rpcgate-bench epm-map --json` (ept_map of winreg 338cd001-...:1.0, which Samba
 #      registers) for DURATION s after WARMUP s (before each Samba run one `rpcgate map` wakes
 #      rpcd_epmapper, which exits after 10 s idle); then `rpcgate-bench connect` at 16 connections
 #      the same way;
 #   4. `rpcgate-bench idle` against rpcgate-epmd (when this build has it), and
 #      build/bench/allocator_benchmark (Google Benchmark);
-#   5. prints the table (medians over the rounds, ratios, the issue's targets with PASS/MISS, or
-#      NOT MEASURED when the machine was busy, below) and
+#   5. scrapes the metrics instance once (its counters must have counted the calls), prints the
+#      table (medians over the rounds, ratios, the --metrics ratio, the issues' targets with
+#      PASS/MISS, or NOT MEASURED when the machine was busy, below) and
 #      writes OUT/latest.json (every raw number + machine info), OUT/latest.txt (the table) and
 #      OUT/latest.png (gnuplot: calls/s and p99 against connections).
 #
@@ -57,6 +61,8 @@ WINREG=338cd001-2244-31f1-aaaa-900038001003:1.0
 SAMBA_PORT=135
 EPMD_PORT=1135
 FLOOR_PORT=2135
+METRICS_PORT=3135
+METRICS_HTTP=127.0.0.1:9135
 # The canned ept_map answer of rpc-floor-server (floor_server.cc).
 FLOOR_MAPPED_PORT=49664
 
@@ -128,8 +134,8 @@ if [ "$IN_NETNS" != 1 ]; then
   fi
   mkdir -p "$OUT" || die "cannot create the output directory $OUT"
   OUT=$(cd "$OUT" && pwd)
-  # Runs: REPS x (3 connection counts + connect) x 3 servers, each warmup + duration + slack.
-  runs=$((REPS * 12))
+  # Runs: REPS x (3 connection counts + connect) x 4 servers, each warmup + duration + slack.
+  runs=$((REPS * 16))
   budget=${BENCH_TIMEOUT:-$("$PY" -c "print(int(90 + $runs * ($WARMUP + $DURATION + $QUIET_WINDOW + 6) + 30 + $IDLE_CONNECTIONS / 100 + (30 if $SMOKE else 90)))")}
   echo "epm_side_by_side: $runs runs of ${WARMUP}+${DURATION} s, $REPS round(s); at most ${budget} s; results in $OUT" >&2
   export EPM_SBS_IN_NETNS=1 RPCGATE_BIN="$BIN" RPCGATE_BENCH_BIN="$BENCH_BIN"
@@ -155,7 +161,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 S=$(mktemp -d /tmp/epm-sbs.XXXXXX)
 # Other work on the machine skews every number: record the load around the measurement.
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-PIDS=()      # rpcgate-testsrv ..., rpcgate-epmd, rpc-floor-server: stopped in this order
+PIDS=()      # rpcgate-testsrv ..., rpcgate-epmd (x2), rpc-floor-server: stopped in this order
 TESTSRV_PIDS=()
 cleanup() {
   local rc=$? pid i left
@@ -206,7 +212,7 @@ map_port() {
 }
 
 # --- start the three servers ---
-echo "== starting Samba's EPM (127.0.0.1:$SAMBA_PORT), rpcgate-epmd (127.0.0.1:$EPMD_PORT), rpc-floor-server (127.0.0.1:$FLOOR_PORT)" >&2
+echo "== starting Samba's EPM (127.0.0.1:$SAMBA_PORT), rpcgate-epmd (127.0.0.1:$EPMD_PORT), rpc-floor-server (127.0.0.1:$FLOOR_PORT), rpcgate-epmd --metrics $METRICS_HTTP (127.0.0.1:$METRICS_PORT)" >&2
 mkdir -p "$S/samba"
 "$HERE/samba_epm.sh" start "$S/samba" >"$S/samba.out" || die "Samba's endpoint mapper did not start (bench/samba_epm.sh start)"
 grep -q "^${WINREG%:*} ${WINREG#*:} [0-9]*$" "$S/samba/interfaces.txt" ||
@@ -218,21 +224,32 @@ PIDS+=($!)
 [ "$(wait_port_line "$S/floor.out" "${PIDS[-1]}" rpc-floor-server)" = "$FLOOR_PORT" ] ||
   die "rpc-floor-server is not on port $FLOOR_PORT"
 
-"$BIN/rpcgate-epmd" --listen "127.0.0.1:$EPMD_PORT" --control "$S/epmd.sock" --log-level warn \
-  >"$S/epmd.log" 2>&1 &
-EPMD_PID=$!
-PIDS=("$EPMD_PID" "${PIDS[@]}")
-for ((i = 0; i < 100; i++)); do
-  [ -S "$S/epmd.sock" ] && [ -n "$(ss -Hltn "sport = :$EPMD_PORT")" ] && break
-  kill -0 "$EPMD_PID" 2>/dev/null || die "rpcgate-epmd exited at startup: $(tail -n 5 "$S/epmd.log")"
-  sleep 0.1
-done
-[ -S "$S/epmd.sock" ] || die "rpcgate-epmd did not create its control socket within 10 s: $(tail -n 5 "$S/epmd.log")"
+# $1 = name (control socket $S/$1.sock, log $S/$1.log), $2 = port, then extra options. Sets
+# STARTED_PID.
+start_epmd() {
+  local name=$1 port=$2 i
+  shift 2
+  "$BIN/rpcgate-epmd" --listen "127.0.0.1:$port" --control "$S/$name.sock" --log-level warn "$@" \
+    >"$S/$name.log" 2>&1 &
+  STARTED_PID=$!
+  PIDS=("$STARTED_PID" "${PIDS[@]}")
+  for ((i = 0; i < 100; i++)); do
+    [ -S "$S/$name.sock" ] && [ -n "$(ss -Hltn "sport = :$port")" ] && break
+    kill -0 "$STARTED_PID" 2>/dev/null || die "rpcgate-epmd ($name) exited at startup: $(tail -n 5 "$S/$name.log")"
+    sleep 0.1
+  done
+  [ -S "$S/$name.sock" ] || die "rpcgate-epmd ($name) did not create its control socket within 10 s: $(tail -n 5 "$S/$name.log")"
+}
+start_epmd epmd "$EPMD_PORT"
+EPMD_PID=$STARTED_PID
+start_epmd epmd-metrics "$METRICS_PORT" --metrics "$METRICS_HTTP"
+EPMD_METRICS_PID=$STARTED_PID
 
 # Mirror Samba's registrations: one rpcgate-testsrv per Samba port (the EPM's own 135 entry is
 # rpcgate-epmd's own), each serving and registering every interface of that port.
 declare -A GROUP=()     # samba port -> "--interface U:M.m ..."
 declare -A MIRROR=()    # samba port -> rpcgate-testsrv port
+declare -A MIRROR_M=()  # the same for the --metrics instance
 while read -r uuid version port; do
   [ -n "$port" ] || continue
   [ "$port" != "$SAMBA_PORT" ] || continue
@@ -246,6 +263,12 @@ for port in "${!GROUP[@]}"; do
     >"$S/testsrv.$port.out" 2>"$S/testsrv.$port.out.err" &
   TESTSRV_PIDS+=($!)
   MIRROR[$port]=$(wait_port_line "$S/testsrv.$port.out" "${TESTSRV_PIDS[-1]}" "rpcgate-testsrv (mirror of Samba port $port)")
+  # shellcheck disable=SC2086 # word splitting of the --interface list is intended
+  "$BIN/rpcgate-testsrv" --epmd "$S/epmd-metrics.sock" --port 0 --listen 127.0.0.1 \
+    --annotation "mirror of Samba port $port" ${GROUP[$port]} \
+    >"$S/testsrv-m.$port.out" 2>"$S/testsrv-m.$port.out.err" &
+  TESTSRV_PIDS+=($!)
+  MIRROR_M[$port]=$(wait_port_line "$S/testsrv-m.$port.out" "${TESTSRV_PIDS[-1]}" "rpcgate-testsrv (mirror of Samba port $port, --metrics epmd)")
 done
 
 # --- check before measuring ---
@@ -254,6 +277,9 @@ while read -r uuid version port; do
   got=$(map_port "$EPMD_PORT" "$uuid:$version")
   [ "$got" = "${MIRROR[$port]}" ] ||
     die "rpcgate-epmd maps $uuid v$version to port $got, registered at ${MIRROR[$port]}"
+  got=$(map_port "$METRICS_PORT" "$uuid:$version")
+  [ "$got" = "${MIRROR_M[$port]}" ] ||
+    die "rpcgate-epmd --metrics maps $uuid v$version to port $got, registered at ${MIRROR_M[$port]}"
 done <"$S/samba/interfaces.txt"
 samba_winreg=$(awk -v u="${WINREG%:*}" -v v="${WINREG#*:}" '$1 == u && $2 == v {print $3; exit}' "$S/samba/interfaces.txt")
 got=$(map_port "$SAMBA_PORT" "$WINREG")
@@ -266,12 +292,12 @@ got=$(map_port "$FLOOR_PORT" "$WINREG")
 } >&2
 
 # --- measure ---
-NAMES=(samba rpcgate floor)
-declare -A TARGET=([samba]=127.0.0.1:$SAMBA_PORT [rpcgate]=127.0.0.1:$EPMD_PORT [floor]=127.0.0.1:$FLOOR_PORT)
+NAMES=(samba rpcgate floor metrics)
+declare -A TARGET=([samba]=127.0.0.1:$SAMBA_PORT [rpcgate]=127.0.0.1:$EPMD_PORT [floor]=127.0.0.1:$FLOOR_PORT [metrics]=127.0.0.1:$METRICS_PORT)
 mkdir -p "$S/runs"
 : >"$S/runs.txt"
 run_timeout=$("$PY" -c "print(int($WARMUP + $DURATION + 30))")
-total=$((REPS * 12))
+total=$((REPS * 16))
 n=0
 # loadavg_1min, other_cpus (the CPUs other work takes over QUIET_WINDOW s), is_busy: shared with
 # fwd_side_by_side.sh.
@@ -295,6 +321,7 @@ measure() {
   local pid=
   case $name in
     rpcgate) pid=$EPMD_PID ;;
+    metrics) pid=$EPMD_METRICS_PID ;;
     floor) pid=$FLOOR_PID ;;
     samba) pid=$(pgrep -n -x rpcd_epmapper || true) ;;
   esac
@@ -314,21 +341,34 @@ measure() {
 
 echo "== measuring: $REPS round(s), ${WARMUP} s warmup + ${DURATION} s per run, ept_map of winreg $WINREG" >&2
 # Who goes first moves on by one from one connection count to the next and from one round to the
-# next, so over 3 rounds each server goes first, second and third once at every count.
+# next, so over 4 rounds each server goes first, second, third and fourth once at every count.
 for ((round = 1; round <= REPS; round++)); do
   ci=0
   for conns in 1 16 256; do
-    for k in 0 1 2; do
-      measure epm-map "$conns" "${NAMES[$(((round - 1 + ci + k) % 3))]}" "$round"
+    for k in 0 1 2 3; do
+      measure epm-map "$conns" "${NAMES[$(((round - 1 + ci + k) % 4))]}" "$round"
     done
     ci=$((ci + 1))
   done
 done
 for ((round = 1; round <= REPS; round++)); do
-  for k in 0 1 2; do
-    measure connect 16 "${NAMES[$(((round - 1 + k) % 3))]}" "$round"
+  for k in 0 1 2 3; do
+    measure connect 16 "${NAMES[$(((round - 1 + k) % 4))]}" "$round"
   done
 done
+
+# The --metrics instance really was instrumented: one scrape, its ept_map calls counted.
+"$PY" - "http://$METRICS_HTTP/metrics" >"$S/metrics.txt" 2>"$S/metrics.err" <<'PY' ||
+import re, sys, urllib.request
+text = urllib.request.urlopen(sys.argv[1], timeout=10).read().decode()
+sys.stdout.write(text)
+calls = sum(float(v) for v in re.findall(
+    r'^rpcgate_epmd_calls_total\{[^}]*interface="epm"[^}]*opnum="3"[^}]*\} (\S+)$', text, re.M))
+if calls < 1:
+    sys.exit("no ept_map counted in rpcgate_epmd_calls_total")
+PY
+  die "the --metrics rpcgate-epmd did not count the calls at $METRICS_HTTP: $(tail -n 3 "$S/metrics.err")"
+echo "== metrics: $(grep -c '^rpcgate_epmd_' "$S/metrics.txt") rpcgate_epmd_ samples scraped from $METRICS_HTTP" >&2
 
 IDLE_JSON=
 # (CLI11 answers --help with the top-level help, exit 0, for a subcommand it does not know: look
@@ -381,6 +421,7 @@ dirty=false
   echo "max_load=$MAX_LOAD"
   echo "quiet_window_s=$QUIET_WINDOW"
   echo "samba_interfaces=$S/samba/interfaces.txt"
+  echo "metrics_http=$METRICS_HTTP"
   for port in "${!GROUP[@]}"; do echo "mirror=$port ${MIRROR[$port]}"; done
 } >"$S/meta.txt"
 

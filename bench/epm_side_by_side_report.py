@@ -25,7 +25,9 @@ import os
 import statistics
 import sys
 
-SERVERS = ("samba", "rpcgate", "floor")
+SERVERS = ("samba", "rpcgate", "floor", "metrics")
+# The side-by-side columns; "metrics" (rpcgate-epmd with --metrics) has its own section.
+TABLE_SERVERS = SERVERS[:3]
 ROWS = (("epm-map", 1), ("epm-map", 16), ("epm-map", 256), ("connect", 16))
 
 # The issue's targets (issue 6).
@@ -34,6 +36,9 @@ TARGET_CALLS_VS_FLOOR = 0.7  # ept_map @16: rpcgate >= 0.7x the floor's calls/s
 TARGET_CALLS_VS_FLOOR_13 = 0.8  # issue 13: at 16 and at 256 connections
 TARGET_P99_VS_SAMBA = 1 / 3  # p99 @16: rpcgate <= 1/3 of Samba's
 TARGET_IDLE_BYTES = 16 * 1024  # an idle connection costs rpcgate-epmd < 16 KiB of RSS
+# Issue 15: serving metrics must not slow the call path measurably: ept_map @16 with --metrics
+# within run-to-run noise of the same daemon without.
+TARGET_METRICS_VS_PLAIN = 0.95
 
 # More CPUs than this taken by other work before a run makes the run busy (2 cores here: a
 # quarter of the machine). epm_side_by_side.sh --max-load passes its value in META.
@@ -45,6 +50,8 @@ RATIO_SERVERS = {
     "calls_rpcgate_over_samba": ("rpcgate", "samba"),
     "calls_rpcgate_over_floor": ("rpcgate", "floor"),
     "p99_rpcgate_over_samba": ("rpcgate", "samba"),
+    "calls_metrics_over_rpcgate": ("metrics", "rpcgate"),
+    "p99_metrics_over_rpcgate": ("metrics", "rpcgate"),
 }
 
 
@@ -128,9 +135,16 @@ def summarize(runs):
             "calls_rpcgate_over_floor": ratio(row, "calls_per_s", "rpcgate", "floor"),
             "p99_rpcgate_over_samba": ratio(row, "p99_us", "rpcgate", "samba"),
         }
+        # Runs recorded before the --metrics instance existed have no "metrics" ratios at all.
+        if "metrics" in row:
+            row["ratios"]["calls_metrics_over_rpcgate"] = ratio(row, "calls_per_s", "metrics",
+                                                                "rpcgate")
+            row["ratios"]["p99_metrics_over_rpcgate"] = ratio(row, "p99_us", "metrics", "rpcgate")
         # Per ratio: the busy runs it is computed from (server, round, their load), or None.
         row["busy"] = {}
         for name, servers in RATIO_SERVERS.items():
+            if name not in row["ratios"]:
+                continue
             busy = busy_runs(runs, mode, conns, servers)
             row["busy"][name] = [{"server": r["server"], "round": r["round"], **r["load"]}
                                  for r in busy] or None
@@ -279,6 +293,19 @@ def targets(summary, idle, wanted_idle, max_load):
                                 % (max_load, len(busy))})
         else:
             add(name, fmt_ratio(v, 0).strip(), None if v is None else v >= TARGET_CALLS_VS_FLOOR_13)
+    # Issue 15: --metrics against the same daemon without it (runs recorded before the
+    # --metrics instance existed have none: no target then).
+    row16 = summary["epm-map"]["16"]
+    v = row16["ratios"].get("calls_metrics_over_rpcgate")
+    busy = row16["busy"].get("calls_metrics_over_rpcgate")
+    name = "ept_map @16: --metrics >= %gx calls/s without" % TARGET_METRICS_VS_PLAIN
+    if v is not None and busy:
+        out.append({"target": name, "value": fmt_ratio(v, 0, True).strip(),
+                    "result": NOT_MEASURED_BUSY,
+                    "note": "other work above --max-load %g CPUs before %d run(s)"
+                            % (max_load, len(busy))})
+    elif v is not None:
+        add(name, fmt_ratio(v, 0).strip(), v >= TARGET_METRICS_VS_PLAIN)
     if idle is None:
         add("idle: < 16 KiB per connection, probe answered", "not measured", None,
             "rpcgate-bench idle not available in this build")
@@ -326,10 +353,11 @@ def table(meta, summary, idle, allocator, target_list, wanted_idle, max_load):
     footnotes = []
     for mode, conns in ROWS:
         row = summary[mode][str(conns)]
-        calls = [row.get(s, {}).get("calls_per_s") for s in SERVERS]
-        p99 = [row.get(s, {}).get("p99_us") for s in SERVERS]
-        errors = "/".join(str(row.get(s, {}).get("errors", "-")) for s in SERVERS)
-        r, busy = row["ratios"], row["busy"]
+        calls = [row.get(s, {}).get("calls_per_s") for s in TABLE_SERVERS]
+        p99 = [row.get(s, {}).get("p99_us") for s in TABLE_SERVERS]
+        errors = "/".join(str(row.get(s, {}).get("errors", "-")) for s in TABLE_SERVERS)
+        r = row["ratios"]
+        busy = {k: v for k, v in row["busy"].items() if "metrics" not in k}
         label = "%s  %d" % (mode, conns)
         lines.append("%-13s %s %s %s  %s %s  %s %s %s  %s  %s" % (
             label, fmt_num(calls[0], 9), fmt_num(calls[1], 9), fmt_num(calls[2], 9),
@@ -351,13 +379,15 @@ def table(meta, summary, idle, allocator, target_list, wanted_idle, max_load):
         if mode != "epm-map":
             continue
         row = summary[mode][str(conns)]
-        cpu = [row.get(s, {}).get("server_cpu_us_per_call") for s in SERVERS]
-        busy_client = "/".join(fmt_2(row.get(s, {}).get("client_cpu_busy")) for s in SERVERS)
+        cpu = [row.get(s, {}).get("server_cpu_us_per_call") for s in TABLE_SERVERS]
+        busy_client = "/".join(fmt_2(row.get(s, {}).get("client_cpu_busy")) for s in TABLE_SERVERS)
         rel = (cpu[1] / cpu[2]) if cpu[1] and cpu[2] else None
         lines.append("%-13s %9s %9s %9s  %13s  %s" % (
             "%s  %d" % (mode, conns), fmt_2(cpu[0]), fmt_2(cpu[1]), fmt_2(cpu[2]),
             "%.2fx" % rel if rel else "-", busy_client))
     lines.append("")
+    section = metrics_section(summary, footnotes)
+    lines.extend(section + [""] if section else [])
     lines.append("%-13s %s" % ("idle %d" % wanted_idle, idle_text(idle, wanted_idle)))
     lines.append("%-13s %s" % ("allocator", allocator_text(allocator)))
     lines.append("")
@@ -365,11 +395,43 @@ def table(meta, summary, idle, allocator, target_list, wanted_idle, max_load):
                  "errors = summed over the rounds.")
     lines.extend(footnotes)
     lines.append("")
-    lines.append("Targets (issues 6 and 13)                                 this run")
+    lines.append("Targets (issues 6, 13 and 15)                             this run")
     for t in target_list:
         lines.append("  %-54s %-22s %s%s" % (t["target"], t["value"], t["result"],
                                              "  (" + t["note"] + ")" if t["note"] else ""))
     return "\n".join(lines) + "\n"
+
+
+def metrics_section(summary, footnotes):
+    """rpcgate-epmd with --metrics against the same without: calls/s, p99 and CPU per call
+    (nothing for runs recorded before the --metrics instance existed)."""
+    if not any("metrics" in summary[mode][str(conns)] for mode, conns in ROWS):
+        return []
+    lines = ["--metrics: rpcgate-epmd serving Prometheus metrics (:3135, every call counted and "
+             "timed) against rpcgate-epmd without (:1135)",
+             "%-13s %9s %9s %7s  %8s %8s %7s  %17s  %s" % (
+                 "row", "rpcgate", "+metrics", "ratio", "p99 us", "+metrics", "ratio",
+                 "CPU us/call r/+m", "errors r/+m")]
+    for mode, conns in ROWS:
+        row = summary[mode][str(conns)]
+        plain, metrics = row.get("rpcgate", {}), row.get("metrics", {})
+        r = {k: row["ratios"].get(k) for k in ("calls_metrics_over_rpcgate",
+                                                "p99_metrics_over_rpcgate")}
+        busy = {k: row["busy"].get(k) for k in r}
+        label = "%s  %d" % (mode, conns)
+        cpu = "%s/%s" % (fmt_2(plain.get("server_cpu_us_per_call")),
+                         fmt_2(metrics.get("server_cpu_us_per_call")))
+        lines.append("%-13s %s %s %s  %s %s %s  %17s  %s/%s" % (
+            label, fmt_num(plain.get("calls_per_s"), 9), fmt_num(metrics.get("calls_per_s"), 9),
+            fmt_ratio(r["calls_metrics_over_rpcgate"], 7, bool(busy["calls_metrics_over_rpcgate"])),
+            fmt_num(plain.get("p99_us"), 8), fmt_num(metrics.get("p99_us"), 8),
+            fmt_ratio(r["p99_metrics_over_rpcgate"], 7, bool(busy["p99_metrics_over_rpcgate"])),
+            cpu, plain.get("errors", "-"), metrics.get("errors", "-")))
+        mine = busy_runs_of({k: v for k, v in busy.items() if "metrics" in k})
+        if mine:
+            footnotes.append("* --metrics %s: machine busy, load before the row: %s"
+                             % (label, busy_note(mine)))
+    return lines
 
 
 def busy_runs_of(busy):
@@ -475,6 +537,9 @@ def main():
                         "mirrors": [{"samba_port": int(k), "rpcgate_testsrv_port": v}
                                     for k, v in sorted(mirrors.items())]},
             "floor": {"target": "127.0.0.1:2135", "software": "rpc-floor-server (canned answers)"},
+            "metrics": {"target": "127.0.0.1:3135",
+                        "software": "rpcgate-epmd --metrics %s, same registrations as rpcgate"
+                                    % meta.get("metrics_http", "?")},
         },
         "summary": summary,
         "idle": {"available": idle is not None, "result": idle},

@@ -4,7 +4,7 @@
 # firewall and once around it.
 #
 #   bench/fwd_side_by_side.sh [--reps N] [--duration S] [--warmup S] [--out DIR] [--smoke]
-#                             [--idle-connections N] [--max-load L]
+#                             [--idle-connections N] [--max-load L] [--pin-cpus]
 #
 # Root (ip netns, nftables). Three network namespaces of its own, like tests/fwd_topology.py:
 #
@@ -49,6 +49,14 @@
 #                  descriptors per relayed connection, and
 #                  probes (connect, bind, AddOne) meanwhile.
 #
+# --pin-cpus (env FWD_BENCH_PIN=1): rpcgate-fwd runs alone on the last CPU, and the client and
+# the servers on the others (taskset), on both paths. Without it, all of them share every CPU,
+# so the relay's CPU is taken from the client and the server it relays for, which a firewall on
+# its own machine (router mode) does not do; with it, the direct path gets the same CPUs for the
+# client and the servers and leaves the last one to the kernel's forwarding. Both are real
+# deployments' bounds: the firewall sharing the servers' machine (host mode) and a firewall with
+# a CPU of its own. Results then go to OUT/fwd-pinned-latest.{json,txt}.
+#
 # A busy machine (see bench/README.md): before each run the CPUs other work takes are measured
 # over a quiet window (1 s; 0.2 s with --smoke) with bench/quiet_machine.sh, as
 # epm_side_by_side.sh does; above --max-load (default 0.5, env BENCH_MAX_LOAD) the run is busy:
@@ -91,6 +99,7 @@ OUT=${FWD_BENCH_OUT:-}
 IDLE_CONNECTIONS=${FWD_BENCH_IDLE_CONNECTIONS:-}
 MAX_LOAD=${BENCH_MAX_LOAD:-}
 SMOKE=${FWD_SBS_SMOKE:-0}
+PIN=${FWD_BENCH_PIN:-0}
 IN_NETNS=${FWD_SBS_INNER:-0}  # re-executed under timeout (below); never set this yourself
 
 while [ $# -gt 0 ]; do
@@ -103,6 +112,7 @@ while [ $# -gt 0 ]; do
       [ $# -ge 2 ] || bad_usage "--idle-connections needs a value"; IDLE_CONNECTIONS=$2; shift 2 ;;
     --max-load) [ $# -ge 2 ] || bad_usage "--max-load needs a value"; MAX_LOAD=$2; shift 2 ;;
     --smoke) SMOKE=1; shift ;;
+    --pin-cpus) PIN=1; shift ;;
     -h | --help) usage 0 ;;
     *) bad_usage "unknown argument: $1" ;;
   esac
@@ -125,6 +135,17 @@ fi
 
 BIN=${RPCGATE_BIN:-$ROOT/build/bin}
 
+# --pin-cpus: rpcgate-fwd on the last CPU (FW_CPU), everything else on the others.
+TS_FWD=()
+TS_REST=()
+if [ "$PIN" = 1 ]; then
+  ncpu=$(nproc)
+  [ "$ncpu" -ge 2 ] || bad_usage "--pin-cpus needs 2 CPUs or more (this machine has $ncpu)"
+  FW_CPU=$((ncpu - 1))
+  TS_FWD=(taskset -c "$FW_CPU")
+  TS_REST=(taskset -c "0-$((FW_CPU - 1))")
+fi
+
 # ---------------------------------------------------------------------------------------------
 # Outside: check what is needed, then run this script again bounded by timeout (its TERM runs
 # the EXIT trap, which stops every process and deletes the namespaces).
@@ -135,7 +156,7 @@ if [ "$IN_NETNS" != 1 ]; then
   done
   "$BIN/rpcgate-bench" echo --help 2>/dev/null | grep -q -- --reconnect ||
     die "$BIN/rpcgate-bench has no 'echo --reconnect' (rebuild it)"
-  for t in ip nft timeout "$PY"; do
+  for t in ip nft timeout taskset "$PY"; do
     command -v "$t" >/dev/null || die "missing $t (make deps installs it)"
   done
   if [ -z "$OUT" ]; then
@@ -149,6 +170,7 @@ if [ "$IN_NETNS" != 1 ]; then
   export FWD_SBS_INNER=1 RPCGATE_BIN="$BIN" FWD_SBS_SMOKE="$SMOKE"
   export FWD_BENCH_REPS="$REPS" FWD_BENCH_DURATION="$DURATION" FWD_BENCH_WARMUP="$WARMUP"
   export FWD_BENCH_OUT="$OUT" FWD_BENCH_IDLE_CONNECTIONS="$IDLE_CONNECTIONS" BENCH_MAX_LOAD="$MAX_LOAD"
+  export FWD_BENCH_PIN="$PIN"
   rc=0
   timeout --kill-after=15 "$budget" /bin/bash "${BASH_SOURCE[0]}" || rc=$?
   [ "$rc" != 124 ] || die "did not finish within ${budget} s (FWD_BENCH_TIMEOUT); stopped"
@@ -243,7 +265,7 @@ wait_port_line() {
 }
 
 echo "== starting rpcgate-epmd (0.0.0.0:135) and rpcgate-echo in $NS_S, rpcgate-fwd in $NS_F" >&2
-ip netns exec "$NS_S" "$BIN/rpcgate-epmd" --listen 0.0.0.0:135 --control "$S/epmd.sock" --log-level warn \
+ip netns exec "$NS_S" "${TS_REST[@]}" "$BIN/rpcgate-epmd" --listen 0.0.0.0:135 --control "$S/epmd.sock" --log-level warn \
   >"$S/epmd.log" 2>&1 &
 EPMD_PID=$!
 PIDS=("$EPMD_PID")
@@ -253,14 +275,14 @@ for ((i = 0; i < 100; i++)); do
   sleep 0.1
 done
 [ -S "$S/epmd.sock" ] || die "rpcgate-epmd did not create its control socket within 10 s"
-ip netns exec "$NS_S" "$BIN/rpcgate-echo" --control "$S/epmd.sock" >"$S/echo.out" 2>"$S/echo.out.err" &
+ip netns exec "$NS_S" "${TS_REST[@]}" "$BIN/rpcgate-echo" --control "$S/epmd.sock" >"$S/echo.out" 2>"$S/echo.out.err" &
 ECHO_PID=$!
 PIDS=("$ECHO_PID" "${PIDS[@]}")
 ECHO_PORT=$(wait_port_line "$S/echo.out" "$ECHO_PID" rpcgate-echo)
 
 # FWD_BENCH_FWD_ARGS: extra rpcgate-fwd options (e.g. --splice, --splice-min N) to compare.
 # shellcheck disable=SC2086
-ip netns exec "$NS_F" "$BIN/rpcgate-fwd" --allow "$RPCECHO" --servers "$SERVER_THROUGH/32" \
+ip netns exec "$NS_F" "${TS_FWD[@]}" "$BIN/rpcgate-fwd" --allow "$RPCECHO" --servers "$SERVER_THROUGH/32" \
   --pinhole-timeout 3600s --control "$S/fwd.sock" --json-log ${FWD_BENCH_FWD_ARGS:-} \
   >"$S/fwd.log" 2>&1 &
 FWD_PID=$!
@@ -271,6 +293,19 @@ for ((i = 0; i < 100; i++)); do
   sleep 0.1
 done
 grep -q '"event":"start"' "$S/fwd.log" || die "rpcgate-fwd did not log its start within 10 s: $(tail -n 5 "$S/fwd.log")"
+
+# --pin-cpus: each daemon runs where it was put (taskset exec'd it: the pid is the daemon's).
+if [ "$PIN" = 1 ]; then
+  [ "$(taskset -pc "$FWD_PID" | sed 's/.*: //')" = "$FW_CPU" ] ||
+    die "rpcgate-fwd is not pinned to CPU $FW_CPU: $(taskset -pc "$FWD_PID")"
+  want="0-$((FW_CPU - 1))"
+  [ "$FW_CPU" != 1 ] || want=0  # taskset prints a one-CPU range as that CPU
+  for pid in "$EPMD_PID" "$ECHO_PID"; do
+    [ "$(taskset -pc "$pid" | sed 's/.*: //')" = "$want" ] ||
+      die "pid $pid is not pinned to CPUs $want: $(taskset -pc "$pid")"
+  done
+  echo "== pinned: rpcgate-fwd on CPU $FW_CPU, the servers and the client on 0-$((FW_CPU - 1)); affinity ok" >&2
+fi
 
 # --server-pid and idle's RSS / descriptor counts read /proc/PID: each pid must be the daemon.
 for pair in "$EPMD_PID rpcgate-epmd" "$ECHO_PID rpcgate-echo" "$FWD_PID rpcgate-fwd"; do
@@ -346,7 +381,7 @@ measure() {
   for attempt in 1 2; do
     log_from=$(stat -c %s "$S/fwd.log")
     rc=0
-    in_ns "$NS_C" timeout "$run_timeout" "$BIN/rpcgate-bench" "${args[@]}" --connections "$conns" \
+    in_ns "$NS_C" "${TS_REST[@]}" timeout "$run_timeout" "$BIN/rpcgate-bench" "${args[@]}" --connections "$conns" \
       "${SOURCE_ARGS[@]}" --duration "$DURATION" --warmup "$WARMUP" --server-pid "$pid" --json \
       >"$f" 2>"$f.err" || rc=$?
     [ "$rc" != 0 ] || break
@@ -380,7 +415,7 @@ echo "== idle: $IDLE_CONNECTIONS rpcecho connections held through the pinholes (
 IDLE_JSON=$S/idle.json
 idle_other=$(other_cpus)
 idle_load=$(loadavg_1min)
-in_ns "$NS_C" timeout $((60 + IDLE_CONNECTIONS / 20)) "$BIN/rpcgate-bench" idle \
+in_ns "$NS_C" "${TS_REST[@]}" timeout $((60 + IDLE_CONNECTIONS / 20)) "$BIN/rpcgate-bench" idle \
   --target "$SERVER_THROUGH:$ECHO_PORT" --bind rpcecho "${SOURCE_ARGS[@]}" \
   --connections "$IDLE_CONNECTIONS" --server-pid "$FWD_PID" --json >"$IDLE_JSON" 2>"$IDLE_JSON.err" ||
   die "rpcgate-bench idle with $IDLE_CONNECTIONS connections through rpcgate-fwd failed (exit $?): $(tail -n 3 "$IDLE_JSON.err")"
@@ -431,11 +466,15 @@ dirty=false
   echo "idle_connections=$IDLE_CONNECTIONS"
   echo "idle_other_cpus_before=$idle_other"
   echo "idle_loadavg_1min_before=$idle_load"
+  if [ "$PIN" = 1 ]; then
+    echo "pinned=rpcgate-fwd on CPU $FW_CPU; client, rpcgate-epmd and rpcgate-echo on CPUs 0-$((FW_CPU - 1))"
+  fi
   echo "fwd_args=--allow $RPCECHO --servers $SERVER_THROUGH/32 --pinhole-timeout 3600s"
 } >"$S/meta.txt"
 
 "$PY" "$HERE/fwd_side_by_side_report.py" --meta "$S/meta.txt" --runs "$S/runs.txt" \
   --idle "$IDLE_JSON" --status "$S/status-final.json" --retries "$S/retries.txt" \
-  --out "$FWD_BENCH_OUT" ||
+  --out "$FWD_BENCH_OUT" --name "$([ "$PIN" = 1 ] && echo fwd-pinned || echo fwd)" ||
   die "the report could not be written (fwd_side_by_side_report.py)"
-echo "== wrote $FWD_BENCH_OUT/fwd-latest.json, fwd-latest.txt" >&2
+name=$([ "$PIN" = 1 ] && echo fwd-pinned || echo fwd)
+echo "== wrote $FWD_BENCH_OUT/$name-latest.json, $name-latest.txt" >&2

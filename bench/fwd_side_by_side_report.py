@@ -258,9 +258,12 @@ def table(meta, summary, installs, idle, status, target_list, max_load, retries=
                                               meta.get("fwd_args", ""),
                                               meta.get("server_direct", "?")))
     lines.append("  median of %s round(s), %s s each after %s s warmup, path order alternating; "
-                 "%s CPU(s) shared by client, firewall and servers: %s; Linux %s; commit %s%s; "
+                 "%s CPU(s) %s: %s; Linux %s; commit %s%s; "
                  "%s%s" % (meta.get("reps"), meta.get("duration_s"), meta.get("warmup_s"),
-                           meta.get("nproc", "?"), meta.get("cpu_model", "?"),
+                           meta.get("nproc", "?"),
+                           ("pinned: " + meta["pinned"]) if meta.get("pinned") else
+                           "shared by client, firewall and servers",
+                           meta.get("cpu_model", "?"),
                            meta.get("kernel", "?"), meta.get("git_commit", "?")[:12],
                            " (dirty)" if meta.get("git_dirty") == "true" else "",
                            meta.get("date", "?"),
@@ -339,6 +342,8 @@ def main():
     p.add_argument("--status", default="")
     p.add_argument("--retries", default="")
     p.add_argument("--out", required=True)
+    p.add_argument("--name", default="fwd",
+                   help="output files NAME-latest.json and NAME-latest.txt (default fwd)")
     p.add_argument("--max-load", type=float, default=None)
     a = p.parse_args()
 
@@ -376,6 +381,7 @@ def main():
             "client_addresses": meta.get("client_addresses", "").split(),
             "idle_connections": int(meta.get("idle_connections", "0")),
             "fwd_args": meta.get("fwd_args"),
+            "pinned": meta.get("pinned"),
         },
         "summary": summary,
         "pinhole_install": installs,
@@ -389,10 +395,10 @@ def main():
         "runs": runs,
     }
     os.makedirs(a.out, exist_ok=True)
-    with open(os.path.join(a.out, "fwd-latest.json"), "w") as f:
+    with open(os.path.join(a.out, a.name + "-latest.json"), "w") as f:
         json.dump(result, f, indent=2)
         f.write("\n")
-    with open(os.path.join(a.out, "fwd-latest.txt"), "w") as f:
+    with open(os.path.join(a.out, a.name + "-latest.txt"), "w") as f:
         f.write(text)
     sys.stdout.write(text)
     return 0

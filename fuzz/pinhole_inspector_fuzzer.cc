@@ -88,7 +88,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           break;
         case firewall::Action::Kind::kOpen:
         case firewall::Action::Kind::kAnswer:
-          CHECK(false);  // only the endpoint mapper's inspector opens or answers
+        case firewall::Action::Kind::kNote:
+          CHECK(false);  // only the endpoint mapper's inspector opens, answers or notes
           break;
         case firewall::Action::Kind::kForward: {
           CHECK(!ended);

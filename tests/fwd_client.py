@@ -11,14 +11,19 @@ judges it). Two kinds of client:
 Usage:
   fwd_client.py map HOST UUID [VERSION]
   fwd_client.py echo HOST [--bytes N] [--calls N] [--hold S]   ept_map rpcecho, bind, EchoData
+  fwd_client.py echo HOST --port P [...]                   the same on a port learned elsewhere
   fwd_client.py connect HOST PORT [--source IP]            does a SYN get through?
   fwd_client.py attack CASE HOST PORT [--uuid U] [--source IP]
   fwd_client.py conns HOST PORT N [--source IP]           N connections at once, an EPM bind on each
   fwd_client.py lookup HOST                                ept_lookup, every ncacn_ip_tcp entry
   fwd_client.py lsa|samr HOST [--user U --password P] [--level privacy] [--users]
+  fwd_client.py fake-epm LISTEN TOWER_HOST TOWER_PORT   (server side) an endpoint mapper that
+                                                        answers every ept_map with one tower
+                                                        naming TOWER_HOST[TOWER_PORT] (a referral)
 """
 import argparse
 import json
+import os
 import socket
 import struct
 import sys
@@ -124,11 +129,18 @@ def cmd_map(a):
         t.set_connect_timeout(5)
         dce = t.get_dce_rpc()
         dce.connect()
+        # hept_map's binding keeps the host asked; the tower's own address (NAT, referrals) is
+        # read from the answer it got.
+        answers = []
+        request = dce.request
+        dce.request = lambda *args, **kw: answers.append(request(*args, **kw)) or answers[-1]
         binding = epm.hept_map(a.host, uuidtup_to_bin((a.uuid, a.version)),
                                protocol="ncacn_ip_tcp", dce=dce)
         dce.disconnect()
         port = int(binding.split("[")[1].rstrip("]"))
-        out({"binding": binding, "port": port})
+        tower = epm.EPMTower(b"".join(answers[-1]["ITowers"][0]["Data"]["tower_octet_string"]))
+        host = socket.inet_ntoa(epm.EPMHostAddr(tower["Floors"][4].getData())["Ip4addr"])
+        out({"binding": binding, "port": port, "tower_host": host})
     except Exception as e:  # the test asserts on the error
         out({"error": f"{type(e).__name__}: {e}"})
 
@@ -138,7 +150,10 @@ def cmd_echo(a):
     import rpcecho_impacket as echo
     result = {}
     try:
-        binding = epm.hept_map(a.host, echo.MSRPC_UUID_RPCECHO, protocol="ncacn_ip_tcp")
+        if a.port:
+            binding = f"ncacn_ip_tcp:{a.host}[{a.port}]"
+        else:
+            binding = epm.hept_map(a.host, echo.MSRPC_UUID_RPCECHO, protocol="ncacn_ip_tcp")
         result["binding"] = binding
         t = transport.DCERPCTransportFactory(binding)
         t.set_connect_timeout(5)
@@ -160,6 +175,57 @@ def cmd_echo(a):
     except Exception as e:
         result["error"] = f"{type(e).__name__}: {e}"
     out(result)
+
+
+def ncacn_ip_tcp_tower(uuid, major, minor, host, port):
+    """A twr_t octet string (C706 App. L): interface, NDR20, ncacn, tcp port, IPv4 host."""
+    floors = [(b"\x0d" + uuidlib.UUID(uuid).bytes_le + struct.pack("<H", major),
+               struct.pack("<H", minor)),
+              (b"\x0d" + uuidlib.UUID(NDR20[0]).bytes_le + struct.pack("<H", 2),
+               struct.pack("<H", 0)),
+              (b"\x0b", b"\x00\x00"),
+              (b"\x07", struct.pack(">H", port)),
+              (b"\x09", socket.inet_aton(host))]
+    out = struct.pack("<H", len(floors))
+    for lhs, rhs in floors:
+        out += struct.pack("<H", len(lhs)) + lhs + struct.pack("<H", len(rhs)) + rhs
+    return out
+
+
+def cmd_fake_epm(a):
+    """An endpoint mapper as small as a test needs: binds of the EPM accepted (NDR20), every
+    ept_map answered with one tower naming TOWER_HOST[TOWER_PORT], whatever was asked. At most
+    64 connections, then it exits; each connection is served until the client closes it."""
+    def pad4(b):
+        return b + b"\x00" * (-len(b) % 4)
+    tower = ncacn_ip_tcp_tower(RPCECHO, 1, 0, a.tower_host, a.tower_port)
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind((a.listen, 135))
+    lsock.listen(8)
+    print(json.dumps({"listening": True}), flush=True)
+    for _ in range(64):
+        conn, _peer = lsock.accept()
+        while True:
+            kind, pdu = read_pdu(conn, timeout=30)
+            if kind not in ("ptype11", "ptype0"):
+                break
+            call_id = struct.unpack("<I", pdu[12:16])[0]
+            if pdu[2] == 11:  # bind: accept the first item with NDR20
+                sec = b"135\x00"
+                body = struct.pack("<HHI", 5840, 5840, 0x1234) + struct.pack("<H", len(sec)) + sec
+                body = pad4(body) + struct.pack("<B3x", 1) + struct.pack("<HH", 0, 0) + \
+                    syntax(*NDR20)
+                conn.sendall(header(12, 3, 16 + len(body), call_id) + body)
+                continue
+            max_towers = struct.unpack("<I", pdu[-4:])[0]
+            stub = b"\x00" * 20 + struct.pack("<I", 1) + struct.pack("<III", max(max_towers, 1),
+                                                                     0, 1)
+            stub += struct.pack("<I", 1) + struct.pack("<II", len(tower), len(tower)) + tower
+            stub = pad4(stub) + struct.pack("<I", 0)
+            body = struct.pack("<IHBB", len(stub), 0, 0, 0) + stub
+            conn.sendall(header(2, 3, 16 + len(body), call_id) + body)
+        conn.close()
 
 
 def cmd_connect(a):
@@ -190,7 +256,12 @@ def attack(a):
     elif case == "bind-then-call-later":  # an established connection, used again after a.wait s
         kind, _ = exchange(bind_pdu([(0, allowed, [NDR20])]))
         if kind == "bind_ack":
-            time.sleep(a.wait)
+            if a.wait_file:  # the test says when (a fixed wait races a loaded machine)
+                deadline = time.monotonic() + 60
+                while not os.path.exists(a.wait_file) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            else:
+                time.sleep(a.wait)
             try:
                 exchange(request_pdu(0, 0, b"\0" * 8))
             except OSError as err:  # the send itself may fail on a closed connection
@@ -213,6 +284,31 @@ def attack(a):
                 answers.append("held")
             except OSError as err:
                 answers.append("reset" if isinstance(err, ConnectionResetError) else "closed")
+    elif case == "echo-split":  # A1 on the data path: rpcecho EchoData at every split point
+        kind, _ = exchange(bind_pdu([(0, allowed, [NDR20])]), split=True)
+        if kind == "bind_ack":
+            data = bytes(range(256)) * 3
+            stub = struct.pack("<II", len(data), len(data)) + data
+
+            def call(call_id):
+                return request_pdu(0, 1, stub, call_id=call_id)
+
+            def echoed(kind, raw):
+                # response: 16-byte header, alloc_hint, p_cont_id, cancel_count, reserved, then
+                # the [out] array: max_count and the bytes.
+                return kind == "response" and raw[28:] == data
+            # One call a byte at a time (every head/body boundary is a segment boundary).
+            kind, raw = exchange(call(2), split=True)
+            answers.append("echoed" if echoed(kind, raw) else "wrong")
+            # Two calls in one segment, then one cut in the middle of its header.
+            s.sendall(call(3) + call(4) + call(5)[:9])
+            for _ in range(2):
+                kind, raw = read_pdu(s)
+                answers.append(kind)
+                answers.append("echoed" if echoed(kind, raw) else "wrong")
+            time.sleep(0.05)
+            kind, raw = exchange(call(5)[9:])
+            answers.append("echoed" if echoed(kind, raw) else "wrong")
     elif case == "bind-allowed-split":  # A1: same decision as unsplit
         exchange(bind_pdu([(0, allowed, [NDR20])]), split=True)
     elif case == "bind-other":  # E2: another interface on the same port
@@ -493,6 +589,11 @@ def main():
     e.add_argument("--bytes", type=int, default=1000)
     e.add_argument("--calls", type=int, default=3)
     e.add_argument("--hold", type=float, default=0, help="seconds between calls")
+    e.add_argument("--port", type=int, default=0, help="skip ept_map: rpcecho is on this port")
+    fe = sub.add_parser("fake-epm")
+    fe.add_argument("listen")
+    fe.add_argument("tower_host")
+    fe.add_argument("tower_port", type=int)
     c = sub.add_parser("connect")
     c.add_argument("host")
     c.add_argument("port", type=int)
@@ -528,6 +629,7 @@ def main():
     t.add_argument("--drip", type=float, default=1.0, help="slow-drip: seconds per byte")
     t.add_argument("--source")
     t.add_argument("--wait", type=float, default=0, help="bind-then-call-later: seconds")
+    t.add_argument("--wait-file", help="bind-then-call-later: call once this file exists (60 s)")
     t.add_argument("--calls", type=int, default=20, help="echo-flood-no-read: calls sent")
     a = p.parse_args()
     if a.cmd == "map":
@@ -538,6 +640,8 @@ def main():
         cmd_connect(a)
     elif a.cmd in ("conns", "lookup", "lsa", "samr"):
         globals()["cmd_" + a.cmd](a)
+    elif a.cmd == "fake-epm":
+        cmd_fake_epm(a)
     else:
         try:
             attack(a)

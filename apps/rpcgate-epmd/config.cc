@@ -326,6 +326,12 @@ std::expected<Config, std::string> parse_config_toml(std::string_view text, std:
       if (i == nullptr || i->get() < 1 || i->get() > kMaxSweepFailures)
         return type_error(k, "an integer from 1 to " + std::to_string(kMaxSweepFailures));
       base.sweep_failures = static_cast<std::uint32_t>(i->get());
+    } else if (k == "metrics") {
+      const auto* str = node.as_string();
+      if (str == nullptr) return type_error(k, "an \"ADDR:PORT\" string");
+      auto at = metrics::parse_endpoint(str->get());
+      if (!at) return std::unexpected(src + ": [epmd] " + at.error());
+      base.metrics = *at;
     } else if (k == "entry") {
       const auto* arr = node.as_array();
       if (arr == nullptr) return type_error(k, "an array of tables ([[epmd.entry]])");
@@ -354,7 +360,7 @@ std::expected<Config, std::string> parse_config_toml(std::string_view text, std:
                              "max_entries_per_uid, max_handles_per_peer, max_handles_total, "
                              "max_reassembly_bytes_per_connection, "
                              "max_reassembly_bytes_per_peer, max_reassembly_bytes, "
-                             "call_timeout_ms, sweep_interval_ms, sweep_failures, entry)");
+                             "call_timeout_ms, sweep_interval_ms, sweep_failures, metrics, entry)");
     }
   }
   if (base.listen.empty()) return std::unexpected(src + ": [epmd] listen must not be empty");

@@ -44,6 +44,9 @@
 //                                          # else kMinSweepIntervalMs..kMaxSweepIntervalMs
 //   sweep_failures = 3                     # consecutive failed probes before an entry is
 //                                          # removed, 1..100
+//   metrics = "127.0.0.1:9135"             # serve Prometheus metrics (GET /metrics) on this
+//                                          # numeric ADDR:PORT (epmd_metrics.h); default: off.
+//                                          # A bad address or a port in use is exit 2
 //
 //   [[epmd.entry]]                         # a static entry, for a server that registers nothing
 //   interface = "12345778-1234-abcd-ef00-0123456789ab"   # required
@@ -113,6 +116,7 @@
 #include <sys/types.h>
 
 #include "epm/epm_service.h"
+#include "metrics/metrics.h"
 #include "ndr/epm_types.h"
 #include "policy/policy.h"
 
@@ -188,6 +192,7 @@ struct Config {
   std::uint32_t sweep_failures = 3;          // runtime::SweepOptions' default
   std::vector<StaticEntry> static_entries;   // [[epmd.entry]]
   std::string config_file;                   // --config, re-read on SIGHUP for static_entries
+  std::optional<metrics::Endpoint> metrics;  // --metrics / metrics: off when unset
 };
 
 // Reads the [epmd] table of an rpcgate.toml (absent table: defaults). Unknown keys and wrong

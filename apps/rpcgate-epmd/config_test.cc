@@ -1,5 +1,9 @@
 #include "config.h"
 
+#include <fstream>
+#include <regex>
+#include <sstream>
+
 #include <gtest/gtest.h>
 
 #include "epm/epm_service.h"
@@ -246,6 +250,20 @@ TEST(Config, SweepKeys) {
   }
 }
 
+TEST(Config, MetricsIsOffByDefaultAndAnAddressWhenSet) {
+  EXPECT_FALSE(parse_config_toml("", "f.toml")->metrics);
+  auto c = parse_config_toml("[epmd]\nmetrics = \"[::1]:9135\"\n", "f.toml");
+  ASSERT_TRUE(c) << c.error();
+  ASSERT_TRUE(c->metrics);
+  EXPECT_EQ(c->metrics->to_string(), "[::1]:9135");
+  for (const char* bad : {"metrics = \"localhost:9135\"", "metrics = \"127.0.0.1\"",
+                          "metrics = 9135", "metrics = \"127.0.0.1:99999\""}) {
+    auto e = parse_config_toml(std::string("[epmd]\n") + bad + "\n", "f.toml");
+    ASSERT_FALSE(e) << bad;
+    EXPECT_NE(e.error().find("f.toml: [epmd] metrics"), std::string::npos) << e.error();
+  }
+}
+
 TEST(Config, StaticEntries) {
   auto c = parse_config_toml(R"([epmd]
 [[epmd.entry]]
@@ -316,6 +334,54 @@ TEST(Config, InvalidStaticEntryNamesFileIndexAndWhy) {
   auto e = parse_config_toml(many, "f.toml");
   ASSERT_FALSE(e);
   EXPECT_NE(e.error().find("at most " + std::to_string(kMaxStaticEntries)), std::string::npos);
+}
+
+// packaging/rpcgate.toml is installed as /etc/rpcgate/rpcgate.toml with every setting commented
+// out; a "# key = value" line holds the key's default (tests/conffile_test.py checks the rest).
+// Read as shipped, and with those lines uncommented, its [epmd] must be exactly Config{}.
+std::string shipped_conffile(bool uncomment_defaults) {
+  std::ifstream in(std::string(RPCGATE_SOURCE_DIR) + "/packaging/rpcgate.toml");
+  EXPECT_TRUE(in) << "packaging/rpcgate.toml";
+  static const std::regex kDefault("^# [a-z_]+ = .+$");
+  std::string text, line;
+  while (std::getline(in, line))
+    text += (uncomment_defaults && std::regex_match(line, kDefault) ? line.substr(2) : line) + "\n";
+  return text;
+}
+
+TEST(Config, ShippedConffileMeansTheDefaults) {
+  for (bool uncommented : {false, true}) {
+    const std::string text = shipped_conffile(uncommented);
+    if (uncommented) {
+      EXPECT_NE(text.find("\nmax_reassembly_bytes = "), std::string::npos);
+    }
+    auto c = parse_config_toml(text, "packaging/rpcgate.toml");
+    ASSERT_TRUE(c) << c.error();
+    const Config d;
+    EXPECT_EQ(c->listen, d.listen);
+    EXPECT_EQ(c->control, d.control);
+    EXPECT_EQ(c->advertise, d.advertise);
+    EXPECT_EQ(c->tcp_registration, d.tcp_registration);
+    EXPECT_EQ(c->broker_addresses, d.broker_addresses);
+    EXPECT_EQ(c->user, d.user);
+    EXPECT_EQ(c->log_level, d.log_level);
+    EXPECT_EQ(c->seed, d.seed);
+    EXPECT_EQ(c->max_connections, d.max_connections);
+    EXPECT_EQ(c->max_connections_per_peer, d.max_connections_per_peer);
+    EXPECT_EQ(c->max_entries_per_uid, d.max_entries_per_uid);
+    EXPECT_EQ(c->max_handles_per_peer, d.max_handles_per_peer);
+    EXPECT_EQ(c->max_handles_total, d.max_handles_total);
+    EXPECT_EQ(c->max_reassembly_bytes_per_connection, d.max_reassembly_bytes_per_connection);
+    EXPECT_EQ(c->max_reassembly_bytes_per_peer, d.max_reassembly_bytes_per_peer);
+    EXPECT_EQ(c->max_reassembly_bytes, d.max_reassembly_bytes);
+    EXPECT_EQ(c->call_timeout_ms, d.call_timeout_ms);
+    EXPECT_EQ(c->registrants, d.registrants);
+    EXPECT_EQ(c->max_local_connections_per_uid, d.max_local_connections_per_uid);
+    EXPECT_EQ(c->max_ports_per_uid, d.max_ports_per_uid);
+    EXPECT_EQ(c->sweep_interval_ms, d.sweep_interval_ms);
+    EXPECT_EQ(c->sweep_failures, d.sweep_failures);
+    EXPECT_EQ(c->static_entries, d.static_entries);
+  }
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include "activation.h"
 #include "epm/epm_service.h"
 #include "epm/port_broker.h"
+#include "epmd_metrics.h"
 #include "ndr/binding.h"
 #include "ndr/epm_types.h"
 #include "ndr/tower.h"
@@ -643,6 +644,14 @@ int run(const Config& config, policy::Policy policy) {
   }
 
   asio::io_context io;
+  // Metrics (epmd_metrics.h; off unless configured) take their port before anything else
+  // listens: a bad one is exit 2 with nothing started.
+  std::unique_ptr<EpmdMetrics> metrics;
+  if (config.metrics) {
+    auto started = EpmdMetrics::start(*config.metrics, io);
+    if (!started) return refuse_to_start(2, started.error());
+    metrics = std::move(*started);
+  }
   runtime::Server server(io, server_options(config, *access));
   RejectReporter rejects(io, server);
 
@@ -650,16 +659,20 @@ int run(const Config& config, policy::Policy policy) {
   // (SO_PEERCRED), loopback TCP peers by ServerOptions::loopback_registrants.
   epm::EpmService epm(epm_config(config));
   log_epm_events(epm);
-  if (!runtime::attach_epm_service(server, epm, log_unregistered))
+  if (!attach_epm(server, epm, log_unregistered, metrics.get()))
     return refuse_to_start(1, "the endpoint mapper interface is already registered");
 
   // The port broker. Leases (epm_service.h "Leases"): a connection that took a port, or asked
   // with HoldLease, registers leased entries; every other ept_insert is persistent.
   epm::PortBroker port_broker(policy, config.seed);
   runtime::BrokerService broker(port_broker, broker_options(config));
-  broker.on_event(log_broker_event);
+  broker.on_event([m = metrics.get()](const runtime::BrokerEvent& e) {
+    log_broker_event(e);
+    if (m != nullptr) m->broker_event(e);
+  });
   broker.on_lease([&epm](std::uint64_t id) { epm.hold_lease(id); });
-  broker.attach(server);
+  broker.set_endpoint_map(&epm.db());  // QueryStatus (`rpcgate status`) lists the map
+  attach_broker(server, broker, metrics.get());
 
   auto listening = listen_or_adopt(server, config, access->policy, std::move(*inherited));
   if (!listening) return refuse_to_start(1, listening.error());
@@ -670,9 +683,17 @@ int run(const Config& config, policy::Policy policy) {
   if (auto loaded = static_entries.load(config); !loaded) return refuse_to_start(2, loaded.error());
 
   runtime::LivenessProber sweeper(io, epm, sweep_options(config));
-  sweeper.on_removed(log_sweep_removal);
+  sweeper.on_removed(
+      [m = metrics.get()](const epm::Entry& e, const epm::ProbeTarget& t, std::uint32_t failures) {
+        log_sweep_removal(e, t, failures);
+        if (m != nullptr) m->sweep_removed();
+      });
 
   log_started(*listening, policy);
+  if (metrics) {
+    metrics->serve(server, epm, broker);
+    spdlog::info("metrics on {}", metrics->exporter().url());
+  }
 
   asio::signal_set stop_signals(io, SIGINT, SIGTERM);
   stop_signals.async_wait([&](const std::error_code& ec, int signo) {

@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> registrants;
   std::optional<std::size_t> max_local_connections_per_uid;
   std::optional<std::size_t> max_ports_per_uid;
+  std::string metrics;
   app.add_option("--config,-c", config_file, "rpcgate.toml ([epmd] and [policy] tables)");
   app.add_option("--policy,-p", policy_file,
                  "Port policy: regedit export (.reg) or rpcgate.toml (default: the [policy] of "
@@ -112,6 +113,9 @@ int main(int argc, char** argv) {
                  "Remove a persistent registration after this many failed probes in a row "
                  "(default 3)")
       ->check(CLI::Range(1u, rpcgate::epmd::kMaxSweepFailures));
+  app.add_option("--metrics", metrics,
+                 "Serve Prometheus metrics (GET /metrics) on this numeric ADDR:PORT, e.g. "
+                 "127.0.0.1:9135 (default: off)");
   app.add_option("--seed", seed, "Deterministic port choice (tests)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
@@ -180,6 +184,14 @@ int main(int argc, char** argv) {
     config.sweep_interval_ms = *sweep_interval_ms;
   }
   if (sweep_failures) config.sweep_failures = *sweep_failures;
+  if (!metrics.empty()) {
+    auto at = rpcgate::metrics::parse_endpoint(metrics);
+    if (!at) {
+      std::fprintf(stderr, "rpcgate-epmd: --metrics: %s\n", at.error().c_str());
+      return kExitUsage;
+    }
+    config.metrics = *at;
+  }
   if (auto ok = rpcgate::epmd::check_budgets(config); !ok) {
     std::fprintf(stderr, "rpcgate-epmd: %s\n", ok.error().c_str());
     return kExitUsage;

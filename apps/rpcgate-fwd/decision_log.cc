@@ -34,6 +34,8 @@ void for_each_field(const Record& r, F&& f) {
   if (r.client_port) f("client_port", *r.client_port);
   if (!r.server.empty()) f("server", r.server);
   if (r.port) f("port", *r.port);
+  if (!r.referral.empty()) f("referral", r.referral);
+  if (!r.upstream.empty()) f("upstream", r.upstream);
   if (!r.interface.empty()) f("interface", r.interface);
   if (r.opnum) f("opnum", *r.opnum);
   if (!r.rule.empty()) f("rule", r.rule);

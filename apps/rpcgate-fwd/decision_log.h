@@ -12,7 +12,10 @@
 // end: reason closed, client-reset or server-reset, with its byte and PDU counts) or one "drop"
 // (the firewall ended it: the reason code says why). Other events: start, stop, reload, recover,
 // warning, error, pinhole (opened, refreshed or kept), refuse (an ept_map answered by the
-// firewall: map-not-allowed). Not thread-safe (one event loop).
+// firewall: map-not-allowed), tower (a tower that opened nothing for a reason worth saying:
+// referral-not-allowed, referral-any-servers, referral-outside-servers, referral-rule-mismatch,
+// lookup-fragmented), nat (rewritten, not-rewritten-signed), metrics (where --metrics serves,
+// before start). Not thread-safe (one event loop).
 #pragma once
 
 #include <cstdint>
@@ -29,6 +32,11 @@ struct Record {
   std::optional<std::uint16_t> client_port;
   std::string server;
   std::optional<std::uint16_t> port;
+  // A pinhole opened (or refused) for a tower naming a third host: that host (the pinhole's
+  // server; `server` stays the endpoint mapper the client asked).
+  std::string referral;
+  // Static NAT: the private address the relay connects to for the public `server`.
+  std::string upstream;
   std::string interface;
   std::optional<std::uint16_t> opnum;
   std::string rule;

@@ -9,6 +9,8 @@
 #include "common/command_line.h"
 #include "decision_log.h"
 #include "firewall/rules.h"
+#include "fwd_metrics.h"
+#include "metrics/metrics.h"
 #include "policy/policy.h"
 #include "relay.h"
 
@@ -29,6 +31,9 @@ struct Overrides {
   std::optional<std::uint16_t> epm_listen_port, pinhole_listen_port;
   std::string control;
   bool lookup_pinholes = false;
+  std::string lookup_pinhole_timeout;
+  bool allow_referrals = false;
+  std::vector<std::string> nat;
   bool dcom = false;
   std::optional<std::size_t> max_pinholes, max_pinholes_per_client, max_connections,
       max_connections_per_client, max_towers;
@@ -37,6 +42,7 @@ struct Overrides {
   bool splice = false;
   std::optional<std::size_t> splice_min;
   std::optional<std::size_t> max_queued_bytes;
+  std::string metrics;
 };
 
 // The governed dynamic ports: every port either class of the policy may hand out.
@@ -117,6 +123,27 @@ std::expected<rpcgate::fwd::Options, std::string> build_options(const Overrides&
     return std::unexpected("the endpoint-mapper and pinhole listen ports must differ");
   if (!o.control.empty()) c.control = o.control == "none" ? "" : o.control;
   if (o.lookup_pinholes) c.lookup_pinholes = true;
+  if (!o.lookup_pinhole_timeout.empty()) {
+    auto d = fw::parse_duration(o.lookup_pinhole_timeout);
+    if (!d)
+      return std::unexpected("--lookup-pinhole-timeout " + o.lookup_pinhole_timeout + ": " +
+                             d.error());
+    c.lookup_pinhole_timeout = *d;
+  }
+  if (!o.nat.empty()) {
+    // The command line's entries replace the file's, as every list option does.
+    c.nat.clear();
+    for (const auto& n : o.nat) {
+      const auto eq = n.find('=');
+      const auto pub = fw::parse_address(n.substr(0, eq));
+      const auto priv =
+          eq == std::string::npos ? std::nullopt : fw::parse_address(n.substr(eq + 1));
+      if (!pub || !priv || n.find(':') != std::string::npos)
+        return std::unexpected("--nat " + n + ": must be PUBLIC=PRIVATE, two IPv4 addresses");
+      c.nat.push_back(fw::NatEntry{*pub, *priv, 0});
+    }
+    if (auto why = fw::validate_nat(c.nat); !why.empty()) return std::unexpected("--nat: " + why);
+  }
   if (o.dcom) c.dcom = true;
   if (o.max_pinholes) c.max_pinholes = *o.max_pinholes;
   if (o.max_pinholes_per_client) c.max_pinholes_per_client = *o.max_pinholes_per_client;
@@ -126,11 +153,18 @@ std::expected<rpcgate::fwd::Options, std::string> build_options(const Overrides&
   if (o.splice) out.splice = true;
   if (o.splice_min) out.splice_min = *o.splice_min;
   if (o.max_queued_bytes) out.max_queued_bytes = *o.max_queued_bytes;
+  if (!o.metrics.empty()) c.metrics = o.metrics;
+  if (!c.metrics.empty()) {
+    if (auto at = rpcgate::metrics::parse_endpoint(c.metrics); !at)
+      return std::unexpected((o.metrics.empty() ? o.config_file + ": [firewall] " : "--metrics: ") +
+                             at.error());
+  }
   if (o.mark) out.mark = *o.mark;
   if (o.route_table) out.route_table = *o.route_table;
   if (!o.allow.empty()) {
     fw::Rule rule;
     rule.name = "command-line";
+    rule.referrals = o.allow_referrals;
     for (const auto& a : o.allow) {
       auto spec = fw::parse_interface(a);
       if (!spec) return std::unexpected("--allow " + a + ": " + spec.error());
@@ -138,6 +172,8 @@ std::expected<rpcgate::fwd::Options, std::string> build_options(const Overrides&
     }
     c.rules.push_back(std::move(rule));
   }
+  if (o.allow_referrals && o.allow.empty())
+    return std::unexpected("--allow-referrals applies to --allow rules: give at least one --allow");
   auto ports = dynamic_ports(c.policy_file);
   if (!ports) return std::unexpected(ports.error());
   out.dynamic_ports = std::move(*ports);
@@ -222,7 +258,20 @@ int main(int argc, char** argv) {
   app.add_option("--control", o.control,
                  "Control socket for `rpcgate-fwd status` (default /run/rpcgate/fwd.sock; none: "
                  "no socket)");
-  app.add_flag("--lookup-pinholes", o.lookup_pinholes, "ept_lookup answers open pinholes too");
+  app.add_flag("--lookup-pinholes", o.lookup_pinholes,
+               "ept_lookup answers open pinholes too: each entry whose tower passes an ept_map "
+               "tower's checks and whose interface a rule allows (default off: ept_lookup opens "
+               "nothing)");
+  app.add_option("--lookup-pinhole-timeout", o.lookup_pinhole_timeout,
+                 "Lifetime of pinholes opened by ept_lookup answers (default: the rule's pinhole "
+                 "timeout)");
+  app.add_flag("--allow-referrals", o.allow_referrals,
+               "--allow rules accept referrals: a tower naming a third host opens a pinhole to "
+               "it if that host is inside --servers (never with any servers)");
+  app.add_option("--nat", o.nat,
+                 "Static NAT PUBLIC=PRIVATE (IPv4, repeatable; replaces [[firewall.nat]]): "
+                 "clients connect to PUBLIC, the relay to PRIVATE, and unsigned endpoint-mapper "
+                 "answers naming PRIVATE or 0.0.0.0 are rewritten to PUBLIC");
   app.add_flag("--dcom", o.dcom, "Allow DCOM activation interfaces to be bound on 135");
   app.add_option("--max-pinholes", o.max_pinholes, "Pinholes in all (the kernel set's size)");
   app.add_option("--max-pinholes-per-client", o.max_pinholes_per_client, "Pinholes per client");
@@ -244,6 +293,9 @@ int main(int argc, char** argv) {
                "at real fragment sizes)");
   app.add_option("--splice-min", o.splice_min,
                  "With --splice: bodies smaller than this many bytes are copied (default 4096)");
+  app.add_option("--metrics", o.metrics,
+                 "Serve Prometheus metrics (GET /metrics) on this numeric ADDR:PORT, e.g. "
+                 "127.0.0.1:9136 (default: off; not changed by SIGHUP)");
   app.add_flag("--json-log", log_json, "JSON lines on stderr even under systemd");
   app.add_flag("--uninstall", uninstall,
                "Remove the table and the policy routing rpcgate-fwd installed, and exit");
@@ -269,17 +321,59 @@ int main(int argc, char** argv) {
     std::cout << rpcgate::fwd::render_table(*options);
     return 0;
   }
+  const auto& cfg = options->config;
+  // Referrals never open with "any servers": a warning here and at start, not an error (the
+  // rest of the configuration works).
+  std::vector<std::string> warnings;
+  if (cfg.servers.empty()) {
+    for (const auto& r : cfg.rules)
+      if (r.referrals)
+        warnings.push_back("rule \"" + r.name +
+                           "\" allows referrals but [firewall] servers / --servers is any: a "
+                           "referral never opens (list the servers a referral may name)");
+  }
   if (check) {
-    std::cout << "configuration valid: " << options->config.rules.size() << " rule(s)\n";
-    for (const auto& r : options->config.rules) {
+    std::cout << "configuration valid: " << cfg.rules.size() << " rule(s)\n";
+    for (const auto& r : cfg.rules) {
       std::cout << "  " << r.name << ":";
       for (const auto& i : r.interfaces)
         std::cout << " " << i.name;
+      if (r.referrals) std::cout << "  (referrals)";
       std::cout << "\n";
     }
+    std::cout << "lookup pinholes: "
+              << (cfg.lookup_pinholes
+                      ? "on, timeout " +
+                            (cfg.lookup_pinhole_timeout
+                                 ? std::to_string(cfg.lookup_pinhole_timeout->count()) + " s"
+                                 : std::string("the rule's"))
+                      : std::string("off"))
+              << "\n";
+    std::cout << "static NAT:" << (cfg.nat.empty() ? " none" : "") << "\n";
+    for (const auto& n : cfg.nat)
+      std::cout << "  " << fw::to_string(n.public_address) << " -> "
+                << fw::to_string(n.private_address) << "\n";
+    for (const auto& w : warnings)
+      std::cout << "warning: " << w << "\n";
     return 0;
   }
+  // Metrics (fwd_metrics.h) take their port before the relay starts: a port in use is exit 2
+  // with nothing installed.
+  std::unique_ptr<rpcgate::fwd::FwdMetrics> metrics;
+  if (!options->config.metrics.empty()) {
+    auto started =
+        rpcgate::fwd::FwdMetrics::start(*rpcgate::metrics::parse_endpoint(options->config.metrics));
+    if (!started) {
+      std::fprintf(stderr, "rpcgate-fwd: %s\n", started.error().c_str());
+      return kExitUsage;
+    }
+    metrics = std::move(*started);
+  }
   rpcgate::fwd::DecisionLog log(log_json);
+  for (const auto& w : warnings)
+    log.write(rpcgate::fwd::note("warning", w, "referral-any-servers"),
+              rpcgate::fwd::Priority::kWarning);
+  if (metrics) log.write(rpcgate::fwd::note("metrics", "metrics on " + metrics->exporter().url()));
   if (options->config.rules.empty())
     log.write(
         rpcgate::fwd::note("warning",
@@ -287,5 +381,6 @@ int main(int argc, char** argv) {
                            "connection will be dropped",
                            "no-rules"),
         rpcgate::fwd::Priority::kWarning);
-  return rpcgate::fwd::run(std::move(*options), log, [o] { return build_options(o); });
+  return rpcgate::fwd::run(
+      std::move(*options), log, [o] { return build_options(o); }, metrics.get());
 }

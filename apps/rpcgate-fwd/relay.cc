@@ -56,7 +56,15 @@ std::string_view to_string(Kind k) {
 }
 
 // epoll_event.data.u64: tag in the top byte, an id below.
-enum class Tag : std::uint8_t { kListener, kClient, kServer, kControlListener, kControl, kSignal };
+enum class Tag : std::uint8_t {
+  kListener,
+  kClient,
+  kServer,
+  kControlListener,
+  kControl,
+  kSignal,
+  kMetrics
+};
 std::uint64_t key_of(Tag t, std::uint64_t id) {
   return (std::uint64_t{static_cast<std::uint8_t>(t)} << 56) | id;
 }
@@ -112,6 +120,11 @@ firewall::kernel::TableSpec table_spec(const Options& o) {
   t.mode = o.config.mode;
   t.clients = o.config.clients;
   t.servers = o.config.servers;
+  // Static NAT: a public address is governed like the server behind it (with "any servers"
+  // it already is).
+  if (!t.servers.empty())
+    for (const auto& n : o.config.nat)
+      t.servers.push_back(firewall::Cidr{n.public_address, 128});
   t.dynamic_ports = o.dynamic_ports;
   t.epm_listen_port = o.config.epm_listen_port;
   t.pinhole_listen_port = o.config.pinhole_listen_port;
@@ -221,6 +234,7 @@ struct Flow {
   std::uint64_t id = 0;
   Kind kind = Kind::kEpm;
   Address client{}, server{};
+  Address upstream{};  // where the relay connects: the server, or its NAT private address
   std::uint16_t client_port = 0, server_port = 0;
   std::shared_ptr<const firewall::RuleSet> rules;
   Side c, s;
@@ -241,8 +255,8 @@ struct ControlConn {
 
 class Relay {
  public:
-  Relay(Options o, DecisionLog& log, Reload reload)
-      : options_(std::move(o)), log_(log), reload_(std::move(reload)) {}
+  Relay(Options o, DecisionLog& log, Reload reload, RelayMetrics* metrics)
+      : options_(std::move(o)), log_(log), reload_(std::move(reload)), metrics_(metrics) {}
   std::expected<void, std::string> start();
   int loop();
 
@@ -264,6 +278,14 @@ class Relay {
   // Returns false when the flow ended.
   bool pump(Flow& f, bool client_side);
   bool pump_body(Flow& f, Side& me, Side& other, bool client_side);
+  // The copy path of pinhole flows (the default): the same framing as pump(), over big reads -
+  // heads through the inspector, body bytes appended to the other side's queue as they arrive,
+  // never buffered whole. Returns false when the flow ended.
+  bool pump_copy(Flow& f, bool client_side);
+  // One PDU head of `me` complete in me.head (me.have bytes): judged whole (header fed; the
+  // rest follows through feed) or by its head (feed_head; the body passes unseen). The actions
+  // are applied. Returns false when the flow ended. Shared by pump() and pump_copy().
+  bool judge_head(Flow& f, Side& me, rpc::Direction dir, TimePoint now);
   bool read_failed(Flow& f, bool client_side, int error);
   bool truncated(Flow& f, bool client_side);
   void apply(Flow& f, std::vector<Action> actions, TimePoint received);
@@ -278,6 +300,7 @@ class Relay {
   void on_control_accept();
   void on_control(std::uint64_t id, std::uint32_t events);
   std::string status_json();
+  void publish_metrics();
   // Helpers.
   void ctl(int op, int fd, std::uint64_t key, std::uint32_t events);
   Record base(const Flow& f, std::string_view event) const;
@@ -310,6 +333,9 @@ class Relay {
   std::uint64_t spliced_bytes_ = 0;
   std::size_t queued_total_ = 0;  // body bytes moved socket to socket, never in user space
   std::size_t splice_min_ = options_.splice_min;
+  RelayMetrics* metrics_ = nullptr;  // nullptr: metrics off
+  std::uint64_t pinholes_expired_ = 0;
+  std::uint64_t finished_bytes_from_client_ = 0, finished_bytes_from_server_ = 0;
 };
 
 void Relay::ctl(int op, int fd, std::uint64_t key, std::uint32_t events) {
@@ -402,6 +428,8 @@ std::expected<void, std::string> Relay::start() {
   ctl(EPOLL_CTL_ADD, signal_.get(), key_of(Tag::kSignal, 0), EPOLLIN);
   for (std::size_t i = 0; i < listeners_.size(); ++i)
     ctl(EPOLL_CTL_ADD, listeners_[i].fd.get(), key_of(Tag::kListener, i), EPOLLIN);
+  if (metrics_ != nullptr)
+    ctl(EPOLL_CTL_ADD, metrics_->wakeup_fd(), key_of(Tag::kMetrics, 0), EPOLLIN);
   if (!options_.config.control.empty()) {
     // Root only (0600): the status names every client and server. Without it the firewall
     // still works; only `rpcgate-fwd status` does not, so this is a warning, not a failure.
@@ -437,6 +465,7 @@ Record Relay::base(const Flow& f, std::string_view event) const {
   r.client_port = f.client_port;
   r.server = firewall::to_string(f.server);
   r.port = f.server_port;
+  if (f.upstream != f.server) r.upstream = firewall::to_string(f.upstream);
   return r;
 }
 
@@ -456,6 +485,7 @@ void Relay::on_accept(std::uint64_t index) {
     f->kind = listener.kind;
     f->client = from_sockaddr(peer, f->client_port);
     f->server = from_sockaddr(local, f->server_port);
+    f->upstream = rules_->real_server(f->server);
     f->rules = rules_;
     f->started = Clock::now();
     f->c.fd = std::move(cfd);
@@ -505,7 +535,7 @@ void Relay::on_accept(std::uint64_t index) {
     // server's answers come back through the table's `socket transparent` rule and the policy
     // route), from this host's address in host mode.
     sockaddr_storage dst{};
-    const socklen_t dlen = to_sockaddr(f->server, f->server_port, dst);
+    const socklen_t dlen = to_sockaddr(f->upstream, f->server_port, dst);
     Fd sfd(::socket(dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!sfd) {
       refuse("upstream-error", std::string("socket: ") + std::strerror(errno));
@@ -622,6 +652,8 @@ void Relay::handle_flow_event(std::uint64_t id, bool client_side, std::uint32_t 
         update(f);
         if (flows_.find(id) != flows_.end()) schedule(f);
       }
+    } else if (f.pin) {
+      pump_copy(f, client_side);
     } else {
       read_side(f, client_side);
     }
@@ -749,38 +781,105 @@ bool Relay::pump(Flow& f, bool client_side) {
     }
     me.bytes_in += static_cast<std::size_t>(n);
     const auto now = Clock::now();
-    std::vector<Action> actions;
     if (me.whole_left != 0) {
-      // The rest of a PDU judged whole: the engine frames and buffers it as on the copy path.
+      // The rest of a PDU judged whole: the engine frames and buffers it.
       me.whole_left -= static_cast<std::size_t>(n);
-      actions = f.pin->feed(dir, {scratch_.data(), static_cast<std::size_t>(n)}, now);
+      apply(f, f.pin->feed(dir, {scratch_.data(), static_cast<std::size_t>(n)}, now), now);
+      if (flows_.find(id) == flows_.end()) return false;
     } else {
       me.have += static_cast<std::size_t>(n);
-      if (me.have < rpc::kCommonHeaderSize) continue;
-      const auto header = std::span(me.head).first<rpc::kCommonHeaderSize>();
-      const auto decoded = rpc::decode_header(header);
-      const std::size_t frag = decoded ? decoded->frag_length : 0;
-      const std::size_t size = rpc::Connection::head_size(header);
-      if (me.have == rpc::kCommonHeaderSize &&
-          (!decoded || f.pin->body_needed(header) || frag < size)) {
-        // Judged whole (bind, alter_context, auth3, faults, requests under min_auth) - and any
-        // header that does not even decode, which the engine drops at once.
-        actions = f.pin->feed(dir, header, now);
-        me.whole_left =
-            decoded && frag > rpc::kCommonHeaderSize ? frag - rpc::kCommonHeaderSize : 0;
-        me.have = 0;
-      } else if (me.have < size) {
-        continue;
-      } else {
-        actions = f.pin->feed_head(dir, std::span(me.head).first(size), now);
-        me.body_left = frag - size;
-        me.have = 0;
-      }
+      if (!judge_head(f, me, dir, now)) return false;
     }
-    apply(f, std::move(actions), now);
-    if (flows_.find(id) == flows_.end()) return false;
+    if (metrics_ != nullptr) metrics_->inspected(Clock::now() - now);
     if (!flush(f, other)) return false;
   }
+  return true;
+}
+
+bool Relay::judge_head(Flow& f, Side& me, rpc::Direction dir, TimePoint now) {
+  if (me.have < rpc::kCommonHeaderSize) return true;
+  const std::uint64_t id = f.id;
+  const auto header = std::span(me.head).first<rpc::kCommonHeaderSize>();
+  const auto decoded = rpc::decode_header(header);
+  const std::size_t frag = decoded ? decoded->frag_length : 0;
+  const std::size_t size = rpc::Connection::head_size(header);
+  std::vector<Action> actions;
+  if (me.have == rpc::kCommonHeaderSize &&
+      (!decoded || f.pin->body_needed(header) || frag < size)) {
+    // Judged whole (bind, alter_context, auth3, faults, requests under min_auth) - and any
+    // header that does not even decode, which the engine drops at once.
+    actions = f.pin->feed(dir, header, now);
+    me.whole_left = decoded && frag > rpc::kCommonHeaderSize ? frag - rpc::kCommonHeaderSize : 0;
+    me.have = 0;
+  } else if (me.have < size) {
+    return true;
+  } else {
+    actions = f.pin->feed_head(dir, std::span(me.head).first(size), now);
+    me.body_left = frag - size;
+    me.have = 0;
+  }
+  apply(f, std::move(actions), now);
+  return flows_.find(id) != flows_.end();
+}
+
+bool Relay::pump_copy(Flow& f, bool client_side) {
+  const std::uint64_t id = f.id;
+  Side& me = client_side ? f.c : f.s;
+  Side& other = client_side ? f.s : f.c;
+  const auto dir = client_side ? rpc::Direction::kClientToServer : rpc::Direction::kServerToClient;
+  // Bounded per wake-up so one busy connection cannot starve the others.
+  for (int rounds = 0; rounds < 4 && !me.read_eof && other.queued() < kMaxQueued; ++rounds) {
+    const ssize_t n = ::recv(me.fd.get(), scratch_.data(), scratch_.size(), 0);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (errno == EINTR) continue;
+      return read_failed(f, client_side, errno);
+    }
+    if (n == 0) {
+      // A partial head or PDU is never completed; between PDUs this is a clean half-close.
+      me.read_eof = true;
+      if (me.have != 0 || me.whole_left != 0 || me.body_left != 0) return truncated(f, client_side);
+      break;
+    }
+    me.bytes_in += static_cast<std::size_t>(n);
+    const auto now = Clock::now();
+    std::span<const std::uint8_t> in(scratch_.data(), static_cast<std::size_t>(n));
+    while (!in.empty()) {
+      if (me.body_left > 0) {
+        // Body bytes of a PDU whose head passed: to the other side as they come.
+        const std::size_t k = std::min(me.body_left, in.size());
+        if (other.sent == other.out.size()) {
+          other.out.clear();
+          other.sent = 0;
+        }
+        other.out.insert(other.out.end(), in.begin(), in.begin() + static_cast<std::ptrdiff_t>(k));
+        me.body_left -= k;
+        in = in.subspan(k);
+      } else if (me.whole_left > 0) {
+        const std::size_t k = std::min(me.whole_left, in.size());
+        me.whole_left -= k;
+        apply(f, f.pin->feed(dir, in.first(k), now), now);
+        if (flows_.find(id) == flows_.end()) return false;
+        in = in.subspan(k);
+      } else {
+        const std::size_t want =
+            me.have < rpc::kCommonHeaderSize
+                ? rpc::kCommonHeaderSize - me.have
+                : rpc::Connection::head_size(std::span(me.head).first<rpc::kCommonHeaderSize>()) -
+                      me.have;
+        const std::size_t k = std::min(want, in.size());
+        std::copy_n(in.begin(), k, me.head.begin() + static_cast<std::ptrdiff_t>(me.have));
+        me.have += k;
+        in = in.subspan(k);
+        if (!judge_head(f, me, dir, now)) return false;
+      }
+    }
+    // The chunk's framing and judging, its body bytes queued.
+    if (metrics_ != nullptr) metrics_->inspected(Clock::now() - now);
+    if (!flush(f, other)) return false;
+  }
+  update(f);  // may end the flow (both directions closed)
+  if (flows_.find(id) != flows_.end()) schedule(f);
   return true;
 }
 
@@ -817,6 +916,7 @@ void Relay::read_side(Flow& f, bool client_side) {
     auto actions = f.epm ? f.epm->feed(dir, {scratch_.data(), static_cast<std::size_t>(n)}, now)
                          : f.pin->feed(dir, {scratch_.data(), static_cast<std::size_t>(n)}, now);
     apply(f, std::move(actions), now);
+    if (metrics_ != nullptr) metrics_->inspected(Clock::now() - now);
     if (flows_.find(id) == flows_.end()) return;
   }
   if (!flush(f, other)) return;
@@ -840,6 +940,18 @@ void Relay::apply(Flow& f, std::vector<Action> actions, TimePoint received) {
       case Action::Kind::kOpen:
         open_pinholes(f, a, received);
         break;
+      case Action::Kind::kNote: {
+        Record r = base(f, a.note_event);
+        r.reason = a.note_reason;
+        if (!a.pinholes.empty()) {
+          r.referral = firewall::to_string(a.pinholes.front().server);
+          r.port = a.pinholes.front().port;
+        }
+        r.message = a.message;
+        count(std::string(a.note_event) + "-" + std::string(a.note_reason));
+        log_.write(r, a.warning ? Priority::kWarning : Priority::kInfo);
+        break;
+      }
       case Action::Kind::kDrop:
         return drop(f, firewall::to_string(*a.drop), &a);
       case Action::Kind::kAnswer: {
@@ -896,11 +1008,14 @@ void Relay::open_pinholes(Flow& f, const Action& a, TimePoint received) {
   const auto us =
       static_cast<std::uint64_t>(duration_cast<microseconds>(Clock::now() - received).count());
   if (!elements.empty()) install_us_.add(us);
+  if (metrics_ != nullptr && !elements.empty()) metrics_->installed(Clock::now() - received);
   for (const auto& [key, r] : results) {
     Record rec = base(f, "pinhole");
     rec.port = key.port;
     rec.interface = syntax_text(*a.interface);
     rec.rule = a.rule;
+    if (key.server != f.server) rec.referral = firewall::to_string(key.server);
+    if (a.lookup) rec.message = "learned from an ept_lookup answer";
     const bool refused =
         r == firewall::OpenResult::kClientFull || r == firewall::OpenResult::kTableFull;
     if (refused) {
@@ -972,8 +1087,9 @@ void Relay::update(Flow& f) {
     // Reading pauses while the other side cannot take more (queued bytes, or a full pipe).
     // A body waits for the other side (its head still queued, or the pipe full or holding the
     // whole rest): wake up on the other side's EPOLLOUT instead, or this would spin.
+    // (The copy path queues body bytes like any others: only kMaxQueued pauses it.)
     const bool body_blocked =
-        (me.body_left > 0 || me.in_pipe > 0) &&
+        splice_ && (me.body_left > 0 || me.in_pipe > 0) &&
         (other.queued() > 0 || me.in_pipe >= kPipeBytes || (me.in_pipe > 0 && me.body_left == 0));
     if (!me.read_eof && other.queued() < kMaxQueued && !body_blocked) ev |= EPOLLIN | EPOLLRDHUP;
     if (me.queued() > 0 || other.in_pipe > 0) ev |= EPOLLOUT;
@@ -1032,6 +1148,8 @@ void Relay::finish(Flow& f, std::string_view reason) {
     }
   }
   queued_total_ -= f.accounted;
+  finished_bytes_from_client_ += f.c.bytes_in;
+  finished_bytes_from_server_ += f.s.bytes_in;
   if (auto it = per_client_.find(f.client); it != per_client_.end() && --it->second == 0)
     per_client_.erase(it);
   flows_.erase(f.id);  // closes both descriptors (epoll forgets them)
@@ -1069,7 +1187,7 @@ void Relay::on_timers(TimePoint now) {
     if (flows_.find(id) != flows_.end()) schedule(f);
     account(id);
   }
-  pinholes_.expire(now);
+  pinholes_expired_ += pinholes_.expire(now);
 }
 
 void Relay::on_signal() {
@@ -1165,7 +1283,7 @@ std::string Relay::status_json() {
   j["mode"] = options_.config.mode == firewall::Mode::kRouter ? "router" : "host";
   j["uptime_s"] = duration_cast<std::chrono::seconds>(now - started_).count();
   auto& holes = j["pinholes"] = nlohmann::json::array();
-  pinholes_.expire(now);
+  pinholes_expired_ += pinholes_.expire(now);
   for (const auto& [key, p] : pinholes_.all()) {
     nlohmann::ordered_json h;
     h["client"] = firewall::to_string(key.client);
@@ -1214,6 +1332,26 @@ std::string Relay::status_json() {
   return j.dump();
 }
 
+// A scrape asked (RelayMetrics::wakeup_fd): the counters status_json() prints, without the
+// per-pinhole and per-connection lists.
+void Relay::publish_metrics() {
+  RelaySnapshot s;
+  pinholes_expired_ += pinholes_.expire(Clock::now());
+  s.counters = counters_;
+  s.pinholes = pinholes_.size();
+  s.pinholes_expired = pinholes_expired_;
+  s.connections = flows_.size();
+  s.relayed_total = relayed_total_;
+  s.bytes_from_client = finished_bytes_from_client_;
+  s.bytes_from_server = finished_bytes_from_server_;
+  for (const auto& [id, f] : flows_) {
+    s.bytes_from_client += f->c.bytes_in;
+    s.bytes_from_server += f->s.bytes_in;
+  }
+  if (auto k = nft_->counters()) s.kernel_counters = std::move(*k);
+  metrics_->publish(std::move(s));
+}
+
 int Relay::loop() {
   std::array<epoll_event, 64> events{};
   while (!stop_) {
@@ -1252,6 +1390,9 @@ int Relay::loop() {
         case Tag::kSignal:
           on_signal();
           break;
+        case Tag::kMetrics:
+          publish_metrics();
+          break;
       }
     }
     on_timers(Clock::now());
@@ -1268,8 +1409,8 @@ int Relay::loop() {
 
 }  // namespace
 
-int run(Options options, DecisionLog& log, Reload reload) {
-  Relay relay(std::move(options), log, std::move(reload));
+int run(Options options, DecisionLog& log, Reload reload, RelayMetrics* metrics) {
+  Relay relay(std::move(options), log, std::move(reload), metrics);
   if (auto ok = relay.start(); !ok) {
     log.write(note("error", ok.error(), "start"), Priority::kError);
     return 1;

@@ -5,8 +5,12 @@
 // (IP_TRANSPARENT; accept() gives the client's socket, getsockname() the server and port it was
 // meant for). For each, the relay connects on to that server - in router mode from the client's
 // own address, so the server sees the real client - and passes the bytes through an inspector
-// (firewall/epm_inspector.h on 135, firewall/pinhole_inspector.h on a pinhole): whole PDUs are
-// forwarded only once judged; the first DROP resets both connections and is logged.
+// (firewall/epm_inspector.h on 135, firewall/pinhole_inspector.h on a pinhole): nothing is
+// forwarded before it is judged - on 135 whole PDUs; on a pinhole whole binds, alter_contexts,
+// auth3s and faults, and of a request or response its head (header and fixed fields, all the
+// inspector reads), after which its body passes as it arrives (cut-through; with --splice, through
+// a pipe). The first DROP resets both connections and is logged; a peer that closes in the middle
+// of a PDU has both connections reset (what was forwarded of it is never completed).
 //
 // Pinholes: an ept_map answer the rules allow yields an kOpen action; the relay adds the pinhole to
 // its PinholeTable and to the kernel set (one netlink batch) BEFORE it forwards the answer, so the
@@ -24,6 +28,7 @@
 #include <cstdint>
 #include <expected>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -62,10 +67,40 @@ struct Options {
 // running rules and table stay untouched).
 using Reload = std::function<std::expected<Options, std::string>()>;
 
+// What the relay's Prometheus series are read from (fwd_metrics.h), taken on the relay's thread
+// from the counters it keeps anyway (the ones `rpcgate-fwd status` prints).
+struct RelaySnapshot {
+  std::map<std::string, std::uint64_t> counters;  // decision records by reason code (status)
+  std::size_t pinholes = 0;                       // live now
+  std::uint64_t pinholes_expired = 0;             // lapsed in the relay's table since start
+  std::size_t connections = 0;                    // relayed now
+  std::uint64_t relayed_total = 0;                // relayed since start
+  std::uint64_t bytes_from_client = 0;            // read from clients / servers since start,
+  std::uint64_t bytes_from_server = 0;            // live connections included
+  // The table's named counters (packets), empty when nft could not be asked.
+  std::vector<std::pair<std::string, std::uint64_t>> kernel_counters;
+};
+
+// The relay's side of the metrics, implemented by fwd_metrics.cc. All calls on the relay's
+// thread; none may throw or block.
+class RelayMetrics {
+ public:
+  virtual ~RelayMetrics() = default;
+  // Watched (EPOLLIN, level-triggered) in the relay's epoll set: readable when a scrape wants
+  // a snapshot. The relay answers with publish(), which must drain it.
+  virtual int wakeup_fd() const = 0;
+  virtual void publish(RelaySnapshot snapshot) = 0;
+  // One inspection step: bytes read from a socket, judged, their actions applied.
+  virtual void inspected(std::chrono::nanoseconds took) = 0;
+  // One batch of pinholes written to the kernel (the ept_map answer waited for it).
+  virtual void installed(std::chrono::nanoseconds took) = 0;
+};
+
 // Sets everything up (listeners, table, routing, recovery) and runs until SIGTERM/SIGINT.
 // Returns the process exit status: 0 after a stop, 1 when start-up failed (nothing half-done
-// is left: if the listeners cannot be opened the kernel is not touched).
-int run(Options options, DecisionLog& log, Reload reload);
+// is left: if the listeners cannot be opened the kernel is not touched). `metrics` (nullptr:
+// off) must outlive the call.
+int run(Options options, DecisionLog& log, Reload reload, RelayMetrics* metrics = nullptr);
 
 // Removes the table and the policy routing an rpcgate-fwd with these options installed.
 // 0 on success (nothing installed is success too), 1 with a message on stderr otherwise.

@@ -8,6 +8,7 @@
 #include "lookup_command.h"
 #include "policy_command.h"
 #include "register_command.h"
+#include "status_command.h"
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -15,13 +16,14 @@ int main(int argc, char** argv) {
       "Port policy with Windows' Rpc\\Internet semantics, endpoint mapper, RPC-aware firewall.\n"
       "Exit status: 0 ok; 1 failed / not found / refused; 2 usage; 3 network error (lookup/map/\n"
       "ifids) or rpcgate-epmd unreachable (register/unregister);\n"
-      "87 invalid policy (policy check)."};
+      "87 invalid policy (policy check); status: see `rpcgate status --help`."};
   app.set_version_flag("--version", std::string("rpcgate ") + RPCGATE_VERSION);
   app.require_subcommand(1);
   int exit_status = rpcgate::cli::kExitOk;
   rpcgate::cli::add_policy_commands(app, &exit_status);
   rpcgate::cli::add_lookup_commands(app, &exit_status);
   rpcgate::cli::add_register_commands(app, &exit_status);
+  rpcgate::cli::add_status_command(app, &exit_status);
   if (auto status = rpcgate::common::parse_command_line(app, argc, argv)) return *status;
   return exit_status;
 }

@@ -1,5 +1,9 @@
 #include "firewall/epm_inspector.h"
 
+#include <algorithm>
+#include <map>
+#include <tuple>
+
 #include "ndr/epm_types.h"
 #include "rpc/fragments.h"
 
@@ -16,6 +20,30 @@ const rpc::SyntaxId kIOXIDResolver{*common::Uuid::parse("99fcfec4-5260-101b-bbcb
 bool same_interface(const rpc::SyntaxId& a, const rpc::SyntaxId& b) {
   return a.uuid == b.uuid && a.major == b.major;
 }
+
+bool is_v4(const Address& a) {
+  return std::all_of(a.begin(), a.begin() + 10, [](auto b) { return b == 0; }) && a[10] == 0xff &&
+         a[11] == 0xff;
+}
+
+// A response's stub starts after the common header and alloc_hint, p_cont_id, cancel_count and
+// a reserved octet (C706 12.6.4.10).
+constexpr std::size_t kResponseStubOffset = 24;
+
+std::string_view verdict_reason(TowerVerdict v) {
+  switch (v) {
+    case TowerVerdict::kReferralNotAllowed:
+      return "referral-not-allowed";  // not logged: the rule never asked for referrals
+    case TowerVerdict::kReferralAnyServers:
+      return "referral-any-servers";
+    case TowerVerdict::kReferralOutsideServers:
+      return "referral-outside-servers";
+    case TowerVerdict::kReferralRuleMismatch:
+      return "referral-rule-mismatch";
+    default:
+      return to_string(v);
+  }
+}
 }  // namespace
 
 EpmInspector::EpmInspector(Address client, Address server, const RuleSet& rules, rpc::TimePoint now,
@@ -26,7 +54,131 @@ EpmInspector::EpmInspector(Address client, Address server, const RuleSet& rules,
       rules_(&rules),
       policy_{
           [this](const rpc::SyntaxId& s) { return rules_->find(client_, server_, s) != nullptr; },
-          rules.config().max_towers} {}
+          rules.config().max_towers, std::nullopt,
+          [this](const rpc::SyntaxId& s, const Address& host) { return referral(s, host); }},
+      nat_private_(rules.nat_private(server)) {
+  policy_.nat_private = nat_private_;
+}
+
+TowerVerdict EpmInspector::referral(const rpc::SyntaxId& interface, const Address& host) const {
+  const Rule* rule = rules_->find(client_, server_, interface);
+  if (rule == nullptr || !rule->referrals) return TowerVerdict::kReferralNotAllowed;
+  if (is_v4(host) != is_v4(client_)) return TowerVerdict::kOtherHost;  // a pinhole is one family
+  // "Any servers" would let an endpoint mapper send clients anywhere: referrals need a list.
+  if (rules_->config().servers.empty()) return TowerVerdict::kReferralAnyServers;
+  if (!rules_->in_configured_servers(host)) return TowerVerdict::kReferralOutsideServers;
+  if (!rule->applies(client_, host)) return TowerVerdict::kReferralRuleMismatch;
+  return TowerVerdict::kReferral;
+}
+
+void EpmInspector::note(std::string_view event, std::string_view reason, std::string message,
+                        std::optional<PinholeKey> key, bool warning) {
+  Action a;
+  a.kind = Action::Kind::kNote;
+  a.direction = rpc::Direction::kServerToClient;
+  a.note_event = event;
+  a.note_reason = reason;
+  a.message = std::move(message);
+  a.warning = warning;
+  if (key) a.pinholes.push_back(*key);
+  out_.push_back(std::move(a));
+}
+
+bool EpmInspector::on_answer(const rpc::VerdictView& v, bool lookup,
+                             std::span<const std::uint8_t> request, common::Endian request_endian,
+                             std::vector<std::uint8_t>& forward) {
+  auto pdu = rpc::decode_pdu(v.pdu);
+  const auto* r = pdu ? std::get_if<rpc::Response>(&pdu->body) : nullptr;
+  if (r == nullptr) {
+    drop(DropReason::kEpmBadMap);
+    return false;
+  }
+  // NAT: a signed answer is forwarded as it is (rewriting would break its verifier) and judged
+  // as without NAT.
+  const bool signed_answer = pdu->auth.has_value();
+  MapPolicy policy = policy_;
+  if (signed_answer) policy.nat_private.reset();
+  struct Open {
+    const Rule* rule = nullptr;
+    std::vector<PinholeKey> keys;
+  };
+  std::map<std::tuple<common::Uuid, std::uint16_t, std::uint16_t>, Open> grouped;
+  std::vector<rpc::SyntaxId> order;  // of the interfaces in `grouped`
+  const auto add = [&](const rpc::SyntaxId& interface, const TowerDecision& t) {
+    const PinholeKey key{client_, t.host, t.port};
+    if (opens(t.verdict)) {
+      auto [it, fresh] = grouped.try_emplace({interface.uuid, interface.major, interface.minor});
+      if (fresh) {
+        it->second.rule = rules_->find(client_, server_, interface);
+        order.push_back(interface);
+      }
+      if (std::find(it->second.keys.begin(), it->second.keys.end(), key) == it->second.keys.end())
+        it->second.keys.push_back(key);
+    } else if (t.verdict == TowerVerdict::kReferralAnyServers ||
+               t.verdict == TowerVerdict::kReferralOutsideServers ||
+               t.verdict == TowerVerdict::kReferralRuleMismatch) {
+      note("tower", verdict_reason(t.verdict),
+           "referral to " + to_string(t.host) + ":" + std::to_string(t.port) +
+               " not opened: " + std::string(to_string(t.verdict)),
+           key, t.verdict == TowerVerdict::kReferralAnyServers);
+    }
+  };
+  const auto endian = v.header->endian();
+  if (lookup) {
+    auto decision = decide_ept_lookup(r->stub, endian, server_, policy);
+    if (!decision) {
+      drop(DropReason::kEpmBadMap, decision.error());
+      return false;
+    }
+    for (const auto& t : decision->entries)
+      if (t.interface) add(*t.interface, t);
+  } else {
+    auto decision = decide_ept_map(request, request_endian, r->stub, endian, server_, policy);
+    if (!decision) {
+      drop(DropReason::kEpmBadMap, decision.error());
+      return false;
+    }
+    // decide_ept_map opens towers only for an allowed interface.
+    if (decision->interface)
+      for (const auto& t : decision->towers)
+        add(*decision->interface, t);
+  }
+  if (nat_private_) {
+    if (signed_answer) {
+      note("nat", "not-rewritten-signed",
+           "not rewritten: signed (an auth trailer protects the answer; its towers keep " +
+               to_string(*nat_private_) + ")");
+    } else if (r->stub.size() + kResponseStubOffset == forward.size()) {
+      auto offsets = nat_address_offsets(r->stub, endian, lookup, *nat_private_);
+      if (!offsets) {
+        drop(DropReason::kEpmBadMap, offsets.error());
+        return false;
+      }
+      for (const auto off : *offsets)
+        std::copy(server_.begin() + 12, server_.end(), forward.begin() + kResponseStubOffset + off);
+      if (!offsets->empty()) {
+        note("nat", "rewritten",
+             std::to_string(offsets->size()) + " tower address(es) " + to_string(*nat_private_) +
+                 " / 0.0.0.0 rewritten to " + to_string(server_));
+      }
+    }
+  }
+  for (const auto& interface : order) {
+    auto& o = grouped.at({interface.uuid, interface.major, interface.minor});
+    Action open;
+    open.kind = Action::Kind::kOpen;
+    open.direction = v.direction;
+    open.interface = interface;
+    open.lookup = lookup;
+    if (o.rule != nullptr) {
+      open.rule = o.rule->name;
+      open.timeout = lookup ? rules_->lookup_timeout(*o.rule) : rules_->timeout(*o.rule);
+    }
+    open.pinholes = std::move(o.keys);
+    out_.push_back(std::move(open));  // before the response is released
+  }
+  return true;
+}
 
 bool EpmInspector::bindable(const rpc::SyntaxId& interface) const {
   if (same_interface(interface, rpc::kEpmSyntax)) return true;
@@ -100,34 +252,47 @@ void EpmInspector::on_verdict(const rpc::VerdictView& v) {
                                        *asked);
         if (maps_.size() >= kMaxPendingMaps && !maps_.contains(v.header->call_id))
           return drop(DropReason::kEpmTooManyMaps);
-        maps_.insert_or_assign(v.header->call_id, Pending{std::move(q->stub), v.header->endian()});
+        maps_.insert_or_assign(v.header->call_id,
+                               Pending{std::move(q->stub), v.header->endian(), false});
+      } else if (opnum == ndr::epm::kOpnumEptLookup && rules_->config().lookup_pinholes) {
+        // Remembered as an ept_map is, so that its answer can open pinholes.
+        if (!whole) return drop(DropReason::kEpmFragmentedMap);
+        auto pdu = rpc::decode_pdu(v.pdu);
+        auto* q = pdu ? std::get_if<rpc::Request>(&pdu->body) : nullptr;
+        if (q == nullptr) return drop(DropReason::kEpmBadMap);
+        // Sealed: the answer cannot be read; it passes and opens nothing, as without the option.
+        // An NDR64 context is not ours to decode either.
+        if (!(pdu->auth && pdu->auth->auth_level >= 6) &&
+            v.verdict->request->transfer_syntax == rpc::kNdr20Syntax) {
+          if (!ndr::epm::decode_ept_lookup_request(q->stub, v.header->endian()))
+            return drop(DropReason::kEpmBadMap);
+          if (maps_.size() >= kMaxPendingMaps && !maps_.contains(v.header->call_id))
+            return drop(DropReason::kEpmTooManyMaps);
+          maps_.insert_or_assign(v.header->call_id,
+                                 Pending{std::move(q->stub), v.header->endian(), true});
+        }
       }
     }
-  } else if (v.answers != nullptr && v.answers->opnum == ndr::epm::kOpnumEptMap) {
+  } else if (v.answers != nullptr && (v.answers->opnum == ndr::epm::kOpnumEptMap ||
+                                      v.answers->opnum == ndr::epm::kOpnumEptLookup)) {
     auto it = maps_.find(v.header->call_id);
     if (type == rpc::PType::kResponse && it != maps_.end()) {
-      if (!whole) return drop(DropReason::kEpmFragmentedMap);
-      auto pdu = rpc::decode_pdu(v.pdu);
-      const auto* r = pdu ? std::get_if<rpc::Response>(&pdu->body) : nullptr;
-      if (r == nullptr) return drop(DropReason::kEpmBadMap);
-      auto decision = decide_ept_map(it->second.stub, it->second.endian, r->stub,
-                                     v.header->endian(), server_, policy_);
+      const Pending pending = std::move(it->second);
       maps_.erase(it);
-      if (!decision) return drop(DropReason::kEpmBadMap, decision.error());
-      if (const auto ports = decision->ports(); !ports.empty()) {
-        Action open;
-        open.kind = Action::Kind::kOpen;
-        open.direction = v.direction;
-        open.interface = decision->interface;
-        // decide_ept_map opened ports only for an allowed interface: a rule names it.
-        if (const Rule* rule = rules_->find(client_, server_, *decision->interface)) {
-          open.rule = rule->name;
-          open.timeout = rules_->timeout(*rule);
-        }
-        for (const auto port : ports)
-          open.pinholes.push_back(PinholeKey{client_, server_, port});
-        out_.push_back(std::move(open));  // before the response is released
+      Action forward;
+      forward.direction = v.direction;
+      forward.bytes.assign(v.pdu.begin(), v.pdu.end());
+      if (!whole) {
+        // A long ept_lookup answer comes in fragments; it is not reassembled here, so it opens
+        // nothing (and passes, as without lookup pinholes). An ept_map answer never does.
+        if (!pending.lookup) return drop(DropReason::kEpmFragmentedMap);
+        note("tower", "lookup-fragmented",
+             "ept_lookup answer in several fragments: passed, nothing opened");
+      } else if (!on_answer(v, pending.lookup, pending.stub, pending.endian, forward.bytes)) {
+        return;
       }
+      out_.push_back(std::move(forward));
+      return;
     } else if (it != maps_.end()) {
       maps_.erase(it);  // a fault ends the call: nothing to learn
     }

@@ -20,6 +20,23 @@
 //   interface, instead of connecting to a port the kernel drops and waiting for a timeout; the
 //   connection (and the client's other, allowed, maps on it) goes on; and the server never
 //   sees what was asked. (An NDR64 EPM context is forwarded as before: it opens nothing.)
+// * with FirewallConfig::lookup_pinholes, ept_lookup requests are remembered the same way (one
+//   fragment each, kMaxPendingMaps in all, shared with ept_map), and each entry of the answer
+//   whose tower passes an ept_map tower's checks (epm_snoop.h decide_ept_lookup) and whose
+//   interface a rule allows for this client and server opens a pinhole (one kOpen per
+//   interface, with its rule's name and RuleSet::lookup_timeout); an answer in several
+//   fragments is forwarded and opens nothing (kNote). Without it, ept_lookup opens nothing;
+// * referrals: a tower naming a third host opens client -> host:port only if the interface's
+//   rule says referrals = true, the host is inside the configured [firewall] servers (never
+//   with "any servers") and the rule applies to (client, host) too; a referral refused although
+//   its rule asks for referrals is a kNote naming the host and why (a warning with "any
+//   servers");
+// * static NAT (FirewallConfig::nat): when the client asked a NAT public address, towers naming
+//   the private address count as naming the server, and in an unsigned answer every
+//   ncacn_ip_tcp tower naming the private address or 0.0.0.0 has its 4 address bytes rewritten
+//   to the public one in place (the PDU keeps its length; pinholes are client . public . port,
+//   what the client will connect to). A signed answer (auth trailer) is never rewritten - that
+//   would break its verifier - and is judged as without NAT (kNote "not rewritten: signed");
 // * everything else the observer allows is forwarded as it came (kForward, whole PDUs); the
 //   first DROP ends the connection (kDrop with the reason) and nothing after it is forwarded.
 //
@@ -63,6 +80,13 @@ class EpmInspector : public Inspector {
  private:
   void on_verdict(const rpc::VerdictView& v) override;
   bool bindable(const rpc::SyntaxId& interface) const;
+  TowerVerdict referral(const rpc::SyntaxId& interface, const Address& host) const;
+  // The answer to a remembered ept_map / ept_lookup (`pdu` is the response PDU, `forward` the
+  // kForward action that will carry it: rewritten in place for NAT). False: dropped.
+  bool on_answer(const rpc::VerdictView& v, bool lookup, std::span<const std::uint8_t> request,
+                 common::Endian request_endian, std::vector<std::uint8_t>& forward);
+  void note(std::string_view event, std::string_view reason, std::string message,
+            std::optional<PinholeKey> key = std::nullopt, bool warning = false);
   void answer_not_registered(const rpc::PduHeader& request, std::uint16_t p_cont_id,
                              std::uint32_t max_towers, const rpc::SyntaxId& asked);
 
@@ -70,11 +94,14 @@ class EpmInspector : public Inspector {
   Address server_;
   const RuleSet* rules_;
   MapPolicy policy_;
+  std::optional<Address> nat_private_;  // server_ is a NAT public address: its private one
   struct Pending {
     std::vector<std::uint8_t> stub;
     common::Endian endian = common::Endian::kLittle;
+    bool lookup = false;  // an ept_lookup (lookup pinholes on), else an ept_map
   };
-  std::unordered_map<std::uint32_t, Pending> maps_;  // ept_map requests awaiting their response
+  // ept_map (and ept_lookup) requests awaiting their response
+  std::unordered_map<std::uint32_t, Pending> maps_;
 };
 
 }  // namespace rpcgate::firewall

@@ -43,11 +43,14 @@ std::string_view describe(DropReason r) {
       return "An endpoint registration (ept_insert, ept_delete or ept_mgmt_delete) came from the "
              "network.";
     case DropReason::kEpmFragmentedMap:
-      return "An ept_map request or response came in more than one fragment.";
+      return "An ept_map request or response (or, with lookup pinholes, an ept_lookup request) "
+             "came in more than one fragment.";
     case DropReason::kEpmBadMap:
-      return "An ept_map request or response did not decode.";
+      return "An ept_map request or response (or, with lookup pinholes, an ept_lookup one) did "
+             "not decode.";
     case DropReason::kEpmTooManyMaps:
-      return "Too many ept_map requests were awaiting their answer on one connection.";
+      return "Too many ept_map (or ept_lookup) requests were awaiting their answer on one "
+             "connection.";
     case DropReason::kInterfaceNotAllowed:
       return "A bind or alter_context offered an interface no rule allows for this client and "
              "server.";

@@ -54,7 +54,11 @@ struct Action {
   // kAnswer: the inspector answered the client itself and did not forward the request (an
   // ept_map for an interface no rule allows: see EpmInspector); `bytes` go to the client,
   // `drop` says why, the connection goes on.
-  enum class Kind : std::uint8_t { kForward, kOpen, kDrop, kAnswer };
+  // kNote: nothing to carry out, only to log - a decision about a tower that opened nothing but
+  // must be said (a referral refused and why, an answer not rewritten for NAT because it is
+  // signed): `note_event` and `note_reason` are the record's event and reason code, `message`
+  // its sentence, `pinholes` (if any) the pinhole it is about.
+  enum class Kind : std::uint8_t { kForward, kOpen, kDrop, kAnswer, kNote };
   Kind kind = Kind::kForward;
   rpc::Direction direction = rpc::Direction::kClientToServer;
   std::vector<std::uint8_t> bytes;  // kForward: one whole PDU
@@ -67,6 +71,11 @@ struct Action {
   std::chrono::seconds timeout{0};     // kOpen: the pinhole lifetime the rule gives
   std::optional<DropReason> drop;      // kDrop: why
   std::error_code error;               // kDrop kProtocol: the observer's reason
+  bool lookup = false;                 // kOpen: learned from an ept_lookup answer
+  std::string_view note_event;         // kNote: "tower", "nat" (static strings)
+  std::string_view note_reason;        // kNote: a kebab-case code (static string)
+  std::string message;                 // kNote: one sentence
+  bool warning = false;                // kNote: worth an administrator's attention
 };
 
 // What both inspectors share: the engine's observer role judging every PDU, the actions of the

@@ -406,8 +406,9 @@ std::expected<OpnumRange, std::string> parse_opnums(std::string_view text) {
 }
 
 std::expected<Rule, Fail> parse_rule(const toml::table& t, std::size_t index) {
-  static constexpr std::array<std::string_view, 7> kKeys = {
-      "name", "interfaces", "clients", "servers", "opnums", "min_auth", "pinhole_timeout"};
+  static constexpr std::array<std::string_view, 8> kKeys = {
+      "name",   "interfaces", "clients",         "servers",
+      "opnums", "min_auth",   "pinhole_timeout", "referrals"};
   const Reader r("firewall.rule[" + std::to_string(index + 1) + "]");
   const std::size_t table_line = line_of(t);
   Rule rule;
@@ -447,6 +448,10 @@ std::expected<Rule, Fail> parse_rule(const toml::table& t, std::size_t index) {
       auto v = r.duration(node, k);
       if (!v) return std::unexpected(v.error());
       rule.pinhole_timeout = *v;
+    } else if (k == "referrals") {
+      auto v = r.boolean(node, k);
+      if (!v) return std::unexpected(v.error());
+      rule.referrals = *v;
     } else {
       return std::unexpected(r.unknown(key, node, kKeys));
     }
@@ -462,8 +467,70 @@ std::expected<Rule, Fail> parse_rule(const toml::table& t, std::size_t index) {
   return rule;
 }
 
+// An IPv4 address as NAT takes it: dotted quad, no prefix.
+std::optional<Address> parse_ipv4(std::string_view text) {
+  if (text.empty() || text.size() > 15 || text.find(':') != std::string_view::npos)
+    return std::nullopt;
+  return parse_address(std::string(text));
+}
+
+std::expected<NatEntry, Fail> parse_nat(const toml::table& t, std::size_t index) {
+  static constexpr std::array<std::string_view, 2> kKeys = {"public", "private"};
+  const Reader r("firewall.nat[" + std::to_string(index + 1) + "]");
+  NatEntry e;
+  e.line = line_of(t);
+  bool has_public = false, has_private = false;
+  for (const auto& [key, node] : t) {
+    const std::string_view k = key.str();
+    if (k != "public" && k != "private") return std::unexpected(r.unknown(key, node, kKeys));
+    auto v = r.string(node, k);
+    if (!v) return std::unexpected(v.error());
+    const auto a = parse_ipv4(*v);
+    if (!a) {
+      return std::unexpected(Fail{line_of(node), r.qualified(k) + " must be an IPv4 address " +
+                                                     "(static NAT is IPv4 only), not \"" + *v +
+                                                     "\""});
+    }
+    (k == "public" ? e.public_address : e.private_address) = *a;
+    (k == "public" ? has_public : has_private) = true;
+    if (e.line == 0) e.line = line_of(node);
+  }
+  if (!has_public || !has_private) {
+    return std::unexpected(Fail{e.line, r.qualified(has_public ? "private" : "public") +
+                                            " is missing (public and private are required)"});
+  }
+  return e;
+}
+
+// The checks of validate_nat with the line of the offending entry.
+std::optional<Fail> validate_nat_entries(const std::vector<NatEntry>& nat) {
+  for (std::size_t i = 0; i < nat.size(); ++i) {
+    const auto& e = nat[i];
+    if (!is_mapped(e.public_address) || !is_mapped(e.private_address))
+      return Fail{e.line, "firewall.nat: static NAT is IPv4 only"};
+    if (e.public_address == e.private_address) {
+      return Fail{e.line, "firewall.nat: public and private are the same address (" +
+                              to_string(e.public_address) + ")"};
+    }
+    for (std::size_t j = 0; j < i; ++j) {
+      const auto& o = nat[j];
+      // One-to-one, and no address on both sides: a public that is another entry's private
+      // would make "which server is this" depend on the order of the entries.
+      for (const auto& [mine, what] :
+           {std::pair{e.public_address, "public"}, std::pair{e.private_address, "private"}}) {
+        if (mine == o.public_address || mine == o.private_address) {
+          return Fail{e.line, std::string("firewall.nat: ") + what + " address " + to_string(mine) +
+                                  " is already used by the entry on line " +
+                                  std::to_string(o.line) + " (NAT is one-to-one)"};
+        }
+      }
+    }
+  }
+  return std::nullopt;
+}
+
 std::expected<FirewallConfig, Fail> parse_firewall(const toml::table& fw) {
-  static constexpr std::array<std::string_view, 16> kKeys = {"mode",
+  static constexpr std::array<std::string_view, 19> kKeys = {"mode",
                                                              "clients",
                                                              "servers",
                                                              "policy",
@@ -471,6 +538,7 @@ std::expected<FirewallConfig, Fail> parse_firewall(const toml::table& fw) {
                                                              "epm_listen_port",
                                                              "pinhole_listen_port",
                                                              "lookup_pinholes",
+                                                             "lookup_pinhole_timeout",
                                                              "dcom",
                                                              "max_towers",
                                                              "max_pinholes_per_client",
@@ -478,7 +546,9 @@ std::expected<FirewallConfig, Fail> parse_firewall(const toml::table& fw) {
                                                              "max_connections",
                                                              "max_connections_per_client",
                                                              "control",
-                                                             "rule"};
+                                                             "metrics",
+                                                             "rule",
+                                                             "nat"};
   const Reader r("firewall");
   FirewallConfig c;
   std::set<std::string> names;
@@ -500,15 +570,23 @@ std::expected<FirewallConfig, Fail> parse_firewall(const toml::table& fw) {
       auto v = r.list<Cidr>(node, k, parse_cidr);
       if (!v) return fail(v.error());
       (k == "clients" ? c.clients : c.servers) = std::move(*v);
+    } else if (k == "metrics") {
+      auto v = r.string(node, k);
+      if (!v) return fail(v.error());
+      c.metrics = std::move(*v);
     } else if (k == "policy" || k == "control") {
       auto v = r.string(node, k);
       if (!v) return fail(v.error());
       if (v->empty()) return fail(Fail{line_of(node), r.qualified(k) + " must not be empty"});
       (k == "policy" ? c.policy_file : c.control) = std::move(*v);
-    } else if (k == "pinhole_timeout") {
+    } else if (k == "pinhole_timeout" || k == "lookup_pinhole_timeout") {
       auto v = r.duration(node, k);
       if (!v) return fail(v.error());
-      c.pinhole_timeout = *v;
+      if (k == "pinhole_timeout") {
+        c.pinhole_timeout = *v;
+      } else {
+        c.lookup_pinhole_timeout = *v;
+      }
     } else if (k == "epm_listen_port" || k == "pinhole_listen_port") {
       auto v = r.integer(node, k, 1, 65535);
       if (!v) return fail(v.error());
@@ -552,6 +630,23 @@ std::expected<FirewallConfig, Fail> parse_firewall(const toml::table& fw) {
         }
         c.rules.push_back(std::move(*rule));
       }
+    } else if (k == "nat") {
+      const auto* entries = node.as_array();
+      if (entries == nullptr || !entries->is_array_of_tables()) {
+        return fail(
+            Fail{line_of(node), "firewall.nat must be an array of tables ([[firewall.nat]]), not " +
+                                    std::string(type_name(node))});
+      }
+      if (entries->size() > kMaxRules) {
+        return fail(Fail{line_of(node),
+                         "more than " + std::to_string(kMaxRules) + " [[firewall.nat]] tables"});
+      }
+      for (std::size_t i = 0; i < entries->size(); ++i) {
+        auto entry = parse_nat(*entries->get(i)->as_table(), i);
+        if (!entry) return fail(entry.error());
+        c.nat.push_back(*entry);
+      }
+      if (auto why = validate_nat_entries(c.nat); why) return fail(*why);
     } else {
       return fail(r.unknown(key, node, kKeys));
     }
@@ -604,18 +699,41 @@ std::expected<FirewallConfig, std::string> load_firewall_toml(const std::string&
   return parse_firewall_toml(text, path);
 }
 
+std::string validate_nat(const std::vector<NatEntry>& nat) {
+  auto fail = validate_nat_entries(nat);
+  if (!fail) return {};
+  if (fail->line == 0) return fail->what;
+  return "line " + std::to_string(fail->line) + ": " + fail->what;
+}
+
 // ---- RuleSet -------------------------------------------------------------------------------
 
 RuleSet::RuleSet(FirewallConfig config) : config_(std::move(config)) {}
 
+std::optional<Address> RuleSet::nat_private(const Address& public_address) const {
+  for (const auto& e : config_.nat)
+    if (e.public_address == public_address) return e.private_address;
+  return std::nullopt;
+}
+
+Address RuleSet::real_server(const Address& server) const {
+  return nat_private(server).value_or(server);
+}
+
+bool RuleSet::in_configured_servers(const Address& host) const {
+  return !config_.servers.empty() && any_contains(config_.servers, host);
+}
+
 bool RuleSet::governs(const Address& client, const Address& server) const {
-  return any_contains(config_.clients, client) && any_contains(config_.servers, server);
+  return any_contains(config_.clients, client) &&
+         any_contains(config_.servers, real_server(server));
 }
 
 const Rule* RuleSet::find(const Address& client, const Address& server,
                           const rpc::SyntaxId& interface) const {
+  const Address real = real_server(server);
   for (const auto& rule : config_.rules) {
-    if (!rule.applies(client, server)) continue;
+    if (!rule.applies(client, real)) continue;
     if (std::ranges::any_of(rule.interfaces,
                             [&](const InterfaceSpec& s) { return s.matches(interface); }))
       return &rule;
@@ -625,6 +743,10 @@ const Rule* RuleSet::find(const Address& client, const Address& server,
 
 std::chrono::seconds RuleSet::timeout(const Rule& rule) const {
   return rule.pinhole_timeout.value_or(config_.pinhole_timeout);
+}
+
+std::chrono::seconds RuleSet::lookup_timeout(const Rule& rule) const {
+  return config_.lookup_pinhole_timeout.value_or(timeout(rule));
 }
 
 }  // namespace rpcgate::firewall

@@ -14,6 +14,7 @@
 //   epm_listen_port = 15135         # the transparent listeners tproxy diverts to
 //   pinhole_listen_port = 15136
 //   lookup_pinholes = false         # ept_lookup answers open pinholes too
+//   lookup_pinhole_timeout = "5m"   # their lifetime (default: the rule's pinhole_timeout)
 //   dcom = false                    # allow ISystemActivator/IOXIDResolver binds on 135
 //   max_towers = 16                 # towers considered per ept_map answer
 //   max_pinholes_per_client = 64
@@ -21,6 +22,8 @@
 //   max_connections = 4096          # relayed connections at once, in all
 //   max_connections_per_client = 256
 //   control = "/run/rpcgate/fwd.sock"
+//   metrics = "127.0.0.1:9136"      # Prometheus metrics on ADDR:PORT (apps/rpcgate-fwd
+//                                   # fwd_metrics.h checks and serves it); default: off
 //
 //   [[firewall.rule]]
 //   name = "dc-replication"         # required, unique: logged with every decision it makes
@@ -30,6 +33,16 @@
 //   opnums = ["0-5", "12"]          # default: all
 //   min_auth = "integrity"          # none (default) | connect | integrity | privacy
 //   pinhole_timeout = "120s"        # default: [firewall] pinhole_timeout
+//   referrals = false               # towers naming a third host (inside [firewall] servers,
+//                                   # which must be set, and this rule's servers) open a
+//                                   # pinhole to that host
+//
+//   [[firewall.nat]]                # static NAT of a server (IPv4, one-to-one)
+//   public = "203.0.113.10"         # what clients connect to (and what towers are rewritten to)
+//   private = "10.2.0.5"            # the server's real address (what the relay connects to)
+//
+// Rules, [firewall] servers and governs() name servers by their real (private) address: a NAT
+// public address is judged as its private one (RuleSet::real_server).
 //
 // An interface is "UUID" (any version), "UUID:M.m" (major M, minor at least m), a well-known
 // name of a Windows interface (well_known_interfaces(); its major version, any minor) or
@@ -107,11 +120,22 @@ struct Rule {
   std::vector<OpnumRange> opnums;  // empty: all
   AuthLevel min_auth = AuthLevel::kNone;
   std::optional<std::chrono::seconds> pinhole_timeout;
+  // A tower naming a third host may open a pinhole to it (docs/firewall.md, "Referrals"); the
+  // host must be inside FirewallConfig::servers (non-empty) and this rule must apply to it.
+  bool referrals = false;
   bool applies(const Address& client, const Address& server) const;
   bool allows_opnum(std::uint16_t opnum) const;
 };
 
 enum class Mode : std::uint8_t { kRouter, kHost };
+
+// One static NAT entry: clients reach the server at `public_address`, the server's towers name
+// `private_address`. IPv4 only (both IPv4-mapped), one-to-one.
+struct NatEntry {
+  Address public_address{};
+  Address private_address{};
+  std::size_t line = 0;  // where it was written (0: command line)
+};
 
 struct FirewallConfig {
   Mode mode = Mode::kRouter;
@@ -122,6 +146,8 @@ struct FirewallConfig {
   std::uint16_t epm_listen_port = 15135;
   std::uint16_t pinhole_listen_port = 15136;
   bool lookup_pinholes = false;
+  // Lifetime of pinholes opened by ept_lookup answers; nullopt: the rule's (RuleSet::timeout).
+  std::optional<std::chrono::seconds> lookup_pinhole_timeout;
   bool dcom = false;
   std::size_t max_towers = 16;
   std::size_t max_pinholes_per_client = 64;
@@ -129,8 +155,14 @@ struct FirewallConfig {
   std::size_t max_connections = 4096;
   std::size_t max_connections_per_client = 256;
   std::string control = "/run/rpcgate/fwd.sock";
+  std::string metrics;  // "" = off; the syntax is checked by rpcgate-fwd (metrics::parse_endpoint)
   std::vector<Rule> rules;
+  std::vector<NatEntry> nat;  // validated: no public or private address twice
 };
+
+// Why `nat` is not a valid NAT table (a duplicate, an IPv6 address, public == private), naming
+// the entry's line when it has one; empty: valid.
+std::string validate_nat(const std::vector<NatEntry>& nat);
 
 // The [firewall] table of a TOML document (other tables are ignored: rpcgate.toml holds
 // [policy] and [epmd] too). `source` names the file in errors ("FILE:LINE: why").
@@ -146,13 +178,26 @@ class RuleSet {
   explicit RuleSet(FirewallConfig config);
   const FirewallConfig& config() const { return config_; }
 
-  // Whether client and server are governed at all (the [firewall] clients / servers).
+  // Whether client and server are governed at all (the [firewall] clients / servers; a NAT
+  // public address counts as its private one).
   bool governs(const Address& client, const Address& server) const;
-  // The first rule that lets `client` reach `interface` on `server`, or nullptr.
+  // The first rule that lets `client` reach `interface` on `server` (a NAT public address is
+  // judged as its private one), or nullptr.
   const Rule* find(const Address& client, const Address& server,
                    const rpc::SyntaxId& interface) const;
   // How long a pinhole opened by `rule` lives.
   std::chrono::seconds timeout(const Rule& rule) const;
+  // How long a pinhole opened by `rule` from an ept_lookup answer lives:
+  // lookup_pinhole_timeout, else timeout(rule).
+  std::chrono::seconds lookup_timeout(const Rule& rule) const;
+
+  // Static NAT: the private address behind `public_address`, or nullopt (not a NAT public).
+  std::optional<Address> nat_private(const Address& public_address) const;
+  // The server as the rules name it: the private address of a NAT public, else `server`.
+  Address real_server(const Address& server) const;
+  // Whether `host` is inside the configured [firewall] servers; false when they are "any"
+  // (referrals need an explicit list).
+  bool in_configured_servers(const Address& host) const;
 
  private:
   FirewallConfig config_;

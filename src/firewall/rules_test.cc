@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <regex>
 #include <set>
 
 #include <gtest/gtest.h>
@@ -449,6 +450,168 @@ TEST(RuleSet, NoRulesAllowNothingAndGovernEverything) {
   const RuleSet rules{FirewallConfig{}};
   EXPECT_EQ(rules.find(ipv4(1, 2, 3, 4), ipv4(5, 6, 7, 8), rpc::kEpmSyntax), nullptr);
   EXPECT_TRUE(rules.governs(ipv4(1, 2, 3, 4), addr("::1")));
+}
+
+// packaging/rpcgate.toml is installed as /etc/rpcgate/rpcgate.toml with every setting commented
+// out; a "# key = value" line holds the key's default (tests/conffile_test.py checks the rest).
+// Read as shipped, and with those lines uncommented, its [firewall] must be FirewallConfig{}.
+TEST(FirewallToml, ShippedConffileMeansTheDefaults) {
+  static const std::regex kDefault("^# [a-z_]+ = .+$");
+  for (bool uncommented : {false, true}) {
+    std::ifstream in(std::string(RPCGATE_SOURCE_DIR) + "/packaging/rpcgate.toml");
+    ASSERT_TRUE(in) << "packaging/rpcgate.toml";
+    std::string text, line;
+    while (std::getline(in, line))
+      text += (uncommented && std::regex_match(line, kDefault) ? line.substr(2) : line) + "\n";
+    if (uncommented) {
+      EXPECT_NE(text.find("\nmax_connections_per_client = "), std::string::npos);
+    }
+    auto c = parse_firewall_toml(text, "packaging/rpcgate.toml");
+    ASSERT_TRUE(c) << c.error();
+    const FirewallConfig d;
+    EXPECT_EQ(c->mode, d.mode);
+    EXPECT_TRUE(c->clients.empty());
+    EXPECT_TRUE(c->servers.empty());
+    EXPECT_EQ(c->policy_file, d.policy_file);
+    EXPECT_EQ(c->pinhole_timeout, d.pinhole_timeout);
+    EXPECT_EQ(c->epm_listen_port, d.epm_listen_port);
+    EXPECT_EQ(c->pinhole_listen_port, d.pinhole_listen_port);
+    EXPECT_EQ(c->lookup_pinholes, d.lookup_pinholes);
+    EXPECT_EQ(c->dcom, d.dcom);
+    EXPECT_EQ(c->max_towers, d.max_towers);
+    EXPECT_EQ(c->max_pinholes_per_client, d.max_pinholes_per_client);
+    EXPECT_EQ(c->max_pinholes, d.max_pinholes);
+    EXPECT_EQ(c->max_connections, d.max_connections);
+    EXPECT_EQ(c->max_connections_per_client, d.max_connections_per_client);
+    EXPECT_EQ(c->control, d.control);
+    EXPECT_TRUE(c->rules.empty());
+  }
+}
+
+// ---- lookup pinholes, referrals, static NAT ------------------------------------------------
+
+TEST(FirewallToml, LookupPinholesReferralsAndNat) {
+  const auto c = parse_firewall_toml(
+      "[firewall]\n"
+      "lookup_pinholes = true\n"
+      "lookup_pinhole_timeout = \"5m\"\n"
+      "servers = [\"10.2.0.0/16\"]\n"
+      "[[firewall.rule]]\n"
+      "name = \"r\"\n"
+      "interfaces = [\"winreg\"]\n"
+      "referrals = true\n"
+      "[[firewall.nat]]\n"
+      "public = \"203.0.113.10\"\n"
+      "private = \"10.2.0.5\"\n"
+      "[[firewall.nat]]\n"
+      "public = \"203.0.113.11\"\n"
+      "private = \"10.2.0.6\"\n",
+      "fw.toml");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_TRUE(c->lookup_pinholes);
+  EXPECT_EQ(c->lookup_pinhole_timeout, seconds(300));
+  ASSERT_EQ(c->rules.size(), 1u);
+  EXPECT_TRUE(c->rules[0].referrals);
+  ASSERT_EQ(c->nat.size(), 2u);
+  EXPECT_EQ(c->nat[0].public_address, addr("203.0.113.10"));
+  EXPECT_EQ(c->nat[0].private_address, addr("10.2.0.5"));
+  EXPECT_EQ(c->nat[1].line, 12u);
+  // Defaults: off, the rule's timeout, no referrals, no NAT.
+  const auto d = parse_firewall_toml(
+      "[firewall]\n[[firewall.rule]]\nname = \"r\"\n"
+      "interfaces = [\"winreg\"]\n",
+      "fw.toml");
+  ASSERT_TRUE(d) << d.error();
+  EXPECT_FALSE(d->lookup_pinholes);
+  EXPECT_FALSE(d->lookup_pinhole_timeout);
+  EXPECT_FALSE(d->rules[0].referrals);
+  EXPECT_TRUE(d->nat.empty());
+}
+
+TEST(FirewallToml, NatErrorsNameTheLine) {
+  struct Case {
+    const char* text;
+    const char* where;
+    const char* what;
+  };
+  const Case cases[] = {
+      {"[firewall]\n[[firewall.nat]]\npublic = \"203.0.113.10\"\nprivate = \"10.2.0.5\"\n"
+       "[[firewall.nat]]\npublic = \"203.0.113.10\"\nprivate = \"10.2.0.6\"\n",
+       "fw.toml:5:", "already used by the entry on line 2"},
+      {"[firewall]\n[[firewall.nat]]\npublic = \"203.0.113.10\"\nprivate = \"10.2.0.5\"\n"
+       "[[firewall.nat]]\npublic = \"203.0.113.11\"\nprivate = \"10.2.0.5\"\n",
+       "fw.toml:5:", "private address 10.2.0.5 is already used"},
+      {"[firewall]\n[[firewall.nat]]\npublic = \"203.0.113.10\"\nprivate = \"10.2.0.5\"\n"
+       "[[firewall.nat]]\npublic = \"10.2.0.5\"\nprivate = \"10.2.0.7\"\n",
+       "fw.toml:5:", "public address 10.2.0.5 is already used"},
+      {"[firewall]\n[[firewall.nat]]\npublic = \"203.0.113.10\"\nprivate = \"203.0.113.10\"\n",
+       "fw.toml:2:", "the same address"},
+      {"[firewall]\n[[firewall.nat]]\npublic = \"2001:db8::1\"\nprivate = \"10.2.0.5\"\n",
+       "fw.toml:3:", "IPv4 only"},
+      {"[firewall]\n[[firewall.nat]]\npublic = \"203.0.113.0/24\"\nprivate = \"10.2.0.5\"\n",
+       "fw.toml:3:", "must be an IPv4 address"},
+      {"[firewall]\n[[firewall.nat]]\npublic = \"203.0.113.10\"\n",
+       "fw.toml:2:", "private is missing"},
+      {"[firewall]\n[[firewall.nat]]\npublic = \"203.0.113.10\"\nprivate = \"10.2.0.5\"\n"
+       "port = 135\n",
+       "fw.toml:5:", "unknown key \"port\""},
+      {"[firewall]\nnat = 5\n", "fw.toml:2:", "array of tables"},
+      {"[firewall]\nlookup_pinhole_timeout = \"never\"\n", "fw.toml:2:", "invalid duration"},
+      {"[firewall]\n[[firewall.rule]]\nname = \"r\"\ninterfaces = [\"winreg\"]\n"
+       "referrals = \"yes\"\n",
+       "fw.toml:5:", "true or false"},
+  };
+  for (const auto& c : cases) {
+    const auto r = parse_firewall_toml(c.text, "fw.toml");
+    ASSERT_FALSE(r) << c.text;
+    EXPECT_TRUE(r.error().starts_with(c.where)) << r.error();
+    EXPECT_NE(r.error().find(c.what), std::string::npos) << r.error();
+  }
+  // validate_nat (the command line's --nat) says the same without a line.
+  std::vector<NatEntry> dup{{addr("203.0.113.10"), addr("10.2.0.5"), 0},
+                            {addr("203.0.113.10"), addr("10.2.0.6"), 0}};
+  EXPECT_NE(validate_nat(dup).find("already used"), std::string::npos);
+  dup.pop_back();
+  EXPECT_EQ(validate_nat(dup), "");
+}
+
+TEST(RuleSet, ANatPublicAddressIsJudgedAsItsPrivateOne) {
+  FirewallConfig c;
+  c.servers.push_back(*parse_cidr("10.2.0.0/16"));
+  c.nat.push_back(NatEntry{addr("203.0.113.10"), addr("10.2.0.5"), 0});
+  Rule r;
+  r.name = "only-10.2.0.5";
+  r.interfaces.push_back(*parse_interface("winreg"));
+  r.servers.push_back(*parse_cidr("10.2.0.5/32"));
+  c.rules.push_back(r);
+  const RuleSet rules(c);
+  const auto winreg = syntax("338cd001-2244-31f1-aaaa-900038001003", 1, 0);
+  EXPECT_EQ(rules.nat_private(addr("203.0.113.10")), addr("10.2.0.5"));
+  EXPECT_FALSE(rules.nat_private(addr("10.2.0.5")));
+  EXPECT_EQ(rules.real_server(addr("203.0.113.10")), addr("10.2.0.5"));
+  EXPECT_EQ(rules.real_server(addr("10.2.0.9")), addr("10.2.0.9"));
+  EXPECT_TRUE(rules.governs(addr("10.1.0.1"), addr("203.0.113.10")));
+  EXPECT_FALSE(rules.governs(addr("10.1.0.1"), addr("203.0.113.11")));
+  EXPECT_NE(rules.find(addr("10.1.0.1"), addr("203.0.113.10"), winreg), nullptr);
+  EXPECT_NE(rules.find(addr("10.1.0.1"), addr("10.2.0.5"), winreg), nullptr);
+  EXPECT_EQ(rules.find(addr("10.1.0.1"), addr("10.2.0.6"), winreg), nullptr);
+  EXPECT_TRUE(rules.in_configured_servers(addr("10.2.9.9")));
+  EXPECT_FALSE(rules.in_configured_servers(addr("10.3.0.1")));
+  EXPECT_FALSE(RuleSet(FirewallConfig{}).in_configured_servers(addr("10.2.9.9")));  // "any"
+}
+
+TEST(RuleSet, LookupPinholesHaveTheirOwnTimeoutOrTheRules) {
+  FirewallConfig c;
+  c.pinhole_timeout = seconds(60);
+  Rule r;
+  r.name = "r";
+  r.pinhole_timeout = seconds(120);
+  c.rules.push_back(r);
+  EXPECT_EQ(RuleSet(c).lookup_timeout(RuleSet(c).config().rules[0]), seconds(120));
+  c.lookup_pinhole_timeout = seconds(300);
+  const RuleSet set(c);
+  EXPECT_EQ(set.lookup_timeout(set.config().rules[0]), seconds(300));
+  EXPECT_EQ(set.timeout(set.config().rules[0]), seconds(120));
 }
 
 }  // namespace

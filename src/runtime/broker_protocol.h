@@ -13,6 +13,8 @@
 //                         [out] u16 port, [out] u32 status)
 //   opnum 1  ReleasePort([in] u16 port, [out] u32 status)
 //   opnum 2  HoldLease([in] u32 flags, [out] u32 status)
+//   opnum 3  QueryStatus([in] u32 flags, [out] status_t status): who holds which port and what
+//            it serves, for `rpcgate status`; layout and limits in status_protocol.h
 //
 // AllocatePort: epmd picks a port of the class from the policy (policy::PortAllocator), binds and
 // listens on it itself for every requested address family, and passes the listening sockets to

@@ -1,8 +1,13 @@
 #include "runtime/broker_service.h"
 
+#include <chrono>
+#include <fstream>
+
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "ndr/binding.h"
+#include "ndr/tower.h"
 #include "runtime/net.h"
 
 namespace rpcgate::runtime {
@@ -32,6 +37,42 @@ std::uint32_t refusal_status(const IncomingCall& ctx) {
   return broker::kStatusOk;
 }
 
+// /proc/PID/comm without its newline, "?" when it cannot be read (the process is gone, /proc is
+// mounted hidepid, or there is no pid). Read once per lease: the name a process had when it took
+// its lease is the one an operator looks for (a later exec would not change what it serves).
+std::string command_of(const std::string& proc_root, std::uint32_t pid) {
+  if (pid == 0) return "?";
+  std::ifstream in(proc_root + "/" + std::to_string(pid) + "/comm");
+  std::string name;
+  if (!in || !std::getline(in, name) || name.empty()) return "?";
+  return name;
+}
+
+// The registered tower as a string binding; "?" when it names none.
+std::string binding_of(const epm::Entry& e) {
+  auto b = ndr::tower_to_binding(e.tower);
+  return b ? ndr::format_binding(*b) : "?";
+}
+
+status::Registration registration_of(const epm::Entry& e) {
+  status::Registration r;
+  r.object = e.object;
+  r.interface = e.interface.uuid;
+  r.major = e.interface.major;
+  r.minor = e.interface.minor;
+  r.annotation = e.annotation;
+  r.binding = binding_of(e);
+  r.uid = e.authority > 0xffffffffu ? 0xffffffffu : static_cast<std::uint32_t>(e.authority);
+  return r;
+}
+
+// The class a held port is counted in when no allocation record says: the set that holds it
+// (internet first, as the pools list it).
+policy::PortClass class_in(const policy::Policy& p, std::uint16_t port) {
+  if (p.internet.contains(port)) return policy::PortClass::kInternet;
+  return policy::PortClass::kIntranet;
+}
+
 }  // namespace
 
 BrokerService::BrokerService(epm::PortBroker& broker, BrokerOptions options)
@@ -55,6 +96,8 @@ Handler BrokerService::handler() {
         return release(ctx, std::move(r));
       case broker::kOpHoldLease:
         return hold_lease(ctx, std::move(r));
+      case status::kOpQueryStatus:
+        return query_status(ctx, std::move(r));
       default:
         return fault_op_range(r);
     }
@@ -122,6 +165,9 @@ void BrokerService::allocate(IncomingCall& ctx, Responder r) {
       }
       ev.kind = BrokerEvent::Kind::kAllocated;
       ev.port = *port;
+      auto cls = static_cast<policy::PortClass>(req->port_class);
+      if (cls == policy::PortClass::kDefault) cls = broker_.policy().default_class;
+      lease_of(ctx).ports[*port] = {cls, wall_now()};
       if (lease_) lease_(ctx.connection_id);
       emit(ev);
       return answer(*port, broker::kStatusOk, std::move(fds));
@@ -144,6 +190,8 @@ void BrokerService::release(IncomingCall& ctx, Responder r) {
     ev.kind = BrokerEvent::Kind::kRefused;
   } else if (broker_.release(ctx.connection_id, req->port)) {
     status = broker::kStatusOk;
+    if (auto it = leases_.find(ctx.connection_id); it != leases_.end())
+      it->second.ports.erase(req->port);
   }
   if (status == broker::kStatusInvalidParameter)
     ev.kind = BrokerEvent::Kind::kReleaseFailed;
@@ -167,10 +215,102 @@ void BrokerService::hold_lease(IncomingCall& ctx, Responder r) {
   } else {
     ev.kind = BrokerEvent::Kind::kLeaseHeld;
     ev.status = broker::kStatusOk;
+    lease_of(ctx);
     if (lease_) lease_(ctx.connection_id);
   }
   emit(ev);
   r.reply(broker::encode(broker::ReleasePortResponse{ev.status}, ctx.endian));
+}
+
+void BrokerService::query_status(IncomingCall& ctx, Responder r) {
+  auto req = status::decode_query_status_request(ctx.stub, ctx.endian);
+  if (!req) return r.fault(kFaultBadStubData);
+  status::StatusReport report;
+  if (const auto refused = refusal_status(ctx); refused != broker::kStatusOk) {
+    BrokerEvent ev = event_for(ctx);
+    ev.kind = BrokerEvent::Kind::kRefused;
+    ev.status = refused;
+    emit(ev);
+    report.status = refused;
+  } else if (req->flags != 0) {
+    report.status = broker::kStatusInvalidParameter;
+  } else {
+    report = status_report();
+  }
+  report.now = wall_now();
+  r.reply(status::encode(report, ctx.endian));
+}
+
+status::StatusReport BrokerService::status_report() const {
+  status::StatusReport report;
+  report.now = wall_now();
+  const auto stats = broker_.stats().allocator;
+  auto pool = [](policy::PortClass cls, const policy::PortAllocator::ClassStats& s) {
+    return status::Pool{cls, static_cast<std::uint32_t>(s.capacity),
+                        static_cast<std::uint32_t>(s.held), static_cast<std::uint32_t>(s.free)};
+  };
+  report.pools = {pool(policy::PortClass::kInternet, stats.internet),
+                  pool(policy::PortClass::kIntranet, stats.intranet)};
+  std::map<std::uint64_t, std::size_t> index;  // connection id -> report.leases position
+  for (const auto& [id, rec] : leases_) {
+    status::Lease l;
+    l.connection_id = id;
+    l.since = rec.since;
+    l.pid = rec.pid;
+    l.uid = rec.uid;
+    l.gid = rec.gid;
+    l.command = rec.command;
+    for (const std::uint16_t port : broker_.holdings(id)) {
+      auto it = rec.ports.find(port);
+      l.ports.push_back(it != rec.ports.end()
+                            ? status::HeldPort{port, it->second.port_class, it->second.since}
+                            : status::HeldPort{port, class_in(broker_.policy(), port), rec.since});
+    }
+    index[id] = report.leases.size();
+    report.leases.push_back(std::move(l));
+  }
+  if (endpoint_map_ == nullptr) return report;
+  for (const auto& [entry_id, e] : endpoint_map_->entries()) {
+    status::Registration r = registration_of(e);
+    if (auto it = index.find(e.owner); it != index.end()) {
+      r.kind = status::Kind::kLeased;
+      r.connection_id = e.owner;
+      report.leases[it->second].registrations.push_back(std::move(r));
+      continue;
+    }
+    if (e.authority == epm::kEpmdAuthority) {
+      r.kind = e.owner == epm::kPersistentOwner ? status::Kind::kEpmd : status::Kind::kStatic;
+    } else {
+      // Persistent; also a leased entry whose lease this service never granted (none today).
+      r.kind = status::Kind::kPersistent;
+    }
+    report.registrations.push_back(std::move(r));
+  }
+  return report;
+}
+
+BrokerService::LeaseRecord& BrokerService::lease_of(const IncomingCall& ctx) {
+  auto [it, fresh] = leases_.try_emplace(ctx.connection_id);
+  if (fresh) {
+    auto& rec = it->second;
+    if (ctx.peer_cred) {
+      rec.pid = static_cast<std::uint32_t>(ctx.peer_cred->pid);
+      rec.uid = ctx.peer_cred->uid;
+      rec.gid = ctx.peer_cred->gid;
+    } else if (ctx.peer_uid) {
+      rec.uid = *ctx.peer_uid;
+    }
+    rec.command = command_of(options_.proc_root, rec.pid);
+    rec.since = wall_now();
+  }
+  return it->second;
+}
+
+std::uint64_t BrokerService::wall_now() const {
+  if (options_.wall_clock) return options_.wall_clock();
+  const auto since_epoch = std::chrono::system_clock::now().time_since_epoch();
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::seconds>(since_epoch).count());
 }
 
 std::size_t BrokerService::held_by_uid(uid_t uid) const {
@@ -183,6 +323,7 @@ std::size_t BrokerService::held_by_uid(uid_t uid) const {
 }
 
 void BrokerService::connection_closed(std::uint64_t connection_id) {
+  leases_.erase(connection_id);
   if (auto it = uid_of_connection_.find(connection_id); it != uid_of_connection_.end()) {
     auto by_uid = connections_by_uid_.find(it->second);
     if (by_uid != connections_by_uid_.end()) {

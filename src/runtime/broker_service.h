@@ -28,6 +28,20 @@
 // on_lease() callback with the connection id; the daemon makes that connection's later
 // ept_insert entries leased (EpmService::hold_lease). Event kLeaseHeld for HoldLease.
 //
+// QueryStatus (opnum 3, status_protocol.h; issue 15, `rpcgate status`): refused as AllocatePort
+// (1702 over TCP, 5 without may_register - so only the peers the control socket admits as
+// registrants see anything; 87 for flags != 0); otherwise the report of status_report(),
+// encoded under status::StatusLimits (truncated, never refused, when it is larger). What it
+// lists: every connection that was granted a lease (AllocatePort or HoldLease) and has not closed,
+// with the SO_PEERCRED pid/uid/gid of that call, the command name read from /proc/PID/comm then
+// ("?" if unreadable: the process already gone, or /proc hidden) and the wall-clock time of
+// the grant (BrokerOptions::wall_clock); the ports it holds with their class (the one the
+// request resolved to, kDefault following the policy's default class at the time; a port kept
+// across a reload whose record is gone is classed by the current policy's sets) and allocation
+// time; the endpoint map's entries (set_endpoint_map) - leased ones under their lease, the
+// others (persistent, static, epmd's own) apart; and each class's pool (size, held, free).
+// Cost: one pass over the endpoint map (at most 4096 entries) and the held ports per query.
+//
 // Thread model: the Server's (one io thread); not thread-safe. Lifetimes: the PortBroker and the
 // BrokerService must outlive the Server they are attached to (or that Server's stop()).
 #pragma once
@@ -44,10 +58,12 @@
 #include <asio/ip/address.hpp>
 #include <sys/socket.h>
 
+#include "epm/endpoint_db.h"
 #include "epm/port_broker.h"
 #include "policy/policy.h"
 #include "runtime/broker_protocol.h"
 #include "runtime/server.h"
+#include "runtime/status_protocol.h"
 
 namespace rpcgate::runtime {
 
@@ -57,6 +73,11 @@ struct BrokerOptions {
   int backlog = 1024;
   // Ports one non-root uid may hold at once, over all its connections (see above).
   std::size_t max_ports_per_uid = 256;
+  // Seconds since 1970 for QueryStatus's "since" and "now" (nullptr: the system clock). Read
+  // at each grant, allocation and query only.
+  std::function<std::uint64_t()> wall_clock;
+  // Where /proc/PID/comm is read for a lease's command name (tests point it elsewhere).
+  std::string proc_root = "/proc";
 };
 
 // One broker decision, for the daemon's log.
@@ -117,10 +138,34 @@ class BrokerService {
   }
   const epm::PortBroker& port_broker() const { return broker_; }
 
+  // The endpoint map QueryStatus lists (the EpmService's db()); must outlive this service.
+  // Without one, QueryStatus lists no registrations.
+  void set_endpoint_map(const epm::EndpointDb* db) { endpoint_map_ = db; }
+  // What QueryStatus answers a registrant now, before the wire limits (status 0).
+  status::StatusReport status_report() const;
+
  private:
+  // A connection granted a lease, as QueryStatus shows it.
+  struct LeaseRecord {
+    std::uint32_t pid = 0;
+    std::uint32_t uid = 0;
+    std::uint32_t gid = 0;
+    std::string command;
+    std::uint64_t since = 0;
+    struct Port {
+      policy::PortClass port_class = policy::PortClass::kInternet;
+      std::uint64_t since = 0;
+    };
+    std::map<std::uint16_t, Port> ports;  // as allocated; PortBroker's holdings are the truth
+  };
+
   void allocate(IncomingCall& ctx, Responder r);
   void release(IncomingCall& ctx, Responder r);
   void hold_lease(IncomingCall& ctx, Responder r);
+  void query_status(IncomingCall& ctx, Responder r);
+  // The lease record of the call's connection, made at its first grant.
+  LeaseRecord& lease_of(const IncomingCall& ctx);
+  std::uint64_t wall_now() const;
   void emit(const BrokerEvent& e) const {
     if (sink_) sink_(e);
   }
@@ -134,6 +179,8 @@ class BrokerService {
   std::map<std::uint64_t, uid_t> uid_of_connection_;
   std::function<void(const BrokerEvent&)> sink_;
   std::function<void(std::uint64_t)> lease_;
+  std::map<std::uint64_t, LeaseRecord> leases_;  // by connection id, while it lives
+  const epm::EndpointDb* endpoint_map_ = nullptr;
 };
 
 }  // namespace rpcgate::runtime

@@ -1,4 +1,5 @@
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <thread>
 
@@ -16,6 +17,7 @@
 #include "runtime/broker_service.h"
 #include "runtime/epm_host.h"
 #include "runtime/epmd_client.h"
+#include "runtime/status_protocol.h"
 #include "runtime/sync_client.h"
 #include "runtime/testing/test_fixture.h"
 #include "runtime/testing/test_interface.h"
@@ -46,17 +48,23 @@ policy::Policy resolved_policy(std::vector<std::string> ports) {
   return policy::resolve(in);
 }
 
+// QueryStatus's times come from this clock in these tests.
+constexpr std::uint64_t kWallClock = 1'796'000'000;
+
 // The daemon's shape: one Server hosting the broker and the EPM on a Unix socket.
 class BrokerTest : public ::testing::Test {
  protected:
   void start(const policy::Policy& policy, PeerPolicy peers = {}) {
     broker_ = std::make_unique<epm::PortBroker>(policy, 42);
-    service_ = std::make_unique<BrokerService>(*broker_);
+    BrokerOptions options;
+    options.wall_clock = [] { return kWallClock; };
+    service_ = std::make_unique<BrokerService>(*broker_, options);
     service_->on_event([this](const BrokerEvent& e) {
       std::lock_guard lock(events_mutex_);
       events_.push_back(e);
     });
     epm_ = std::make_unique<epm::EpmService>();
+    service_->set_endpoint_map(&epm_->db());
     service_->on_lease([this](std::uint64_t id) { epm_->hold_lease(id); });  // as the daemon
     st_ = std::make_unique<testing::ServerThread>();
     ASSERT_TRUE(service_->attach(st_->server()));
@@ -342,6 +350,135 @@ TEST_F(BrokerTest, PeerPolicyRefusalIs5AndPeerCredIsVisible) {
                       static_cast<std::uint32_t>(r->stub[3]) << 24;
   EXPECT_EQ(uid, ::geteuid());
   EXPECT_EQ(r->stub[4], 0);  // may_register false under this PeerPolicy
+}
+
+// QueryStatus on a connection bound to the broker interface (context 0).
+std::expected<status::StatusReport, std::error_code> query_status(SyncClient& c,
+                                                                  std::uint32_t flags = 0) {
+  auto r = c.call(0, status::kOpQueryStatus,
+                  status::encode(status::QueryStatusRequest{flags}, common::Endian::kLittle));
+  if (!r) return std::unexpected(r.error());
+  return status::decode_status_report(r->stub, r->endian);
+}
+
+std::string own_command() {
+  std::ifstream in("/proc/self/comm");
+  std::string name;
+  std::getline(in, name);
+  return name;
+}
+
+TEST_F(BrokerTest, QueryStatusListsLeasesTheirPortsAndRegistrationsAndThePools) {
+  start(policy_of({27300, 27309}));
+  const auto iface = testing::test_syntax();
+  std::optional<EpmdClient> a;
+  {
+    auto connected = EpmdClient::connect(path_, 2s);
+    ASSERT_TRUE(connected);
+    a.emplace(std::move(*connected));
+  }
+  auto port = a->allocate_port(policy::PortClass::kDefault, broker::kFamilyIpv4);
+  ASSERT_TRUE(port);
+  ASSERT_TRUE(a->register_endpoint(iface, port->port, "status a"));
+  auto b = EpmdClient::connect(path_, 2s);  // a lease without a port (a static-port server)
+  ASSERT_TRUE(b);
+  const rpc::SyntaxId other{*common::Uuid::parse("11111111-2222-3333-4444-555555555502"), 2, 1};
+  ASSERT_TRUE(b->register_endpoint(other, 27450, "status b"));
+  {
+    auto c = EpmdClient::connect(path_, 2s);  // persistent: stays, under no lease
+    ASSERT_TRUE(c);
+    c->set_persistent(true);
+    // Another interface: the same one at 0.0.0.0 would replace a's entry (DCE's replace rule).
+    const rpc::SyntaxId third{*common::Uuid::parse("11111111-2222-3333-4444-555555555503"), 1, 0};
+    ASSERT_TRUE(c->register_endpoint(third, 27451, "persistent"));
+  }
+  std::this_thread::sleep_for(100ms);
+
+  auto raw = SyncClient::connect_unix(path_, 2s);
+  ASSERT_TRUE(raw);
+  ASSERT_TRUE(raw->bind({broker::broker_syntax()}));
+  auto s = query_status(*raw);
+  ASSERT_TRUE(s) << s.error().message();
+  EXPECT_EQ(s->status, 0u);
+  EXPECT_FALSE(s->truncated);
+  EXPECT_EQ(s->now, kWallClock);
+  ASSERT_EQ(s->leases.size(), 2u);
+  const auto& la = s->leases[0];
+  EXPECT_EQ(la.pid, static_cast<std::uint32_t>(::getpid()));
+  EXPECT_EQ(la.uid, ::geteuid());
+  EXPECT_EQ(la.gid, ::getegid());
+  EXPECT_EQ(la.command, own_command());
+  EXPECT_EQ(la.since, kWallClock);
+  ASSERT_EQ(la.ports.size(), 1u);
+  EXPECT_EQ(la.ports[0].port, port->port);
+  // kDefault resolved by the policy (policy_of leaves the default class internet).
+  EXPECT_EQ(la.ports[0].port_class, policy::PortClass::kInternet);
+  ASSERT_EQ(la.registrations.size(), 1u);
+  EXPECT_EQ(la.registrations[0].interface, iface.uuid);
+  EXPECT_EQ(la.registrations[0].annotation, "status a");
+  EXPECT_EQ(la.registrations[0].binding,
+            "ncacn_ip_tcp:0.0.0.0[" + std::to_string(port->port) + "]");
+  const auto& lb = s->leases[1];
+  EXPECT_TRUE(lb.ports.empty());
+  ASSERT_EQ(lb.registrations.size(), 1u);
+  EXPECT_EQ(lb.registrations[0].major, 2);
+  EXPECT_EQ(lb.registrations[0].minor, 1);
+  EXPECT_EQ(lb.registrations[0].binding, "ncacn_ip_tcp:0.0.0.0[27450]");
+  ASSERT_EQ(s->registrations.size(), 1u);
+  EXPECT_EQ(s->registrations[0].kind, status::Kind::kPersistent);
+  EXPECT_EQ(s->registrations[0].uid, ::geteuid());
+  EXPECT_EQ(s->registrations[0].annotation, "persistent");
+  ASSERT_EQ(s->pools.size(), 2u);
+  EXPECT_EQ(s->pools[0], (status::Pool{policy::PortClass::kInternet, 10, 1, 9}));
+
+  // The lease ends with its connection: its port and entry go from the report too.
+  port->fds.clear();
+  a.reset();
+  const auto deadline = Clock::now() + 2s;
+  while (held() != 0 && Clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  s = query_status(*raw);
+  ASSERT_TRUE(s);
+  ASSERT_EQ(s->leases.size(), 1u);
+  EXPECT_EQ(s->leases[0].registrations[0].annotation, "status b");
+  EXPECT_EQ(s->pools[0].held, 0u);
+}
+
+TEST_F(BrokerTest, QueryStatusIsRefusedOverTcpToNonRegistrantsAndWithFlags) {
+  PeerPolicy nobody;
+  nobody.allow_root = false;
+  nobody.allow_same_uid = false;
+  start(policy_of({27310, 27319}), nobody);
+  auto raw = SyncClient::connect_unix(path_, 2s);
+  ASSERT_TRUE(raw);
+  ASSERT_TRUE(raw->bind({broker::broker_syntax()}));
+  auto s = query_status(*raw);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->status, broker::kStatusAccessDenied);
+  EXPECT_TRUE(s->leases.empty());
+  EXPECT_TRUE(s->pools.empty());
+
+  auto tcp = SyncClient::connect_tcp(asio::ip::make_address("127.0.0.1"), tcp_port_, 2s);
+  ASSERT_TRUE(tcp);
+  ASSERT_TRUE(tcp->bind({broker::broker_syntax()}));
+  s = query_status(*tcp);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->status, broker::kStatusInvalidBinding);
+  EXPECT_TRUE(s->pools.empty());
+}
+
+TEST_F(BrokerTest, QueryStatusFlagsAndBadStubs) {
+  start(policy_of({27320, 27329}));
+  auto raw = SyncClient::connect_unix(path_, 2s);
+  ASSERT_TRUE(raw);
+  ASSERT_TRUE(raw->bind({broker::broker_syntax()}));
+  auto s = query_status(*raw, 1);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->status, broker::kStatusInvalidParameter);
+  const std::uint8_t short_stub[2] = {0, 0};
+  auto r = raw->call(0, status::kOpQueryStatus, short_stub);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(raw->last_fault(), kFaultBadStubData);
 }
 
 // rpcgate-testsrv as a child process: argv, its stdout and stderr, bounded waits.
