@@ -10,7 +10,8 @@
 // Invariants (trap on violation): a kDrop is the last action of its batch and nothing follows
 // it, ever; a kOpen names only this client, this server (or, with referrals, a host inside the
 // configured servers) and non-zero ports, for an interface the policy allows, and is followed in
-// the same batch by the server->client PDU it was learned from; a kNote carries no bytes; every
+// the same batch (after the kOpens of the answer's other interfaces) by the server->client PDU it
+// was learned from; a kNote carries no bytes; every
 // kForward is one whole PDU (its frag_length is its size: a NAT rewrite keeps the length).
 #include <array>
 #include <cstddef>
@@ -83,8 +84,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           for (const auto& p : a.pinholes)
             CHECK(p.client == client && p.port != 0 &&
                   (p.server == server || ((variant & 1) && rules.in_configured_servers(p.server))));
-          CHECK(i + 1 < actions.size() && actions[i + 1].kind == firewall::Action::Kind::kForward &&
-                actions[i + 1].direction == rpc::Direction::kServerToClient);
+          {
+            // An ept_lookup answer opens one kOpen per interface, all before its kForward.
+            std::size_t next = i + 1;
+            while (next < actions.size() && actions[next].kind == firewall::Action::Kind::kOpen)
+              ++next;
+            CHECK(next < actions.size() && actions[next].kind == firewall::Action::Kind::kForward &&
+                  actions[next].direction == rpc::Direction::kServerToClient);
+          }
           break;
         case firewall::Action::Kind::kNote:
           CHECK(a.bytes.empty() && !a.note_event.empty() && !a.note_reason.empty());
