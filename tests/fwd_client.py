@@ -429,6 +429,9 @@ def attack(a):
         kind, _ = exchange(bind_pdu([(0, allowed, [NDR20]), (1, allowed, [BTFN])]))
         if kind == "bind_ack":
             exchange(request_pdu(1, 0, b"\0" * 8))
+    elif case == "reset-after-bind":  # the client resets (RST) a bound connection
+        kind, _ = exchange(bind_pdu([(0, allowed, [NDR20])]))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     elif case == "call":  # a bind then one request: what a well-behaved client does
         kind, _ = exchange(bind_pdu([(0, allowed, [NDR20])]))
         if kind == "bind_ack":

@@ -33,6 +33,7 @@ RPCECHO = "60a15ec5-4de8-11d7-a637-005056a20182"
 ALLOWED = "11111111-2222-3333-4444-5555555555a1"  # allowed, shares a port with BLOCKED
 BLOCKED = "11111111-2222-3333-4444-5555555555b1"
 ALONE = "11111111-2222-3333-4444-5555555555c1"  # blocked, on a port of its own
+EPM_UUID = "e1af8308-5d1f-11c9-91a4-08002b14a0fa"
 TIMEOUT_S = 12  # long enough for a loaded machine between an ept_map and its use
 SMBTORTURE = shutil.which("smbtorture", path="/usr/bin:/bin:/usr/sbin:/sbin")
 TSHARK = shutil.which("tshark", path="/usr/bin:/bin:/usr/sbin:/sbin")
@@ -253,6 +254,16 @@ class FirewallTest(unittest.TestCase):
         self.assertFalse(c["connected"], c)
         c = self.client("connect", topo.SERVER, str(self.shared_port), "--source", topo.CLIENT)
         self.assertTrue(c["connected"], c)
+
+    def test_d_a_client_reset_is_passed_on_and_recorded(self):
+        # On 135 (whole-PDU path) and on a pinhole (cut-through path): the relay sees the
+        # client's RST as a recv error, resets the server side and records why.
+        self.open_shared_pinhole()
+        for port, uuid, major in ((135, EPM_UUID, "3"), (self.shared_port, ALLOWED, "1")):
+            self.assertEqual(self.attack("reset-after-bind", port, "--uuid", uuid, "--major", major),
+                             ["bind_ack"])
+            topo.wait_for(lambda: self.fw.events("allow", reason="client-reset", port=port), 5,
+                          f"an allow record client-reset on {port}: {self.fw.text()[-2000:]}")
 
     # ---- the pinhole connection (docs/evasions.md E and C)
     def test_e_allowed_interface_binds(self):

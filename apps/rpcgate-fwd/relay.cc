@@ -662,6 +662,8 @@ void Relay::handle_flow_event(std::uint64_t id, bool client_side, std::uint32_t 
   }
 }
 
+// A recv error (the peer reset, a timeout): the connection it came from is already dead, so the
+// linger-0 close sends nothing there; the other side is reset.
 bool Relay::read_failed(Flow& f, bool client_side, int error) {
   count("reset");
   Record r = base(f, "allow");
@@ -894,14 +896,7 @@ void Relay::read_side(Flow& f, bool client_side) {
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
       if (errno == EINTR) continue;
-      count("reset");
-      Record r = base(f, "allow");
-      r.reason = client_side ? "client-reset" : "server-reset";
-      r.message = std::strerror(errno);
-      log_.write(r);
-      reset(other.fd);
-      me.fd.reset();
-      return finish(f, "");
+      return (void)read_failed(f, client_side, errno);
     }
     if (n == 0) {
       me.read_eof = true;
