@@ -37,7 +37,7 @@ class Report:
     install times in that round's through epm-map records."""
 
     def __init__(self, rates, installs=None, loads=None, errors=None, max_load=None, stalled=None,
-                 idle=None, retries=None):
+                 idle=None, retries=None, pinned=None):
         self.dir = tempfile.TemporaryDirectory(prefix="fwd-sbs-report-test.")
         d = self.dir.name
         reps = len(next(iter(rates.values())))
@@ -51,6 +51,8 @@ class Report:
                     "client_addresses=10.135.1.10 10.135.1.11\nidle_connections=1000\n"
                     "idle_other_cpus_before=0.05\nidle_loadavg_1min_before=0.3\n"
                     "fwd_args=--allow rpcecho\n" % reps)
+            if pinned:
+                f.write("pinned=%s\n" % pinned)
         with open(os.path.join(d, "idle.json"), "w") as f:
             json.dump({"connections_held": 1000, "bytes_per_connection": 4096,
                        "fds_per_connection": 2.0, "rss_before_kib": 4000, "rss_after_kib": 8000,
@@ -172,6 +174,17 @@ class ReportTest(unittest.TestCase):
         r = Report(rates(echodata16_through=(700.0, 790.0, 750.0)))
         self.assertEqual(r.target(16)["result"], "MISS")
         self.assertIn("MISS", r.line("  bulk 64 KiB @16"))
+
+    def test_pinned_pass_judges_only_one_connection(self):
+        r = Report(rates(echodata16_through=(1900.0, 2000.0, 1950.0)),
+                   pinned="rpcgate-fwd on CPU 1; client, rpcgate-epmd and rpcgate-echo on CPUs 0-0")
+        self.assertEqual(r.target(16)["result"], "N/A")  # 1.95x, but unequal CPUs
+        self.assertEqual(r.target(16)["value"], "1.95x")
+        self.assertIn("unequal", r.target(16)["note"])
+        self.assertEqual(r.target(1)["result"], "PASS")  # 510 / 600
+        self.assertNotIn("PASS", r.line("  bulk 64 KiB @16"))
+        r = Report(rates(echodata16_through=(1900.0, 2000.0, 1950.0)))
+        self.assertEqual(r.target(16)["result"], "PASS")  # the shared pass judges it
 
     def test_errors_turn_a_met_target_into_a_miss(self):
         r = Report(rates(), errors={("echodata", 1, "through", 2): 3})
