@@ -2,6 +2,8 @@
 
 #include <exception>
 #include <limits>
+#include <string>
+#include <vector>
 
 #include <arpa/inet.h>
 #include <prometheus/exposer.h>
@@ -99,8 +101,13 @@ std::expected<std::unique_ptr<Exporter>, std::string> Exporter::start(const Endp
   e->at_ = at;
   e->registry_ = std::make_shared<prometheus::Registry>();
   try {
-    // Two threads: a scrape and a second one (a slow client must not stall Prometheus).
-    e->exposer_ = std::make_unique<prometheus::Exposer>(at.to_string(), 2);
+    // civetweb serves each connection on one of a fixed set of threads (kServeThreads); the
+    // rest wait in its queue. An idle or slow client holds a thread until kRequestTimeout
+    // (civetweb's default, 30 s, would let a few idle connections keep Prometheus out for that
+    // long). None of this touches the daemon's own thread.
+    e->exposer_ = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
+        "listening_ports", at.to_string(), "num_threads", std::to_string(kServeThreads),
+        "request_timeout_ms", std::to_string(kRequestTimeout.count())});
   } catch (const std::exception& ex) {
     // civetweb says only "null context when constructing CivetServer. Possible problem binding
     // to port." - name the usual causes.

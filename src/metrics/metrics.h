@@ -45,6 +45,14 @@ namespace rpcgate::metrics {
 // than a hung scrape).
 inline constexpr std::chrono::milliseconds kSnapshotTimeout{2'000};
 
+// The endpoint's budget, the same whatever connects: kServeThreads threads serve GET /metrics
+// (a scrape and slower ones beside it); a connection that has not sent a whole request within
+// kRequestTimeout is closed. A client that holds every thread delays scrapes by at most that
+// long per connection it opens: there is no per-peer limit in civetweb, so bind the endpoint to
+// a management address (README, "Metrics").
+inline constexpr unsigned kServeThreads = 4;
+inline constexpr std::chrono::milliseconds kRequestTimeout{5'000};
+
 // Where GET /metrics is served: a numeric address and a port. IPv6 parses, but serving it needs a
 // civetweb built with IPv6, which Debian 12's libcivetweb is not (start() then says so).
 struct Endpoint {
