@@ -11,8 +11,8 @@
 // it, ever; a kOpen names only this client, this server (or, with referrals, a host inside the
 // configured servers) and non-zero ports, for an interface the policy allows, and is followed in
 // the same batch (after the kOpens of the answer's other interfaces) by the server->client PDU it
-// was learned from; a kNote carries no bytes; every
-// kForward is one whole PDU (its frag_length is its size: a NAT rewrite keeps the length).
+// was learned from; a kNote carries no bytes; every kForward is one whole PDU (its frag_length is
+// its size: a NAT rewrite keeps the length).
 #include <array>
 #include <cstddef>
 #include <cstdint>

@@ -256,8 +256,9 @@ class FirewallTest(unittest.TestCase):
         self.assertTrue(c["connected"], c)
 
     def test_d_a_client_reset_is_passed_on_and_recorded(self):
-        # On 135 (whole-PDU path) and on a pinhole (cut-through path): the relay sees the
-        # client's RST as a recv error, resets the server side and records why.
+        # On 135 (the whole-PDU path) and on a pinhole (the cut-through path; the splice path
+        # with --splice): the relay sees the client's RST as a recv error, ends the flow (the
+        # server side is reset) and records it as client-reset.
         self.open_shared_pinhole()
         for port, uuid, major in ((135, EPM_UUID, "3"), (self.shared_port, ALLOWED, "1")):
             self.assertEqual(self.attack("reset-after-bind", port, "--uuid", uuid, "--major", major),
