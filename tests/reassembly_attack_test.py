@@ -159,7 +159,7 @@ class ReassemblyAttackTest(unittest.TestCase):
         self.daemon.stop()
         self.tmp.cleanup()
 
-    def run_attack(self, sources, per_source, budget, reason):
+    def run_attack(self, sources, per_source, budget, reason, median_bound=None):
         bound = 1 << 62 if SANITIZED else self.baseline_rss + budget + SLACK
         attack = Attack(self.pid, sources, per_source, bound)
         attack.start()
@@ -197,7 +197,8 @@ class ReassemblyAttackTest(unittest.TestCase):
         if SANITIZED:
             self.assertLess(max(during), 2.0)
         else:
-            self.assertLess(statistics.median(during), 5 * self.baseline_latency + 0.02)
+            self.assertLess(statistics.median(during),
+                            median_bound or 5 * self.baseline_latency + 0.02)
             self.assertLess(max(during), 1.0)
         # (c) Closed by the daemon, with the budget named in its log.
         self.assertGreater(attack.closed_by_daemon, 0)
@@ -221,9 +222,17 @@ class ReassemblyAttackTest(unittest.TestCase):
         # 1.4 MiB per peer (under its 4 MiB), 55 MiB in all - over the server's 32 MiB once the
         # calls are 60 % full on average, so the server's budget trips before the calls' caps even
         # when the daemon reads the connections unevenly (the ASan build does).
+        # The probe's median is bounded at 400 ms here, not 5 x idle + 20 ms: 240 connections
+        # that the server's budget keeps closing (~500 reconnects/s), each bringing a 5840-byte
+        # fragment per read, fill every loop turn. On an AMD EPYC host the median measured
+        # 105-146 ms in 10 of 11 runs (4.2 ms in one), with the binaries of this commit and of
+        # 7a39aba alike (3.3 ms on an earlier, faster host); perf shows a third of the daemon's
+        # CPU in memmove. What the budgets prevent - probes queued behind buffers growing
+        # without end - takes seconds, and every call stays under 1 s.
         sources = [f"127.0.0.{i}" for i in range(2, 42)]
         self.run_attack(sources, 6, SERVER_WIDE,
-                        f"reassembly budget of the server {SERVER_WIDE} bytes exceeded")
+                        f"reassembly budget of the server {SERVER_WIDE} bytes exceeded",
+                        median_bound=0.4)
 
     def test_trickle_of_whole_fragments_is_closed_by_the_call_deadline(self):
         s = bound_socket("127.0.0.1")
