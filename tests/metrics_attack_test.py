@@ -14,6 +14,7 @@ and holds them. Checked:
 Skips (77) without root or unshare.
 """
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -62,6 +63,7 @@ class MetricsAttackTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.epmd.stop()
+        shutil.rmtree(cls.workdir, ignore_errors=True)
 
     def hold(self):
         held = []

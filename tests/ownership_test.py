@@ -26,8 +26,9 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import rpcgate_testlib  # noqa: E402
 from rpcgate_testlib import (EPM_UUID, EPT_S_CANT_PERFORM_OP,  # noqa: E402
-                             POLICY, Daemon, Server, epm_dce, ept_delete, ept_insert, ept_lookup_all,
-                             ept_lookup_page, ept_mgmt_delete, tower_bytes, wait_for)
+                             POLICY, Daemon, Server, WorkdirCase, epm_dce, ept_delete, ept_insert,
+                             ept_lookup_all, ept_lookup_page, ept_mgmt_delete, mapped, tower_bytes,
+                             wait_for)
 
 ALPHA = "11111111-2222-3333-4444-555555555501"
 BETA = "11111111-2222-3333-4444-555555555502"
@@ -105,30 +106,14 @@ def entries_of(unix):
         dce.disconnect()
 
 
-def maps_to(uuid, version="1.0"):
-    """hept_map's binding over loopback TCP, or None when not registered."""
-    try:
-        return rpcgate_testlib.hept_map(uuid, version=version)
-    except DCERPCException as e:
-        if "ept_s_not_registered" in str(e):
-            return None
-        raise
+class Ownership(WorkdirCase):
+    WORKDIR_PREFIX = "rpcgate-owner-"
 
-
-class Ownership(unittest.TestCase):
     def setUp(self):
-        import tempfile
-        self.workdir = tempfile.mkdtemp(prefix="rpcgate-owner-")
-        os.chmod(self.workdir, 0o755)  # nobody reaches the control socket
-        self.cleanup = []
+        super().setUp()
         self.daemon = Daemon(self.workdir, "d", POLICY, extra=("--user", "nobody"))
         os.chmod(self.daemon.dir, 0o755)
         self.cleanup.append(self.daemon.stop)
-
-    def tearDown(self):
-        for fn in reversed(self.cleanup):
-            fn()
-        subprocess.run(["rm", "-rf", self.workdir])
 
     def client(self, as_nobody=True):
         c = Client(as_nobody)
@@ -143,8 +128,8 @@ class Ownership(unittest.TestCase):
 
     def test_nobody_cannot_change_roots_or_epmds_entries(self):
         self.root_server(ALPHA, "root's alpha", 50150)
-        self.assertEqual(maps_to(ALPHA), "ncacn_ip_tcp:127.0.0.1[50150]")
-        self.assertEqual(maps_to(EPM_UUID, "3.0"), "ncacn_ip_tcp:127.0.0.1[135]")
+        self.assertEqual(mapped(ALPHA), "ncacn_ip_tcp:127.0.0.1[50150]")
+        self.assertEqual(mapped(EPM_UUID, "3.0"), "ncacn_ip_tcp:127.0.0.1[135]")
         towers = {a: t for a, t in entries_of(self.daemon.control)}
         alpha, own = towers["root's alpha"], towers["rpcgate endpoint mapper"]
         # The hijack: the same interface at the same address, another port (DCE replace rule).
@@ -171,8 +156,8 @@ class Ownership(unittest.TestCase):
             self.assertEqual(nobody.do(op="delete", conn=name, entries=[[own_entry.hex(), ""]]),
                              0, name)
         # Clients are still sent to root's server, and the EPM still answers for itself.
-        self.assertEqual(maps_to(ALPHA), "ncacn_ip_tcp:127.0.0.1[50150]")
-        self.assertEqual(maps_to(EPM_UUID, "3.0"), "ncacn_ip_tcp:127.0.0.1[135]")
+        self.assertEqual(mapped(ALPHA), "ncacn_ip_tcp:127.0.0.1[50150]")
+        self.assertEqual(mapped(EPM_UUID, "3.0"), "ncacn_ip_tcp:127.0.0.1[135]")
         annotations = [a for a, _ in entries_of(self.daemon.control)]
         self.assertIn("root's alpha", annotations)
         self.assertNotIn("mine now", annotations)
@@ -185,24 +170,24 @@ class Ownership(unittest.TestCase):
         dce = epm_dce(unix=self.daemon.control)
         self.assertEqual(ept_delete(dce, [(own, "")]), EPT_S_CANT_PERFORM_OP)
         dce.disconnect()
-        self.assertEqual(maps_to(EPM_UUID, "3.0"), "ncacn_ip_tcp:127.0.0.1[135]")
+        self.assertEqual(mapped(EPM_UUID, "3.0"), "ncacn_ip_tcp:127.0.0.1[135]")
 
     def test_nobody_manages_its_own_entries_and_root_can_delete_them(self):
         nobody = self.client()
         self.assertEqual(nobody.do(op="connect", name="c", unix=self.daemon.control), 0)
         beta = tower_bytes(BETA, 50160)
         self.assertEqual(nobody.do(op="insert", conn="c", entries=[[beta.hex(), "nobody's"]]), 0)
-        self.assertEqual(maps_to(BETA), "ncacn_ip_tcp:127.0.0.1[50160]")
+        self.assertEqual(mapped(BETA), "ncacn_ip_tcp:127.0.0.1[50160]")
         moved = tower_bytes(BETA, 50161)  # its own replace
         self.assertEqual(nobody.do(op="insert", conn="c", entries=[[moved.hex(), "moved"]]), 0)
-        self.assertEqual(maps_to(BETA), "ncacn_ip_tcp:127.0.0.1[50161]")
+        self.assertEqual(mapped(BETA), "ncacn_ip_tcp:127.0.0.1[50161]")
         self.assertEqual(nobody.do(op="delete", conn="c", entries=[[moved.hex(), ""]]), 0)
-        self.assertIsNone(maps_to(BETA))
+        self.assertIsNone(mapped(BETA))
         self.assertEqual(nobody.do(op="insert", conn="c", entries=[[beta.hex(), "again"]]), 0)
         dce = epm_dce(unix=self.daemon.control)  # root
         self.assertEqual(ept_delete(dce, [(beta, "")]), 0)
         dce.disconnect()
-        self.assertIsNone(maps_to(BETA))
+        self.assertIsNone(mapped(BETA))
 
     def test_nobody_cannot_fill_the_map(self):
         """The issue: nobody filled the 4096-entry map and root's next registration failed."""
@@ -225,7 +210,7 @@ class Ownership(unittest.TestCase):
         self.assertIn("max_entries_per_uid 1024 (uid 65534)", self.daemon.read_log())
         # Root registers while nobody holds its entries.
         self.root_server(ALPHA, "root's alpha", 50150)
-        self.assertEqual(maps_to(ALPHA), "ncacn_ip_tcp:127.0.0.1[50150]")
+        self.assertEqual(mapped(ALPHA), "ncacn_ip_tcp:127.0.0.1[50150]")
 
     def test_thousands_of_inserts_are_linear_and_do_not_stall_ept_map(self):
         latencies, stop = [], threading.Event()
@@ -233,7 +218,7 @@ class Ownership(unittest.TestCase):
         def probe():  # another client's ept_map, over TCP, all along
             while not stop.is_set():
                 t = time.monotonic()
-                maps_to(EPM_UUID, "3.0")
+                mapped(EPM_UUID, "3.0")
                 latencies.append(time.monotonic() - t)
                 time.sleep(0.01)
 

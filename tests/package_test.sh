@@ -143,10 +143,10 @@ cat > "$work/activate.py" <<'EOF'
 # Inside `unshare -n`: systemd-socket-activate binds 127.0.0.1:135 and a control socket as root,
 # then (setpriv) rpcgate-epmd runs as rpcgate with no capability, as rpcgate-epmd.service does.
 import os, signal, socket, subprocess, sys, time
-from impacket.dcerpc.v5 import epm, transport
-from impacket.uuid import uuidtup_to_bin
 
 work = sys.argv[1]
+sys.path.insert(0, sys.argv[2])  # tests/: rpcgate_testlib.hept_map (Impacket)
+from rpcgate_testlib import hept_map  # noqa: E402
 subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 control = os.path.join(work, "run", "epmd.sock")
 os.makedirs(os.path.dirname(control))
@@ -162,16 +162,6 @@ def epmd_log():
     with open(os.path.join(work, "epmd.log")) as f:
         return f.read()
 
-def ept_map(uuid, version):
-    t = transport.DCERPCTransportFactory("ncacn_ip_tcp:127.0.0.1[135]")
-    t.set_connect_timeout(5)
-    dce = t.get_dce_rpc()
-    dce.connect()
-    try:
-        return epm.hept_map("127.0.0.1", uuidtup_to_bin((uuid, version)), protocol="ncacn_ip_tcp",
-                            dce=dce)
-    finally:
-        dce.disconnect()
 
 echo = None
 try:
@@ -190,7 +180,7 @@ try:
     status = open(f"/proc/{epmd.pid}/status").read()
     assert f"\nUid:\t{os.popen('id -u rpcgate').read().strip()}\t" in status, status
     assert "\nCapEff:\t0000000000000000\n" in status, "rpcgate-epmd has capabilities"
-    got = ept_map("e1af8308-5d1f-11c9-91a4-08002b14a0fa", "3.0")
+    got = hept_map("e1af8308-5d1f-11c9-91a4-08002b14a0fa", version="3.0")
     assert got == "ncacn_ip_tcp:127.0.0.1[135]", got
     print("Impacket ept_map(EPM) ->", got)
     # A server (the installed rpcgate-echo, as root: a registrant) takes a port from epmd over
@@ -200,7 +190,7 @@ try:
     line = echo.stdout.readline()
     assert line.startswith("port="), "rpcgate-echo: " + line + epmd_log()
     port = int(line.split("=")[1])
-    got = ept_map("60a15ec5-4de8-11d7-a637-005056a20182", "1.0")
+    got = hept_map("60a15ec5-4de8-11d7-a637-005056a20182")
     assert got == f"ncacn_ip_tcp:127.0.0.1[{port}]", got
     print("Impacket ept_map(rpcecho) ->", got)
     # Listening: the inherited 135 and the brokered port; nothing epmd would have bound itself.
@@ -221,7 +211,7 @@ finally:
 assert epmd.returncode == 0, epmd_log()
 EOF
 chmod 755 "$work"
-unshare -n /usr/bin/python3 "$work/activate.py" "$work" || {
+unshare -n /usr/bin/python3 "$work/activate.py" "$work" "$SRC/tests" || {
   cat "$work/epmd.log" 2>/dev/null; fail "socket-activated rpcgate-epmd"; }
 
 echo "== systemd-analyze"

@@ -11,14 +11,11 @@ import grp
 import json
 import os
 import pwd
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-import unittest
 
 CANT_PERFORM_OP = 0x16C9A0CD  # ept_s_cant_perform_op
 NOBODY = 65534
@@ -82,12 +79,11 @@ if __name__ == "__main__" and sys.argv[1:2] == ["client"]:
     sys.exit(0)
 
 import rpcgate_testlib  # noqa: E402
-from rpcgate_testlib import (BIN, INTERNET, POLICY, Daemon, Server, hept_map,  # noqa: E402
-                             stop_process, wait_for)
+from rpcgate_testlib import (BIN, INTERNET, POLICY, Daemon, Server, WorkdirCase,  # noqa: E402
+                             mapped, stop_process, wait_for)
 
 rpcgate_testlib.enter_private_netns("50000-50199")
 
-from impacket.dcerpc.v5.rpcrt import DCERPCException  # noqa: E402
 
 HERE = os.path.abspath(__file__)
 GROUP = "rpcgate-regtest"
@@ -101,25 +97,8 @@ def as_nobody(*args, timeout=20):
     return json.loads(r.stdout.splitlines()[-1])
 
 
-def registered(uuid, version="1.0"):
-    try:
-        return hept_map(uuid, version=version)
-    except DCERPCException as e:
-        if "ept_s_not_registered" in str(e):
-            return None
-        raise
-
-
-class Registrants(unittest.TestCase):
-    def setUp(self):
-        self.workdir = tempfile.mkdtemp(prefix="rpcgate-registrants-")
-        os.chmod(self.workdir, 0o755)  # nobody must reach the control socket's directory
-        self.cleanup = []
-
-    def tearDown(self):
-        for fn in reversed(self.cleanup):
-            fn()
-        shutil.rmtree(self.workdir)
+class Registrants(WorkdirCase):
+    WORKDIR_PREFIX = "rpcgate-registrants-"
 
     def daemon(self, name, *extra):
         d = Daemon(self.workdir, name, POLICY, extra=extra)
@@ -141,9 +120,9 @@ class Registrants(unittest.TestCase):
         got = as_nobody("epm", "135", ALPHA, "6666")
         self.assertEqual(got, {"insert": CANT_PERFORM_OP, "delete": CANT_PERFORM_OP,
                                "mgmt_delete": CANT_PERFORM_OP})
-        self.assertEqual(registered(ALPHA), f"ncacn_ip_tcp:127.0.0.1[{root_srv.port}]")
+        self.assertEqual(mapped(ALPHA), f"ncacn_ip_tcp:127.0.0.1[{root_srv.port}]")
         # epmd's own entry stays.
-        self.assertEqual(registered("e1af8308-5d1f-11c9-91a4-08002b14a0fa", "3.0"),
+        self.assertEqual(mapped("e1af8308-5d1f-11c9-91a4-08002b14a0fa", "3.0"),
                          "ncacn_ip_tcp:127.0.0.1[135]")
         # Root over loopback TCP still may (tcp_registration stays on by default).
         got = epm_calls(135, BETA, 50150)
@@ -173,7 +152,7 @@ class Registrants(unittest.TestCase):
                             d.control, "--uuid", ALPHA, "--version", "1.0", "--class",
                             "internet"], capture_output=True, text=True, timeout=20)
         self.assertNotEqual(r.returncode, 0, r.stdout)
-        self.assertIsNone(registered(ALPHA))
+        self.assertIsNone(mapped(ALPHA))
 
     def test_a_listed_user_registers_over_the_control_socket(self):
         d = self.daemon("unix-listed", "--registrant", "nobody")
@@ -182,7 +161,7 @@ class Registrants(unittest.TestCase):
         port, why = self.nobody_server(d, ALPHA)
         self.assertIsNotNone(port, why)
         self.assertIn(port, INTERNET)
-        self.assertEqual(registered(ALPHA), f"ncacn_ip_tcp:127.0.0.1[{port}]")
+        self.assertEqual(mapped(ALPHA), f"ncacn_ip_tcp:127.0.0.1[{port}]")
 
     def nobody_server(self, daemon, uuid):
         """rpcgate-testsrv as nobody taking an Internet port from the broker; its port, or None
@@ -209,7 +188,7 @@ class Registrants(unittest.TestCase):
         self.assertIn("1721", held[2][1])
         wait_for(lambda: "max_ports_per_uid 2 (uid 65534 holds 2)" in d.read_log(), 5,
                  "the refusal naming the budget")
-        self.assertIsNone(registered("11111111-2222-3333-4444-5555555555b2"))
+        self.assertIsNone(mapped("11111111-2222-3333-4444-5555555555b2"))
         # Root is not held to it, and the Internet pool is far from empty.
         root_srv = self.server(d, ALPHA)
         self.assertIn(root_srv.port, INTERNET)
@@ -238,7 +217,7 @@ class Registrants(unittest.TestCase):
         self.cleanup.append(lambda: stop_process(srv, signal.SIGKILL))
         line = srv.stdout.readline()
         self.assertTrue(line.startswith("port="), line)
-        self.assertEqual(registered(BETA), f"ncacn_ip_tcp:127.0.0.1[{line.split('=')[1].strip()}]")
+        self.assertEqual(mapped(BETA), f"ncacn_ip_tcp:127.0.0.1[{line.split('=')[1].strip()}]")
 
     def test_one_uid_cannot_take_every_control_socket_slot(self):
         d = self.daemon("slots", "--registrant", "nobody")
@@ -251,7 +230,7 @@ class Registrants(unittest.TestCase):
         # Root's server still registers while nobody holds its 32.
         srv = self.server(d, ALPHA)
         self.assertIn(srv.port, INTERNET)
-        self.assertEqual(registered(ALPHA), f"ncacn_ip_tcp:127.0.0.1[{srv.port}]")
+        self.assertEqual(mapped(ALPHA), f"ncacn_ip_tcp:127.0.0.1[{srv.port}]")
         wait_for(lambda: "max_local_connections_per_uid" in d.read_log(), 15,
                  "the refusal summary")
         line = [l for l in d.read_log().splitlines() if "refused" in l][0]

@@ -31,12 +31,11 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import rpcgate_testlib  # noqa: E402
 from rpcgate_testlib import (BIN, ENV, EPT_S_CANT_PERFORM_OP, EXAMPLES, POLICY, Daemon,  # noqa: E402
-                             Server, epm_dce, ept_delete, ept_insert, hept_map, stop_process,
+                             Server, epm_dce, ept_delete, ept_insert, mapped, stop_process,
                              tower_bytes, wait_for)
 
 rpcgate_testlib.enter_private_netns("50000-50199")
 
-from impacket.dcerpc.v5.rpcrt import DCERPCException  # noqa: E402
 
 DCE_IF = "11111111-2222-3333-4444-555555555511"
 STATIC_A = "11111111-2222-3333-4444-555555555521"
@@ -45,16 +44,6 @@ STATIC_C = "11111111-2222-3333-4444-555555555523"
 CLI_IF = "11111111-2222-3333-4444-555555555531"
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 SWEEP_MS, FAILURES = 400, 2
-
-
-def mapped(uuid):
-    """hept_map's binding, or None when not registered."""
-    try:
-        return hept_map(uuid)
-    except DCERPCException as e:
-        if "ept_s_not_registered" in str(e):
-            return None
-        raise
 
 
 def listener(port):

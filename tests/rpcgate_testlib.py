@@ -11,7 +11,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import unittest
 
 BIN = os.environ.get("RPCGATE_BIN", os.path.join(os.path.dirname(__file__), "..", "build", "bin"))
 EXAMPLES = "/usr/share/doc/python3-impacket/examples"
@@ -85,6 +87,17 @@ def hept_map(uuid, port=135, version="1.0"):
         dce.disconnect()
 
 
+def mapped(uuid, version="1.0", port=135):
+    """hept_map's binding, or None when the endpoint mapper answers ept_s_not_registered."""
+    from impacket.dcerpc.v5.rpcrt import DCERPCException
+    try:
+        return hept_map(uuid, port=port, version=version)
+    except DCERPCException as e:
+        if "ept_s_not_registered" in str(e):
+            return None
+        raise
+
+
 def hept_lookup(port=135):
     """Every entry, paged by Impacket's ept_lookup."""
     from impacket.dcerpc.v5 import epm, transport
@@ -116,6 +129,23 @@ def stop_process(proc, sig=signal.SIGTERM, timeout=5):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+class WorkdirCase(unittest.TestCase):
+    """A test case with a fresh work directory per test (mode 0755: a test acting as nobody must
+    reach the control sockets inside it) and `cleanup`, callables run in reverse order at
+    tearDown, before the directory goes."""
+    WORKDIR_PREFIX = "rpcgate-"
+
+    def setUp(self):
+        self.workdir = tempfile.mkdtemp(prefix=self.WORKDIR_PREFIX)
+        os.chmod(self.workdir, 0o755)
+        self.cleanup = []
+
+    def tearDown(self):
+        for fn in reversed(self.cleanup):
+            fn()
+        shutil.rmtree(self.workdir)
+
 
 class Daemon:
     """One rpcgate-epmd with its own policy, listener and control socket."""

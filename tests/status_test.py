@@ -18,22 +18,18 @@ Private network namespace; every wait bounded; every process started here stoppe
 """
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import rpcgate_testlib  # noqa: E402
-from rpcgate_testlib import (BIN, INTERNET, INTRANET, POLICY, Daemon, hept_map,  # noqa: E402
-                             stop_process, wait_for)
+from rpcgate_testlib import (BIN, INTERNET, INTRANET, POLICY, Daemon, WorkdirCase,  # noqa: E402
+                             mapped, stop_process, wait_for)
 
 rpcgate_testlib.enter_private_netns("50000-50199")
 
-from impacket.dcerpc.v5.rpcrt import DCERPCException  # noqa: E402
 
 ECHO = "60a15ec5-4de8-11d7-a637-005056a20182"
 ALPHA = "11111111-2222-3333-4444-5555555555c1"
@@ -44,16 +40,6 @@ NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 def rpcgate(*args, user=None, timeout=15):
     return subprocess.run([*(user or []), os.path.join(BIN, "rpcgate"), *args],
                           capture_output=True, text=True, timeout=timeout)
-
-
-def mapped(uuid):
-    """hept_map's binding, or None when not registered."""
-    try:
-        return hept_map(uuid)
-    except DCERPCException as e:
-        if "ept_s_not_registered" in str(e):
-            return None
-        raise
 
 
 class Proc:
@@ -73,16 +59,8 @@ class Proc:
         self.proc.stderr.close()
 
 
-class Base(unittest.TestCase):
-    def setUp(self):
-        self.workdir = tempfile.mkdtemp(prefix="rpcgate-status-")
-        os.chmod(self.workdir, 0o755)  # nobody must reach the control socket's directory
-        self.cleanup = []
-
-    def tearDown(self):
-        for fn in reversed(self.cleanup):
-            fn()
-        shutil.rmtree(self.workdir)
+class Base(WorkdirCase):
+    WORKDIR_PREFIX = "rpcgate-status-"
 
     def daemon(self, name="d", extra=()):
         d = Daemon(self.workdir, name, POLICY, extra=extra)
