@@ -52,8 +52,8 @@ struct Options {
   // with its own recv), except bodies smaller than splice_min, which one recv/send moves for
   // less than two splices. Off by default: measured with rpcecho's 64 KiB calls in fragments of
   // 5840 bytes (what Windows and Samba negotiate), the per-PDU reads and splices cost rpcgate-fwd
-  // about 3x the CPU of reading whole PDUs in 64 KiB chunks (README, "The firewall measured").
-  // It pays only for PDUs far larger than real peers send.
+  // about 3x the CPU of the copy path's big reads (measured with 64 KiB reads; README, "The
+  // firewall measured"). It pays only for PDUs far larger than real peers send.
   bool splice = false;
   std::size_t splice_min = 4096;
   // Bytes queued towards peers that do not read, over all relayed connections (each holds at
