@@ -57,6 +57,7 @@
 #include "common/uuid.h"
 #include "idle.h"
 #include "load.h"
+#include "runtime/heap.h"
 #include "runtime/net.h"
 #include "runtime/rpc_client.h"
 
@@ -408,6 +409,9 @@ int run_idle(const Options& o, const IdleOptions& io) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The load generator must not be slowed by glibc trimming its heap after every bulk call
+  // (heap.h); the servers it measures do the same (runtime::Server).
+  rpcgate::runtime::tune_heap();
   CLI::App app{
       "rpcgate-bench: closed-loop DCE/RPC load over TCP (one call outstanding per connection), "
       "or many idle bound connections held (idle).\n"

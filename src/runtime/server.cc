@@ -29,6 +29,7 @@
 #include "rpc/framer.h"
 #include "rpc/status.h"
 #include "runtime/epm_host.h"
+#include "runtime/heap.h"
 
 namespace rpcgate::runtime {
 
@@ -447,6 +448,7 @@ void detail::Connection::on_call(rpc::ServerCall& dc) {
 
 Server::Server(asio::io_context& io, ServerOptions options)
     : io_(io), options_(options), read_buffer_(64 * 1024) {
+  if (options_.tune_heap) tune_heap();
   clock_ = options_.clock != nullptr ? options_.clock : &common::SteadyClock::instance();
   manual_clock_ = dynamic_cast<common::ManualClock*>(clock_);
   if (manual_clock_ != nullptr) {

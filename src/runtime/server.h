@@ -71,6 +71,9 @@
 //    counted in the next line of that kind).
 //    Memory released this way is given back to the system: once kTrimAfterReleasedBytes of
 //    reassembly memory was released, malloc_trim(0) runs, at most once per kTrimInterval.
+//    Since the Server trims, free() need not: the constructor calls runtime::tune_heap()
+//    (heap.h: glibc trims and mmaps only above a few MiB; per-call trims cost a 64 KiB echo
+//    call half the server's CPU) unless ServerOptions::tune_heap is false.
 //  * handler exceptions are caught (fault nca_s_fault_unspec), never propagated.
 #pragma once
 
@@ -248,6 +251,9 @@ struct ServerOptions {
   std::uint16_t max_frag = 5840;                    // ServerConfig::max_frag (Windows' value)
   int listen_backlog = 1024;
   int listen_tries = 16;  // listen_tcp(port 0) retries on EADDRINUSE
+  // runtime::tune_heap() at construction (process-wide glibc settings; see heap.h). False leaves
+  // the process's malloc settings alone (an embedding program that sets its own).
+  bool tune_heap = true;
   // Reassembly budgets (see the file comment). max_stub_size: the cap of one call's stub for an
   // interface added without its own (Samba's default, 4 MiB). Per connection: two such calls.
   // A budget of 0 means none. The defaults suit a general server; rpcgate-epmd sets its own.
