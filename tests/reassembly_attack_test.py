@@ -226,8 +226,9 @@ class ReassemblyAttackTest(unittest.TestCase):
         # that the server's budget keeps closing (~500 reconnects/s), each bringing a 5840-byte
         # fragment per read, fill every loop turn. On an AMD EPYC host the median measured
         # 105-146 ms in 10 of 11 runs (4.2 ms in one), with the binaries of this commit and of
-        # 7a39aba alike (3.3 ms on an earlier, faster host); perf shows a third of the daemon's
-        # CPU in memmove. What the budgets prevent - probes queued behind buffers growing
+        # 7a39aba alike (3.3 ms on an earlier, faster host), 74-92 ms once the runtime no longer
+        # let glibc trim its heap per free (runtime/heap.h); perf shows a third of the daemon's
+        # CPU in memmove, the reassembler copying the attack's bytes. What the budgets prevent - probes queued behind buffers growing
         # without end - takes seconds, and every call stays under 1 s.
         sources = [f"127.0.0.{i}" for i in range(2, 42)]
         self.run_attack(sources, 6, SERVER_WIDE,
