@@ -28,8 +28,8 @@ TEST(Heap, BulkBlocksComeFromTheHeapAndFreeDoesNotTrimIt) {
   EXPECT_GE(held.arena, before.arena);
   std::free(p);
   const auto after = ::mallinfo2();
-  EXPECT_GE(after.arena, held.arena) << "free() trimmed the heap's top (" << held.arena << " -> "
-                                     << after.arena << " bytes)";
+  EXPECT_GE(after.arena, held.arena)
+      << "free() trimmed the heap's top (" << held.arena << " -> " << after.arena << " bytes)";
   // What the process still can do: give it back on purpose (runtime::Server's malloc_trim).
   ::malloc_trim(0);
   EXPECT_LT(::mallinfo2().arena, held.arena) << "malloc_trim(0) gave nothing back";
