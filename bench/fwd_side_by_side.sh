@@ -37,7 +37,12 @@
 #                  ("pinhole_install_us", the daemon's last 4096) is kept beside it.
 #   echodata 1/16  rpcgate-bench echo --op echodata --size 65536 at 1 and 16 connections: MB/s
 #                  each way (64 KiB out and 64 KiB back per call), through the pinholes opened at
-#                  set-up vs direct; issue target: through >= 0.8x direct.
+#                  set-up vs direct; issue target: through >= 0.8x direct. These rows have a third
+#                  path, FLOOR: rpc-relay-floor (bench/relay_floor.cc) in the firewall namespace
+#                  (and on its CPU with --pin-cpus), 10.135.1.1:40135 -> the direct address: a
+#                  TCP relay that moves bytes as rpcgate-fwd's copy path does and does nothing
+#                  else (no tproxy, no inspection). floor/direct is what terminating TCP twice
+#                  costs any relay on this machine; through/floor is rpcgate-fwd's own share.
 #   reconnect 16   rpcgate-bench echo --reconnect (connect, bind rpcecho, AddOne, close per call):
 #                  new connections per second through a pinhole vs direct.
 #   The through runs pass rpcgate-fwd's pid as --server-pid (its CPU per call); the direct runs
@@ -86,6 +91,7 @@ SERVER_DIRECT=10.135.2.3
 CHECK_CLIENT=10.135.1.2
 LOAD_SOURCES=(10.135.1.10 10.135.1.11 10.135.1.12 10.135.1.13 10.135.1.14 10.135.1.15 10.135.1.16 10.135.1.17)
 ECHO_SIZE=65536
+RELAY_FLOOR_PORT=40135  # rpc-relay-floor's listener on the firewall's client-side address
 
 die() { echo "fwd_side_by_side: $*" >&2; exit 1; }
 usage() {
@@ -153,7 +159,7 @@ fi
 # the EXIT trap, which stops every process and deletes the namespaces).
 if [ "$IN_NETNS" != 1 ]; then
   [ "$(id -u)" = 0 ] || die "needs root (network namespaces, nftables): run it as root or via 'make bench'"
-  for b in rpcgate-bench rpcgate-epmd rpcgate-echo rpcgate-fwd rpcgate; do
+  for b in rpcgate-bench rpcgate-epmd rpcgate-echo rpcgate-fwd rpcgate rpc-relay-floor; do
     [ -x "$BIN/$b" ] || die "missing $BIN/$b (build it: cmake --build build --target $b; or set RPCGATE_BIN)"
   done
   "$BIN/rpcgate-bench" echo --help 2>/dev/null | grep -q -- --reconnect ||
@@ -166,7 +172,7 @@ if [ "$IN_NETNS" != 1 ]; then
   fi
   mkdir -p "$OUT" || die "cannot create the output directory $OUT"
   OUT=$(cd "$OUT" && pwd)
-  runs=$((REPS * 8))
+  runs=$((REPS * 10))
   budget=${FWD_BENCH_TIMEOUT:-$("$PY" -c "print(int(60 + $runs * ($WARMUP + $DURATION + $QUIET_WINDOW + 4) + 30 + $IDLE_CONNECTIONS / 50))")}
   echo "fwd_side_by_side: $runs runs of ${WARMUP}+${DURATION} s, $REPS round(s); at most ${budget} s; results in $OUT" >&2
   export FWD_SBS_INNER=1 RPCGATE_BIN="$BIN" FWD_SBS_SMOKE="$SMOKE"
@@ -296,10 +302,21 @@ for ((i = 0; i < 100; i++)); do
 done
 grep -q '"event":"start"' "$S/fwd.log" || die "rpcgate-fwd did not log its start within 10 s: $(tail -n 5 "$S/fwd.log")"
 
+# The relay floor (bench/relay_floor.cc): a TCP relay that only moves bytes, as rpcgate-fwd's copy
+# path does, with no inspection and no tproxy, in the firewall's namespace and on its CPUs, from
+# 10.135.1.1:RELAY_FLOOR_PORT to the direct address. What every terminating relay pays.
+ip netns exec "$NS_F" "${TS_FWD[@]}" "$BIN/rpc-relay-floor" --listen "10.135.1.1:$RELAY_FLOOR_PORT" \
+  --to "$SERVER_DIRECT:$ECHO_PORT" >"$S/relay-floor.out" 2>"$S/relay-floor.out.err" &
+FLOOR_PID=$!
+PIDS=("$FLOOR_PID" "${PIDS[@]}")
+wait_port_line "$S/relay-floor.out" "$FLOOR_PID" rpc-relay-floor >/dev/null
+
 # --pin-cpus: each daemon runs where it was put (taskset exec'd it: the pid is the daemon's).
 if [ "$PIN" = 1 ]; then
-  [ "$(taskset -pc "$FWD_PID" | sed 's/.*: //')" = "$FW_CPU" ] ||
-    die "rpcgate-fwd is not pinned to CPU $FW_CPU: $(taskset -pc "$FWD_PID")"
+  for pid in "$FWD_PID" "$FLOOR_PID"; do
+    [ "$(taskset -pc "$pid" | sed 's/.*: //')" = "$FW_CPU" ] ||
+      die "pid $pid is not pinned to CPU $FW_CPU: $(taskset -pc "$pid")"
+  done
   want="0-$((FW_CPU - 1))"
   [ "$FW_CPU" != 1 ] || want=0  # taskset prints a one-CPU range as that CPU
   for pid in "$EPMD_PID" "$ECHO_PID"; do
@@ -310,7 +327,7 @@ if [ "$PIN" = 1 ]; then
 fi
 
 # --server-pid and idle's RSS / descriptor counts read /proc/PID: each pid must be the daemon.
-for pair in "$EPMD_PID rpcgate-epmd" "$ECHO_PID rpcgate-echo" "$FWD_PID rpcgate-fwd"; do
+for pair in "$EPMD_PID rpcgate-epmd" "$ECHO_PID rpcgate-echo" "$FWD_PID rpcgate-fwd" "$FLOOR_PID rpc-relay-floor"; do
   # shellcheck disable=SC2086 # "pid name"
   set -- $pair
   [ "$(basename "$(readlink "/proc/$1/exe")")" = "$2" ] || die "pid $1 is not $2 ($(readlink "/proc/$1/exe"))"
@@ -355,7 +372,7 @@ mkdir -p "$S/runs"
 : >"$S/runs.txt"
 : >"$S/retries.txt"
 run_timeout=$("$PY" -c "print(int($WARMUP + $DURATION + 30))")
-total=$((REPS * 8))
+total=$((REPS * 10))
 n=0
 # $1 row (epm-map | echodata | reconnect), $2 connections, $3 path (through | direct), $4 round
 measure() {
@@ -364,14 +381,18 @@ measure() {
   f="$S/runs/$row.$conns.$path.$round.json"
   n=$((n + 1))
   server=$([ "$path" = through ] && echo "$SERVER_THROUGH" || echo "$SERVER_DIRECT")
+  local port=$ECHO_PORT
+  if [ "$path" = floor ]; then server=10.135.1.1; port=$RELAY_FLOOR_PORT; fi
   local args=()
   case $row in
     epm-map) args=(epm-map --target "$server:135" --interface "$RPCECHO") ;;
-    echodata) args=(echo --target "$server:$ECHO_PORT" --op echodata --size "$ECHO_SIZE") ;;
+    echodata) args=(echo --target "$server:$port" --op echodata --size "$ECHO_SIZE") ;;
     reconnect) args=(echo --reconnect --target "$server:$ECHO_PORT" --op addone) ;;
   esac
   if [ "$path" = through ]; then
     pid=$FWD_PID
+  elif [ "$path" = floor ]; then
+    pid=$FLOOR_PID
   elif [ "$row" = epm-map ]; then
     pid=$EPMD_PID
   else
@@ -404,7 +425,7 @@ sys.stdout.buffer.write(f.read(int(sys.argv[3])))' "$S/fwd.log" "$log_from" "$((
     fwd_status >"$f.status" || die "rpcgate-fwd status failed after $row $conns round $round"
   fi
   echo "$row $conns $path $round $f $load_before $load_after $other" >>"$S/runs.txt"
-  summary=$("$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); s=j.get("server_cpu_us_per_call"); print("%.0f calls/s, p99 %.0f us, %d errors, client %.2f CPUs, %s %s" % (j["calls_per_s"], j["p99_us"], j["errors"], j.get("client_cpu_busy", 0), sys.argv[2], "%.2f CPUs %.2f us/call" % (j["server_cpu_busy"], s) if s is not None else "-"))' "$f" "$([ "$path" = through ] && echo rpcgate-fwd || echo server)")
+  summary=$("$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); s=j.get("server_cpu_us_per_call"); print("%.0f calls/s, p99 %.0f us, %d errors, client %.2f CPUs, %s %s" % (j["calls_per_s"], j["p99_us"], j["errors"], j.get("client_cpu_busy", 0), sys.argv[2], "%.2f CPUs %.2f us/call" % (j["server_cpu_busy"], s) if s is not None else "-"))' "$f" "$(case $path in through) echo rpcgate-fwd ;; floor) echo rpc-relay-floor ;; *) echo server ;; esac)")
   is_busy "$other" "$MAX_LOAD" && busy=" - MACHINE BUSY"
   printf '  [%2d/%d] round %d  %-9s %2d conns  %-7s  %s; other work %s CPUs, load %s -> %s%s\n' \
     "$n" "$total" "$round" "$row" "$conns" "$path" "$summary" "$other" "$load_before" \
@@ -423,14 +444,16 @@ in_ns "$NS_C" "${TS_REST[@]}" timeout $((60 + IDLE_CONNECTIONS / 20)) "$BIN/rpcg
   die "rpcgate-bench idle with $IDLE_CONNECTIONS connections through rpcgate-fwd failed (exit $?): $(tail -n 3 "$IDLE_JSON.err")"
 
 echo "== measuring: $REPS round(s), ${WARMUP} s warmup + ${DURATION} s per run; through = $SERVER_THROUGH (rpcgate-fwd pid $FWD_PID), direct = $SERVER_DIRECT" >&2
-PATHS=(through direct)
 ROWS=("epm-map 16" "echodata 1" "echodata 16" "reconnect 16")
 for ((round = 1; round <= REPS; round++)); do
   ri=0
   for row in "${ROWS[@]}"; do
-    for k in 0 1; do
+    # The bulk rows also go through the relay floor; the order rotates from row to row and round
+    # to round.
+    case $row in echodata*) PATHS=(through direct floor) ;; *) PATHS=(through direct) ;; esac
+    for ((k = 0; k < ${#PATHS[@]}; k++)); do
       # shellcheck disable=SC2086 # "row conns"
-      measure $row "${PATHS[$(((round - 1 + ri + k) % 2))]}" "$round"
+      measure $row "${PATHS[$(((round - 1 + ri + k) % ${#PATHS[@]}))]}" "$round"
     done
     ri=$((ri + 1))
   done
@@ -472,6 +495,7 @@ dirty=false
     echo "pinned=rpcgate-fwd on CPU $FW_CPU; client, rpcgate-epmd and rpcgate-echo on CPUs 0-$((FW_CPU - 1))"
   fi
   echo "fwd_args=--allow $RPCECHO --servers $SERVER_THROUGH/32 --pinhole-timeout 3600s"
+  echo "relay_floor=10.135.1.1:$RELAY_FLOOR_PORT -> $SERVER_DIRECT:$ECHO_PORT"
 } >"$S/meta.txt"
 
 "$PY" "$HERE/fwd_side_by_side_report.py" --meta "$S/meta.txt" --runs "$S/runs.txt" \

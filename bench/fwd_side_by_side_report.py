@@ -9,12 +9,14 @@ table).
                                [--retries FILE] --out OUT [--max-load L]
 
 META: key=value lines. RUNS: one line per run, "row connections path round file loadavg_before
-loadavg_after other_cpus_before" (row: epm-map | echodata | reconnect; path: through | direct).
+loadavg_after other_cpus_before" (row: epm-map | echodata | reconnect; path: through | direct |
+floor, the last for echodata only: rpc-relay-floor, a relay that only moves bytes).
 RETRIES: one line per failed attempt that was retried (listed under the table).
 A through run's FILE.fwdlog holds rpcgate-fwd's JSON decision records written during it (the
 "pinhole" records carry install_us) and FILE.status its `status --json` right after.
 
-Medians are over the rounds; a ratio is through / direct of the medians. A run is busy when other
+Medians are over the rounds; a ratio is through / direct of the medians (and, where the relay floor
+was measured, floor / direct and through / floor). A run is busy when other
 work took more than max_load CPUs before it (--max-load, else META's max_load, else 0.5): a ratio
 computed from a busy run is printed with "*" and a footnote, and a target judged on it is
 "NOT MEASURED (machine busy)" (other work compresses every ratio toward 1: such a ratio neither
@@ -28,6 +30,7 @@ import sys
 
 ROWS = (("epm-map", 16), ("echodata", 1), ("echodata", 16), ("reconnect", 16))
 PATHS = ("through", "direct")
+FLOOR = "floor"  # rpc-relay-floor (bench/relay_floor.cc), bulk rows only
 DEFAULT_MAX_LOAD = 0.5
 NOT_MEASURED_BUSY = "NOT MEASURED (machine busy)"
 # Issue 14: bulk calls through a pinhole >= 0.8x the direct throughput.
@@ -130,7 +133,7 @@ def summarize(runs):
     for row, conns in ROWS:
         mine = [r for r in runs if (r["row"], r["connections"]) == (row, conns)]
         entry = {}
-        for p in PATHS:
+        for p in PATHS + (FLOOR,):
             rs = [r for r in mine if r["path"] == p]
             if not rs:
                 continue
@@ -150,14 +153,17 @@ def summarize(runs):
                 "load_each_round": [r["load"] for r in rs],
                 "client_cpu_busy": median_of(x.get("client_cpu_busy") for x in res),
                 # Through: rpcgate-fwd's CPU; direct: the server's (rpcgate-epmd / -echo).
-                "cpu_pid_of": "rpcgate-fwd" if p == "through" else
-                              ("rpcgate-epmd" if row == "epm-map" else "rpcgate-echo"),
+                "cpu_pid_of": {"through": "rpcgate-fwd", FLOOR: "rpc-relay-floor"}.get(
+                    p, "rpcgate-epmd" if row == "epm-map" else "rpcgate-echo"),
                 "server_cpu_us_per_call": median_of(x.get("server_cpu_us_per_call") for x in res),
                 "server_cpu_busy": median_of(x.get("server_cpu_busy") for x in res),
             }
         t, d = entry.get("through"), entry.get("direct")
         entry["ratio"] = t["rate"] / d["rate"] if t and d and d["rate"] else None
         entry["p99_ratio"] = t["p99_us"] / d["p99_us"] if t and d and d["p99_us"] else None
+        f = entry.get(FLOOR)
+        entry["floor_ratio"] = f["rate"] / d["rate"] if f and d and d["rate"] else None
+        entry["through_over_floor"] = t["rate"] / f["rate"] if t and f and f["rate"] else None
         entry["busy"] = [{"path": r["path"], "round": r["round"], **r["load"]}
                          for r in mine if r["load"]["busy"]] or None
         summary["%s %d" % (row, conns)] = entry
@@ -316,6 +322,20 @@ def table(meta, summary, installs, idle, status, target_list, max_load, retries=
                      "%s %d %s/%s" % (LABEL[r], c, fmt_2(summary["%s %d" % (r, c)].get(
                          "through", {}).get("client_cpu_busy")), fmt_2(summary["%s %d" % (
                              r, c)].get("direct", {}).get("client_cpu_busy"))) for r, c in ROWS))
+    floor_rows = [(r, c) for r, c in ROWS if summary["%s %d" % (r, c)].get(FLOOR)]
+    if floor_rows:
+        lines.append("")
+        lines.append("%-16s %-8s %10s  %9s  %9s  %13s  (%s)" % (
+            "relay floor", "unit", "floor", "floor/dir", "thr/floor", "floor us/call",
+            "rpc-relay-floor " + meta.get("relay_floor", "") + ": moves bytes as rpcgate-fwd "
+            "does, no tproxy, no inspection"))
+        for row, conns in floor_rows:
+            e = summary["%s %d" % (row, conns)]
+            busy = bool(e["busy"])
+            lines.append("%-16s %-8s %s  %s  %s  %13s" % (
+                "%s  %d" % (LABEL[row], conns), UNIT[row], fmt_num(e[FLOOR]["rate"], 10, 1),
+                fmt_ratio(e["floor_ratio"], 9, busy), fmt_ratio(e["through_over_floor"], 9, busy),
+                fmt_2(e[FLOOR].get("server_cpu_us_per_call"))))
     lines.append("")
     ins = installs
     lines.append("%-16s p50 %s us, p99 %s us, max %s us over %d installs (%d opened, %d refreshed; "
@@ -341,6 +361,11 @@ def table(meta, summary, installs, idle, status, target_list, max_load, retries=
     for t in target_list:
         lines.append("  %-54s %-10s %s%s" % (t["target"], t["value"], t["result"],
                                              "  (" + t["note"] + ")" if t["note"] else ""))
+    floors = [(c, summary["echodata %d" % c].get("floor_ratio")) for c in (1, 16)]
+    if any(v is not None for _, v in floors):
+        lines.append("  for scale, a relay that only moves bytes (relay floor) reaches " + ", ".join(
+            "%s @%d" % (fmt_ratio(v, 0).strip(), c) for c, v in floors if v is not None) +
+            " of direct on this machine")
     return "\n".join(lines) + "\n"
 
 

@@ -235,6 +235,27 @@ class ReportTest(unittest.TestCase):
                                                   x["round"]) == ("echodata", 16, "direct", 2))
         self.assertTrue(run["load"]["busy"])
 
+    def test_relay_floor_rows(self):
+        rs = rates()
+        rs[("echodata", 1, "floor")] = [300.0, 330.0, 360.0]  # median 330; direct 600
+        rs[("echodata", 16, "floor")] = [500.0, 500.0, 500.0]  # through 950, direct 1000
+        r = Report(rs)
+        s = r.json["summary"]
+        self.assertAlmostEqual(s["echodata 1"]["floor_ratio"], 330 / 600)
+        self.assertAlmostEqual(s["echodata 1"]["through_over_floor"], 510 / 330)
+        self.assertAlmostEqual(s["echodata 16"]["floor_ratio"], 0.5)
+        self.assertEqual(s["echodata 16"]["floor"]["cpu_pid_of"], "rpc-relay-floor")
+        self.assertIsNone(s["epm-map 16"]["floor_ratio"])
+        floor_line = [ln for ln in r.stdout.splitlines() if ln.startswith("echodata 64K  1 ")]
+        self.assertEqual(len(floor_line), 2, r.stdout)  # the main row and the floor row
+        self.assertIn(" 0.55x ", floor_line[1])
+        self.assertIn(" 1.55x ", floor_line[1])
+        self.assertIn("reaches 0.55x @1, 0.50x @16 of direct", r.stdout)
+        # The targets stay through / direct.
+        self.assertEqual(r.target(16)["value"], "0.95x")
+        # Without floor runs there is no floor table.
+        self.assertNotIn("relay floor", Report(rates()).stdout)
+
     def test_max_load_decides(self):
         loads = {("echodata", 16, "direct", 2): BUSY}
         r = Report(rates(), loads=loads, max_load=99)

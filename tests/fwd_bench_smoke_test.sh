@@ -47,6 +47,8 @@ for label in "ept_map  16" "echodata 64K  1" "echodata 64K  16" "reconnect  16" 
   grep -q "^$label " "$tmp/stdout" || fail "no row starting with '$label'"
 done
 grep -q "^Targets (issue 14)" "$tmp/stdout" || fail "no Targets section"
+grep -q "^relay floor .*rpc-relay-floor" "$tmp/stdout" || fail "no relay floor table"
+[ "$(grep -c "^echodata 64K  1 " "$tmp/stdout")" = 2 ] || fail "no relay floor row for echodata 1"
 cmp -s "$out/fwd-latest.txt" "$tmp/stdout" || fail "fwd-latest.txt differs from the printed table"
 /usr/bin/python3 - "$out/fwd-latest.json" <<'PY' || fail "fwd-latest.json does not hold what it should"
 import json, sys
@@ -65,6 +67,10 @@ for r in j["runs"]:
 for row, conns in (("epm-map", 16), ("echodata", 1), ("echodata", 16), ("reconnect", 16)):
     for path in ("through", "direct"):
         assert (row, conns, path) in seen, (row, conns, path)
+# The bulk rows also went through the relay floor (a relay that only moves bytes).
+for conns in (1, 16):
+    assert ("echodata", conns, "floor") in seen, conns
+    assert j["summary"]["echodata %d" % conns]["floor_ratio"] > 0, j["summary"]
 ins = j["pinhole_install"]
 # Every ept_map answer is an install or, for a pinhole with 9/10 of its life left, "kept".
 assert ins["count"] + ins["kept"] > 0, ins
