@@ -54,7 +54,7 @@ struct Pipe {
 struct Conn {
   int c = -1, s = -1;
   bool connected = false;
-  Pipe up, down;  // client -> server, server -> client
+  Pipe up, down;                                    // client -> server, server -> client
   std::uint32_t c_events = 0, s_events = EPOLLOUT;  // what epoll waits for now
   ~Conn() {
     if (c >= 0) ::close(c);
