@@ -13,7 +13,6 @@
 // stdout, once listening: `port=N` (flushed). Exit 1 when it cannot listen, 2 on bad usage.
 #include <array>
 #include <cerrno>
-#include <charconv>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -21,12 +20,13 @@
 #include <string>
 #include <vector>
 
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "floor_common.h"
 
 namespace {
 
@@ -233,31 +233,9 @@ int usage() {
 int main(int argc, char** argv) {
   if (argc != 3 || std::strcmp(argv[1], "--listen") != 0) return usage();
   const std::string listen = argv[2];
-  const auto colon = listen.rfind(':');
-  if (colon == std::string::npos) return usage();
   sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  unsigned port = 0;
-  const char* pb = listen.data() + colon + 1;
-  const char* pe = listen.data() + listen.size();
-  const auto r = std::from_chars(pb, pe, port);
-  if (r.ec != std::errc{} || r.ptr != pe || port > 65535) return usage();
-  if (::inet_pton(AF_INET, listen.substr(0, colon).c_str(), &sa.sin_addr) != 1) return usage();
-  sa.sin_port = htons(static_cast<std::uint16_t>(port));
-
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  const int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (fd < 0 || ::bind(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof sa) != 0 ||
-      ::listen(fd, 4096) != 0) {
-    std::fprintf(stderr, "rpc-floor-server: cannot listen on %s: %s\n", listen.c_str(),
-                 std::strerror(errno));
-    return 1;
-  }
-  sockaddr_in bound{};
-  socklen_t len = sizeof bound;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
-  std::printf("port=%u\n", static_cast<unsigned>(ntohs(bound.sin_port)));
-  std::fflush(stdout);
+  if (!rpcgate::bench::parse_ipv4_endpoint(listen, sa)) return usage();
+  const int fd = rpcgate::bench::listen_and_announce(sa, 4096, "rpc-floor-server", listen);
+  if (fd < 0) return 1;
   return FloorServer(fd).run();
 }

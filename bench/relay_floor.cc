@@ -9,40 +9,24 @@
 //   rpc-relay-floor --listen IPV4:PORT --to IPV4:PORT     (listen PORT 0: the kernel chooses)
 // stdout, once listening: `port=N` (flushed). Exit 1 when it cannot listen, 2 on bad usage.
 #include <cerrno>
-#include <charconv>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "floor_common.h"
+
 namespace {
 
 constexpr std::size_t kChunk = 256 * 1024;
-
-bool parse_endpoint(const std::string& s, sockaddr_in& out) {
-  const auto colon = s.rfind(':');
-  if (colon == std::string::npos) return false;
-  std::memset(&out, 0, sizeof out);
-  out.sin_family = AF_INET;
-  if (::inet_pton(AF_INET, s.substr(0, colon).c_str(), &out.sin_addr) != 1) return false;
-  unsigned port = 0;
-  const char* first = s.data() + colon + 1;
-  const char* last = s.data() + s.size();
-  auto [p, ec] = std::from_chars(first, last, port);
-  if (ec != std::errc() || p != last || port > 65535) return false;
-  out.sin_port = htons(static_cast<std::uint16_t>(port));
-  return true;
-}
 
 // One direction: bytes read from `from` and not yet written to `to`.
 struct Pipe {
@@ -138,22 +122,14 @@ int main(int argc, char** argv) {
     }
   }
   sockaddr_in la{}, ta{};
-  if (!parse_endpoint(listen_at, la) || !parse_endpoint(to, ta)) {
+  if (!rpcgate::bench::parse_ipv4_endpoint(listen_at, la) ||
+      !rpcgate::bench::parse_ipv4_endpoint(to, ta)) {
     std::fprintf(stderr, "rpc-relay-floor: --listen and --to take IPV4:PORT\n");
     return 2;
   }
-  const int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  const int lfd = rpcgate::bench::listen_and_announce(la, 1024, "rpc-relay-floor", listen_at);
+  if (lfd < 0) return 1;
   const int one = 1;
-  ::setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (::bind(lfd, reinterpret_cast<sockaddr*>(&la), sizeof la) != 0 || ::listen(lfd, 1024) != 0) {
-    std::fprintf(stderr, "rpc-relay-floor: cannot listen on %s: %s\n", listen_at.c_str(),
-                 std::strerror(errno));
-    return 1;
-  }
-  socklen_t len = sizeof la;
-  ::getsockname(lfd, reinterpret_cast<sockaddr*>(&la), &len);
-  std::printf("port=%u\n", ntohs(la.sin_port));
-  std::fflush(stdout);
 
   g_epoll = ::epoll_create1(EPOLL_CLOEXEC);
   constexpr std::uint64_t kListener = ~std::uint64_t{0};
